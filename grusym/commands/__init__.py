@@ -1,0 +1,1 @@
+"""The subcommands of the ``grusym`` CLI (see :mod:`grusym.cli` for the contract)."""

@@ -1,0 +1,64 @@
+"""Printers shared by the code generator and the reports, so code and documents name things alike.
+
+``code(expr)`` prints a scalar elementwise expression as NumPy code; ``text(expr)`` prints it for a human
+(comments, plain-text equations); ``equation(step)`` prints a whole step as ``name = rhs`` in NumPy notation
+(``@`` for matrix products, ``*`` elementwise). SymPy's stock NumPy printer prints elementwise Lambdas as
+invalid code, hence the subclass.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.str import StrPrinter
+
+from .cell import Step, scalar_form
+
+__all__ = ["code", "equation", "text"]
+
+
+class _CodePrinter(NumPyPrinter):
+    """NumPy code for elementwise expressions, with grusym's stable sigmoid and ``np`` as the module."""
+
+    def __init__(self) -> None:
+        super().__init__({"fully_qualified_modules": False, "allow_unknown_functions": False})
+
+    def _print_Sigmoid(self, expr: sp.Expr) -> str:
+        return f"rt.sigmoid({self._print(expr.args[0])})"
+
+    def _print_Tanh(self, expr: sp.Expr) -> str:
+        return f"np.tanh({self._print(expr.args[0])})"
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        if expr.exp == 2:  # x*x is faster than x**2 in NumPy
+            base = self.parenthesize(expr.base, sp.printing.precedence.PRECEDENCE["Mul"] + 1)
+            return f"{base}*{base}"
+        return str(super()._print_Pow(expr, rational=rational))
+
+
+class _TextPrinter(StrPrinter):
+    def _print_Sigmoid(self, expr: sp.Expr) -> str:
+        return f"sigmoid({self._print(expr.args[0])})"
+
+    def _print_Tanh(self, expr: sp.Expr) -> str:
+        return f"tanh({self._print(expr.args[0])})"
+
+
+_CODE, _TEXT = _CodePrinter(), _TextPrinter({"order": "none"})
+
+
+def code(expr: sp.Expr) -> str:
+    return str(_CODE.doprint(expr))
+
+
+def text(expr: sp.Expr) -> str:
+    return str(_TEXT.doprint(expr))
+
+
+def equation(step: Step) -> str:
+    """``name = rhs`` of a step, in NumPy notation."""
+    if step.kind == "linear":
+        rhs = " + ".join([f"{t.left} @ {t.weight}" for t in step.terms] + ([step.bias] if step.bias else []))
+    else:
+        rhs = text(scalar_form(step.expr))
+    return f"{step.name} = {rhs}"

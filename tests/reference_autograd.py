@@ -1,0 +1,138 @@
+"""An independent reverse-mode autograd, for cross-checking the generated code.
+
+It shares nothing with ``grusym.symbolic.derive`` or ``codegen``: it interprets each variant's declared
+SymPy matrix expressions numerically on a tape of NumPy nodes (micrograd's design, for arrays) and
+backpropagates by the textbook rules of each node. Only the equations are shared, which is the point: the
+derivation and the code generator are what this checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import sympy as sp
+
+from grusym.symbolic.cell import Cell
+from grusym.symbolic.primitives import Sigmoid, Tanh
+
+
+class Node:
+    def __init__(self, value: np.ndarray, parents: tuple[tuple[Node, Callable], ...] = ()) -> None:
+        self.value = np.asarray(value, dtype=np.float64)
+        self.parents = parents  # (parent, vjp: upstream grad -> grad for the parent)
+        self.grad = np.zeros_like(self.value)
+
+    def __add__(self, o: Node) -> Node:
+        return Node(self.value + o.value, ((self, lambda g: _unbroadcast(g, self.value.shape)),
+                                           (o, lambda g: _unbroadcast(g, o.value.shape))))
+
+    def __mul__(self, o: Node) -> Node:
+        return Node(self.value * o.value, ((self, lambda g: _unbroadcast(g * o.value, self.value.shape)),
+                                           (o, lambda g: _unbroadcast(g * self.value, o.value.shape))))
+
+    def scale(self, c: float) -> Node:
+        return Node(c * self.value, ((self, lambda g: c * g),))
+
+    def __matmul__(self, o: Node) -> Node:
+        return Node(self.value @ o.value, ((self, lambda g: g @ o.value.T), (o, lambda g: self.value.T @ g)))
+
+    def apply(self, fn: type) -> Node:
+        if fn is Sigmoid:
+            y = 1.0 / (1.0 + np.exp(-self.value))
+            return Node(y, ((self, lambda g: g * y * (1 - y)),))
+        if fn is Tanh:
+            y = np.tanh(self.value)
+            return Node(y, ((self, lambda g: g * (1 - y * y)),))
+        raise NotImplementedError(fn)
+
+
+def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    while g.ndim > len(shape):
+        g = g.sum(axis=0)
+    for axis, size in enumerate(shape):
+        if size == 1 and g.shape[axis] != 1:
+            g = g.sum(axis=axis, keepdims=True)
+    return g
+
+
+def backprop(out: Node) -> None:
+    order, seen = [], set()
+
+    def visit(node: Node) -> None:
+        if id(node) not in seen:
+            seen.add(id(node))
+            for parent, _ in node.parents:
+                visit(parent)
+            order.append(node)
+
+    visit(out)
+    out.grad = np.ones_like(out.value)
+    for node in reversed(order):
+        for parent, vjp in node.parents:
+            parent.grad = parent.grad + vjp(node.grad)
+
+
+def evaluate(expr: sp.Basic, env: dict[str, Node], n: int) -> Node:
+    """Evaluate a SymPy matrix expression of a cell step on tape nodes."""
+    if isinstance(expr, sp.MatrixSymbol):
+        return env[expr.name]
+    if isinstance(expr, sp.OneMatrix):
+        rows = n if expr.shape[0] != 1 else 1
+        return Node(np.ones((rows, 1 if expr.shape[1] == 1 else env["h_prev"].value.shape[1])))
+    if isinstance(expr, sp.MatAdd):
+        nodes = [evaluate(a, env, n) for a in expr.args]
+        total = nodes[0]
+        for other in nodes[1:]:
+            total = total + other
+        return total
+    if isinstance(expr, sp.HadamardProduct):
+        nodes = [evaluate(a, env, n) for a in expr.args]
+        total = nodes[0]
+        for other in nodes[1:]:
+            total = total * other
+        return total
+    if isinstance(expr, sp.MatMul):
+        coeff = sp.Integer(1)
+        nodes = []
+        for a in expr.args:
+            if a.is_Matrix:
+                nodes.append(evaluate(a, env, n))
+            else:
+                coeff *= a
+        total = nodes[0]
+        for other in nodes[1:]:
+            total = total @ other
+        return total.scale(float(coeff)) if coeff != 1 else total
+    if isinstance(expr, sp.matrices.expressions.applyfunc.ElementwiseApplyFunction):
+        body = expr.function(sp.Symbol("x"))
+        return evaluate(expr.expr, env, n).apply(type(body))
+    raise NotImplementedError(type(expr))
+
+
+def loss_and_grads(cell: Cell, params: dict, X: np.ndarray, Y: np.ndarray, h0: np.ndarray):
+    """Loss and gradients of the unrolled cell + char-LM head, by the tape above (float X only)."""
+    T, n, _ = X.shape
+    leaves = {k: Node(v if v.ndim == 2 else v[None, :]) for k, v in params.items()}
+    leaves["h0"] = Node(h0)
+    xs = [Node(X[t]) for t in range(T)]
+    h = leaves["h0"]
+    total = None
+    for t in range(T):
+        env = {**leaves, "X": xs[t], "h_prev": h}
+        for step in cell.steps:
+            env[step.name] = evaluate(step.expr, env, n)
+        h = env["h"]
+        logits = h @ leaves["W_hq"] + leaves["b_q"]
+        # mean cross-entropy, by log-sum-exp with its own vjp
+        z = logits.value - logits.value.max(axis=1, keepdims=True)
+        p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        ce = float(np.sum(np.log(np.exp(z).sum(axis=1)) - z[np.arange(n), Y[t]]))
+        onehot = np.eye(logits.value.shape[1])[Y[t]]
+        node = Node(np.array(ce / (T * n)), ((logits, lambda g, p=p, oh=onehot: g * (p - oh) / (T * n)),))
+        total = node if total is None else total + node
+    backprop(total)
+    grads = {k: (leaves[k].grad if params[k].ndim == 2 else leaves[k].grad[0]) for k in params}
+    grads["h0"] = leaves["h0"].grad
+    grads["X"] = np.stack([x.grad for x in xs])
+    return float(total.value), grads
