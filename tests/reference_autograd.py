@@ -24,12 +24,22 @@ class Node:
         self.grad = np.zeros_like(self.value)
 
     def __add__(self, o: Node) -> Node:
-        return Node(self.value + o.value, ((self, lambda g: _unbroadcast(g, self.value.shape)),
-                                           (o, lambda g: _unbroadcast(g, o.value.shape))))
+        return Node(
+            self.value + o.value,
+            (
+                (self, lambda g: _unbroadcast(g, self.value.shape)),
+                (o, lambda g: _unbroadcast(g, o.value.shape)),
+            ),
+        )
 
     def __mul__(self, o: Node) -> Node:
-        return Node(self.value * o.value, ((self, lambda g: _unbroadcast(g * o.value, self.value.shape)),
-                                           (o, lambda g: _unbroadcast(g * self.value, o.value.shape))))
+        return Node(
+            self.value * o.value,
+            (
+                (self, lambda g: _unbroadcast(g * o.value, self.value.shape)),
+                (o, lambda g: _unbroadcast(g * self.value, o.value.shape)),
+            ),
+        )
 
     def scale(self, c: float) -> Node:
         return Node(c * self.value, ((self, lambda g: c * g),))

@@ -87,13 +87,6 @@ class Derivation:
         """The contributions produced by the adjoint of step ``source``."""
         return [c for c in self.contributions if c.source == source]
 
-    def adjoint(self, value: str) -> sp.Expr:
-        """d[value] as one elementwise scalar expression (its matmul contributions as opaque symbols)."""
-        total = sp.Integer(0)
-        for c in self.into(value):
-            total += c.expr if c.kind == "elementwise" else sp.Symbol(str(c.expr))
-        return total
-
 
 def _matrix(name: str, cell: Cell) -> MatrixExpr:
     if name == INPUT:

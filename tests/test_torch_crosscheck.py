@@ -1,0 +1,190 @@
+"""Cross-checks against PyTorch autograd (float64), skipped cleanly where torch is not installed.
+
+1. A real nn.GRU + nn.Linear + cross-entropy, converted by grusym.interop, gives the same loss and every
+   gradient (all parameters, h0, X) as the generated gru_reset_after module, to 1e-12 relative.
+2. The torch round trip reproduces nn.GRU's outputs H and h_T.
+3. Every variant's generated gradients agree with torch autograd run on the variant's declared SymPy cell
+   steps, interpreted op by op as torch operations (as tests/reference_autograd.py does on a NumPy tape).
+
+"Relative" is norm-wise per array: max|ours - torch| / max|torch|.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+import sympy as sp  # noqa: E402
+
+import grusym  # noqa: E402
+from grusym.interop import from_torch_gru, to_torch_gru  # noqa: E402
+from grusym.symbolic import cell as cell_dims  # noqa: E402
+from grusym.symbolic.primitives import Sigmoid, Tanh  # noqa: E402
+from grusym.symbolic.variants import VARIANTS, build, head  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+T, N, D, H, Q = 5, 3, 4, 6, 5
+f64 = torch.float64
+
+
+def _rel(ours, ref) -> float:
+    ours, ref = np.asarray(ours), np.asarray(ref.detach() if torch.is_tensor(ref) else ref)
+    assert ours.shape == ref.shape, (ours.shape, ref.shape)
+    return float(np.max(np.abs(ours - ref)) / max(np.max(np.abs(ref)), 1e-300))
+
+
+def _assert_all_close(ours: dict, ref: dict, rtol: float) -> None:
+    errors = {k: _rel(ours[k], ref[k]) for k in ref}
+    bad = {k: f"{e:.1e}" for k, e in errors.items() if not e <= rtol}
+    assert not bad, f"relative errors above {rtol:.0e}: {bad}"
+
+
+def _torch_model(seed=0):
+    """nn.GRU + nn.Linear in float64 with N(0, 0.5^2) weights and biases: gates well away from linear."""
+    gen = torch.Generator().manual_seed(seed)
+    gru, lin = torch.nn.GRU(D, H, dtype=f64), torch.nn.Linear(H, Q, dtype=f64)
+    with torch.no_grad():
+        for p in (*gru.parameters(), *lin.parameters()):
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=f64) * 0.5)
+    return gru, lin
+
+
+def _data(seed=1):
+    rng = np.random.default_rng(seed)
+    return (
+        rng.normal(size=(T, N, D)),
+        rng.integers(0, D, (T, N)),
+        rng.integers(0, Q, (T, N)),
+        rng.normal(0, 0.5, (N, H)),
+    )
+
+
+def _torch_grads_in_our_layout(gru, lin) -> dict:
+    """PyTorch's parameter gradients under our names. Each bias b_r, b_z is the sum b_i + b_h in torch, so
+    dL/db_z is torch's gradient of either of the two (they are equal; the test checks both)."""
+    g = {name: p.grad.numpy() for name, p in gru.named_parameters()}
+    w_i, w_h = np.split(g["weight_ih_l0"], 3), np.split(g["weight_hh_l0"], 3)
+    b_i, b_h = np.split(g["bias_ih_l0"], 3), np.split(g["bias_hh_l0"], 3)
+    assert _rel(b_i[0], b_h[0]) <= 1e-14  # r: the two summed biases see one gradient (up to rounding)
+    assert _rel(b_i[1], b_h[1]) <= 1e-14  # z: likewise
+    return {
+        "W_xr": w_i[0].T, "W_xz": w_i[1].T, "W_xh": w_i[2].T,
+        "W_hr": w_h[0].T, "W_hz": w_h[1].T, "W_hh": w_h[2].T,
+        "b_r": b_i[0], "b_z": b_i[1], "b_xh": b_i[2], "b_hh": b_h[2],
+        "W_hq": lin.weight.grad.numpy().T, "b_q": lin.bias.grad.numpy(),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("tokens", [False, True], ids=["floats", "token-ids"])
+def test_nn_gru_loss_and_every_gradient_match(tokens):
+    gru, lin = _torch_model()
+    X, ids, Y, h0 = _data()
+    x = F.one_hot(torch.from_numpy(ids), D).to(f64) if tokens else torch.from_numpy(X)
+    x.requires_grad_(not tokens)
+    h0_t = torch.from_numpy(h0[None]).requires_grad_(True)
+    out, _ = gru(x, h0_t)
+    loss = F.cross_entropy(lin(out).reshape(T * N, Q), torch.from_numpy(Y).reshape(-1))  # mean over T*n
+    loss.backward()
+
+    params = from_torch_gru(gru.state_dict(), head=lin.state_dict())
+    value, grads, _ = grusym.load("gru_reset_after").loss_and_grads(params, ids if tokens else X, Y, h0)
+    assert _rel(value, loss) <= 1e-12
+    ref = {**_torch_grads_in_our_layout(gru, lin), "h0": h0_t.grad[0]}
+    if not tokens:
+        ref["X"] = x.grad
+    assert set(grads) == set(ref)
+    _assert_all_close(grads, ref, 1e-12)
+
+
+def test_torch_round_trip_reproduces_nn_gru_outputs():
+    m = grusym.load("gru_reset_after")
+    rng = np.random.default_rng(2)
+    params = m.init_params(D, H, Q, seed=2, scale=0.5)
+    params = {k: (v if v.ndim == 2 else rng.normal(0, 0.5, v.shape)) for k, v in params.items()}
+    X, _, _, h0 = _data(3)
+    H_ours = m.forward(params, X, h0)[0]
+
+    gru_state, lin_state = to_torch_gru(params)  # ours -> torch
+    gru = torch.nn.GRU(D, H, dtype=f64)
+    gru.load_state_dict({k: torch.from_numpy(v) for k, v in gru_state.items()})
+    with torch.no_grad():
+        out, h_T = gru(torch.from_numpy(X), torch.from_numpy(h0[None]))
+    assert _rel(H_ours, out) <= 1e-13 and _rel(H_ours[-1], h_T[0]) <= 1e-13
+    lin = torch.nn.Linear(H, Q, dtype=f64)
+    lin.load_state_dict({k: torch.from_numpy(v) for k, v in lin_state.items()})
+    with torch.no_grad():
+        assert _rel(m.head(params, H_ours), lin(out)) <= 1e-13
+
+    original, _ = _torch_model(seed=4)  # torch -> ours -> torch: the function survives, the bias split not
+    again = torch.nn.GRU(D, H, dtype=f64)
+    again.load_state_dict(
+        {k: torch.from_numpy(v) for k, v in to_torch_gru(from_torch_gru(original.state_dict()))[0].items()}
+    )
+    with torch.no_grad():
+        x, h = torch.from_numpy(X), torch.from_numpy(h0[None])
+        (out_a, hT_a), (out_b, hT_b) = original(x, h), again(x, h)
+    assert _rel(out_b, out_a) <= 1e-13 and _rel(hT_b, hT_a) <= 1e-13
+
+
+def _evaluate(expr: sp.Basic, env: dict, sizes: dict):
+    """One declared SymPy matrix expression, as torch operations on the tensors in ``env``."""
+    if isinstance(expr, sp.MatrixSymbol):
+        return env[expr.name]
+    if isinstance(expr, sp.OneMatrix):
+        return torch.ones(*(int(sp.sympify(s).subs(sizes)) for s in expr.shape), dtype=f64)
+    if isinstance(expr, (sp.MatAdd, sp.HadamardProduct)):
+        parts = [_evaluate(a, env, sizes) for a in expr.args]
+        total = parts[0]
+        for p in parts[1:]:
+            total = total + p if isinstance(expr, sp.MatAdd) else total * p
+        return total
+    if isinstance(expr, sp.MatMul):
+        coeff = sp.Mul(*(a for a in expr.args if not a.is_Matrix))
+        parts = [_evaluate(a, env, sizes) for a in expr.args if a.is_Matrix]
+        total = parts[0]
+        for p in parts[1:]:
+            total = total @ p
+        return float(coeff) * total if coeff != 1 else total
+    if isinstance(expr, sp.matrices.expressions.applyfunc.ElementwiseApplyFunction):
+        fn = {Sigmoid: torch.sigmoid, Tanh: torch.tanh}[type(expr.function(sp.Symbol("x")))]
+        return fn(_evaluate(expr.expr, env, sizes))
+    raise NotImplementedError(type(expr))
+
+
+def _torch_loss_and_grads(name, params, X, Y, h0):
+    """Torch autograd through the declared cell steps of ``name`` and the declared head step."""
+    cell = build(name)
+    _, head_step = head()
+    leaves = {k: torch.tensor(v, requires_grad=True) for k, v in {**params, "h0": h0, "X": X}.items()}
+    env0 = {k: (v[None, :] if v.ndim == 1 else v) for k, v in leaves.items()}  # biases are (1, h) rows
+    dims = cell_dims.n, cell_dims.d, cell_dims.h, cell_dims.q
+    sizes = dict(zip(dims, (N, D, H, Q), strict=True))
+    h, states = env0["h0"], []
+    for t in range(T):
+        env = {**env0, "X": env0["X"][t], "h_prev": h}
+        for step in cell.steps:
+            env[step.name] = _evaluate(step.expr, env, sizes)
+        h = env["h"]
+        states.append(h)
+    rows = torch.cat(states)  # (T*n, h)
+    logits = _evaluate(head_step.expr, {**env0, "H": rows}, {**sizes, cell_dims.n: T * N})
+    loss = F.cross_entropy(logits, torch.from_numpy(Y).reshape(-1))
+    loss.backward()
+    return loss.item(), {k: v.grad.numpy() for k, v in leaves.items()}
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_every_variant_matches_torch_autograd_of_its_declared_equations(name):
+    rng = np.random.default_rng(5)
+    params = grusym.load(name).init_params(D, H, Q, seed=5, scale=0.5)
+    params = {k: (v if v.ndim == 2 else rng.normal(0, 0.5, v.shape)) for k, v in params.items()}
+    X, _, Y, h0 = _data(6)
+    value, grads, _ = grusym.load(name).loss_and_grads(params, X, Y, h0)
+    ref_value, ref = _torch_loss_and_grads(name, params, X, Y, h0)
+    assert abs(value - ref_value) <= 1e-9 * abs(ref_value)
+    assert set(grads) == set(ref)
+    _assert_all_close(grads, ref, 1e-9)
