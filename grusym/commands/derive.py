@@ -18,23 +18,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         default=None,
-        help="folder to write to or check (default: the installed package's grusym/generated)",
+        help="folder to write to or check (default: the package's grusym/generated, plus the variant table "
+        "of a source checkout's README.md)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import InputError
     from ..symbolic.generate import default_dir, drifted, write_all
 
     out = args.out or default_dir()
+    blocker = next((p for p in (out, *out.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise InputError(f"--out {out}: {blocker} is a file, not a folder")
     if args.check:
-        bad = drifted(out)
-        for name in bad:
-            print(f"drifted: {out / name} (regenerate with: grusym derive)")
+        bad = drifted(args.out)
+        for path in bad:
+            print(f"drifted: {path} (regenerate with: grusym derive)")
         if not bad:
             print(f"all generated files in {out} are current")
         return 1 if bad else 0
-    changed = write_all(out)
+    changed = write_all(args.out)
     for path in changed:
         print(f"wrote {path}")
-    print(f"{len(changed)} file(s) changed in {out}")
+    print(f"{len(changed)} file(s) changed (generated modules in {out})")
     return 0

@@ -1,21 +1,28 @@
-"""``grusym gradcheck``: check the generated gradients of one or every variant and print a table each."""
+"""``grusym gradcheck``: check the generated gradients of one or every variant, one table per method."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "check the generated gradients against numeric ones (exit 1 on any failure)"
+from ..cli import non_negative_float, non_negative_int
+
+HELP = "check the generated gradients against numeric ones and a symbolic oracle (exit 1 on any failure)"
+CHOICES = ("fd", "directional", "complex", "taylor", "oracle")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--variant", default="gru", help="variant to check (default: gru)")
     which.add_argument("--all", action="store_true", help="check every variant")
-    p.add_argument("--method", default="fd", help="comma-separated checks to run (default: fd)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random problem (default: 0)")
+    p.add_argument(
+        "--method",
+        default="fd",
+        help=f"comma-separated checks out of {','.join(CHOICES)} (default: fd)",
+    )
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random problem (default: 0)")
     p.add_argument(
         "--scale",
-        type=float,
+        type=non_negative_float,
         default=1.0,
         help="standard deviation of the weights; 3 saturates the gates (default: 1)",
     )
@@ -23,10 +30,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import grusym
+    from grusym.errors import InputError
     from grusym.gradcheck import check_variant
 
-    names = grusym.variants() if args.all else [grusym.load(args.variant).VARIANT]
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in CHOICES]
+    if unknown or not methods:
+        raise InputError(f"--method: unknown {unknown or 'empty list'}; choose from {','.join(CHOICES)}")
+    names = grusym.variants() if args.all else [grusym.load(args.variant).VARIANT]
     failed = False
     for name in names:
         for method in methods:

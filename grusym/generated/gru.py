@@ -45,6 +45,8 @@ PARAMS = {
     "b_q": ('q',),
 }
 CELL_PARAMS = ('W_xz', 'W_hz', 'b_z', 'W_xr', 'W_hr', 'b_r', 'W_xh', 'W_hh', 'b_h')
+SAVED = ('z', 'r', 'r_h', 'h_tilde')  # what forward caches for backward besides X, tokens and H
+_WORKSPACE = rt.Workspace()  # scratch buffers of loss_and_grads, reused across calls
 
 
 def init_params(input_size, hidden_size, output_size, seed=0, dtype=np.float64, scale=0.01):
@@ -65,41 +67,54 @@ def forward(params, X, h0):
     """
     params, dims, dtype = validate.check_params(PARAMS, params)
     X, tokens, h0 = validate.check_inputs(X, h0, dims, dtype)
+    return _forward(params, X, tokens, h0, dtype, rt.fresh)
+
+
+def _forward(params, X, tokens, h0, dtype, buf):
+    # buf(name, shape, dtype) gives the arrays: new ones (rt.fresh) or a workspace's reused ones
     T, n = X.shape[:2]
-    nh = dims["h"]  # hidden size (h is the hidden state)
+    nh = h0.shape[1]  # hidden size (h is the hidden state)
     W_xz, W_hz, b_z, W_xr, W_hr, b_r = params["W_xz"], params["W_hz"], params["b_z"], params["W_xr"], params["W_hr"], params["b_r"]
     W_xh, W_hh, b_h = params["W_xh"], params["W_hh"], params["b_h"]
-    W_x_all = np.concatenate((W_xz, W_xr, W_xh), axis=1)
-    W_h_all = np.concatenate((W_hz, W_hr), axis=1)
+    W_x_all = np.concatenate((W_xz, W_xr, W_xh), axis=1, out=buf("W_x_all", (W_xz.shape[0], 3*nh), dtype))
+    W_h_all = np.concatenate((W_hz, W_hr), axis=1, out=buf("W_h_all", (W_hz.shape[0], 2*nh), dtype))
     # input projections and biases of (1), (3), (6) for all t at once
-    A = rt.project(X, tokens, W_x_all, np.concatenate((b_z, b_r, b_h)))
-    H = np.empty((T + 1, n, nh), dtype=dtype)  # H[t] is h_prev of step t
+    A = buf("A", (T, n, 3*nh), dtype)
+    rt.project(X, tokens, W_x_all, np.concatenate((b_z, b_r, b_h)), out=A)
+    H = buf("H", (T + 1, n, nh), dtype)  # H[t] is h_prev of step t
     H[0] = h0
-    z_all = np.empty((T, n, nh), dtype=dtype)
-    r_all = np.empty((T, n, nh), dtype=dtype)
-    r_h_all = np.empty((T, n, nh), dtype=dtype)
-    h_tilde_all = np.empty((T, n, nh), dtype=dtype)
-    for t in range(T):
-        h_prev = H[t]
-        A_t = A[t]
-        a_z = A_t[:, :nh]
-        a_r = A_t[:, nh:2*nh]
-        a_h = A_t[:, 2*nh:3*nh]
+    z_all = buf("z", (T, n, nh), dtype)
+    r_all = buf("r", (T, n, nh), dtype)
+    r_h_all = buf("r_h", (T, n, nh), dtype)
+    h_tilde_all = buf("h_tilde", (T, n, nh), dtype)
+    P_h_prev = buf("P_h_prev", (n, 2*nh), dtype)
+    a_z_h_prev = P_h_prev[:, :nh]  # the h_prev term of a_z
+    a_r_h_prev = P_h_prev[:, nh:2*nh]  # the h_prev term of a_r
+    a_h_r_h = buf("a_h_r_h", (n, nh), dtype)  # the r_h term of a_h
+    for h_prev, h, a_z, a_r, a_h, z, r, r_h, h_tilde in zip(H[:-1], H[1:], A[:, :, :nh], A[:, :, nh:2*nh], A[:, :, 2*nh:3*nh], z_all, r_all, r_h_all, h_tilde_all, strict=True):
         # (1), (3): h_prev terms
-        A_t[:, :2*nh] += h_prev @ W_h_all
+        np.matmul(h_prev, W_h_all, out=P_h_prev)
         # (2) z = sigmoid(a_z)
-        z = rt.sigmoid(a_z, out=z_all[t])
+        # evaluated as: z = sigmoid(a_z + a_z_h_prev)
+        np.add(a_z, a_z_h_prev, out=z)
+        rt.sigmoid(z, out=z)
         # (4) r = sigmoid(a_r)
-        r = rt.sigmoid(a_r, out=r_all[t])
+        # evaluated as: r = sigmoid(a_r + a_r_h_prev)
+        np.add(a_r, a_r_h_prev, out=r)
+        rt.sigmoid(r, out=r)
         # (5) r_h = h_prev*r
-        r_h = np.multiply(h_prev, r, out=r_h_all[t])
+        np.multiply(h_prev, r, out=r_h)
         # (6): r_h terms
-        a_h += r_h @ W_hh
+        np.matmul(r_h, W_hh, out=a_h_r_h)
         # (7) h_tilde = tanh(a_h)
-        h_tilde = np.tanh(a_h, out=h_tilde_all[t])
+        # evaluated as: h_tilde = tanh(a_h + a_h_r_h)
+        np.add(a_h, a_h_r_h, out=h_tilde)
+        np.tanh(h_tilde, out=h_tilde)
         # (8) h = h_prev*z + h_tilde*(1 - z)
-        h = H[t + 1]
-        h[...] = h_prev*z + h_tilde*(1 - z)
+        # evaluated as: h = h_tilde + z*(h_prev - h_tilde)
+        np.subtract(h_prev, h_tilde, out=h)
+        np.multiply(h, z, out=h)
+        np.add(h, h_tilde, out=h)
     cache = {"X": X, "tokens": tokens, "H": H, "z": z_all, "r": r_all, "r_h": r_h_all, "h_tilde": h_tilde_all}
     return H[1:], cache
 
@@ -111,64 +126,75 @@ def backward(params, cache, dH):
     key of ``params`` (the head's W_hq and b_q are not used by the recurrence: their gradients are zero
     here, ``loss_and_grads`` fills them), ``"h0"``, and ``"X"`` when X was floats.
     """
-    params = validate.check_params(PARAMS, params, allow_complex=False)[0]
-    dH = validate.check_upstream(dH, cache["H"][1:])
-    return _backward(params, cache, dH)
+    params, dims, dtype = validate.check_params(PARAMS, params, allow_complex=False)
+    H = validate.check_cache(cache, SAVED, dims, dtype)
+    dH = validate.check_upstream(dH, H[1:])
+    return _backward(params, cache, dH, rt.fresh)
 
 
-def _backward(params, cache, dH):
+def _backward(params, cache, dH, buf):
     X, tokens, H = cache["X"], cache["tokens"], cache["H"]
     T, n, nh = dH.shape
+    dtype = dH.dtype
     z_all = cache["z"]
     r_all = cache["r"]
     r_h_all = cache["r_h"]
     h_tilde_all = cache["h_tilde"]
     W_hz, W_hr, W_hh = params["W_hz"], params["W_hr"], params["W_hh"]
-    W_h_all = np.concatenate((W_hz, W_hr), axis=1)
-    dA = np.empty((T, n, 3*nh), dtype=dH.dtype)  # adjoints of the linear steps, all t
-    dh_prev = np.zeros((n, nh), dtype=dH.dtype)
-    for t in range(T - 1, -1, -1):
-        h_prev = H[t]
-        z = z_all[t]
-        r = r_all[t]
-        h_tilde = h_tilde_all[t]
-        dA_t = dA[t]
-        da_z = dA_t[:, :nh]
-        da_r = dA_t[:, nh:2*nh]
-        da_h = dA_t[:, 2*nh:3*nh]
+    W_h_all = np.concatenate((W_hz, W_hr), axis=1, out=buf("W_h_all", (W_hz.shape[0], 2*nh), dtype))
+    dA = buf("dA", (T, n, 3*nh), dtype)  # adjoints of the linear steps, all t
+    dh_prev = np.zeros((n, nh), dtype=dtype)  # not from buf: it is returned as the gradient of h0
+    one = np.array(1, dtype=dtype)
+    dh = buf("dh", (n, nh), dtype)
+    dh_tilde = buf("dh_tilde", (n, nh), dtype)
+    dz = buf("dz", (n, nh), dtype)
+    dr_h = buf("dr_h", (n, nh), dtype)
+    dr = buf("dr", (n, nh), dtype)
+    tmp0 = buf("tmp0", (n, nh), dtype)
+    for h_prev, dH_t, dA_t, z, r, h_tilde, da_z, da_r, da_h in zip(H[T - 1::-1], dH[::-1], dA[::-1], z_all[::-1], r_all[::-1], h_tilde_all[::-1], dA[::-1, :, :nh], dA[::-1, :, nh:2*nh], dA[::-1, :, 2*nh:3*nh], strict=True):
         # BPTT: the upstream gradient of step t plus what step t+1 sent back through h_prev
-        dh = dH[t] + dh_prev
+        np.add(dH_t, dh_prev, out=dh)
         # (8) grad of: h = h_prev*z + h_tilde*(1 - z)
-        dh_prev = dh*z
-        dh_tilde = dh*(1 - z)
-        dz = dh*(h_prev - h_tilde)
+        np.multiply(dh, z, out=dh_prev)
+        np.subtract(one, z, out=dh_tilde)
+        np.multiply(dh_tilde, dh, out=dh_tilde)
+        np.subtract(h_prev, h_tilde, out=dz)
+        np.multiply(dz, dh, out=dz)
         # (7) grad of: h_tilde = tanh(a_h)
-        da_h[...] = dh_tilde*(1 - h_tilde*h_tilde)
+        np.multiply(h_tilde, h_tilde, out=tmp0)
+        np.subtract(one, tmp0, out=tmp0)
+        np.multiply(tmp0, dh_tilde, out=da_h)
         # (6) grad of: a_h = X @ W_xh + r_h @ W_hh + b_h
-        dr_h = da_h @ W_hh.T
+        np.matmul(da_h, W_hh.T, out=dr_h)
         # (5) grad of: r_h = h_prev*r
-        dh_prev += dr_h*r
-        dr = dr_h*h_prev
+        np.multiply(dr_h, r, out=tmp0)
+        np.add(dh_prev, tmp0, out=dh_prev)
+        np.multiply(dr_h, h_prev, out=dr)
         # (4) grad of: r = sigmoid(a_r)
-        da_r[...] = dr*r*(1 - r)
+        np.subtract(one, r, out=tmp0)
+        np.multiply(tmp0, dr, out=tmp0)
+        np.multiply(tmp0, r, out=da_r)
         # (2) grad of: z = sigmoid(a_z)
-        da_z[...] = dz*z*(1 - z)
+        np.subtract(one, z, out=tmp0)
+        np.multiply(tmp0, dz, out=tmp0)
+        np.multiply(tmp0, z, out=da_z)
         # (1), (3) grad of the h_prev terms, fused
         dh_prev += dA_t[:, :2*nh] @ W_h_all.T
     # parameter gradients: each is a sum over t, computed as one matmul over all T*n rows
+    dA_rows = dA.reshape(T * n, 3*nh)  # column blocks of it are strided BLAS operands
     if tokens:
-        dW = rt.token_weight_grad(X, dA, params["W_xz"].shape[0])
+        dW = rt.token_weight_grad(X, dA_rows, params["W_xz"].shape[0])
     else:
-        dW = X.reshape(T * n, -1).T @ dA.reshape(T * n, 3*nh)
+        dW = X.reshape(T * n, -1).T @ dA_rows
     dW_xz = dW[:, :nh]
     dW_xr = dW[:, nh:2*nh]
     dW_xh = dW[:, 2*nh:3*nh]
-    dW = H[:-1].reshape(T * n, nh).T @ dA[:, :, :2*nh].reshape(T * n, 2*nh)
+    dW = H[:-1].reshape(T * n, nh).T @ dA_rows[:, :2*nh]
     dW_hz = dW[:, :nh]
     dW_hr = dW[:, nh:2*nh]
-    dW = r_h_all.reshape(T * n, nh).T @ dA[:, :, 2*nh:3*nh].reshape(T * n, nh)
+    dW = r_h_all.reshape(T * n, nh).T @ dA_rows[:, 2*nh:3*nh]
     dW_hh = dW
-    db = dA.reshape(T * n, 3*nh).sum(axis=0)
+    db = dA_rows.sum(axis=0)
     grads = {
         "W_xz": dW_xz,
         "W_hz": dW_hz,
@@ -190,6 +216,7 @@ def _backward(params, cache, dH):
 
 def head(params, H):
     """(9) logits = H @ W_hq + b_q for hidden states H (..., h); returns logits (..., q)."""
+    params, H = validate.check_head(PARAMS, params, H)
     W_hq, b_q = params["W_hq"], params["b_q"]
     return H @ W_hq + b_q
 
@@ -207,18 +234,26 @@ def loss_and_grads(params, X, Y, h0) -> tuple[float, dict[str, Any], Any]:
 
     X: (T, n, d) floats or (T, n) token ids; Y: (T, n) integer targets; h0: (n, h).
     """
-    H, cache = forward(params, X, h0)
-    T, n, nh = H.shape
+    params, dims, dtype = validate.check_params(PARAMS, params, allow_complex=False)
+    X, tokens, h0 = validate.check_inputs(X, h0, dims, dtype)
+    T, n = X.shape[:2]
     W_hq, b_q = params["W_hq"], params["b_q"]
     Y = validate.check_targets(Y, T, n, W_hq.shape[1])
-    H_rows = H.reshape(T * n, nh)
-    # (9) logits = H @ W_hq + b_q, all T*n rows at once
-    logits = H_rows @ W_hq + b_q
-    # (10) loss = mean softmax cross-entropy; rule: dlogits = (softmax(logits) - onehot(Y)) / (T*n)
-    value, dlogits = rt.softmax_cross_entropy(logits, Y.reshape(-1))
-    # grad of (9)
-    dH = (dlogits @ W_hq.T).reshape(T, n, nh)
-    grads = _backward(params, cache, dH)
-    grads["W_hq"] = H_rows.T @ dlogits
-    grads["b_q"] = dlogits.sum(axis=0)
-    return float(value), grads, H[-1].copy()
+    buf = _WORKSPACE.acquire()  # nothing returned below aliases its buffers
+    try:
+        H, cache = _forward(params, X, tokens, h0, dtype, buf)
+        nh = H.shape[2]
+        H_rows = H.reshape(T * n, nh)
+        # (9) logits = H @ W_hq + b_q, all T*n rows at once
+        logits = np.matmul(H_rows, W_hq, out=buf("logits", (T * n, W_hq.shape[1]), dtype))
+        logits += b_q
+        # (10) loss = mean softmax cross-entropy; rule: dlogits = (softmax(logits) - onehot(Y)) / (T*n)
+        value, dlogits = rt.softmax_cross_entropy(logits, Y.reshape(-1), overwrite=True)
+        # grad of (9)
+        dH = np.matmul(dlogits, W_hq.T, out=buf("dH", (T * n, nh), dtype)).reshape(T, n, nh)
+        grads = _backward(params, cache, dH, buf)
+        grads["W_hq"] = H_rows.T @ dlogits
+        grads["b_q"] = dlogits.sum(axis=0)
+        return float(value), grads, H[-1].copy()
+    finally:
+        _WORKSPACE.release(buf)

@@ -40,6 +40,8 @@ PARAMS = {
     "b_q": ('q',),
 }
 CELL_PARAMS = ('W_xf', 'W_hf', 'b_f', 'W_xh', 'W_hh', 'b_h')
+SAVED = ('f', 'f_h', 'h_tilde')  # what forward caches for backward besides X, tokens and H
+_WORKSPACE = rt.Workspace()  # scratch buffers of loss_and_grads, reused across calls
 
 
 def init_params(input_size, hidden_size, output_size, seed=0, dtype=np.float64, scale=0.01):
@@ -60,35 +62,45 @@ def forward(params, X, h0):
     """
     params, dims, dtype = validate.check_params(PARAMS, params)
     X, tokens, h0 = validate.check_inputs(X, h0, dims, dtype)
+    return _forward(params, X, tokens, h0, dtype, rt.fresh)
+
+
+def _forward(params, X, tokens, h0, dtype, buf):
+    # buf(name, shape, dtype) gives the arrays: new ones (rt.fresh) or a workspace's reused ones
     T, n = X.shape[:2]
-    nh = dims["h"]  # hidden size (h is the hidden state)
+    nh = h0.shape[1]  # hidden size (h is the hidden state)
     W_xf, W_hf, b_f, W_xh, W_hh, b_h = params["W_xf"], params["W_hf"], params["b_f"], params["W_xh"], params["W_hh"], params["b_h"]
-    W_x_all = np.concatenate((W_xf, W_xh), axis=1)
+    W_x_all = np.concatenate((W_xf, W_xh), axis=1, out=buf("W_x_all", (W_xf.shape[0], 2*nh), dtype))
     # input projections and biases of (1), (4) for all t at once
-    A = rt.project(X, tokens, W_x_all, np.concatenate((b_f, b_h)))
-    H = np.empty((T + 1, n, nh), dtype=dtype)  # H[t] is h_prev of step t
+    A = buf("A", (T, n, 2*nh), dtype)
+    rt.project(X, tokens, W_x_all, np.concatenate((b_f, b_h)), out=A)
+    H = buf("H", (T + 1, n, nh), dtype)  # H[t] is h_prev of step t
     H[0] = h0
-    f_all = np.empty((T, n, nh), dtype=dtype)
-    f_h_all = np.empty((T, n, nh), dtype=dtype)
-    h_tilde_all = np.empty((T, n, nh), dtype=dtype)
-    for t in range(T):
-        h_prev = H[t]
-        A_t = A[t]
-        a_f = A_t[:, :nh]
-        a_h = A_t[:, nh:2*nh]
+    f_all = buf("f", (T, n, nh), dtype)
+    f_h_all = buf("f_h", (T, n, nh), dtype)
+    h_tilde_all = buf("h_tilde", (T, n, nh), dtype)
+    a_f_h_prev = buf("a_f_h_prev", (n, nh), dtype)  # the h_prev term of a_f
+    a_h_f_h = buf("a_h_f_h", (n, nh), dtype)  # the f_h term of a_h
+    for h_prev, h, a_f, a_h, f, f_h, h_tilde in zip(H[:-1], H[1:], A[:, :, :nh], A[:, :, nh:2*nh], f_all, f_h_all, h_tilde_all, strict=True):
         # (1): h_prev terms
-        a_f += h_prev @ W_hf
+        np.matmul(h_prev, W_hf, out=a_f_h_prev)
         # (2) f = sigmoid(a_f)
-        f = rt.sigmoid(a_f, out=f_all[t])
+        # evaluated as: f = sigmoid(a_f + a_f_h_prev)
+        np.add(a_f, a_f_h_prev, out=f)
+        rt.sigmoid(f, out=f)
         # (3) f_h = f*h_prev
-        f_h = np.multiply(f, h_prev, out=f_h_all[t])
+        np.multiply(f, h_prev, out=f_h)
         # (4): f_h terms
-        a_h += f_h @ W_hh
+        np.matmul(f_h, W_hh, out=a_h_f_h)
         # (5) h_tilde = tanh(a_h)
-        h_tilde = np.tanh(a_h, out=h_tilde_all[t])
+        # evaluated as: h_tilde = tanh(a_h + a_h_f_h)
+        np.add(a_h, a_h_f_h, out=h_tilde)
+        np.tanh(h_tilde, out=h_tilde)
         # (6) h = f*h_tilde + h_prev*(1 - f)
-        h = H[t + 1]
-        h[...] = f*h_tilde + h_prev*(1 - f)
+        # evaluated as: h = h_prev + f*(h_tilde - h_prev)
+        np.subtract(h_tilde, h_prev, out=h)
+        np.multiply(h, f, out=h)
+        np.add(h, h_prev, out=h)
     cache = {"X": X, "tokens": tokens, "H": H, "f": f_all, "f_h": f_h_all, "h_tilde": h_tilde_all}
     return H[1:], cache
 
@@ -100,56 +112,67 @@ def backward(params, cache, dH):
     key of ``params`` (the head's W_hq and b_q are not used by the recurrence: their gradients are zero
     here, ``loss_and_grads`` fills them), ``"h0"``, and ``"X"`` when X was floats.
     """
-    params = validate.check_params(PARAMS, params, allow_complex=False)[0]
-    dH = validate.check_upstream(dH, cache["H"][1:])
-    return _backward(params, cache, dH)
+    params, dims, dtype = validate.check_params(PARAMS, params, allow_complex=False)
+    H = validate.check_cache(cache, SAVED, dims, dtype)
+    dH = validate.check_upstream(dH, H[1:])
+    return _backward(params, cache, dH, rt.fresh)
 
 
-def _backward(params, cache, dH):
+def _backward(params, cache, dH, buf):
     X, tokens, H = cache["X"], cache["tokens"], cache["H"]
     T, n, nh = dH.shape
+    dtype = dH.dtype
     f_all = cache["f"]
     f_h_all = cache["f_h"]
     h_tilde_all = cache["h_tilde"]
     W_hf, W_hh = params["W_hf"], params["W_hh"]
-    dA = np.empty((T, n, 2*nh), dtype=dH.dtype)  # adjoints of the linear steps, all t
-    dh_prev = np.zeros((n, nh), dtype=dH.dtype)
-    for t in range(T - 1, -1, -1):
-        h_prev = H[t]
-        f = f_all[t]
-        h_tilde = h_tilde_all[t]
-        dA_t = dA[t]
-        da_f = dA_t[:, :nh]
-        da_h = dA_t[:, nh:2*nh]
+    dA = buf("dA", (T, n, 2*nh), dtype)  # adjoints of the linear steps, all t
+    dh_prev = np.zeros((n, nh), dtype=dtype)  # not from buf: it is returned as the gradient of h0
+    one = np.array(1, dtype=dtype)
+    dh = buf("dh", (n, nh), dtype)
+    df = buf("df", (n, nh), dtype)
+    dh_tilde = buf("dh_tilde", (n, nh), dtype)
+    df_h = buf("df_h", (n, nh), dtype)
+    tmp0 = buf("tmp0", (n, nh), dtype)
+    for h_prev, dH_t, dA_t, f, h_tilde, da_f, da_h in zip(H[T - 1::-1], dH[::-1], dA[::-1], f_all[::-1], h_tilde_all[::-1], dA[::-1, :, :nh], dA[::-1, :, nh:2*nh], strict=True):
         # BPTT: the upstream gradient of step t plus what step t+1 sent back through h_prev
-        dh = dH[t] + dh_prev
+        np.add(dH_t, dh_prev, out=dh)
         # (6) grad of: h = f*h_tilde + h_prev*(1 - f)
-        df = dh*(-h_prev + h_tilde)
-        dh_prev = dh*(1 - f)
-        dh_tilde = dh*f
+        np.subtract(h_tilde, h_prev, out=df)
+        np.multiply(df, dh, out=df)
+        np.subtract(one, f, out=dh_prev)
+        np.multiply(dh_prev, dh, out=dh_prev)
+        np.multiply(dh, f, out=dh_tilde)
         # (5) grad of: h_tilde = tanh(a_h)
-        da_h[...] = dh_tilde*(1 - h_tilde*h_tilde)
+        np.multiply(h_tilde, h_tilde, out=tmp0)
+        np.subtract(one, tmp0, out=tmp0)
+        np.multiply(tmp0, dh_tilde, out=da_h)
         # (4) grad of: a_h = X @ W_xh + f_h @ W_hh + b_h
-        df_h = da_h @ W_hh.T
+        np.matmul(da_h, W_hh.T, out=df_h)
         # (3) grad of: f_h = f*h_prev
-        df += df_h*h_prev
-        dh_prev += df_h*f
+        np.multiply(df_h, h_prev, out=tmp0)
+        np.add(df, tmp0, out=df)
+        np.multiply(df_h, f, out=tmp0)
+        np.add(dh_prev, tmp0, out=dh_prev)
         # (2) grad of: f = sigmoid(a_f)
-        da_f[...] = df*f*(1 - f)
+        np.subtract(one, f, out=tmp0)
+        np.multiply(tmp0, df, out=tmp0)
+        np.multiply(tmp0, f, out=da_f)
         # (1) grad of the h_prev terms, fused
         dh_prev += dA_t[:, :nh] @ W_hf.T
     # parameter gradients: each is a sum over t, computed as one matmul over all T*n rows
+    dA_rows = dA.reshape(T * n, 2*nh)  # column blocks of it are strided BLAS operands
     if tokens:
-        dW = rt.token_weight_grad(X, dA, params["W_xf"].shape[0])
+        dW = rt.token_weight_grad(X, dA_rows, params["W_xf"].shape[0])
     else:
-        dW = X.reshape(T * n, -1).T @ dA.reshape(T * n, 2*nh)
+        dW = X.reshape(T * n, -1).T @ dA_rows
     dW_xf = dW[:, :nh]
     dW_xh = dW[:, nh:2*nh]
-    dW = H[:-1].reshape(T * n, nh).T @ dA[:, :, :nh].reshape(T * n, nh)
+    dW = H[:-1].reshape(T * n, nh).T @ dA_rows[:, :nh]
     dW_hf = dW
-    dW = f_h_all.reshape(T * n, nh).T @ dA[:, :, nh:2*nh].reshape(T * n, nh)
+    dW = f_h_all.reshape(T * n, nh).T @ dA_rows[:, nh:2*nh]
     dW_hh = dW
-    db = dA.reshape(T * n, 2*nh).sum(axis=0)
+    db = dA_rows.sum(axis=0)
     grads = {
         "W_xf": dW_xf,
         "W_hf": dW_hf,
@@ -168,6 +191,7 @@ def _backward(params, cache, dH):
 
 def head(params, H):
     """(7) logits = H @ W_hq + b_q for hidden states H (..., h); returns logits (..., q)."""
+    params, H = validate.check_head(PARAMS, params, H)
     W_hq, b_q = params["W_hq"], params["b_q"]
     return H @ W_hq + b_q
 
@@ -185,18 +209,26 @@ def loss_and_grads(params, X, Y, h0) -> tuple[float, dict[str, Any], Any]:
 
     X: (T, n, d) floats or (T, n) token ids; Y: (T, n) integer targets; h0: (n, h).
     """
-    H, cache = forward(params, X, h0)
-    T, n, nh = H.shape
+    params, dims, dtype = validate.check_params(PARAMS, params, allow_complex=False)
+    X, tokens, h0 = validate.check_inputs(X, h0, dims, dtype)
+    T, n = X.shape[:2]
     W_hq, b_q = params["W_hq"], params["b_q"]
     Y = validate.check_targets(Y, T, n, W_hq.shape[1])
-    H_rows = H.reshape(T * n, nh)
-    # (7) logits = H @ W_hq + b_q, all T*n rows at once
-    logits = H_rows @ W_hq + b_q
-    # (8) loss = mean softmax cross-entropy; rule: dlogits = (softmax(logits) - onehot(Y)) / (T*n)
-    value, dlogits = rt.softmax_cross_entropy(logits, Y.reshape(-1))
-    # grad of (7)
-    dH = (dlogits @ W_hq.T).reshape(T, n, nh)
-    grads = _backward(params, cache, dH)
-    grads["W_hq"] = H_rows.T @ dlogits
-    grads["b_q"] = dlogits.sum(axis=0)
-    return float(value), grads, H[-1].copy()
+    buf = _WORKSPACE.acquire()  # nothing returned below aliases its buffers
+    try:
+        H, cache = _forward(params, X, tokens, h0, dtype, buf)
+        nh = H.shape[2]
+        H_rows = H.reshape(T * n, nh)
+        # (7) logits = H @ W_hq + b_q, all T*n rows at once
+        logits = np.matmul(H_rows, W_hq, out=buf("logits", (T * n, W_hq.shape[1]), dtype))
+        logits += b_q
+        # (8) loss = mean softmax cross-entropy; rule: dlogits = (softmax(logits) - onehot(Y)) / (T*n)
+        value, dlogits = rt.softmax_cross_entropy(logits, Y.reshape(-1), overwrite=True)
+        # grad of (7)
+        dH = np.matmul(dlogits, W_hq.T, out=buf("dH", (T * n, nh), dtype)).reshape(T, n, nh)
+        grads = _backward(params, cache, dH, buf)
+        grads["W_hq"] = H_rows.T @ dlogits
+        grads["b_q"] = dlogits.sum(axis=0)
+        return float(value), grads, H[-1].copy()
+    finally:
+        _WORKSPACE.release(buf)

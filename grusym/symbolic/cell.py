@@ -10,7 +10,7 @@ so SymPy checks every shape when a variant is declared. The last step assigns ``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import sympy as sp
 from sympy import MatrixExpr, MatrixSymbol, OneMatrix
@@ -244,5 +244,6 @@ def scalar_form(expr: MatrixExpr) -> sp.Expr:
         fn = expr.function
         body = fn(sp.Symbol("x", real=True)) if isinstance(fn, sp.Lambda) else None
         if body is not None and isinstance(body, tuple(PRIMITIVES.values())):
-            return type(body)(scalar_form(expr.expr))
+            primitive: Any = type(body)
+            return primitive(scalar_form(expr.expr))
     raise ValueError(f"not an elementwise expression (stage matrix products with affine()): {expr}")

@@ -1,0 +1,551 @@
+"""One training step, timed: the generated NumPy BPTT against PyTorch's nn.GRU and the GEMM floor.
+
+Contract: :func:`run` measures in ONE process, interleaved (every timed call is preceded by a short sleep
+and one untimed call, so BLAS/OpenMP worker threads start each timed call in the same state whoever ran
+last), the median time of one training step -- forward over T steps, full BPTT, every gradient, head and
+mean cross-entropy -- of
+
+* each generated variant's ``loss_and_grads`` (validation included; its share is timed separately),
+* ``torch.nn.GRU`` + ``nn.Linear`` + ``cross_entropy`` with autograd, when a torch module is passed (it is
+  injected, so the comparison is skipped with a note when torch is absent),
+* the GEMM floor: the exact matmul sequence of the generated step (:func:`~grusym.symbolic.codegen.gemm_plan`)
+  and nothing else.
+
+Extras: derivation + code generation time of every variant and ``import grusym`` + ``load`` time without
+SymPy (both in fresh subprocesses), and the peak memory of one step versus T (tracemalloc). Nothing here
+asserts a time: numbers depend on the machine and its load, so the report prints the load average.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from . import load, runtime, validate
+from .errors import InputError
+
+__all__ = ["CONFIGS", "Config", "Result", "gemm_floor", "interleaved", "run", "torch_step"]
+
+TORCH_THREADS = 2
+
+
+@dataclass(frozen=True)
+class Config:
+    """A benchmark size: T steps, batch n, vocabulary V (one-hot inputs / token ids and classes), hidden h."""
+
+    name: str
+    T: int
+    n: int
+    V: int
+    h: int
+    repeat: int  # default number of interleaved timed calls per contender
+    Ts: tuple[int, ...]  # sequence lengths of the memory-versus-T measurement
+    pause: float = 0.15  # seconds of sleep before each timed call: OpenBLAS workers spin ~0.1 s after a call
+
+    def describe(self) -> str:
+        return f"{self.name} (T={self.T}, n={self.n}, V={self.V}, h={self.h})"
+
+
+CONFIGS = {
+    c.name: c
+    for c in (
+        # the seed's toy task; no sleep: OpenBLAS does not thread matmuls this small, and a sleep only adds
+        # thread wake-ups to torch's step (0.7 ms instead of its 0.28 ms in a loop)
+        Config("toy", T=3, n=2, V=4, h=2, repeat=200, Ts=(3, 6, 12, 24), pause=0.0),
+        Config("d2l", T=35, n=32, V=28, h=256, repeat=15, Ts=(9, 18, 35, 70)),  # d2l chapter 9 GRU
+        Config("big", T=64, n=64, V=96, h=512, repeat=5, Ts=(16, 32, 64)),
+    )
+}
+
+
+def interleaved(
+    steps: Mapping[str, Callable[[], object]], repeat: int, pause: float = 0.01
+) -> dict[str, list[float]]:
+    """Seconds per call of each step, ``repeat`` rounds; within a round every step runs in turn.
+
+    Each timed call follows ``pause`` seconds of sleep and one untimed call; the garbage collector is off
+    while timing (as in ``timeit``).
+    """
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeat):
+        for name, step in steps.items():
+            time.sleep(pause)
+            step()
+            gc.disable()
+            try:
+                t0 = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - t0)
+            finally:
+                gc.enable()
+    return times
+
+
+# ---- the contenders
+
+
+def problem(cfg: Config, dtype: Any, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Token ids X (T, n) and targets Y (T, n) in [0, V), and h0 = 0 (n, h) of ``dtype``."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, cfg.V, (cfg.T, cfg.n))
+    Y = rng.integers(0, cfg.V, (cfg.T, cfg.n))
+    return X, Y, np.zeros((cfg.n, cfg.h), dtype=dtype)
+
+
+def numpy_step(variant: str, cfg: Config, dtype: Any, seed: int = 0) -> Callable[[], object]:
+    """One ``loss_and_grads`` call of the generated module on the config's problem."""
+    m = load(variant)
+    params = m.init_params(cfg.V, cfg.h, cfg.V, seed=seed, dtype=dtype)
+    X, Y, h0 = problem(cfg, dtype, seed)
+    return lambda: m.loss_and_grads(params, X, Y, h0)
+
+
+def phase_steps(variant: str, cfg: Config, dtype: Any, seed: int = 0) -> dict[str, Callable[[], object]]:
+    """Parts of one ``loss_and_grads`` call, alone: its ``validate`` calls, the forward loop and BPTT with
+    the weight gradients (the generated ``_forward``/``_backward``, each on its own workspace)."""
+    m = load(variant)
+    params = m.init_params(cfg.V, cfg.h, cfg.V, seed=seed, dtype=dtype)
+    X, Y, h0 = problem(cfg, dtype, seed)
+    dt = np.dtype(dtype)
+    H, cache = m._forward(params, X, True, h0, dt, runtime.fresh)
+    dH = np.random.default_rng(seed).normal(0, 1e-3, H.shape).astype(dt)
+    ws_f, ws_b = runtime.Workspace(), runtime.Workspace()
+
+    def validation() -> object:
+        _, dims, d = validate.check_params(m.PARAMS, params)
+        validate.check_inputs(X, h0, dims, d)
+        return validate.check_targets(Y, cfg.T, cfg.n, cfg.V)
+
+    return {
+        "validation": validation,
+        "forward": lambda: m._forward(params, X, True, h0, dt, ws_f),
+        "backward": lambda: m._backward(params, cache, dH, ws_b),
+    }
+
+
+def torch_step(
+    torch: ModuleType, cfg: Config, dtype: Any, seed: int = 0, threads: int = TORCH_THREADS
+) -> Callable[[], object]:
+    """One autograd step of ``torch.nn.GRU(V, h)`` + ``nn.Linear(h, V)`` + mean ``cross_entropy``.
+
+    The one-hot inputs (T, n, V) are built once, outside the timed step (this favours torch slightly);
+    every step clears the gradients, runs forward, the loss and ``backward()``.
+    """
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    tdt = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[np.dtype(dtype)]
+    gru = torch.nn.GRU(cfg.V, cfg.h).to(tdt)
+    linear = torch.nn.Linear(cfg.h, cfg.V).to(tdt)
+    params = [*gru.parameters(), *linear.parameters()]
+    X, Y, h0 = problem(cfg, dtype, seed)
+    x = torch.nn.functional.one_hot(torch.as_tensor(X), cfg.V).to(tdt)  # (T, n, V)
+    y = torch.as_tensor(Y).reshape(-1)
+    state = torch.as_tensor(h0)[None]
+
+    def step() -> object:
+        for p in params:
+            p.grad = None
+        out, _ = gru(x, state)
+        loss = torch.nn.functional.cross_entropy(linear(out).reshape(-1, cfg.V), y)
+        loss.backward()
+        return loss.item()
+
+    return step
+
+
+def _size(expr: str, dims: Mapping[str, int]) -> int:
+    size = 1
+    for factor in expr.split("*"):
+        size *= int(factor) if factor.isdigit() else dims[factor]
+    return size
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The GEMM floor of one variant: its matmuls as (label, m, k, n, calls) and their FLOPs."""
+
+    step: Callable[[], None]
+    shapes: list[tuple[str, int, int, int, int]]
+    flops: int
+    phases: dict[str, Callable[[], None]] = field(default_factory=dict)  # the same matmuls, per phase
+
+
+def gemm_floor(variant: str, cfg: Config, dtype: Any, tokens: bool = True, seed: int = 0) -> Floor:
+    """The exact matmul sequence of the variant's generated step alone, on preallocated operands.
+
+    Per-step products run inside a loop over T, in the generated order (forward loop, head, backward
+    loop, parameter gradients), each as ``np.matmul(a, b, out=c)``.
+    """
+    from .symbolic.codegen import gemm_plan
+
+    dims = {"T": cfg.T, "n": cfg.n, "d": cfg.V, "h": cfg.h, "q": cfg.V}
+    keep = {"always", "tokens" if tokens else "floats"}
+    rng = np.random.default_rng(seed)
+    phases: dict[tuple[str, bool], list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    shapes, flops = [], 0
+    for g in gemm_plan(variant):
+        if g.when not in keep or (g.when == "tokens" and cfg.V > runtime.ONE_HOT_MAX):
+            continue
+        m, k, n = (_size(s, dims) for s in (g.m, g.k, g.n))
+        calls = cfg.T if g.per_step else 1
+        a = (rng.standard_normal((m, k)) * 0.01).astype(dtype)
+        b = (rng.standard_normal((k, n)) * 0.01).astype(dtype)
+        phases.setdefault((g.phase, g.per_step), []).append((a, b, np.empty((m, n), dtype)))
+        shapes.append((g.label, m, k, n, calls))
+        flops += 2 * m * k * n * calls
+    order = list(phases)  # plan order: forward, head, backward, gradients
+
+    def runner(keys: list[tuple[str, bool]]) -> Callable[[], None]:
+        def step() -> None:
+            for key in keys:
+                products = phases[key]
+                for _ in range(cfg.T if key[1] else 1):
+                    for a, b, c in products:
+                        np.matmul(a, b, out=c)
+
+        return step
+
+    names = {p for p, _ in order}
+    return Floor(runner(order), shapes, flops, {p: runner([k for k in order if k[0] == p]) for p in names})
+
+
+def model_flops(variant: str, cfg: Config) -> int:
+    """Matmul FLOPs of one dense step, 6 * T * n * (number of weights): every weight is used once per
+    position forward (2 FLOPs per weight) and twice backward (input and weight gradient)."""
+    sizes = {"d": cfg.V, "h": cfg.h, "q": cfg.V}
+    weights = sum(sizes[r] * sizes[c] for r, c in (s for s in load(variant).PARAMS.values() if len(s) == 2))
+    return 6 * cfg.T * cfg.n * weights
+
+
+# ---- extras
+
+
+def _child_env() -> dict[str, str]:
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def _child(code: str) -> tuple[dict[str, Any], float]:
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=_child_env(), check=False
+    )
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise InputError(f"benchmark subprocess failed: {out.stderr.strip().splitlines()[-1:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1]), wall
+
+
+_CODEGEN = """
+import json, time
+t0 = time.perf_counter()
+import sympy
+t1 = time.perf_counter()
+from grusym.symbolic.codegen import module_source
+from grusym.symbolic.derive import derive
+from grusym.symbolic.variants import VARIANTS
+names = {names!r} or list(VARIANTS)
+derived, generated = {{}}, {{}}
+for name in names:
+    s = time.perf_counter(); derive(VARIANTS[name].cell()); derived[name] = time.perf_counter() - s
+    s = time.perf_counter(); module_source(name); generated[name] = time.perf_counter() - s
+print(json.dumps({{"sympy_import": t1 - t0, "derive": derived, "module_source": generated,
+                  "total": time.perf_counter() - t0}}))
+"""
+
+
+def codegen_time(variants: Sequence[str] = ()) -> dict[str, Any]:
+    """Derivation and code generation of ``variants`` (default: all) in a fresh process, seconds.
+
+    ``derive`` is the cold derivation; ``module_source`` the whole module text (it derives again, warm);
+    ``total`` runs from before ``import sympy`` to the end; ``process`` is the subprocess wall time.
+    """
+    result, wall = _child(_CODEGEN.format(names=list(variants)))
+    result["process"] = wall
+    return result
+
+
+_IMPORT = """
+import json, sys, time
+sys.modules["sympy"] = None  # importing SymPy now fails: the measured path must not need it
+t0 = time.perf_counter()
+import grusym
+m = grusym.load({name!r})
+t1 = time.perf_counter()
+print(json.dumps({{"import_load": t1 - t0, "numpy_loaded": "numpy" in sys.modules}}))
+"""
+
+
+def import_time(variant: str, repeat: int = 3) -> dict[str, float]:
+    """``import grusym`` + ``grusym.load(variant)`` with SymPy blocked, in fresh processes (median, s).
+
+    ``import_load`` is measured inside the child (NumPy's import included); ``process`` is the wall time of
+    the whole child, interpreter start-up included.
+    """
+    runs = [_child(_IMPORT.format(name=variant)) for _ in range(repeat)]
+    return {
+        "import_load": statistics.median(r["import_load"] for r, _ in runs),
+        "process": statistics.median(w for _, w in runs),
+    }
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Peak traced memory of one cold ``loss_and_grads`` call for each T, and its straight-line fit."""
+
+    Ts: tuple[int, ...]
+    peaks: tuple[int, ...]
+    slope: float  # bytes per time step
+    intercept: float
+    worst_residual: float  # largest |peak - fit| / peak
+    kept_per_step: float  # bytes per time step of the arrays forward's cache keeps for BPTT
+    workspace_per_step: dict[str, float]  # workspace buffers that grow with T, bytes per time step
+
+
+def memory_vs_T(variant: str, cfg: Config, dtype: Any, Ts: Sequence[int] | None = None) -> Memory:
+    """tracemalloc peak of one step after dropping every workspace buffer, for several T (inputs excluded)."""
+    m = load(variant)
+    Ts = tuple(Ts or cfg.Ts)
+    params = m.init_params(cfg.V, cfg.h, cfg.V, seed=0, dtype=dtype)
+    peaks, kept, held = [], [], []
+    for T in Ts:
+        X, Y, h0 = problem(Config(cfg.name, T, cfg.n, cfg.V, cfg.h, 1, ()), dtype)
+        runtime.clear_workspaces()
+        gc.collect()
+        tracemalloc.start()
+        try:
+            m.loss_and_grads(params, X, Y, h0)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        held.append(m._WORKSPACE.buffers())
+        _, cache = m.forward(params, X, h0)
+        kept.append(sum(a.nbytes for k, a in cache.items() if isinstance(a, np.ndarray) and k != "X") / T)
+    span = Ts[-1] - Ts[0]
+    per_step = {k: (b - held[0].get(k, 0)) / span for k, b in held[-1].items() if b != held[0].get(k, 0)}
+    slope, intercept = np.polyfit(np.array(Ts, float), np.array(peaks, float), 1)
+    fit = slope * np.array(Ts) + intercept
+    worst = float(np.max(np.abs(np.array(peaks) - fit) / np.array(peaks)))
+    return Memory(Ts, tuple(peaks), float(slope), float(intercept), worst, float(np.mean(kept)), per_step)
+
+
+# ---- the whole run
+
+
+@dataclass
+class Result:
+    """Everything one :func:`run` measured (seconds, bytes); ``report`` is the printed text."""
+
+    config: Config
+    dtype: str
+    times: dict[str, list[float]]
+    flops: dict[str, int]
+    notes: list[str] = field(default_factory=list)
+    floors: dict[str, Floor] = field(default_factory=dict)
+    pause: float = 0.0
+    codegen: dict[str, Any] | None = None
+    imports: dict[str, dict[str, float]] = field(default_factory=dict)
+    memory: dict[str, Memory] = field(default_factory=dict)
+    report: str = ""
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.times[name])
+
+
+_AUTO: Any = object()
+
+
+def _import_torch() -> ModuleType | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def run(
+    config: str = "d2l",
+    dtype: str = "float32",
+    variants: Sequence[str] = ("gru", "gru_reset_after"),
+    repeat: int | None = None,
+    phases: bool = False,
+    torch: ModuleType | None = _AUTO,
+    extras: bool = True,
+    pause: float | None = None,
+    out: Callable[[str], object] = print,
+    torch_threads: int = TORCH_THREADS,
+) -> Result:
+    """Time one training step of each variant against torch and the GEMM floor; print and return the report.
+
+    torch: the torch module, ``None`` to skip the comparison (default: import it if installed).
+    phases: also time the parts of the first variant's step and of its floor (where the time goes).
+    extras: also measure code generation, import and memory (a few seconds, subprocesses).
+    pause: seconds of sleep before each timed call (default: the config's).
+    """
+    if config not in CONFIGS:
+        raise InputError(f"config must be one of {', '.join(CONFIGS)}, got {config!r}")
+    if dtype not in ("float32", "float64"):
+        raise InputError(f"dtype must be float32 or float64, got {dtype!r}")
+    cfg, dt = CONFIGS[config], np.dtype(dtype)
+    repeat = cfg.repeat if repeat is None else repeat
+    if repeat < 1:
+        raise InputError(f"repeat must be a positive integer, got {repeat}")
+    auto = torch is _AUTO
+    torch = _import_torch() if auto else torch
+    notes = []
+    steps: dict[str, Callable[[], object]] = {}
+    flops: dict[str, int] = {}
+    if torch is not None:
+        steps["torch"] = torch_step(torch, cfg, dt, threads=torch_threads)
+        flops["torch"] = model_flops("gru", cfg)
+    elif auto:
+        notes.append("torch is not installed: the nn.GRU comparison is skipped (pip install torch)")
+    else:
+        notes.append("the nn.GRU comparison was not asked for (no torch module given)")
+    floors = {}
+    for v in variants:
+        steps[v] = numpy_step(v, cfg, dt)
+        floors[v] = gemm_floor(v, cfg, dt)
+        steps[f"floor:{v}"] = floors[v].step
+        flops[v] = flops[f"floor:{v}"] = model_flops(v, cfg)
+    parts = phase_steps(variants[0], cfg, dt)
+    steps["validation"] = parts["validation"]
+    if phases:
+        steps |= {f"part:{k}": f for k, f in parts.items() if k != "validation"}
+        fl = floors[variants[0]]
+        steps |= {f"part:floor {k}": fl.phases[k] for k in ("forward", "backward", "gradients", "head")}
+    pause = cfg.pause if pause is None else pause
+    result = Result(cfg, dtype, interleaved(steps, repeat, pause), flops, notes, floors, pause=pause)
+    if extras:
+        result.codegen = codegen_time()
+        result.imports = {v: import_time(v) for v in variants}
+        result.memory = {v: memory_vs_T(v, cfg, dt) for v in variants}
+    result.report = format_report(result, variants, torch)
+    out(result.report)
+    return result
+
+
+# ---- the report
+
+
+def _machine(torch: ModuleType | None) -> str:
+    load1, load5, load15 = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    blas = "?"
+    try:
+        info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        blas = f"{info.get('name', '?')} {info.get('version', '')}".strip()
+    except Exception:  # pragma: no cover - older NumPy: no dict mode
+        pass
+    threads = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "default"
+    parts = [
+        f"{os.cpu_count()} CPUs, load average {load1:.2f} {load5:.2f} {load15:.2f}",
+        f"Python {sys.version.split()[0]}, NumPy {np.__version__} ({blas}, BLAS threads: {threads})",
+    ]
+    if torch is not None:
+        parts.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    return "; ".join(parts)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g}" if seconds < 0.1 else f"{seconds * 1e3:.0f}"
+
+
+def _si(value: float, unit: str) -> str:
+    """3 significant digits with a k/M/G prefix: 1.51 GFLOP, 912 kB."""
+    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def format_report(result: Result, variants: Sequence[str], torch: ModuleType | None) -> str:
+    """The Markdown report of a :class:`Result`."""
+    cfg = result.config
+    rounds = len(next(iter(result.times.values())))
+    lines = [
+        f"## grusym bench: {cfg.describe()}, {result.dtype}, token ids",
+        "",
+        "One step = forward over T + BPTT + every gradient + head + mean cross-entropy. "
+        f"{rounds} interleaved rounds ({result.pause * 1e3:.0f} ms sleep + one untimed call before each "
+        "timed call).",
+        f"Machine: {_machine(torch)}.",
+        "",
+        "| step | median ms | min ms | tokens/s | vs torch | GFLOP/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    ref = result.median("torch") if "torch" in result.times else None
+    for name, ts in result.times.items():
+        med = statistics.median(ts)
+        if name == "torch":
+            label = "torch nn.GRU + Linear + CE, autograd"
+        elif name == "validation":
+            label = f"of which validation ({variants[0]})"
+        elif name.startswith("part:"):
+            what = {
+                "forward": "forward loop",
+                "backward": "BPTT loop + weight gradients",
+                "floor forward": "floor: forward-loop matmuls",
+                "floor backward": "floor: BPTT-loop matmuls",
+                "floor gradients": "floor: weight-gradient matmuls",
+                "floor head": "floor: head matmuls",
+            }[name[5:]]
+            label = f"of which {what} ({variants[0]})"
+        else:
+            label = f"GEMM floor of {name[6:]}" if name.startswith("floor:") else f"grusym {name}"
+        ratio = f"{med / ref:.2f}" if ref else "-"
+        flops = result.flops.get(name)
+        gflops = f"{flops / med / 1e9:.3g}" if flops else "-"
+        part = name == "validation" or name.startswith("part:")
+        tps = "-" if part else f"{cfg.T * cfg.n / med:,.0f}"
+        gflops, ratio = ("-", "-") if part else (gflops, ratio)
+        lines.append(f"| {label} | {_ms(med)} | {_ms(min(ts))} | {tps} | {ratio} | {gflops} |")
+    lines += [
+        "",
+        "GFLOP/s divides the dense model FLOPs, 6*T*n*(number of weights), by each row's time: "
+        + ", ".join(f"{v} {_si(model_flops(v, cfg), 'FLOP')}" for v in variants)
+        + ". The floors execute "
+        + ", ".join(f"{v} {_si(fl.flops, 'FLOP')}" for v, fl in result.floors.items())
+        + " (token ids: the input projection is a row gather, not a GEMM).",
+    ]
+    lines += [f"Note: {note}" for note in result.notes]
+    if result.codegen:
+        c = result.codegen
+        each = ", ".join(f"{v} {c['derive'][v]:.2f} + {c['module_source'][v]:.2f}" for v in c["derive"])
+        lines += [
+            "",
+            f"Derivation + code generation of all {len(c['derive'])} variants in a fresh process: "
+            f"{c['process']:.2f} s wall (import sympy {c['sympy_import']:.2f} s; "
+            f"derive + generate, s: {each}).",
+        ]
+    for v, t in result.imports.items():
+        lines.append(
+            f"`import grusym` + `load({v!r})` with SymPy blocked: {t['import_load']:.3f} s in the process "
+            f"(NumPy's import included), {t['process']:.3f} s for the whole subprocess."
+        )
+    for v, mem in result.memory.items():
+        peaks = ", ".join(f"T={T}: {_si(p, 'B')}" for T, p in zip(mem.Ts, mem.peaks, strict=True))
+        grow = ", ".join(f"{k} {_si(b, 'B')}" for k, b in mem.workspace_per_step.items())
+        lines += [
+            "",
+            f"Peak memory of one cold step of {v} (tracemalloc): {peaks}. Linear fit: "
+            f"{_si(mem.slope, 'B')} per time step + {_si(mem.intercept, 'B')} (worst residual "
+            f"{mem.worst_residual:.1%}). Activations forward keeps for BPTT: "
+            f"{_si(mem.kept_per_step, 'B')} per time step (slope / kept = "
+            f"{mem.slope / mem.kept_per_step:.2f}); workspace buffers growing with T, per step: {grow}.",
+        ]
+    return "\n".join(lines)

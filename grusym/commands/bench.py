@@ -1,0 +1,112 @@
+"""``grusym bench``: time one training step of the generated code against torch nn.GRU and the GEMM floor.
+
+``--threads N`` gives torch N threads and OpenBLAS N threads; OpenBLAS reads its thread count only when
+NumPy loads, so a count other than the one this process started with re-runs the command in a child
+process with ``OPENBLAS_NUM_THREADS=N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from typing import Any
+
+from ..cli import non_negative_float, positive_int
+
+HELP = "time one training step (forward + BPTT + head) against torch nn.GRU and the GEMM floor"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        choices=("toy", "d2l", "big"),
+        default="d2l",
+        help="toy: n=2 T=3 V=4 h=2; d2l: n=32 T=35 V=28 h=256; big: n=64 T=64 V=96 h=512 (default: d2l)",
+    )
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="(default: float32)")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=None,
+        help="variant to time; repeat the option for several (default: gru and gru_reset_after)",
+    )
+    p.add_argument(
+        "--repeat",
+        type=positive_int,
+        default=None,
+        help="interleaved timed calls per contender (default: toy 200, d2l 15, big 5)",
+    )
+    p.add_argument(
+        "--phases",
+        action="store_true",
+        help="also time the forward loop, the BPTT loop and the floor's phases (where the time goes)",
+    )
+    p.add_argument(
+        "--no-extras",
+        action="store_true",
+        help="time the step only: skip code generation, import and memory measurements",
+    )
+    p.add_argument(
+        "--pause",
+        type=non_negative_float,
+        default=None,
+        help="seconds of sleep before each timed call (default: toy 0, otherwise 0.15)",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="threads of torch and of OpenBLAS (default: torch 2, OpenBLAS as configured)",
+    )
+    p.add_argument("--no-torch", action="store_true", help="skip the torch comparison even if installed")
+
+
+def _argv(args: argparse.Namespace) -> list[str]:
+    """The command line that repeats ``args``."""
+    argv = ["bench", "--config", args.config, "--dtype", args.dtype]
+    argv += ["--threads", str(args.threads)] if args.threads else []
+    for v in args.variant or []:
+        argv += ["--variant", v]
+    if args.repeat is not None:
+        argv += ["--repeat", str(args.repeat)]
+    if args.pause is not None:
+        argv += ["--pause", str(args.pause)]
+    argv += ["--no-extras"] * args.no_extras + ["--no-torch"] * args.no_torch + ["--phases"] * args.phases
+    return argv
+
+
+def _blas_threads() -> int:
+    return int(os.environ.get("OPENBLAS_NUM_THREADS") or os.cpu_count() or 1)
+
+
+def run(args: argparse.Namespace) -> int:
+    import grusym
+    from grusym.bench import run as bench
+
+    if args.threads and args.threads != _blas_threads():
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": str(args.threads), "OMP_NUM_THREADS": str(args.threads)}
+        argv = [sys.executable, "-m", "grusym", *sys.argv[1:]] if sys.argv[1:2] else None
+        if argv is None or "bench" not in argv:
+            raise grusym.InputError(
+                "--threads other than the current BLAS thread count needs the command line"
+            )
+        return subprocess.run(argv, env=env, check=False).returncode
+
+    variants = [grusym.load(v).VARIANT for v in (args.variant or ["gru", "gru_reset_after"])]
+    kwargs: dict[str, Any] = {"torch": None} if args.no_torch else {}
+    if args.pause is not None and not 0 <= args.pause <= 10:
+        raise grusym.InputError(f"--pause must be between 0 and 10 seconds, got {args.pause}")
+    bench(
+        args.config,
+        args.dtype,
+        variants,
+        args.repeat,
+        phases=args.phases,
+        extras=not args.no_extras,
+        pause=args.pause,
+        torch_threads=args.threads or 2,
+        **kwargs,
+    )
+    return 0

@@ -1,0 +1,202 @@
+"""The benchmark machinery at toy size (no timing is asserted), the GEMM floor's matmul sequence against what
+the generated code really runs, and the workspace the fast path reuses across calls."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+import grusym
+from grusym import bench, runtime
+from grusym.cli import main
+from grusym.symbolic.codegen import gemm_plan
+
+NAMES = grusym.variants()
+TOY = bench.CONFIGS["toy"]
+
+
+def test_run_without_torch_prints_the_table_and_a_note():
+    printed: list[str] = []
+    result = bench.run("toy", "float64", ["gru", "rnn_tanh"], repeat=2, torch=None, extras=False,
+                       pause=0, out=printed.append)  # fmt: skip
+    assert printed == [result.report]
+    text = result.report
+    assert "nn.GRU comparison was not asked for" in text
+    for row in ("grusym gru |", "GEMM floor of gru |", "grusym rnn_tanh |", "of which validation (gru) |"):
+        assert row in text
+    assert set(result.times) == {"gru", "floor:gru", "rnn_tanh", "floor:rnn_tanh", "validation"}
+    assert all(len(ts) == 2 and min(ts) > 0 for ts in result.times.values())
+
+
+def test_run_notes_an_absent_torch():
+    """Guards the default path on machines without torch: a child process in which importing torch fails."""
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from grusym import bench\n"
+        "r = bench.run('toy', repeat=1, variants=['rnn_tanh'], extras=False, pause=0, out=lambda s: None)\n"
+        "print('torch' in r.times, r.notes)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=bench._child_env()).stdout  # fmt: skip
+    assert out.startswith("False") and "torch is not installed" in out
+
+
+def test_phases_time_the_parts_of_the_step_and_of_its_floor():
+    result = bench.run("toy", "float32", ["gru"], 1, phases=True, torch=None, extras=False, pause=0,
+                       out=lambda s: None)  # fmt: skip
+    parts = {k for k in result.times if k.startswith("part:")}
+    assert parts == {"part:forward", "part:backward", "part:floor forward", "part:floor backward",
+                     "part:floor gradients", "part:floor head"}  # fmt: skip
+    assert "of which BPTT loop + weight gradients (gru)" in result.report
+
+
+def test_run_with_torch_compares_against_nn_gru():
+    torch = pytest.importorskip("torch")
+    result = bench.run(
+        "toy", "float32", ["gru"], repeat=1, torch=torch, extras=False, pause=0, out=lambda s: None
+    )
+    assert "torch" in result.times and "torch nn.GRU" in result.report
+    assert "| 1.00 |" in result.report  # the torch row is the reference
+
+
+def test_torch_step_trains_the_same_model_shape():
+    torch = pytest.importorskip("torch")
+    step = bench.torch_step(torch, TOY, np.float64)
+    loss = step()
+    assert loss == pytest.approx(np.log(TOY.V), abs=0.5)  # near-uniform softmax at init
+
+
+def test_cli_bench_runs_and_rejects_bad_options(capsys):
+    assert main(["bench", "--config", "toy", "--repeat", "1", "--no-extras", "--no-torch"]) == 0
+    assert "| grusym gru_reset_after |" in capsys.readouterr().out
+    assert main(["bench", "--repeat", "0"]) == 2
+    assert main(["bench", "--config", "huge"]) == 2
+    with pytest.raises(grusym.InputError, match="config must be one of"):
+        bench.run("huge", torch=None, out=lambda s: None)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("tokens", [True, False])
+def test_floor_flops_equal_the_dense_model_count(name, tokens):
+    """Independent count: each weight is used once per position forward and twice backward (6*T*n*|W|);
+    token ids replace the input GEMM by a gather and skip dX (4*T*n*d*width of the X weights less)."""
+    floor = bench.gemm_floor(name, TOY, np.float64, tokens=tokens)
+    params = grusym.load(name).PARAMS
+    x_cols = sum(1 for dims in params.values() if dims == ("d", "h")) * TOY.h
+    expected = bench.model_flops(name, TOY) - (4 * TOY.T * TOY.n * TOY.V * x_cols if tokens else 0)
+    assert floor.flops == expected
+
+
+class _Recorder(np.ndarray):
+    """An array that logs the (m, k, n) of every matrix product it takes part in."""
+
+    log: ClassVar[list[tuple[int, int, int]]] = []
+
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        args = [np.asarray(a) if isinstance(a, _Recorder) else a for a in inputs]
+        if out is not None:
+            kwargs["out"] = tuple(np.asarray(o) if isinstance(o, _Recorder) else o for o in out)
+        if ufunc is np.matmul and method == "__call__":
+            _Recorder.log.append((args[0].shape[-2], args[0].shape[-1], args[1].shape[-1]))
+        result = getattr(ufunc, method)(*args, **kwargs)
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        return result.view(_Recorder) if isinstance(result, np.ndarray) else result
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_floor_replays_the_matmuls_the_generated_step_runs(name):
+    """Guards the floor against drifting from the generator: the generated forward and BPTT, run on arrays
+    that log every matmul, perform exactly the plan's products (head products are loss_and_grads')."""
+    cfg = bench.Config("odd", T=3, n=2, V=5, h=4, repeat=1, Ts=())  # distinct sizes: no coincidences
+    m = grusym.load(name)
+    p = {k: v.view(_Recorder) for k, v in m.init_params(cfg.V, cfg.h, cfg.V, seed=0).items()}
+    X, _, h0 = bench.problem(cfg, np.float64)
+
+    def buf(name, shape, dtype):
+        return np.empty(shape, dtype).view(_Recorder)
+
+    _Recorder.log = []
+    H, cache = m._forward(p, X, True, h0.view(_Recorder), np.dtype(np.float64), buf)
+    m._backward(p, cache, np.ones(H.shape).view(_Recorder), buf)
+    dims = {"T": cfg.T, "n": cfg.n, "d": cfg.V, "h": cfg.h, "q": cfg.V}
+    expected = []
+    plan = [g for g in gemm_plan(name) if g.when != "floats" and "W_hq" not in g.label]
+    for phase in ("forward", "backward", "gradients"):
+        products = [tuple(bench._size(s, dims) for s in (g.m, g.k, g.n)) for g in plan if g.phase == phase]
+        per_step = [g.per_step for g in plan if g.phase == phase]
+        assert len(set(per_step)) <= 1
+        expected += products * (cfg.T if per_step and per_step[0] else 1)
+    assert _Recorder.log == expected
+
+
+def test_memory_grows_linearly_with_T():
+    mem = bench.memory_vs_T("gru", TOY, np.float64, Ts=(4, 8, 16, 32))
+    assert mem.slope > 0 and mem.worst_residual < 0.05
+    assert mem.peaks[-1] < 40 * mem.peaks[0]  # linear, not quadratic, from T=4 to T=32
+    assert {"A", "H", "dA"} <= set(mem.workspace_per_step)
+
+
+def test_subprocess_extras_report_their_fields():
+    imp = bench.import_time("rnn_tanh", repeat=1)
+    assert 0 < imp["import_load"] < imp["process"]
+    gen = bench.codegen_time(["rnn_tanh"])
+    assert set(gen["derive"]) == set(gen["module_source"]) == {"rnn_tanh"}
+    assert 0 < gen["total"] < gen["process"]
+
+
+def test_loss_and_grads_returns_nothing_that_aliases_its_workspace():
+    """Guards the reused scratch buffers: results of one call survive the next call on other inputs."""
+    for name in NAMES:
+        m = grusym.load(name)
+        p = m.init_params(5, 4, 5, seed=1, scale=0.5)
+        rng = np.random.default_rng(0)
+        X1, X2 = rng.integers(0, 5, (3, 2)), rng.integers(0, 5, (3, 2))
+        Y, h0 = rng.integers(0, 5, (3, 2)), np.zeros((2, 4))
+        loss1, g1, h1 = m.loss_and_grads(p, X1, Y, h0)
+        kept = {k: v.copy() for k, v in g1.items()}, h1.copy()
+        m.loss_and_grads(p, X2, Y, h0)
+        assert all(np.array_equal(g1[k], kept[0][k]) for k in g1), name
+        assert np.array_equal(h1, kept[1])
+        assert m.loss_and_grads(p, X1, Y, h0)[0] == loss1
+
+
+def test_workspace_reuses_buffers_and_never_shares_them_between_callers():
+    ws = runtime.Workspace()
+    a = ws("A", (3, 4), np.float32)
+    assert ws("A", (3, 4), np.float32) is a
+    assert ws("A", (3, 5), np.float32).shape == (3, 5)
+    assert ws("A", (3, 5), np.float64).dtype == np.float64
+    mine = ws.acquire()
+    assert mine is ws
+    other: list[runtime.Workspace] = []
+    threading.Thread(target=lambda: other.append(ws.acquire())).start()
+    while not other:
+        pass
+    assert other[0] is not ws
+    ws.release(other[0])  # releasing a throwaway one leaves the lock held by `mine`
+    assert ws.acquire() is not ws
+    ws.release(mine)
+    assert ws.acquire() is ws
+    ws.release(ws)
+    runtime.clear_workspaces()
+    assert ws.buffers() == {}
+
+
+def test_cli_rerun_command_line_repeats_the_options():
+    """--threads re-runs the command in a child process: the rebuilt command line must parse the same."""
+    from grusym.cli import _parser
+    from grusym.commands.bench import _argv
+
+    argv = ["bench", "--config", "toy", "--dtype", "float64", "--variant", "mgu", "--repeat", "3",
+            "--pause", "0.5", "--no-extras", "--threads", "1", "--phases"]  # fmt: skip
+    args = _parser().parse_args(argv)
+    again = _parser().parse_args(_argv(args))
+    assert {k: v for k, v in vars(again).items() if k != "_run"} == {
+        k: v for k, v in vars(args).items() if k != "_run"
+    }
