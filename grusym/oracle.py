@@ -1,0 +1,307 @@
+"""A symbolic gradient oracle that shares nothing with the generator.
+
+Contract: for tiny sizes (``LIMITS``: T <= 3, n <= 2, d, h, q <= 3) :func:`unrolled_loss` writes the whole
+unrolled loss of a variant as one scalar expression in explicit symbols, one per element of every
+parameter, of ``h0`` and of float ``X``. It reads only the declared cell: linear steps (``Step.terms`` and
+``Step.bias``) are expanded element by element into sums of products, elementwise steps come from
+``scalar_form`` with each primitive replaced by its closed form (``1/(1 + exp(-x))``,
+``(e^x - e^-x)/(e^x + e^-x)``), and the mean softmax cross-entropy is ``log sum exp - logit``. Neither
+``derive.py``, the rule table nor ``codegen.py`` is involved: symengine (SymPy when symengine is missing)
+differentiates the expression directly.
+
+:func:`check_oracle` evaluates the oracle's loss and gradients with mpmath at ``digits`` significant digits
+on a point of dyadic rationals (exact in float64, so both sides see the same point) and compares them with
+the generated float64 ``loss_and_grads``: what is left is the generated code's rounding error. This is an
+exact-input, high-precision numeric comparison, not a proof of symbolic identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fractions import Fraction
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .gradcheck import (
+    TOLERANCES,
+    Entry,
+    GradientReport,
+    localize_failures,
+    relative_error,
+    rounding_floor,
+)
+
+__all__ = ["LIMITS", "check_oracle", "oracle_gradients", "unrolled_loss"]
+
+LIMITS = {"T": 3, "n": 2, "d": 3, "h": 3, "q": 3}
+_DYADIC = 2**12  # the check point is rounded to multiples of 1/4096: exact in float64 and as a rational
+
+
+def _backend(name: str | None) -> ModuleType:
+    if name in (None, "symengine"):
+        try:
+            import symengine
+
+            return symengine
+        except ImportError:
+            if name == "symengine":
+                raise InputError("backend 'symengine' requested but symengine is not installed") from None
+    if name not in (None, "sympy"):
+        raise InputError(f"backend must be 'symengine' or 'sympy', got {name!r}")
+    import sympy
+
+    return sympy
+
+
+def _convert(expr: Any, env: dict[str, Any], B: ModuleType) -> Any:
+    """Rebuild a SymPy scalar expression in backend B, symbols looked up in env, primitives in closed form."""
+    import sympy as sp
+
+    from .symbolic.primitives import PRIMITIVES
+
+    if isinstance(expr, sp.Symbol):
+        return env[expr.name]
+    if expr.is_Rational:
+        return B.Rational(int(expr.p), int(expr.q))
+    if isinstance(expr, sp.Add):
+        return B.Add(*(_convert(a, env, B) for a in expr.args))
+    if isinstance(expr, sp.Mul):
+        return B.Mul(*(_convert(a, env, B) for a in expr.args))
+    if isinstance(expr, sp.Pow):
+        return B.Pow(_convert(expr.base, env, B), _convert(expr.exp, env, B))
+    if isinstance(expr, sp.exp):
+        return B.exp(_convert(expr.args[0], env, B))
+    primitive: Any = type(expr)
+    if primitive in PRIMITIVES.values():
+        x = sp.Symbol("x", real=True)
+        closed = primitive(x).rewrite(sp.exp)  # the primitive's own definition, not its derivative rule
+        return _convert(closed, {"x": _convert(expr.args[0], env, B)}, B)
+    raise InputError(f"the oracle cannot translate {type(expr).__name__}: {expr}")
+
+
+def _linear(step: Any, values: dict[str, Any], params: dict[str, Any], B: ModuleType) -> Any:
+    """``sum_terms left @ W + b`` expanded element by element (lists of backend scalars)."""
+    rows = len(values[step.terms[0].left])
+    bias = params[step.bias]
+    cols = len(bias)
+    out = [[bias[j] for j in range(cols)] for _ in range(rows)]
+    for term in step.terms:
+        left, W = values[term.left], params[term.weight]
+        for i in range(rows):
+            for j in range(cols):
+                out[i][j] = out[i][j] + B.Add(*(left[i][k] * W[k][j] for k in range(len(W))))
+    return out
+
+
+def unrolled_loss(
+    name: str, sizes: dict[str, int], Y: Any, *, tokens: Any = None, backend: str | None = None
+) -> tuple[Any, dict[str, np.ndarray]]:
+    """The unrolled loss of variant ``name`` as one scalar expression, and its symbols by input name.
+
+    sizes: T, n, d, h, q (at most ``LIMITS``); Y: (T, n) integer targets; tokens: optional (T, n) ids,
+    in which case X is one-hot constants and has no symbols. Returns (loss, symbols) where symbols maps
+    every parameter name, "h0" and (float X) "X" to an object array of symbols of that shape.
+    """
+    from .symbolic.cell import scalar_form
+    from .symbolic.variants import VARIANTS, head
+
+    if name not in VARIANTS:
+        raise InputError(f"unknown variant {name!r}; known variants: {', '.join(VARIANTS)}")
+    for key, limit in LIMITS.items():
+        if not 1 <= int(sizes[key]) <= limit:
+            raise InputError(f"the oracle is for tiny sizes: {key} must be in [1, {limit}], got {sizes[key]}")
+    B = _backend(backend)
+    T, n, d, h, q = (int(sizes[k]) for k in ("T", "n", "d", "h", "q"))
+    dims = {"n": n, "d": d, "h": h, "q": q}
+    cell = VARIANTS[name].cell()
+    _, head_step = head()
+    shapes = {p.name: tuple(dims[s] for s in p.shape_names) for p in cell.params.values()}
+    shapes |= {"W_hq": (h, q), "b_q": (q,), "h0": (n, h)}
+    if tokens is None:
+        shapes["X"] = (T, n, d)
+    symbols: dict[str, np.ndarray] = {}
+    for key, shape in shapes.items():
+        arr = np.empty(shape, dtype=object)
+        for idx in np.ndindex(*shape):
+            arr[idx] = B.Symbol(f"{key}[{','.join(map(str, idx))}]")
+        symbols[key] = arr
+    P = {k: v.tolist() for k, v in symbols.items()}
+    if tokens is None:
+        X = P["X"]
+    else:
+        X = [[[B.Integer(int(tokens[t][i] == k)) for k in range(d)] for i in range(n)] for t in range(T)]
+    forms = {s.name: scalar_form(s.expr) for s in cell.steps if s.kind == "elementwise"}
+    h_prev = P["h0"]
+    terms = []
+    for t in range(T):
+        values = {"X": X[t], "h_prev": h_prev}
+        for step in cell.steps:
+            if step.kind == "linear":
+                values[step.name] = _linear(step, values, P, B)
+            else:
+                values[step.name] = [
+                    [
+                        _convert(forms[step.name], {k: values[k][i][j] for k in step.inputs}, B)
+                        for j in range(h)
+                    ]
+                    for i in range(n)
+                ]
+        h_prev = values["h"]
+        logits = _linear(head_step, {"H": h_prev}, P, B)
+        for i in range(n):
+            terms.append(B.log(B.Add(*(B.exp(c) for c in logits[i]))) - logits[i][int(Y[t][i])])
+    return B.Add(*terms) / (T * n), symbols
+
+
+def _evaluator(point: dict[Any, Any]) -> Callable[[Any], Any]:
+    """A memoised mpmath evaluator for backend expression DAGs (shared subtrees are evaluated once)."""
+    import mpmath
+
+    memo: dict[Any, Any] = {}
+
+    def ev(e: Any) -> Any:
+        hit = memo.get(e)
+        if hit is not None:
+            return hit
+        kind = type(e).__name__
+        if e in point:
+            v = point[e]
+        elif e.is_Number:
+            frac = Fraction(str(e))
+            v = mpmath.mpf(frac.numerator) / frac.denominator
+        elif kind == "Add":
+            v = mpmath.fsum(ev(a) for a in e.args)
+        elif kind == "Mul":
+            v = mpmath.fprod(ev(a) for a in e.args)
+        elif kind == "Pow":
+            base, expo = e.args
+            v = mpmath.exp(ev(expo)) if type(base).__name__ == "Exp1" else ev(base) ** ev(expo)
+        elif kind in ("exp", "log", "tanh"):
+            v = getattr(mpmath, kind)(ev(e.args[0]))
+        elif kind == "Exp1":
+            v = mpmath.e
+        else:
+            raise InputError(f"the oracle evaluator cannot handle {kind}: {e}")
+        memo[e] = v
+        return v
+
+    return ev
+
+
+def _input_size(name: str, params: dict[str, Any]) -> int:
+    from .symbolic.variants import VARIANTS
+
+    p = next(p for p in VARIANTS[name].cell().params.values() if p.shape_names[0] == "d")
+    return int(np.asarray(params[p.name]).shape[0])
+
+
+def oracle_gradients(
+    name: str,
+    params: dict[str, Any],
+    X: Any,
+    Y: Any,
+    h0: Any,
+    *,
+    digits: int = 40,
+    backend: str | None = None,
+) -> tuple[float, dict[str, np.ndarray], float]:
+    """The oracle's loss and gradients of variant ``name`` at (params, X, Y, h0), as float64 arrays.
+
+    X: (T, n, d) floats or (T, n) token ids, Y: (T, n), h0: (n, h), all within ``LIMITS``. Values are
+    taken as exact binary rationals and evaluated at ``digits`` significant digits before rounding.
+    Returns (loss, grads, seconds spent differentiating).
+    """
+    import time
+
+    import mpmath
+
+    X = np.asarray(X)
+    tokens = X if X.dtype.kind in "iu" else None
+    T, n = X.shape[:2]
+    sizes = {"T": T, "n": n, "h": np.asarray(h0).shape[1], "q": np.asarray(params["W_hq"]).shape[1]}
+    sizes["d"] = X.shape[2] if tokens is None else _input_size(name, params)
+    loss, symbols = unrolled_loss(name, sizes, np.asarray(Y), tokens=tokens, backend=backend)
+    values = {**params, "h0": h0} | ({} if tokens is not None else {"X": X})
+    with mpmath.workdps(digits):
+        point = {}
+        for key, syms in symbols.items():
+            arr = np.asarray(values[key], dtype=np.float64)
+            for idx in np.ndindex(*syms.shape):
+                frac = Fraction(float(arr[idx]))  # exact: every float is a binary rational
+                point[syms[idx]] = mpmath.mpf(frac.numerator) / frac.denominator
+        ev = _evaluator(point)
+        start = time.perf_counter()
+        derivs = {k: [loss.diff(s) for s in syms.reshape(-1)] for k, syms in symbols.items()}
+        seconds = time.perf_counter() - start
+        grads = {
+            k: np.array([float(ev(g)) for g in gs]).reshape(symbols[k].shape) for k, gs in derivs.items()
+        }
+        value = float(ev(loss))
+    return value, grads, seconds
+
+
+def check_oracle(
+    name: str,
+    *,
+    T: int = 3,
+    n: int = 2,
+    d: int = 3,
+    h: int = 3,
+    q: int = 3,
+    seed: int = 0,
+    scale: float = 1.0,
+    tokens: bool = False,
+    loss_and_grads: Callable[..., Any] | None = None,
+    localize: bool = True,
+    digits: int = 40,
+    backend: str | None = None,
+) -> GradientReport:
+    """Compare the generated loss and gradients of ``name`` (or ``loss_and_grads``) with the oracle.
+
+    The problem is ``gradcheck.variant_problem``'s, rounded to multiples of 1/4096 so the float64 inputs
+    are exactly the oracle's rationals. One entry per gradient plus one for the loss value itself.
+    """
+    from .gradcheck import _variant_data
+
+    m, params, X, Y, h0 = _variant_data(name, T=T, n=n, d=d, h=h, q=q, seed=seed, scale=scale, tokens=tokens)
+    params = {k: np.round(v * _DYADIC) / _DYADIC for k, v in params.items()}
+    h0 = np.round(h0 * _DYADIC) / _DYADIC
+    if not tokens:
+        X = np.round(X * _DYADIC) / _DYADIC
+    value, reference, seconds = oracle_gradients(name, params, X, Y, h0, digits=digits, backend=backend)
+    fn = loss_and_grads or m.loss_and_grads
+    result = fn(params, X, Y, h0)
+    generated_loss, generated = float(result[0]), result[1]
+    rtol, atol = TOLERANCES["oracle"]
+    report = GradientReport(
+        "oracle", rtol, note=f"symbolic, {digits} digits, differentiated in {seconds:.2f} s"
+    )
+    scale = max(float(np.max(np.abs(g), initial=0.0)) for g in reference.values())
+    for key, ref in [("loss", np.array(value)), *reference.items()]:
+        if key != "loss" and key not in generated:
+            raise InputError(f"loss_and_grads returned no gradient for {key!r}")
+        ana = np.asarray(generated_loss if key == "loss" else generated[key], dtype=np.float64)
+        if ana.shape != ref.shape:
+            raise InputError(f"gradient of {key!r} has shape {ana.shape}, the oracle's has {ref.shape}")
+        floor = rounding_floor(abs(value), rtol, atol) if key == "loss" else rounding_floor(scale, rtol, atol)
+        err = relative_error(ana, ref, floor)
+        worst = np.unravel_index(int(np.argmax(err)), err.shape) if err.ndim else ()
+        e = float(err[worst])
+        report.entries.append(
+            Entry(
+                key,
+                tuple(int(i) for i in worst),
+                float(ana[worst]),
+                float(ref[worst]),
+                e,
+                e <= rtol,
+                int(err.size),
+                reference="oracle",
+            )
+        )
+    if localize:
+        localize_failures(report, m.loss, fn, params, X, Y, h0)
+    return report
