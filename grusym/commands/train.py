@@ -1,0 +1,156 @@
+"""``grusym train``: train a char-level language model (default: seed 000's toy) or the adding problem.
+
+Every option is read as text and checked by :func:`grusym.train.make_config`, so a bad value is a one-line
+error (exit 2) naming the option. Several comma-separated variants train one after the other into
+``OUT/<variant>`` and add a comparison figure. Exit status: 0 done (or stopped by --max-seconds), 1 the
+training diverged (the last good checkpoint is kept), 2 bad input, 130 Ctrl-C (checkpoint saved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..train import Config, Result
+
+HELP = "train a GRU language model (default: the seed's 'MathMath...' toy) or the adding problem"
+
+_CONFIG_OPTIONS = {
+    "task": ("lm|adding", "lm: next-character prediction (default); adding: the adding problem"),
+    "variant": ("V[,V...]", "variant(s) to train, comma-separated to compare (default: gru)"),
+    "text": ("FILE", "UTF-8 text file to model (default: seed 000's toy 'MathMathMathMathMath')"),
+    "hidden": ("H", "hidden size (toy 2, text 256, adding 32)"),
+    "steps": ("S", "time steps per batch, the truncated-BPTT length (toy 3, text 35)"),
+    "length": ("L", "sequence length of the adding problem (default 100)"),
+    "batch": ("B", "sequences per batch (toy 2, text 32, adding 64)"),
+    "epochs": ("E", "epochs in total, also when resuming (toy 200, text 20, adding 10)"),
+    "lr": ("LR", "learning rate (default: sgd 1, adam 0.01)"),
+    "optimizer": ("sgd|adam", "optimiser (default: sgd; adding: adam)"),
+    "clip": ("THETA", "clip the global gradient norm to THETA, 0 = off (default: 1)"),
+    "sampling": ("sequential|random", "sequential carries the hidden state between batches (default)"),
+    "seed": ("N", "seed of the initial weights and of the data order (default: 0)"),
+    "scale": ("SIGMA", "standard deviation of the initial weights (default: 0.01, as d2l)"),
+    "dtype": ("float64|float32", "floating-point type of parameters and states (default: float64)"),
+    "primer": ("TEXT", "text the samples continue (toy: 'Ma'; text: its first 10 characters)"),
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    for name, (metavar, text) in _CONFIG_OPTIONS.items():
+        p.add_argument(f"--{name}", metavar=metavar, help=text)
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output folder (default: runs/toy-V, runs/<text file stem>-V or runs/adding-<L>-V; V is the "
+        "variant, or 'compare' for several)",
+    )
+    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint.npz, bit-for-bit")
+    p.add_argument("--json", metavar="METRICS.json", help="also write the metrics to this file")
+    p.add_argument("--max-seconds", metavar="S", help="stop after S seconds of training (checkpointed)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from ..train import checkpoint, make_config, train
+    from ..train.loop import merge_resume
+
+    options = {name: getattr(args, name) for name in _CONFIG_OPTIONS}
+    names = [v.strip() for v in (args.variant or "gru").split(",") if v.strip()]
+    if not names or len(set(names)) != len(names):
+        raise InputError(f"--variant must list distinct variant names, got {args.variant!r}")
+    max_seconds = _seconds(args.max_seconds)
+    if args.resume is not None:
+        if len(names) > 1:
+            raise InputError("--resume continues one run; give a single --variant (or none)")
+        stored = checkpoint.load(args.resume).config
+        config = merge_resume(stored, options)
+        out = Path(args.out) if args.out else Path(args.resume).parent
+        result = train(config, out, resume=args.resume, max_seconds=max_seconds, json_path=args.json)
+        return _report(result)
+    configs = [make_config(**{**options, "variant": name}) for name in names]
+    base = Path(args.out) if args.out else Path("runs") / _run_name(configs[0], names)
+    if len(configs) == 1:
+        return _report(train(configs[0], base, max_seconds=max_seconds, json_path=args.json))
+    results = {}
+    for config in configs:
+        results[config.variant] = result = train(config, base / config.variant, max_seconds=max_seconds)
+        if _report(result):
+            return 1
+    return _compare(base, results, args.json)
+
+
+def _seconds(value: str | None) -> float | None:
+    from ..errors import InputError
+
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise InputError(f"--max-seconds must be a positive number, got {value!r}")
+    return seconds
+
+
+def _run_name(c: Config, names: list[str]) -> str:
+    suffix = names[0] if len(names) == 1 else "compare"
+    if c.task == "adding":
+        return f"adding-{c.length}-{suffix}"
+    return f"{Path(c.text).stem if c.text else 'toy'}-{suffix}"
+
+
+def _report(r: Result) -> int:
+    if r.status == "diverged":
+        print(f"grusym train: {r.message}", file=sys.stderr)
+        return 1
+    m = r.metrics
+    metric = "perplexity" if m["task"] == "lm" else "test_mse"
+    if r.message:
+        print(r.message)
+    files = sorted(p.name for p in r.out.iterdir() if p.is_file() and not p.name.startswith("."))
+    print(
+        f"done: {metric.replace('_', ' ')} {m[f'final_{metric}']:.4g} after {m['epochs_run']:.4g} epochs "
+        f"({m['steps']} steps, {m['tokens_per_second']:,.0f} tokens/s, {m['wall_time_s']:.1f} s); "
+        f"wrote {r.out}/: {', '.join(files)}"
+    )
+    return 0
+
+
+def _compare(base: Path, results: dict[str, Result], json_path: str | None) -> int:
+    from ..fileio import atomic_write_text
+    from ..train import plots
+
+    first = next(iter(results.values())).metrics
+    metric = "perplexity" if first["task"] == "lm" else "test_mse"
+    summary = {
+        name: {
+            f"final_{metric}": r.metrics[f"final_{metric}"],
+            "tokens_per_second": r.metrics["tokens_per_second"],
+            "epochs": r.metrics["epochs"],
+            "out": str(r.out),
+        }
+        for name, r in results.items()
+    }
+    text = json.dumps({"metric": metric, "runs": summary}, indent=2) + "\n"
+    atomic_write_text(base / "comparison.json", text)
+    if json_path:
+        atomic_write_text(json_path, text)
+    c = first["config"]
+    what = (
+        f"adding problem, length {c['length']}"
+        if c["task"] == "adding"
+        else f"char LM, {first['data']['text']}"
+    )
+    title = f"{what}: " + " vs ".join(results)
+    plots.write_comparison(
+        base / "comparison.png", {n: r.metrics["history"] for n, r in results.items()}, metric, title
+    )
+    for name, s in summary.items():
+        print(f"{name:>16}: final {metric.replace('_', ' ')} {s[f'final_{metric}']:.4g}")
+    print(f"comparison written to {base}/comparison.png and comparison.json")
+    return 0

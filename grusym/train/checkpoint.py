@@ -1,0 +1,191 @@
+"""Training checkpoints: one ``.npz`` holding everything a run needs to continue bit-for-bit.
+
+Contract: ``save`` writes atomically (:func:`grusym.fileio.atomic_write_bytes`: a reader sees the old file or
+the whole new one); ``load`` never unpickles (``allow_pickle=False``) and turns anything that is not a
+complete checkpoint of this format (missing, truncated, corrupted, a foreign ``.npz``, a newer version,
+parameters that do not fit the variant) into :class:`~grusym.errors.InputError` naming the file.
+
+Layout: ``meta`` is UTF-8 JSON as uint8 (format tag, version, config, vocabulary, position, progress,
+history, samples); ``param/<name>`` the model; ``optim/<name>`` the optimiser state; ``hidden`` the carried
+hidden state (n, h). Every random draw is a function of ``(seed, epoch, index)``, so the position
+``(epoch, batch)`` together with the seed is the RNG state.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import GrusymError, InputError
+from ..fileio import atomic_write_bytes
+from .config import Config
+
+__all__ = ["FORMAT", "VERSION", "Checkpoint", "load", "save"]
+
+Array = NDArray[Any]
+
+FORMAT = "grusym-train-checkpoint"
+VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """The state of a run after ``step`` optimiser steps: epoch ``epoch`` has finished ``batch`` batches."""
+
+    config: Config
+    params: dict[str, Array]
+    optimizer: dict[str, Array]
+    hidden: Array | None
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    vocab: dict[str, Any] | None = None
+    fingerprint: str = ""  # sha256 of the training text
+    progress: dict[str, float] = field(default_factory=dict)  # running sums of the unfinished epoch and run
+    history: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)
+    trace: list[list[float]] = field(default_factory=list)  # [step, mean loss of the steps since the last]
+
+
+def save(path: str | Path, ckpt: Checkpoint) -> None:
+    """Write ``ckpt`` to ``path`` atomically."""
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": ckpt.config.to_dict(),
+        "epoch": ckpt.epoch,
+        "batch": ckpt.batch,
+        "step": ckpt.step,
+        "vocab": ckpt.vocab,
+        "fingerprint": ckpt.fingerprint,
+        "progress": ckpt.progress,
+        "history": ckpt.history,
+        "samples": ckpt.samples,
+        "trace": ckpt.trace,
+    }
+    arrays: dict[str, Array] = {"meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
+    arrays.update({f"param/{k}": v for k, v in ckpt.params.items()})
+    arrays.update({f"optim/{k}": v for k, v in ckpt.optimizer.items()})
+    if ckpt.hidden is not None:
+        arrays["hidden"] = ckpt.hidden
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load(path: str | Path) -> Checkpoint:
+    """Read a checkpoint written by :func:`save`; InputError for anything else."""
+    path = Path(path)
+    what = f"checkpoint {path}"
+    if not path.is_file():
+        raise InputError(f"{what}: no such file" if not path.exists() else f"{what} is not a file")
+    with path.open("rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # np.load would take anything else for a .npy or a pickle
+            raise InputError(f"{what} is not an .npz file (no zip signature); corrupted or not a checkpoint")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise InputError(
+                f"{what} holds pickled objects; refusing to load it (not a grusym checkpoint)"
+            ) from None
+        raise InputError(f"{what} is not a readable .npz file ({exc})") from None
+    except Exception as exc:  # untrusted bytes: zipfile and numpy raise many kinds on damaged input
+        raise InputError(f"{what} is corrupted or not an .npz file ({type(exc).__name__}: {exc})") from None
+    meta_bytes = arrays.pop("meta", None)
+    if meta_bytes is None or meta_bytes.dtype != np.uint8 or meta_bytes.ndim != 1:
+        raise InputError(f"{what} is not a grusym training checkpoint (no grusym metadata)")
+    try:
+        meta = json.loads(meta_bytes.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InputError(f"{what} has unreadable metadata (corrupted)") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise InputError(f"{what} is not a grusym training checkpoint (format tag missing)")
+    if meta.get("version") != VERSION:
+        raise InputError(f"{what} has version {meta.get('version')!r}; this grusym reads version {VERSION}")
+    try:
+        ckpt = Checkpoint(
+            config=Config.from_dict(meta["config"]),
+            params={k[6:]: v for k, v in arrays.items() if k.startswith("param/")},
+            optimizer={k[6:]: v for k, v in arrays.items() if k.startswith("optim/")},
+            hidden=arrays.get("hidden"),
+            epoch=_count(meta["epoch"]),
+            batch=_count(meta["batch"]),
+            step=_count(meta["step"]),
+            vocab=meta["vocab"],
+            fingerprint=str(meta["fingerprint"]),
+            progress=_numbers(meta["progress"]),
+            history=[_record(r) for r in meta["history"]],
+            samples=[s if isinstance(s, str) else str(s) for s in meta["samples"]],
+            trace=[_point(p) for p in meta["trace"]],
+        )
+        _check_params(ckpt)
+    except GrusymError as exc:
+        raise InputError(f"{what} is inconsistent: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{what} has incomplete metadata ({type(exc).__name__}: {exc})") from None
+    return ckpt
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError(f"expected a non-negative integer, got {value!r}")
+    return value
+
+
+def _numbers(value: Any) -> dict[str, float]:
+    if not isinstance(value, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()
+    ):
+        raise InputError(f"progress must map names to numbers, got {value!r:.80}")
+    return {str(k): float(v) for k, v in value.items()}
+
+
+def _record(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or "epoch" not in value:
+        raise InputError(f"a history record must be a dict with an epoch, got {value!r:.80}")
+    _count(value["epoch"])
+    _numbers({k: v for k, v in value.items() if k != "epoch"})
+    return value
+
+
+def _point(value: Any) -> list[float]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise InputError(f"a trace point must be [step, loss], got {value!r:.80}")
+    _count(value[0])
+    _numbers({"loss": value[1]})
+    return value
+
+
+def _check_params(ckpt: Checkpoint) -> None:
+    from .. import load as load_variant
+    from ..validate import check_params
+
+    module = load_variant(ckpt.config.variant)
+    _, dims, dtype = check_params(module.PARAMS, ckpt.params, allow_complex=False)
+    if dtype != np.dtype(ckpt.config.dtype):
+        raise InputError(f"parameters are {dtype} but the config says {ckpt.config.dtype}")
+    if ckpt.config.task == "lm":
+        from .data import Vocab
+
+        size = len(Vocab.from_json(ckpt.vocab))
+        if not dims["d"] == dims["q"] == size:
+            raise InputError(
+                f"a vocabulary of {size} does not fit parameters with d = {dims['d']}, q = {dims['q']}"
+            )
+    if dims["h"] != ckpt.config.hidden:
+        raise InputError(f"parameters have hidden size {dims['h']} but the config says {ckpt.config.hidden}")
+    hidden, shape = ckpt.hidden, (ckpt.config.batch, dims["h"])
+    if hidden is not None and (
+        hidden.shape != shape or hidden.dtype != dtype or not np.isfinite(hidden).all()
+    ):
+        raise InputError(
+            f"carried hidden state must be finite {dtype} of shape {shape}, got {hidden.dtype} {hidden.shape}"
+        )

@@ -1,0 +1,418 @@
+"""The training loop: epochs of batches, the generated gradients, an optimiser, checkpoints and outputs.
+
+Contract: ``train(config, out)`` trains a model of ``config.variant`` on ``config.task`` using only the
+generated module's functions and writes to folder ``out``: ``checkpoint.npz``, ``metrics.json``,
+``samples.txt`` and PNG curves. It returns a :class:`Result` whose ``status`` is
+
+* ``"finished"``: every epoch ran; the checkpoint holds the final state;
+* ``"time limit"``: ``max_seconds`` ran out; the checkpoint holds the state after the last step;
+* ``"diverged"``: a loss, gradient or parameter stopped being finite; nothing after the last finite state
+  is saved, so the checkpoint on disk is the last good one.
+
+Ctrl-C (SIGINT) is deferred to the end of the current step: the checkpoint is saved there, then
+``KeyboardInterrupt`` propagates. ``train(config, out, resume=path)`` continues from a checkpoint so that
+the parameters equal those of an uninterrupted run bit for bit (the batches of an epoch are a function of
+``(seed, epoch)``, and the position, optimiser state and carried hidden state are all stored).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, NonFiniteError
+from ..fileio import atomic_write_text
+from . import checkpoint, plots
+from .checkpoint import Checkpoint
+from .config import Config
+from .data import Vocab
+from .optim import clip_grads, make_optimizer
+from .progress import STATUS_SECONDS, Progress, deferred_sigint
+from .tasks import LanguageModel, make_task
+
+__all__ = ["CHECKPOINT", "Result", "merge_resume", "train"]
+
+CHECKPOINT = "checkpoint.npz"
+CHECKPOINT_SECONDS = 30.0  # also save at an epoch's end once this long has passed since the last save
+LOG_LINES = 10  # epochs logged (with a sample) per run, besides the last
+TRACE_POINTS = 10  # points per epoch on the loss trace (mean loss of the last 1/10 epoch)
+
+
+@dataclass
+class Result:
+    """What a run ended with: ``status``, the metrics written to metrics.json, and where things are."""
+
+    status: str
+    metrics: dict[str, Any]
+    out: Path
+    checkpoint: Path
+    params: dict[str, Any] = field(repr=False, default_factory=dict)
+    message: str = ""
+
+
+def merge_resume(stored: Config, options: Mapping[str, Any]) -> Config:
+    """The stored config with ``epochs`` (and only that) replaced from ``options`` (``None`` = keep).
+
+    Any other option given must equal the stored value: a resumed run is the same run, continued.
+    """
+    from .config import make_config
+
+    given = {k: v for k, v in options.items() if v is not None}
+    merged = make_config(**{**stored.to_dict(), **given})
+    for name, value in merged.to_dict().items():
+        if name != "epochs" and value != getattr(stored, name):
+            raise InputError(
+                f"--{name} {value!r} disagrees with the checkpoint's {getattr(stored, name)!r}; "
+                "omit it when resuming (only --epochs may change)"
+            )
+    return merged
+
+
+def train(
+    config: Config | None,
+    out: str | Path,
+    *,
+    resume: str | Path | None = None,
+    max_seconds: float | None = None,
+    json_path: str | Path | None = None,
+    on_step: Callable[[int], None] | None = None,
+    log: Callable[[str], None] = print,
+    write_plots: bool = True,
+) -> Result:
+    """Train and write outputs to ``out``; see the module docstring for the statuses.
+
+    config: None only when resuming (the checkpoint's config is then used). max_seconds: stop (and
+    checkpoint) once this much training time has passed. json_path: a second copy of metrics.json.
+    on_step(step): called after every optimiser step (progress hooks, tests). write_plots=False: no PNGs.
+    """
+    started = time.perf_counter()
+    ckpt = checkpoint.load(resume) if resume is not None else None
+    if ckpt is not None:  # a given config must be the stored one, except for epochs
+        config = merge_resume(ckpt.config, {} if config is None else config.to_dict())
+    if config is None:
+        raise InputError("train needs a config, or a checkpoint to resume from")
+    if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
+        raise InputError(f"--max-seconds must be a positive number, got {max_seconds!r}")
+    out = _prepare_out(Path(out), json_path)
+
+    from .. import load
+
+    module = load(config.variant)
+    vocab = Vocab.from_json(ckpt.vocab) if ckpt is not None and ckpt.vocab else None
+    task = make_task(config, vocab)
+    if ckpt is not None and ckpt.fingerprint != task.fingerprint:
+        raise InputError(f"--text {config.text} is not the text the checkpoint was trained on (it changed)")
+    if ckpt is not None and ckpt.epoch > config.epochs:
+        raise InputError(f"--epochs {config.epochs} is fewer than the {ckpt.epoch} the checkpoint has done")
+    dtype = np.dtype(config.dtype)
+    if ckpt is None:
+        params = module.init_params(*task.sizes, seed=config.seed, dtype=dtype, scale=config.scale)
+        vocab_json = task.vocab.to_json() if isinstance(task, LanguageModel) else None
+        ckpt = Checkpoint(config, params, {}, None, vocab=vocab_json, fingerprint=task.fingerprint)
+    params = {k: v.copy() for k, v in ckpt.params.items()}
+    optimizer = make_optimizer(config.optimizer, params, config.lr)
+    if resume is not None:
+        try:
+            optimizer.load_state(ckpt.optimizer)
+        except InputError as exc:
+            raise InputError(f"checkpoint {resume} is inconsistent: {exc}") from None
+    ckpt.config = config
+
+    run = _Run(config, task, module, params, optimizer, ckpt, out, log, write_plots)
+    run.save()  # fails early, before any training, if out cannot be written
+    try:
+        with deferred_sigint() as stop:
+            status, message = run.loop(stop, started, max_seconds, on_step)
+    finally:
+        run.progress.close()
+    wall = time.perf_counter() - started
+    metrics = run.write_outputs(status, wall, json_path)
+    result = Result(status, metrics, out, out / CHECKPOINT, run.params, message)
+    if status == "interrupted":
+        log(message)
+        raise KeyboardInterrupt
+    return result
+
+
+class _Run:
+    """The mutable state of one run and the steps that change it."""
+
+    def __init__(
+        self,
+        config: Config,
+        task: Any,
+        module: Any,
+        params: dict[str, Any],
+        optimizer: Any,
+        ckpt: Checkpoint,
+        out: Path,
+        log: Callable[[str], None],
+        write_plots: bool,
+    ) -> None:
+        self.config, self.task, self.module, self.out = config, task, module, out
+        self.params, self.optimizer, self.ckpt = params, optimizer, ckpt
+        self.write_plots = write_plots
+        self.epoch, self.batch, self.step = ckpt.epoch, ckpt.batch, ckpt.step
+        self.hidden = None if ckpt.hidden is None else ckpt.hidden.copy()
+        self.progress_sums = {
+            "loss": 0.0,
+            "seconds": 0.0,
+            "tokens": 0.0,
+            "train_seconds": 0.0,
+            "train_tokens": 0.0,
+            "wall_seconds": 0.0,
+            "window_loss": 0.0,
+            "window_count": 0.0,
+            **ckpt.progress,
+        }
+        self.history = list(ckpt.history)
+        self.samples = list(ckpt.samples)
+        self.trace = [list(point) for point in ckpt.trace]
+        self.batches_per_epoch = self.epoch_len = len(task.batches(0))
+        self.window = max(1, self.batches_per_epoch // TRACE_POINTS)
+        self.progress = Progress(config.epochs * self.batches_per_epoch, self.step, log)
+        self.log = self.progress.write
+        self.last_save = self.started = self.last_log = time.perf_counter()
+        self.prior_wall = self.progress_sums["wall_seconds"]
+
+    def loop(
+        self,
+        stop: dict[str, bool],
+        started: float,
+        max_seconds: float | None,
+        on_step: Callable[[int], None] | None,
+    ) -> tuple[str, str]:
+        c, task = self.config, self.task
+        if self.epoch == 0 and self.batch == 0:
+            self.log(_header(c, task, self.out))
+        zeros = np.zeros((c.batch, c.hidden), dtype=np.dtype(c.dtype))
+        while self.epoch < c.epochs:
+            batches = task.batches(self.epoch)
+            epoch, self.epoch_len = self.epoch, len(batches)
+            while self.epoch == epoch:
+                h0 = self.hidden if task.carries_state and self.batch > 0 else zeros
+                tick = time.perf_counter()
+                problem = self._train_step(batches[self.batch], h0)
+                if problem:
+                    return "diverged", self._diverged(problem)
+                seconds = time.perf_counter() - tick
+                sums = self.progress_sums
+                sums["seconds"] += seconds
+                sums["train_seconds"] += seconds
+                sums["tokens"] += task.tokens_per_batch
+                sums["train_tokens"] += task.tokens_per_batch
+                self.batch += 1
+                self.step += 1
+                self._trace()
+                self.progress.update(self.step, sums["loss"] / self.batch)
+                if on_step is not None:
+                    on_step(self.step)
+                if self.batch == len(batches):
+                    problem = self._end_epoch()
+                    if problem:
+                        return "diverged", self._diverged(problem)
+                if stop["stop"]:
+                    self.save()
+                    path = self.out / CHECKPOINT
+                    return "interrupted", (
+                        f"interrupted after step {self.step}: checkpoint saved to {path}; "
+                        f"continue with --resume {path}"
+                    )
+                if max_seconds is not None and time.perf_counter() - started > max_seconds:
+                    self.save()
+                    return (
+                        "time limit",
+                        f"stopped after {max_seconds:g} s (--max-seconds) at step {self.step}",
+                    )
+        self.save()
+        return "finished", ""
+
+    def _train_step(self, batch: Any, h0: Any) -> str:
+        """One optimiser step; returns what went non-finite ('' when all is well)."""
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            try:
+                loss, grads, h_T = self.task.step(self.module, self.params, batch, h0)
+            except NonFiniteError as exc:
+                return str(exc)
+            if not math.isfinite(loss):
+                return f"loss is {loss}"
+            grads = {k: grads[k] for k in self.params}
+            norm = clip_grads(grads, self.config.clip)
+            if not math.isfinite(norm):
+                return f"gradient norm is {norm}"
+            self.optimizer.step(self.params, grads)
+        self.progress_sums["loss"] += loss
+        self.progress_sums["window_loss"] += loss
+        self.hidden = h_T
+        return ""
+
+    def _trace(self) -> None:
+        sums = self.progress_sums
+        sums["window_count"] += 1
+        if sums["window_count"] >= self.window:
+            self.trace.append([self.step, sums["window_loss"] / sums["window_count"]])
+            sums.update(window_loss=0.0, window_count=0.0)
+
+    def _end_epoch(self) -> str:
+        c, sums = self.config, self.progress_sums
+        bad = [k for k, v in self.params.items() if not np.isfinite(v).all()]
+        if bad:
+            return f"parameters {bad} hold NaN or infinity"
+        record = {
+            "epoch": self.epoch + 1,
+            **self.task.epoch_metrics(self.module, self.params, sums["loss"] / self.batch),
+        }
+        record["tokens_per_s"] = sums["tokens"] / sums["seconds"] if sums["seconds"] > 0 else 0.0
+        record["seconds"] = sums["seconds"]
+        self.history.append(record)
+        last = self.epoch + 1 == c.epochs
+        every = max(1, c.epochs // LOG_LINES)
+        slow = time.perf_counter() - self.last_log >= STATUS_SECONDS  # long epochs: log each one
+        if last or self.epoch == 0 or (self.epoch + 1) % every == 0 or slow:
+            self.last_log = time.perf_counter()
+            sample = self.task.sample(self.module, self.params)
+            self.samples.append(f"epoch {self.epoch + 1}: {sample}")
+            self.log(_epoch_line(c, record, self.task.metric, sample))
+        self.epoch, self.batch = self.epoch + 1, 0
+        sums.update(loss=0.0, seconds=0.0, tokens=0.0)
+        if not last and time.perf_counter() - self.last_save >= CHECKPOINT_SECONDS:
+            self.save()
+            self.write_outputs("running", None, None)
+        return ""
+
+    def _diverged(self, problem: str) -> str:
+        where = f"epoch {self.epoch + 1}, step {self.step + 1}"
+        return (
+            f"training diverged at {where}: {problem}; stopped. The last good checkpoint is "
+            f"{self.out / CHECKPOINT} (epoch {self.ckpt.epoch}, step {self.ckpt.step}); try a smaller --lr "
+            "or --clip 1"
+        )
+
+    def save(self) -> None:
+        ckpt = self.ckpt
+        ckpt.params = {k: v.copy() for k, v in self.params.items()}
+        ckpt.optimizer = {k: np.copy(v) for k, v in self.optimizer.state().items()}
+        ckpt.hidden = None if self.hidden is None or not self.task.carries_state else self.hidden.copy()
+        ckpt.epoch, ckpt.batch, ckpt.step = self.epoch, self.batch, self.step
+        ckpt.progress = {
+            **self.progress_sums,
+            "wall_seconds": self.prior_wall + time.perf_counter() - self.started,
+        }
+        ckpt.history, ckpt.samples, ckpt.trace = list(self.history), list(self.samples), list(self.trace)
+        checkpoint.save(self.out / CHECKPOINT, ckpt)
+        self.last_save = time.perf_counter()
+
+    def write_outputs(self, status: str, wall: float | None, json_path: str | Path | None) -> dict[str, Any]:
+        c, sums, task = self.config, self.progress_sums, self.task
+        wall_total = self.prior_wall + (time.perf_counter() - self.started if wall is None else wall)
+        partial = None
+        if self.batch > 0:  # stopped mid-epoch: the running figures of the unfinished epoch
+            mean = sums["loss"] / self.batch
+            partial = {"epoch": self.epoch + self.batch / self.epoch_len}
+            partial.update(task.epoch_metrics(self.module, self.params, mean))
+        final = partial or (self.history[-1] if self.history else {})
+        metrics: dict[str, Any] = {
+            "status": status,
+            "task": c.task,
+            "variant": c.variant,
+            f"final_{task.metric}": final.get(task.metric),
+            "final_loss": final.get("loss"),
+            "tokens_per_second": sums["train_tokens"] / max(sums["train_seconds"], 1e-12),
+            "epochs": len(self.history),
+            "epochs_run": final.get("epoch", 0),
+            "steps": self.step,
+            "wall_time_s": wall_total,
+            "train_time_s": sums["train_seconds"],
+            "config": c.to_dict(),
+        }
+        if c.task == "lm":
+            metrics["data"] = {
+                "text": c.text or "built-in toy (seed 000)",
+                "sha256": task.fingerprint,
+                "characters": len(task.text),
+                "vocabulary": list(task.vocab.tokens),
+            }
+        else:
+            metrics["data"] = {"baseline_mse": 1 / 6, "test_sequences": len(task.test[1])}
+        metrics["checkpoint"] = CHECKPOINT
+        metrics["history"] = self.history
+        metrics["partial_epoch"] = partial
+        metrics["trace"] = {"steps_per_epoch": self.epoch_len, "step_and_loss": self.trace}
+        metrics["samples"] = self.samples
+        text = json.dumps(_finite(metrics), indent=2, allow_nan=False) + "\n"
+        atomic_write_text(self.out / "metrics.json", text)
+        if json_path is not None:
+            atomic_write_text(json_path, text)
+        atomic_write_text(self.out / "samples.txt", "".join(s + "\n" for s in self.samples))
+        title = f"{c.variant}: {_describe(c)}"
+        if self.write_plots:
+            plots.write_curves(self.out, self.history, c.task, title, self.trace, self.batches_per_epoch)
+        return metrics
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None (metrics.json is strict JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _describe(c: Config) -> str:
+    if c.task == "adding":
+        return f"adding problem, length {c.length}, hidden {c.hidden}"
+    source = Path(c.text).name if c.text else "toy text"
+    return f"char LM on {source}, hidden {c.hidden}"
+
+
+def _header(c: Config, task: Any, out: Path) -> str:
+    if c.task == "lm":
+        source = f"toy text {task.text!r}" if c.text is None else c.text
+        tokens = task.vocab.tokens
+        listed = f" {{{', '.join(tokens)}}}" if len(tokens) <= 10 else ""
+        what = f"{source} ({len(task.text)} characters, vocabulary of {len(tokens)}{listed})"
+        shape = f"batch {c.batch} x {c.steps} steps, {c.sampling} sampling"
+    else:
+        what = f"the adding problem, length {c.length}"
+        shape = f"{len(task.batches(0))} batches of {c.batch} sequences per epoch, fresh data each"
+    clip = f"clip {c.clip:g}" if c.clip > 0 else "no clipping"
+    return (
+        f"training {c.variant} (hidden {c.hidden}) on {what}\n"
+        f"  {shape}; {c.optimizer} lr {c.lr:g}, {clip}; {c.epochs} epoch{'' if c.epochs == 1 else 's'};"
+        f" seed {c.seed}; outputs in {out}"
+    )
+
+
+def _epoch_line(c: Config, record: Mapping[str, Any], metric: str, sample: str) -> str:
+    width = len(str(c.epochs))
+    value = f"{metric.replace('_', ' ')} {record[metric]:.4g}"
+    return (
+        f"epoch {record['epoch']:>{width}}/{c.epochs}  loss {record['loss']:.4f}  {value}  "
+        f"{record['tokens_per_s']:,.0f} tok/s  {sample}"
+    )
+
+
+def _prepare_out(out: Path, json_path: str | Path | None) -> Path:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out: cannot create folder {out}: {exc.strerror}") from None
+    if json_path is not None:
+        parent = Path(json_path).parent
+        if not parent.is_dir():
+            raise InputError(f"--json: folder {parent} does not exist")
+        if Path(json_path).is_dir():
+            raise InputError(f"--json {json_path} is a folder; give a file name")
+    return out
