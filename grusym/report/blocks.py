@@ -1,0 +1,121 @@
+"""The format-neutral pieces a report is made of; ``markdown`` and ``tex`` each render them.
+
+Contract: a :class:`Document` is a title plus a tuple of blocks. Text is a tuple of spans: ``str`` (plain
+text), :class:`Math` (inline LaTeX), :class:`Code` (inline code), :class:`Link` or :class:`Break`.
+Blocks hold no format-specific markup, so both renderers say the same thing. :class:`Measured` wraps the
+only content that may differ between two builds (the verification block); renderers fence it with markers
+tests can strip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "Block",
+    "Break",
+    "Bullets",
+    "Code",
+    "CodeBlock",
+    "Document",
+    "Equation",
+    "Figure",
+    "Heading",
+    "Link",
+    "Math",
+    "Measured",
+    "Para",
+    "Span",
+    "Table",
+    "Text",
+]
+
+
+@dataclass(frozen=True)
+class Math:
+    tex: str
+
+
+@dataclass(frozen=True)
+class Code:
+    text: str
+
+
+@dataclass(frozen=True)
+class Break:
+    """A line break inside a table cell."""
+
+
+@dataclass(frozen=True)
+class Link:
+    text: str
+    target: str  # a path relative to the document's folder
+
+
+Span = str | Math | Code | Link | Break
+Text = tuple[Span, ...]
+
+
+@dataclass(frozen=True)
+class Heading:
+    level: int  # 1 is the document title's level
+    text: str
+    anchor: str = ""
+
+
+@dataclass(frozen=True)
+class Para:
+    text: Text
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: tuple[Text, ...]
+
+
+@dataclass(frozen=True)
+class Equation:
+    """A display equation; ``parts`` are pieces LaTeX may break lines between (each after the first
+    starts with an operator), joined with spaces in Markdown."""
+
+    parts: tuple[str, ...]
+    label: str = ""  # shown as (label) at the right
+
+    @property
+    def tex(self) -> str:
+        return " ".join(self.parts)
+
+
+@dataclass(frozen=True)
+class Table:
+    header: tuple[str, ...]
+    rows: tuple[tuple[Text, ...], ...]
+
+
+@dataclass(frozen=True)
+class CodeBlock:
+    text: str
+    language: str = "python"
+    first_line: int = 0  # line number of the first line in its file (0: not numbered)
+
+
+@dataclass(frozen=True)
+class Figure:
+    path: str  # relative to the document's folder
+    caption: str
+    width: float = 1.0  # fraction of the text width in LaTeX
+
+
+@dataclass(frozen=True)
+class Measured:
+    blocks: tuple[Block, ...]
+
+
+Block = Heading | Para | Bullets | Equation | Table | CodeBlock | Figure | Measured
+
+
+@dataclass(frozen=True)
+class Document:
+    title: str
+    blocks: tuple[Block, ...]
+    regenerate: str  # the command that rewrites this file

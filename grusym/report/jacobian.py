@@ -1,0 +1,253 @@
+"""The one-step Jacobian J_t = dh_t/dh_{t-1} of a cell in closed form, and what it says about BPTT.
+
+Contract: :func:`jacobian` chains the cell's own local derivatives (``Derivation.local[...].used``, i.e.
+SymPy's derivatives of the declared steps) forward through the steps: a linear step ``a = left @ W + ...``
+contributes ``W^T J_left`` (X has no path to h_{t-1}), an elementwise step ``v = f(u, ...)`` contributes
+``diag(df/du) J_u``. The result is a sum of products of ``diag(.)`` factors and transposed weights, in the
+numerator layout ``J[i, j] = dh_t[i] / dh_{t-1}[j]`` of one batch row, so that BPTT reads
+``dh_{t-1} = dh_t J_t`` for row vectors. Nothing here is typed per variant.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from ..symbolic.cell import STATE, Cell, scalar_form
+from ..symbolic.derive import Derivation, derive
+from ..symbolic.primitives import Sigmoid, Tanh
+from . import latex
+
+__all__ = ["Factor", "Jacobian", "jacobian"]
+
+SIGN = sp.Symbol("sign", real=True)  # +-1: the side a tanh output saturates on
+
+
+@dataclass(frozen=True)
+class Factor:
+    """``diag(expr)`` when ``weight`` is None, else ``weight^T``."""
+
+    expr: sp.Expr = sp.S.One
+    weight: str | None = None
+
+
+Term = tuple[Factor, ...]  # a matrix product, left to right
+
+
+def _normal(term: Term) -> Term | None:
+    """Merge adjacent diagonals, drop identities; None if the product is zero."""
+    out: list[Factor] = []
+    for f in term:
+        if f.weight is None:
+            if f.expr == 0:
+                return None
+            if out and out[-1].weight is None:
+                out[-1] = Factor(out[-1].expr * f.expr)
+                continue
+        out.append(f)
+    # numbers commute with everything: one constant in front
+    const = sp.Mul(*(f.expr for f in out if f.weight is None and f.expr.is_Number))
+    rest = [f for f in out if not (f.weight is None and f.expr.is_Number)]
+    if rest and rest[0].weight is None and const != 1:
+        return (Factor(const * rest[0].expr), *rest[1:])
+    return ((Factor(const),) if const != 1 else ()) + tuple(rest)
+
+
+def _collect(terms: list[Term]) -> tuple[Term, ...]:
+    """Sum terms that differ only in their leading diagonal; keep first-seen order."""
+    lead: dict[Term, sp.Expr] = {}
+    for term in terms:
+        t = _normal(term)
+        if t is None:
+            continue
+        head, rest = (t[0].expr, t[1:]) if t and t[0].weight is None else (sp.Integer(1), t)
+        lead[rest] = lead.get(rest, sp.Integer(0)) + head
+    out = []
+    for rest, head in lead.items():
+        t = _normal((Factor(head), *rest))
+        if t is not None:
+            out.append(t)
+    return tuple(
+        sorted(out, key=lambda t: sum(f.weight is not None for f in t))
+    )  # stable: fewest weights first
+
+
+@dataclass(frozen=True)
+class Jacobian:
+    """J_t = sum over ``terms`` of products of factors."""
+
+    cell: Cell
+    terms: tuple[Term, ...]
+
+    @property
+    def params(self) -> frozenset[str]:
+        return frozenset(self.cell.params)
+
+    def at(self, subs: dict[sp.Symbol, Any]) -> Jacobian:
+        """J with values substituted into every diagonal (e.g. a gate at 0 or 1)."""
+        terms = [
+            tuple(Factor(f.expr.subs(subs).subs(SIGN**2, 1)) if f.weight is None else f for f in t)
+            for t in self.terms
+        ]
+        return Jacobian(self.cell, _collect(terms))
+
+    def is_identity(self) -> bool:
+        return len(self.terms) == 1 and self.terms[0] == ()
+
+    def tex(self) -> str:
+        """``diag(.) W^T ...`` sums; ``0`` or ``I`` when degenerate."""
+        if not self.terms:
+            return "0"
+        return " + ".join(self._term_tex(t) for t in self.terms)
+
+    def _term_tex(self, term: Term) -> str:
+        if not term:
+            return "I"
+        parts = []
+        if all(f.weight is None and f.expr.is_Number for f in term):
+            return f"{latex.scalar(term[0].expr)} I"
+        for f in term:
+            if f.weight is not None:
+                parts.append(f"{latex.name(f.weight, params=self.params)}^{{\\top}}")
+            elif f.expr.is_Number:
+                parts.append(latex.scalar(f.expr))
+            else:
+                parts.append(
+                    rf"\operatorname{{diag}}\left({latex.elementwise(f.expr, params=self.params)}\right)"
+                )
+        return " ".join(parts)
+
+    def evaluate(self, values: dict[str, np.ndarray], params: dict[str, np.ndarray]) -> np.ndarray:
+        """J of every batch row, (n, h, h); ``values`` maps each name in the diagonals to an (n, h) array."""
+        n, h = next(iter(values.values())).shape
+        total = np.zeros((n, h, h))
+        for term in self.terms:
+            M = np.broadcast_to(np.eye(h), (n, h, h)).copy()
+            for f in reversed(term):
+                if f.weight is not None:
+                    M = params[f.weight].T @ M
+                else:
+                    syms = sorted(f.expr.free_symbols, key=lambda s: s.name)
+                    fn = sp.lambdify(syms, f.expr, modules="numpy")
+                    c = np.broadcast_to(np.asarray(fn(*(values[s.name] for s in syms)), float), (n, h))
+                    M = c[:, :, None] * M
+            total += M
+        return total
+
+    def bound(self) -> list[tuple[sp.Expr, tuple[str, ...], tuple[str, ...]]]:
+        """Per term: (sup of its diagonal factors over the ranges, unbounded names, its weights)."""
+        ranges = value_ranges(self.cell)
+        out = []
+        for term in self.terms:
+            coef, free = sp.Integer(1), []
+            for f in term:
+                if f.weight is None:
+                    c, unbounded = _sup_abs(f.expr, ranges)
+                    coef *= c
+                    free += unbounded
+            out.append((coef, tuple(free), tuple(f.weight for f in term if f.weight is not None)))
+        return out
+
+
+def _weights(term: Term) -> int:
+    return sum(f.weight is not None for f in term)
+
+
+def jacobian(cell: Cell, der: Derivation | None = None) -> Jacobian:
+    """dh_t/dh_{t-1} of ``cell`` (see the module docstring)."""
+    der = der or derive(cell)
+    local = {(ld.step, ld.wrt): ld.used for ld in der.local}
+    J: dict[str, tuple[Term, ...]] = {STATE: ((),)}
+    for step in cell.steps:
+        terms: list[Term] = []
+        if step.kind == "linear":
+            for t in step.terms:
+                terms += [(Factor(weight=t.weight), *rest) for rest in J.get(t.left, ())]
+        else:
+            for u in step.inputs:
+                terms += [(Factor(local[(step.name, u)]), *rest) for rest in J.get(u, ())]
+        J[step.name] = _collect(terms)
+    return Jacobian(cell, J["h"])
+
+
+def primitive_outputs(cell: Cell) -> dict[str, type]:
+    """Steps whose value is a primitive of another value: name -> Sigmoid (a gate) or Tanh."""
+    out = {}
+    for s in cell.steps:
+        if s.kind == "elementwise":
+            f = scalar_form(s.expr)
+            if isinstance(f, (Sigmoid, Tanh)):
+                out[s.name] = type(f)
+    return out
+
+
+def value_ranges(cell: Cell) -> dict[str, tuple[int, int]]:
+    """Bounded values: gates in [0, 1], tanh outputs in [-1, 1], and h_{t-1} in [-1, 1] when |h_0| <= 1.
+
+    The state range is proved, not assumed: sup |h_t| over the other ranges with |h_{t-1}| <= 1 must be <= 1.
+    """
+    ranges = {k: ((0, 1) if v is Sigmoid else (-1, 1)) for k, v in primitive_outputs(cell).items()}
+    last = cell.steps[-1]
+    if last.name in ranges:
+        ranges[STATE] = ranges[last.name]
+        return ranges
+    trial = {**ranges, STATE: (-1, 1)}
+    sup, unbounded = _sup_abs(scalar_form(last.expr), trial)
+    if not unbounded and sup <= 1:
+        ranges[STATE] = (-1, 1)
+    return ranges
+
+
+def _sup_abs(expr: sp.Expr, ranges: dict[str, tuple[int, int]]) -> tuple[sp.Expr, list[str]]:
+    """sup |expr| over the box ``ranges``: a product over factors with disjoint variables, each exact.
+
+    Factors in a variable without a range are returned by name (their sup is data dependent).
+    """
+    factors = sp.Mul.make_args(sp.factor(expr))
+    groups: list[tuple[set[sp.Symbol], list[sp.Expr]]] = []
+    for f in factors:
+        syms = set(f.free_symbols)
+        merged = [g for g in groups if g[0] & syms]
+        for g in merged:
+            groups.remove(g)
+            syms |= g[0]
+        groups.append((syms, [f, *(x for g in merged for x in g[1])]))
+    coef, unbounded = sp.Integer(1), []
+    for syms, fs in sorted(groups, key=lambda g: sorted(s.name for s in g[0])):
+        g = sp.Mul(*fs)
+        if not syms:
+            coef *= abs(g)
+        elif all(s.name in ranges for s in syms):
+            coef *= _sup_box(g, sorted(syms, key=lambda s: s.name), ranges)
+        elif len(syms) == 1 and sp.degree(g, next(iter(syms))) == 1 and g.is_polynomial():
+            # c * v: data dependent, reported as max|v|
+            (v,) = syms
+            coef *= abs(g.coeff(v))
+            unbounded.append(v.name)
+        else:
+            unbounded.append(latex.elementwise(g))
+    return coef, unbounded
+
+
+def _sup_box(g: sp.Expr, syms: list[sp.Symbol], ranges: dict[str, tuple[int, int]]) -> sp.Expr:
+    """max |g| over a box, from the critical points of every face (each variable at an end or free)."""
+    best = sp.Integer(0)
+    for choice in itertools.product(("lo", "hi", "free"), repeat=len(syms)):
+        fixed = {
+            s: ranges[s.name][0 if c == "lo" else 1] for s, c in zip(syms, choice, strict=True) if c != "free"
+        }
+        free = [s for s, c in zip(syms, choice, strict=True) if c == "free"]
+        face = g.subs(fixed)
+        points = [{}] if not free else sp.solve([sp.diff(face, s) for s in free], free, dict=True)
+        for p in points:
+            if any(not (v.is_real and ranges[s.name][0] <= v <= ranges[s.name][1]) for s, v in p.items()):
+                continue
+            value = face.subs(p)
+            if value.free_symbols:
+                continue  # a degenerate face (constant along a free variable): its corners are visited anyway
+            best = sp.Max(best, abs(value))
+    return best

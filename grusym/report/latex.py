@@ -1,0 +1,154 @@
+"""LaTeX for the symbols and equations of a derivation, named as the generated code names them.
+
+Contract: one naming scheme maps code names to math: a value ``v`` of the step at time t prints as ``v_t``
+(``a_z`` -> ``a_{z,t}``, ``h_tilde`` -> ``\\tilde{h}_t``, ``h_prev`` -> ``h_{t-1}``, ``X`` -> ``X_t``), a
+parameter as itself (``W_hz`` -> ``W_{hz}``), an adjoint ``dv`` as ``\\delta v``. ``elementwise`` prints a
+scalar form as the matrix equation it stands for (``\\odot`` for products), ``scalar`` prints it as plain
+per-element algebra, ``matrix`` prints SymPy matrix expressions (``@`` products, ``^\\top``). The output is
+also valid GitHub math: no ``\\\\``, no backslash before punctuation, no ``*``, ``<`` or ``|``.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+
+from ..symbolic.cell import INPUT, STATE, Step, scalar_form
+from ..symbolic.primitives import _Primitive
+
+__all__ = ["elementwise", "matrix", "name", "scalar", "shifted", "step_equation"]
+
+_SPECIAL = {
+    STATE: "h_{t-1}",
+    "h_tilde": r"\tilde{h}_{t}",
+    "h": "h_{t}",
+    INPUT: "X_{t}",
+    "H": "h_{t}",  # the head reads the state of every step
+    "logits": r"\mathrm{logits}_{t}",
+    "sign": r"\epsilon",  # the side (+-1) a tanh output saturates on
+}
+
+
+def name(value: str, *, params: frozenset[str] | set[str] = frozenset(), t: bool = True) -> str:
+    """The math name of a code name: values get the time index t, parameters and adjoints follow suit."""
+    if value.startswith("d") and len(value) > 1 and value[1:] in params:
+        return rf"\delta {name(value[1:], params=params)}"
+    if value in params:
+        base, _, sub = value.partition("_")
+        return f"{base}_{{{sub}}}" if sub else base
+    if value in _SPECIAL:
+        return _SPECIAL[value] if t else _SPECIAL[value].replace("_{t}", "")
+    base, _, sub = value.partition("_")
+    if not t:
+        return f"{base}_{{{sub}}}" if sub else base
+    return f"{base}_{{{sub},t}}" if sub else f"{base}_{{t}}"
+
+
+class _Printer(LatexPrinter):
+    """SymPy's LaTeX printer with grusym's names; ``adjoints`` are symbols named ``d<value>``."""
+
+    def __init__(
+        self, params: frozenset[str], adjoints: frozenset[str], hadamard: bool, plain: bool = False
+    ) -> None:
+        super().__init__({"order": "none", "mul_symbol": r" \odot " if hadamard else None})
+        self.params, self.adjoints, self.hadamard, self.plain = params, adjoints, hadamard, plain
+
+    def _name(self, s: str) -> str:
+        if self.plain:
+            return rf"\delta {s[1:]}" if s in self.adjoints else s
+        if s in self.adjoints:
+            return rf"\delta {name(s[1:], params=self.params)}"
+        return name(s, params=self.params)
+
+    def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
+        return self._name(expr.name)
+
+    def _print_MatrixSymbol(self, expr: sp.MatrixSymbol) -> str:
+        return self._name(expr.name)
+
+    def _print_Transpose(self, expr: sp.Transpose) -> str:
+        arg = expr.arg
+        base = self._print(arg) if isinstance(arg, sp.MatrixSymbol) else rf"\left({self._print(arg)}\right)"
+        return rf"{base}^{{\top}}"
+
+    def _print_OneMatrix(self, expr: sp.OneMatrix) -> str:
+        return r"\mathbf{1}^{\top}" if expr.shape[0] == 1 else r"\mathbf{1}"
+
+    def _print_MatMul(self, expr: sp.MatMul) -> str:
+        atoms = (sp.MatrixSymbol, sp.Transpose, sp.OneMatrix)
+        factors = [a for a in expr.args if not (a.is_Number and a == 1)]
+        return " ".join(
+            self._print(a) if isinstance(a, atoms) or a.is_Number else rf"\left({self._print(a)}\right)"
+            for a in factors
+        )
+
+    def _print_Pow(self, expr: sp.Pow) -> str:
+        if isinstance(expr.base, _Primitive) and expr.exp.is_Integer:  # tanh^2(a), as in print
+            fn = {"Sigmoid": r"\sigma", "Tanh": r"\tanh"}[type(expr.base).__name__]
+            power = rf"\odot {expr.exp}" if self.hadamard else str(expr.exp)
+            return rf"{fn}^{{{power}}}\left({self._print(expr.base.args[0])}\right)"
+        if self.hadamard and expr.exp.is_Integer:
+            base = self._print(expr.base) if expr.base.is_Symbol else self.parenthesize(expr.base, 1000)
+            return rf"{base}^{{\odot {expr.exp}}}"
+        return str(super()._print_Pow(expr))
+
+
+def _printer(
+    params: set[str] | frozenset[str], adjoints: set[str] | frozenset[str], hadamard: bool
+) -> _Printer:
+    return _Printer(frozenset(params), frozenset(adjoints), hadamard)
+
+
+def elementwise(
+    expr: sp.Expr,
+    *,
+    params: set[str] | frozenset[str] = frozenset(),
+    adjoints: set[str] | frozenset[str] = frozenset(),
+) -> str:
+    """A scalar form printed as the matrix expression it computes elementwise (``\\odot`` products)."""
+    return str(_printer(params, frozenset(adjoints), True).doprint(expr))
+
+
+def scalar(expr: sp.Expr, *, params: set[str] | frozenset[str] = frozenset(), plain: bool = False) -> str:
+    """A scalar expression printed as per-element algebra (juxtaposition for products).
+
+    ``plain`` keeps SymPy's own symbol names (for rules stated in x and y rather than in the cell's values).
+    """
+    if plain:
+        return str(LatexPrinter({"order": "none"}).doprint(expr))
+    return str(_printer(params, frozenset(), False).doprint(expr))
+
+
+def matrix(
+    expr: sp.MatrixExpr,
+    *,
+    params: set[str] | frozenset[str] = frozenset(),
+    adjoints: set[str] | frozenset[str] = frozenset(),
+    plain: bool = False,
+) -> str:
+    """A SymPy matrix expression (matrix products, transposes, the ones row of a bias sum).
+
+    ``plain`` keeps the symbols' own names (for rules stated in A, B, Y), adjoints still print as delta.
+    """
+    return str(_Printer(frozenset(params), frozenset(adjoints), True, plain).doprint(expr))
+
+
+def step_equation(step: Step, params: set[str] | frozenset[str]) -> str:
+    """``lhs = rhs`` of one forward step in matrix form."""
+    lhs = name(step.name)
+    if step.kind == "linear":
+        terms = [f"{name(t.left)} {name(t.weight, params=params)}" for t in step.terms]
+        if step.bias:
+            terms.append(name(step.bias, params=params))
+        return f"{lhs} = {' + '.join(terms)}"
+    return f"{lhs} = {elementwise(scalar_form(step.expr), params=params)}"
+
+
+def shifted(tex: str) -> str:
+    """``tex`` with every time index moved from t to t+1 (``h_{t-1}`` -> ``h_{t}``, ``a_{z,t}`` -> ...)."""
+    return (
+        tex.replace("_{t-1}", "_{@}")
+        .replace(",t}", ",t+1}")
+        .replace("_{t}", "_{t+1}")
+        .replace("_{@}", "_{t}")
+    )

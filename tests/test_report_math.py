@@ -1,0 +1,134 @@
+"""The mathematics of the reports: closed-form Jacobian, its limits and bound, relations, GitHub-safe math."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import grusym
+from grusym.report import markdown
+from grusym.report.build import default_out
+from grusym.report.jacobian import Factor, Jacobian, jacobian, value_ranges
+from grusym.report.relations import RELATIONS, Relation, check
+from grusym.report.values import step_values
+from grusym.report.verify import JACOBIAN_RTOL, jacobian_error
+from grusym.symbolic.variants import VARIANTS
+
+NAMES = list(VARIANTS)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_closed_form_jacobian_matches_central_differences_of_the_generated_forward(name):
+    err, size = jacobian_error(name)
+    assert size == 2 * 4 * 4 and err <= JACOBIAN_RTOL
+
+
+def _fd_jacobian(name, params, X, h0, eps=1e-6):
+    m = grusym.load(name)
+    cols = []
+    for j in range(h0.shape[1]):
+        e = np.zeros_like(h0)
+        e[:, j] = eps
+        cols.append((m.forward(params, X, h0 + e)[0][0] - m.forward(params, X, h0 - e)[0][0]) / (2 * eps))
+    return np.stack(cols, axis=2)
+
+
+def test_a_wrong_jacobian_term_is_caught():
+    """Dropping any one term of the gru's J (or doubling it) is visible against finite differences."""
+    name = "gru"
+    m = grusym.load(name)
+    rng = np.random.default_rng(1)
+    params = m.init_params(3, 4, 2, seed=1, scale=1.0)
+    X, h0 = rng.normal(size=(1, 2, 3)), rng.uniform(-0.9, 0.9, (2, 4))
+    values = {k: v[0] for k, v in step_values(name, params, X, h0).items()}
+    J = jacobian(VARIANTS[name].cell())
+    numeric = _fd_jacobian(name, params, X, h0)
+    assert np.allclose(J.evaluate(values, params), numeric, atol=1e-7)
+    for i in range(len(J.terms)):
+        dropped = Jacobian(J.cell, J.terms[:i] + J.terms[i + 1 :])
+        assert not np.allclose(dropped.evaluate(values, params), numeric, atol=1e-3), i
+
+
+def test_rnn_jacobian_is_seed_004s_dg_U():
+    """h_t = tanh(X W_xh + h_{t-1} W_hh + b): dh_t/dh_{t-1} = diag(1 - h_t^2) W_hh^T, at most ||W_hh||."""
+    J = jacobian(VARIANTS["rnn_tanh"].cell())
+    h = sp.Symbol("h", real=True)
+    assert J.terms == ((Factor(1 - h**2), Factor(weight="W_hh")),)
+    assert J.bound() == [(1, (), ("W_hh",))]
+
+
+@pytest.mark.parametrize(
+    ("name", "gate", "value"),
+    [
+        ("gru", "z", 1),
+        ("gru_reset_after", "z", 1),
+        ("gru_update_only", "z", 1),
+        ("gru_chung", "z", 0),
+        ("mgu", "f", 0),
+    ],
+)
+def test_the_gate_that_copies_the_state_makes_the_jacobian_the_identity(name, gate, value):
+    J = jacobian(VARIANTS[name].cell()).at({sp.Symbol(gate, real=True): value})
+    assert J.is_identity()
+
+
+@pytest.mark.parametrize("name", ["rnn_tanh", "gru_reset_only"])
+def test_without_a_gate_path_every_jacobian_term_has_a_weight(name):
+    J = jacobian(VARIANTS[name].cell())
+    assert all(any(f.weight for f in t) for t in J.terms)
+
+
+def test_state_range_is_proved_not_assumed():
+    assert value_ranges(VARIANTS["gru"].cell())["h_prev"] == (-1, 1)
+    # a cell whose update can leave [-1, 1] gets no range for h_{t-1}
+    from grusym.symbolic.cell import Cell, sigmoid, tanh
+
+    c = Cell("leaky")
+    z = c.let("z", sigmoid(c.affine("z")))
+    h_tilde = c.let("h_tilde", tanh(c.affine("h")))
+    c.let("h", c.h_prev + z * h_tilde)
+    assert "h_prev" not in value_ranges(c.check())
+
+
+def test_relations_hold_and_a_false_one_does_not():
+    for rel in RELATIONS:
+        assert check(rel) <= 1e-12, rel.claim
+
+    def unpinned(draw):
+        after = draw("gru_reset_after")
+        gru = {k: after[{"b_h": "b_xh"}.get(k, k)] for k in draw("gru")}
+        return after, gru
+
+    assert check(Relation("gru_reset_after", "gru", "false", "", unpinned)) > 1e-3
+
+
+# ---- GitHub math: constructs GitHub's Markdown pass alters before MathJax (checked independently here)
+
+_MATH = re.compile(r"\$\$(.*?)\$\$|\$`(.*?)`\$", re.S)
+
+
+def test_committed_markdown_math_is_github_safe():
+    for path in default_out().rglob("*.md"):
+        text = path.read_text(encoding="utf-8")
+        spans = [a or b for a, b in _MATH.findall(text)]
+        assert spans, path
+        for tex in spans:
+            assert "\\\\" not in tex, (path, tex)  # markdown turns \\ into \ (no line breaks)
+            assert not re.search(r"\\[,;:!{}|_#%&]", tex), (path, tex)  # backslash-escapes are eaten
+            assert not set(tex) & set("*<>"), (path, tex)
+            assert "\n" not in tex, (path, tex)  # one line per block
+            assert len(re.findall(r"[_^]\{", tex)) < 99, (path, tex)  # GitHub's per-block limit
+        for line in text.splitlines():
+            if line.startswith("$$"):
+                assert line.endswith("$$") and line.count("$$") == 2, (path, line)
+            if line.startswith("|"):
+                for _, inline in re.findall(r"(\$`)(.*?)`\$", line):
+                    assert "|" not in inline, (path, line)
+
+
+@pytest.mark.parametrize("bad", [r"a \\ b", r"a \, b", r"\{x\}", "a*b", "a<b"])
+def test_the_renderer_refuses_unsafe_math(bad):
+    assert markdown.unsafe_math(bad)
