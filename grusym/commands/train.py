@@ -118,6 +118,10 @@ def _report(r: Result) -> int:
         f"({m['steps']} steps, {m['tokens_per_second']:,.0f} tokens/s, {m['wall_time_s']:.1f} s); "
         f"wrote {r.out}/: {', '.join(files)}"
     )
+    from ..train import plots
+
+    if not plots.available():
+        print("no curves drawn: matplotlib is not installed (pip install 'grusym[plots]')")
     return 0
 
 
