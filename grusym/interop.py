@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 
 from . import load, validate, variants
 from .errors import DTypeError, InputError, ParameterError, ShapeError
+from .validate import shape_text
 
 __all__ = [
     "RELATIONS",
@@ -75,13 +76,11 @@ def _array(name: str, value: object) -> Array:
     return a
 
 
-def _shape(shape: tuple[int, ...]) -> str:
-    return f"({shape[0]},)" if len(shape) == 1 else "(" + ", ".join(str(s) for s in shape) + ")"
-
-
 def _expect(name: str, a: Array, shape: tuple[int, ...], symbolic: str, note: str = "") -> None:
     if a.shape != shape:
-        raise ShapeError(f"{name} must have shape {symbolic} = {_shape(shape)}{note}, got {_shape(a.shape)}")
+        raise ShapeError(
+            f"{name} must have shape {symbolic} = {shape_text(shape)}{note}, got {shape_text(a.shape)}"
+        )
 
 
 def _gate_axis(name: str, a: Array, axis: int, symbolic: str) -> int:
@@ -89,7 +88,7 @@ def _gate_axis(name: str, a: Array, axis: int, symbolic: str) -> int:
     if a.ndim != 2 or a.shape[axis] == 0 or a.shape[axis] % 3 or a.shape[1 - axis] == 0:
         raise ShapeError(
             f"{name} must have shape {symbolic} (three gate blocks of h on axis {axis}), "
-            f"got {_shape(a.shape)}"
+            f"got {shape_text(a.shape)}"
         )
     return a.shape[axis] // 3
 
@@ -201,7 +200,7 @@ def from_torch_gru(state_dict: Mapping[str, Any], head: Mapping[str, Any] | None
         arrays["head.weight"] = _array("head['weight']", lin["weight"])
         w = arrays["head.weight"]
         if w.ndim != 2 or w.shape[1] != nh or w.shape[0] == 0:
-            raise ShapeError(f"head['weight'] must have shape (q, h = {nh}), got {_shape(w.shape)}")
+            raise ShapeError(f"head['weight'] must have shape (q, h = {nh}), got {shape_text(w.shape)}")
         if "bias" in lin:
             arrays["head.bias"] = _array("head['bias']", lin["bias"])
             _expect("head['bias']", arrays["head.bias"], (w.shape[0],), "(q,)")
@@ -298,16 +297,16 @@ def from_keras_gru(
                 "(3h,) is a reset_after=False bias" if reset_after else "(2, 3h) is a reset_after=True bias"
             )
             raise ShapeError(
-                f"bias must have shape {'(2, 3h)' if reset_after else '(3h,)'} = {_shape(bias_shape)} "
+                f"bias must have shape {'(2, 3h)' if reset_after else '(3h,)'} = {shape_text(bias_shape)} "
                 f"with h = {nh} from kernel when reset_after={bool(reset_after)}, got "
-                f"{_shape(arrays['bias'].shape)} ({other}: check reset_after)"
+                f"{shape_text(arrays['bias'].shape)} ({other}: check reset_after)"
             )
     if head is not None:
         if not isinstance(head, (tuple, list)) or len(head) != 2:
             raise InputError("head must be a Dense layer's (kernel, bias) pair; bias may be None")
         arrays["head kernel"] = w = _array("head kernel", head[0])
         if w.ndim != 2 or w.shape[0] != nh or w.shape[1] == 0:
-            raise ShapeError(f"head kernel must have shape (h = {nh}, q), got {_shape(w.shape)}")
+            raise ShapeError(f"head kernel must have shape (h = {nh}, q), got {shape_text(w.shape)}")
         if head[1] is not None:
             arrays["head bias"] = _array("head bias", head[1])
             _expect("head bias", arrays["head bias"], (w.shape[1],), "(q,)")

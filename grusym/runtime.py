@@ -33,7 +33,6 @@ __all__ = [
 
 Array = NDArray[Any]
 
-_FLOATS = (np.float32, np.float64)
 # above this vocabulary size a sort-and-segment-sum beats the one-hot GEMM for embedding gradients
 ONE_HOT_MAX = 512
 # below this many classes the loss reduces rows through a transposed copy and a matrix-vector product

@@ -58,8 +58,13 @@ def limit(dtype: Any) -> float:
 _LIMITS: dict[np.dtype[Any], float] = {}
 
 
+def shape_text(shape: Sequence[int]) -> str:
+    """A shape as Python writes a tuple: ``(3,)``, ``(2, 3)``."""
+    return str(tuple(int(s) for s in shape))
+
+
 def _shape(a: Array) -> str:
-    return "(" + ", ".join(str(s) for s in a.shape) + (",)" if a.ndim == 1 else ")")
+    return shape_text(a.shape)
 
 
 def _dims(names: Sequence[str]) -> str:

@@ -659,9 +659,10 @@ def _backward(params, cache, dH, buf):
             w(f'{name} = buf("{name}", (n, nh), dtype)')
         seqs = {STATE: "H[T - 1::-1]", OUTPUT: "H[:0:-1]", "dH_t": "dH[::-1]", "dA_t": "dA[::-1]"}
         seqs |= {name: f"{name}_all[::-1]" for name in self.saved}
+        kept = self.kept()
         for s in self.order:
             seqs[adjoint_name(s.name)] = self.block("dA[::-1]", "dA[::-1, :, {}]", s)
-            if s.name in self.kept():
+            if s.name in kept:
                 seqs[s.name] = f"{s.name}_all[::-1]"
             elif s.name in self.saved_linear:
                 seqs[s.name] = self.block("A[::-1]", "A[::-1, :, {}]", s)

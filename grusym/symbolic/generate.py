@@ -64,8 +64,9 @@ def expected_files(out: Path | None = None, readme: Path | None = None) -> dict[
     readme: a README.md with the table markers; by default ``readme_path()`` when ``out`` is the package's
     own folder, else none.
     """
-    files = {(out or default_dir()) / f"{name}.py": module_source(name) for name in VARIANTS}
-    files[(out or default_dir()) / "__init__.py"] = index_source()
+    folder = out or default_dir()
+    files = {folder / f"{name}.py": module_source(name) for name in VARIANTS}
+    files[folder / "__init__.py"] = index_source()
     if readme is None and out is None:
         readme = readme_path()
     if readme is not None:
