@@ -168,20 +168,22 @@ def _taylor_entry(ctx: _Context, name: str) -> Entry:
     minimum = 2 - ctx.rtol
     v = _direction(ctx, name)
     g = ctx.analytic[name].astype(np.float64)
-    result = taylor_sweep(ctx.value, ctx.x, name, g, v, ctx.f0, ctx.noise)
+    slope_error = ctx.rounding * float(np.sum(np.abs(v)))  # the analytic side's own rounding of <g, v>
+    result = taylor_sweep(ctx.value, ctx.x, name, g, v, ctx.f0, ctx.noise, slope_error)
     scale = max(abs(result.slope), abs(result.numeric), result.scale)
     err = abs(result.slope - result.numeric) / scale if scale > 0 else 0.0
     if result.rates and result.rate < minimum:
 
         def fails(mask: Array) -> bool:
-            sweep = taylor_sweep(ctx.value, ctx.x, name, g, v * mask, ctx.f0, ctx.noise)
+            u = v * mask
+            sweep = taylor_sweep(ctx.value, ctx.x, name, g, u, ctx.f0, ctx.noise, ctx.rounding * float(np.sum(np.abs(u))))
             return bool(sweep.rates) and sweep.rate < minimum
 
         return _localize(ctx, name, fails, rate=result.rate)  # the rate the verdict used
     # what the sweep could resolve, against what the rule asks: atol of sum |g v|, or what fd accepts
     # absolutely (a gradient at rounding level, e.g. behind a saturated gate)
     fd_absolute = tolerance("fd", ctx.dtype).atol + fd_noise(ctx.noise, fd_step(ctx.noise, ctx.f0))
-    needed = ctx.atol * result.scale + fd_absolute
+    needed = ctx.atol * result.scale + fd_absolute + slope_error
     entry = Entry(
         name, (), result.slope, result.numeric, err, True, 1, rate=result.rate, projected=True, bound=needed
     )

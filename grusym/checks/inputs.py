@@ -98,7 +98,7 @@ class Point:
             raise InputError(f"inputs {path} is an object array; give float arrays")
         if not _is_float_leaf(v):
             return _Fixed(v)
-        a = np.array(v, dtype=np.float64, copy=True)
+        a = np.array(v, dtype=np.float64, order="C", copy=True)  # C order: flat views write through
         if not np.isfinite(a).all():
             raise InputError(
                 f"inputs[{path!r}] holds NaN or infinity; gradients can only be checked at finite points"
@@ -164,15 +164,14 @@ class Point:
         if pair and (not self._matches(result) or self._loss_first(result)):
             loss, grads = result[0], result[1]
         if not self._matches(grads):
-            want = "a dict of gradients" if not self.positional else f"a tuple of {len(self.roots)} gradients"
+            want = (
+                "a dict of gradients"
+                if not self.positional
+                else f"one gradient per argument ({len(self.roots)}) or per float argument"
+            )
             raise InputError(f"{label} must return {want} (or (loss, gradients)), got {_describe(result)}")
         found: dict[str, Any] = {}
-        if self.positional:
-            items = list(
-                zip(self.roots, grads if isinstance(grads, list | tuple) else (grads,), strict=False)
-            )
-        else:
-            items = [(str(k), v) for k, v in grads.items()]
+        items = self._align(grads) or []
         for root, g in items:
             _collect(g, root, found)
         out = {}
@@ -199,12 +198,25 @@ class Point:
         first = self.tree[0] if self.positional else None
         return np.ndim(result[0]) == 0 and not (isinstance(first, _Leaf) and self.x[first.name].ndim == 0)
 
-    def _matches(self, result: Any) -> bool:
+    def _float_roots(self) -> list[str]:
+        return [r for r in self.roots if any(n == r or n.startswith((r + "[", r + ".")) for n in self.x)]
+
+    def _align(self, result: Any) -> list[tuple[str, Any]] | None:
+        """Pair ``result`` with the top-level inputs: one gradient per argument, or per float argument."""
         if not self.positional:
-            return isinstance(result, Mapping)
-        if len(self.roots) == 1 and not isinstance(result, list | tuple):
-            return isinstance(result, np.ndarray | float | np.floating | int)
-        return isinstance(result, list | tuple) and len(result) == len(self.roots)
+            return [(str(k), v) for k, v in result.items()] if isinstance(result, Mapping) else None
+        floats = self._float_roots()
+        if isinstance(result, list | tuple):
+            for roots in (self.roots, floats):
+                if len(result) == len(roots):
+                    return list(zip(roots, result, strict=True))
+            return None
+        if len(floats) == 1 and isinstance(result, np.ndarray | float | np.floating):
+            return [(floats[0], result)]
+        return None
+
+    def _matches(self, result: Any) -> bool:
+        return self._align(result) is not None
 
 
 @dataclass(frozen=True)

@@ -147,11 +147,20 @@ class Taylor:
 
 
 def taylor_sweep(
-    value: Value, x: dict[str, Array], name: str, g: Array, v: Array, f0: float, noise: float
+    value: Value,
+    x: dict[str, Array],
+    name: str,
+    g: Array,
+    v: Array,
+    f0: float,
+    noise: float,
+    slope_error: float = 0.0,
 ) -> Taylor:
     """Halve e from 1e-2 until the remainder r(e) = f(x+ev) - f(x) - e<g,v> is rounding noise.
 
-    The rate is fitted only on consecutive pairs that both stand above the noise. ``resolved``: if <g, v>
+    The rate is fitted only on consecutive pairs that both stand above the noise: noise + e * slope_error,
+    where slope_error bounds the rounding of <g, v> itself (a float32 gradient carries ~1e-7 of it, which
+    would otherwise show as a rate-1 term once the quadratic one falls below it). ``resolved``: if <g, v>
     were off by delta, r(e) would carry a term e * delta, visible once it exceeds max(|r(e)|, noise);
     so delta <= min_e max(|r(e)|, noise) / e (``seen``) is what the sweep resolves.
     """
@@ -159,6 +168,10 @@ def taylor_sweep(
     original = base.copy()
     slope = float(np.sum(g * v))
     threshold = max(TAYLOR_NOISE_FACTOR * noise, 1e-13 * max(abs(f0), 1.0))
+
+    def floor(e: float) -> float:
+        return threshold + e * slope_error
+
     es: list[float] = []
     rs: list[float] = []
     e = _TAYLOR_START
@@ -167,12 +180,13 @@ def taylor_sweep(
             base[...] = original + e * v
             es.append(e)
             rs.append(value(x) - f0 - e * slope)
-            if len(rs) >= 2 and abs(rs[-1]) < threshold and abs(rs[-2]) < threshold:
+            if len(rs) >= 2 and abs(rs[-1]) < floor(e) and abs(rs[-2]) < floor(2 * e):
                 break
             e /= 2
     finally:
         base[...] = original
-    trusted = [k for k in range(len(rs) - 1) if abs(rs[k]) >= threshold and abs(rs[k + 1]) >= threshold]
+    above = [abs(r) >= floor(ei) for r, ei in zip(rs, es, strict=True)]
+    trusted = [k for k in range(len(rs) - 1) if above[k] and above[k + 1]]
     rates = tuple(math.log2(abs(rs[k]) / abs(rs[k + 1])) for k in trusted)
     numeric = slope
     if trusted:
@@ -185,5 +199,5 @@ def taylor_sweep(
         # when the remainder reaches the noise; a wrong one's falls towards 1, where this changes nothing
         rate = max(rate, 2 * rates[-1] - rates[-2])
     scale = float(np.sum(np.abs(g * v)))
-    seen = min(max(abs(r), threshold) / ei for r, ei in zip(rs, es, strict=True))
+    seen = min(max(abs(r), floor(ei)) / ei for r, ei in zip(rs, es, strict=True))
     return Taylor(rate, rates, slope, numeric, seen, scale, threshold)

@@ -88,7 +88,7 @@ class _Layout:
         states = self.states
         if len(states) == 1 and not isinstance(self.h0, list | tuple):
             inputs["h0"] = self.h0
-        else:
+        elif states:
             inputs.update(zip(states, self.h0, strict=True))
         if not tokens:
             inputs["X"] = X
