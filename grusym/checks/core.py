@@ -176,7 +176,9 @@ def _taylor_entry(ctx: _Context, name: str) -> Entry:
 
         def fails(mask: Array) -> bool:
             u = v * mask
-            sweep = taylor_sweep(ctx.value, ctx.x, name, g, u, ctx.f0, ctx.noise, ctx.rounding * float(np.sum(np.abs(u))))
+            sweep = taylor_sweep(
+                ctx.value, ctx.x, name, g, u, ctx.f0, ctx.noise, ctx.rounding * float(np.sum(np.abs(u)))
+            )
             return bool(sweep.rates) and sweep.rate < minimum
 
         return _localize(ctx, name, fails, rate=result.rate)  # the rate the verdict used

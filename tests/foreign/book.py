@@ -28,7 +28,7 @@ class RNN:
         return h_next
 
     def backward(self, dh_next):
-        Wx, Wh, b = self.params
+        Wx, Wh, _ = self.params
         x, h_prev, a, h_next = self.cache
         dt = dh_next * ((1 - a**2) if self.bug == "preactivation" else (1 - h_next**2))
         self.grads[0][...] = np.dot(x.T, dt)
@@ -45,8 +45,8 @@ class TimeRNN:
         self.bug = bug
 
     def forward(self, xs):
-        Wx, Wh, b = self.params
-        N, T, D = xs.shape
+        Wx = self.params[0]
+        N, T, _ = xs.shape
         H = Wx.shape[1]
         self.layers = []
         hs = np.empty((N, T, H), dtype="f")
@@ -59,9 +59,8 @@ class TimeRNN:
         return hs
 
     def backward(self, dhs):
-        Wx, Wh, b = self.params
-        N, T, H = dhs.shape
-        D = Wx.shape[0]
+        N, T, _ = dhs.shape
+        D = self.params[0].shape[0]
         dxs = np.empty((N, T, D), dtype="f")
         dh = 0
         grads = [0, 0, 0]

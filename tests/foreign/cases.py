@@ -3,7 +3,7 @@
 ``CASES`` lists (model, bug) cases. ``run(case, method, G)`` calls the checker module ``G``
 (``grusym.gradcheck``) and returns the report or raises; the new API needs no glue beyond what a user
 writes for their own code (``book.adapter``), the old one (``G`` without ``check_layer``) gets the
-adapters a user had to write for it, or ``CannotExpress``. ``right(case, method, outcome)`` judges the
+adapters a user had to write for it. ``right(case, method, outcome)`` judges the
 outcome against the expectation, which comes from the planted bug, never from a checker's output.
 """
 
@@ -16,10 +16,6 @@ from typing import Any
 import numpy as np
 
 from . import book, layers, lstm, minchar
-
-
-class CannotExpress(Exception):
-    """The API under test has no way to state this check."""
 
 
 @dataclass(frozen=True)
@@ -336,8 +332,6 @@ def run(case: Case, method: str, G: Any) -> Outcome:
         if _new_api(G):
             return Outcome(_run_new(G, case, method))
         return Outcome(*_run_old(G, case, method))
-    except CannotExpress:
-        raise
     except InputError as exc:
         return Outcome(refused=str(exc))
     except Exception as exc:

@@ -49,10 +49,8 @@ def lossFun(params, inputs, targets, hprev, bug=None):
         dWhy += np.dot(dy, hs[t].T)
         dby += dy
         dh = np.dot(Why.T, dy) + dhnext
-        if bug == "preactivation":
-            dhraw = (1 - pre[t] * pre[t]) * dh  # derivative of tanh taken at its input
-        else:
-            dhraw = (1 - hs[t] * hs[t]) * dh
+        # the "preactivation" bug takes tanh' at its input instead of its output
+        dhraw = (1 - pre[t] * pre[t]) * dh if bug == "preactivation" else (1 - hs[t] * hs[t]) * dh
         if not (bug == "dropped_step" and t == DROPPED):
             dbh += dhraw
             dWxh += np.dot(dhraw, xs[t].T)

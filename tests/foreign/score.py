@@ -10,32 +10,27 @@ import sys
 import time
 
 import grusym
-import grusym.gradcheck as G
+from grusym import gradcheck
 
-from .cases import CASES, CannotExpress, right, run
+from .cases import CASES, right, run
 
 METHODS = ("fd", "directional", "complex", "taylor")
 
 
 def main() -> int:
     print(f"grusym from {grusym.__file__}")
-    totals = {m: [0, 0, 0] for m in METHODS}  # right, wrong, cannot express
+    totals = {m: [0, 0] for m in METHODS}  # right, wrong
     for case in CASES:
         for method in METHODS:
             start = time.perf_counter()
-            try:
-                outcome = run(case, method, G)
-            except CannotExpress:
-                totals[method][2] += 1
-                print(f"{case.id:32s} {method:12s} cannot express")
-                continue
+            outcome = run(case, method, gradcheck)
             good, why = right(case, method, outcome)
             totals[method][0 if good else 1] += 1
             seconds = time.perf_counter() - start
             print(f"{case.id:32s} {method:12s} {'right' if good else 'WRONG'} {seconds:5.2f}s {why[:110]}")
     print(f"\n{len(CASES)} cases")
-    for method, (good, bad, cannot) in totals.items():
-        print(f"{method:12s} right {good:3d}  wrong {bad:3d}  cannot express {cannot:3d}")
+    for method, (good, bad) in totals.items():
+        print(f"{method:12s} right {good:3d}  wrong {bad:3d}")
     return 0
 
 
