@@ -29,6 +29,8 @@ Array = NDArray[Any]
 def function_label(fn: Any, role: str) -> str:
     """``role`` and the function's own name, for messages: "loss_and_grads (MyLSTM.backward)"."""
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if name:
+        name = name.rsplit("<locals>.", 1)[-1]  # a nested function: its own name, not its enclosing path
     return f"{role} ({name})" if name and name != "<lambda>" and name != role else role
 
 

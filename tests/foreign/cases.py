@@ -124,7 +124,7 @@ def _new_api(G: Any) -> bool:
     return hasattr(G, "check_layer")
 
 
-def _float32_cell():
+def float32_cell():
     rng = np.random.default_rng(8)
     N, D, H = 3, 4, 5
     return tuple(
@@ -175,7 +175,7 @@ def _layer_pair(case: Case):
             (x, h0, p["Wx"], p["Wh"], p["b"]),
         )
     if case.model == "float32_cell":
-        return (*float32_cell_pair(bug), _float32_cell())
+        return (*float32_cell_pair(bug), float32_cell())
     raise KeyError(case.model)
 
 
