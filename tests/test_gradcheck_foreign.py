@@ -214,7 +214,7 @@ def test_a_float32_cell_is_checked_against_itself_run_in_float64():
     report = check_layer(forward, backward, float32_cell())
     assert report.ok, str(report)
     assert "float32 tolerances (inputs or gradients are float32)" in report.note
-    assert "numeric side: f (forward) at float64 inputs" in report.note
+    assert "numeric side: f (forward) at float64 copies of the inputs" in report.note
 
 
 def test_a_float32_model_says_why_it_got_float32_tolerances_and_taylor_cannot_decide():

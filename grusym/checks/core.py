@@ -294,7 +294,8 @@ def check_gradients(
             if low < 8
             else f"{fun_label} resolves only {resolution(noise, f0):.1e} of its value"
         )
-        note = f"float32 tolerances ({why}); numeric side: {fun_label} at float64 inputs"
+        copies = "complex128" if method == "complex" else "float64"
+        note = f"float32 tolerances ({why}); numeric side: {fun_label} at {copies} copies of the inputs"
     report = GradientReport(method, ctx.rtol, note=note, atol=ctx.atol)
     if method == "complex":
         step = ComplexStep(lambda xc: point.call(target, xc), fun_label)

@@ -1,7 +1,8 @@
 """Score the corpus against whichever grusym is on the path: per method, how many cases get the right verdict.
 
-Run: ``PYTHONPATH=<checkout>:<this worktree> python -m tests.foreign.score`` (the first grusym on the path
-is scored; the corpus is read from this worktree). Prints one line per case and method, then the totals.
+Run from a directory holding this package: ``PYTHONPATH=<checkout> python -m foreign.score`` scores the
+grusym of <checkout>; one line per case and method, then the totals. ``--timing`` times check_recurrent
+with localisation on a T=20 LSTM where every entry fails.
 """
 
 from __future__ import annotations
@@ -34,5 +35,31 @@ def main() -> int:
     return 0
 
 
+def worst_localisation(T: int = 20, n: int = 4, H: int = 8) -> None:
+    """Time check_recurrent with localisation where it costs most: every entry fails (the LSTM's carried
+    cell gradient never updated), so each one is located over all T prefixes."""
+    import functools
+
+    from grusym.checks import check_recurrent
+
+    from . import lstm
+
+    p, X, Y, h0, c0 = lstm.init(T=T, n=n, d=3, H=H, V=5, seed=4)
+    for bug in (None, "carry"):
+        lag = functools.partial(lstm.loss_and_grads, bug=bug)
+        for method in METHODS:
+            start = time.perf_counter()
+            report = check_recurrent(lstm.loss, lag, p, X, Y, (h0, c0), method=method)
+            seconds = time.perf_counter() - start
+            located = sum(e.time_step is not None for e in report.entries)
+            print(
+                f"lstm T={T} n={n} H={H} {bug or 'correct':8s} {method:12s} {seconds:6.2f}s "
+                f"({located} of {len(report.entries)} entries located, ok={report.ok})"
+            )
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    if "--timing" in sys.argv:
+        worst_localisation()
+    else:
+        sys.exit(main())
