@@ -27,6 +27,7 @@ dtypes (a float32 code is checked as it runs), the numeric side at float64 copie
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -126,7 +127,7 @@ def _localize(ctx: _Context, name: str, fails: Callable[[Array], bool], **extra:
     for i in candidates:
         numeric.reshape(-1)[i], noise.reshape(-1)[i] = _fd_element(ctx, name, int(i))
     entry = _bounded_entry(ctx, name, numeric, noise, **extra)
-    return Entry(**{**entry.__dict__, "ok": False})
+    return dataclasses.replace(entry, ok=False)
 
 
 def _directional(ctx: _Context, name: str, u: Array) -> tuple[float, float, float, float]:
@@ -197,14 +198,8 @@ def _taylor_entry(ctx: _Context, name: str) -> Entry:
         if not result.rates
         else f"the remainder reaches the noise ({result.threshold:.1e}) too early"
     )
-    return Entry(
-        **{
-            **entry.__dict__,
-            "ok": False,
-            "inconclusive": f"{why}; the sweep resolves gradient errors of {relative:.1e} of sum |g v|, "
-            f"the tolerance asks {ctx.atol:.0e}: use fd",
-        }
-    )
+    why += f"; the sweep resolves gradient errors of {relative:.1e} of sum |g v|, the tolerance asks "
+    return dataclasses.replace(entry, ok=False, inconclusive=f"{why}{ctx.atol:.0e}: use fd")
 
 
 def _value_of(result: Any, label: str) -> float:

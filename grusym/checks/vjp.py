@@ -55,7 +55,8 @@ def check_vjp(
     """
     f_label = function_label(f, "f")
     point = Point.of(inputs, f)
-    outs = _outputs(point.call(f, point.x, native=True), f_label)
+    raw = point.call(f, point.x, native=True)
+    outs = _outputs(raw, f_label)
     rng = np.random.default_rng(seed + 7919)
     cotangents = tuple(rng.standard_normal(np.shape(o)) for o in outs)
     names = (
@@ -65,7 +66,7 @@ def check_vjp(
     )
     if len(names) != len(outs):
         raise InputError(f"output_names has {len(names)} names for {len(outs)} outputs of {f_label}")
-    single = not isinstance(point.call(f, point.x, native=True), tuple)
+    single = not isinstance(raw, tuple)
 
     def report_for(weights: tuple[Any, ...], chosen: Sequence[str] | None) -> GradientReport:
         dtypes = [np.asarray(o).dtype if np.asarray(o).dtype.kind == "f" else np.float64 for o in outs]
