@@ -227,3 +227,53 @@ def test_a_float32_model_says_why_it_got_float32_tolerances_and_taylor_cannot_de
     assert report.rtol == gradcheck.TABLE["float32"]["fd"].rtol
     taylor = check_recurrent(loss, lag, params, xs, ts, None, batch_first=True, method="taylor")
     assert not taylor.ok and all(e.inconclusive for e in taylor.failures), str(taylor)
+
+
+def test_check_vjp_takes_dict_inputs_too():
+    W = np.random.default_rng(5).normal(size=(3, 2))
+
+    def f(d):
+        return np.tanh(d["x"] @ d["W"])
+
+    def vjp(dout, d):
+        da = dout * (1 - np.tanh(d["x"] @ d["W"]) ** 2)
+        return {"x": da @ d["W"].T, "W": d["x"].T @ da}
+
+    inputs = {"x": np.random.default_rng(6).normal(size=(4, 3)), "W": W}
+    assert check_vjp(f, vjp, inputs).ok
+    report = check_vjp(f, lambda dout, d: {**vjp(dout, d), "W": vjp(dout, d)["W"] * 1.001}, inputs)
+    assert [e.name for e in report.failures] == ["W"]
+
+
+# the package's shape: checks depend on nothing above them, oracle and gradcheck do not import each other
+
+
+def _imports(path):
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            found.add("." * node.level + (node.module or ""))
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_checks_import_nothing_above_them_and_the_oracle_only_the_report_side():
+    from pathlib import Path
+
+    import grusym
+
+    root = Path(grusym.__file__).parent
+    for path in (root / "checks").glob("*.py"):
+        above = {m for m in _imports(path) if m.startswith("..") or m.startswith("grusym")}
+        assert above <= {"..errors"}, (path.name, above)
+    oracle = {m for m in _imports(root / "oracle.py") if m.startswith(".")}
+    assert ".gradcheck" not in oracle
+    assert {m for m in oracle if m.startswith(".checks")} <= {
+        ".checks.report",
+        ".checks.tolerance",
+        ".checks.recurrent",
+    }
