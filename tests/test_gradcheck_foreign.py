@@ -214,7 +214,7 @@ def test_a_float32_cell_is_checked_against_itself_run_in_float64():
     report = check_layer(forward, backward, float32_cell())
     assert report.ok, str(report)
     assert "float32 tolerances (inputs or gradients are float32)" in report.note
-    assert "numeric side: f (forward) at float64 copies of the inputs" in report.note
+    assert "reference: f (forward) run at float64 copies of the inputs" in report.note
 
 
 def test_a_float32_model_says_why_it_got_float32_tolerances_and_taylor_cannot_decide():
@@ -224,6 +224,7 @@ def test_a_float32_model_says_why_it_got_float32_tolerances_and_taylor_cannot_de
     params = [q.copy() for q in model.params]
     report = check_recurrent(loss, lag, params, xs, ts, None, batch_first=True)
     assert report.ok and report.note.startswith("float32 tolerances"), str(report)
+    assert "resolving only" in report.note and "(float32 inside)" in report.note
     assert report.rtol == gradcheck.TABLE["float32"]["fd"].rtol
     taylor = check_recurrent(loss, lag, params, xs, ts, None, batch_first=True, method="taylor")
     assert not taylor.ok and all(e.inconclusive for e in taylor.failures), str(taylor)
