@@ -1,0 +1,33 @@
+"""The random problem of one of grusym's own variants, shared by the gradient checks and the oracle.
+
+Contract: :func:`variant_data` draws (module, params, X, Y, h0) deterministically from ``seed``: weights
+N(0, scale^2), biases N(0, (scale/2)^2) (a scale of 3 saturates the gates), X (T, n, d) normal floats or
+(T, n) token ids, Y (T, n) targets, h0 (n, h) N(0, 0.25).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["variant_data"]
+
+
+def variant_data(
+    name: str, *, T: int, n: int, d: int, h: int, q: int, seed: int, scale: float, tokens: bool
+) -> tuple[Any, dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """(module, params, X, Y, h0) of variant ``name`` at the given sizes (see the module docstring)."""
+    from . import load
+
+    m = load(name)
+    rng = np.random.default_rng(seed)
+    params = m.init_params(d, h, q, seed=seed, scale=scale)
+    for key, value in params.items():
+        if value.ndim == 1:
+            params[key] = rng.normal(0.0, scale / 2, value.shape)
+    Y = rng.integers(0, q, (T, n))
+    h0 = rng.normal(0.0, 0.5, (n, h))
+    X_tokens = rng.integers(0, d, (T, n))
+    X = X_tokens if tokens else rng.normal(0.0, 1.0, (T, n, d))
+    return m, params, X, Y, h0
