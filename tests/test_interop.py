@@ -246,11 +246,12 @@ def _reset_after_params():
 BAD = [  # (call, error, words the message must contain)
     (lambda: from_torch_gru(_sd(weight_hh_l0=None)), ParameterError, ["weight_hh_l0", "missing"]),
     (lambda: from_torch_gru(_sd(bias_hh_l0=None)), ParameterError, ["bias_hh_l0", "both"]),
-    (lambda: from_torch_gru({**_sd(), "weight_ih_l1": 0}), ParameterError, ["weight_ih_l1", "single-layer"]),
+    # a layer or direction half there: the missing keys are named
+    (lambda: from_torch_gru({**_sd(), "weight_ih_l1": 0}), ParameterError, ["missing", "'weight_hh_l1'"]),
     (
         lambda: from_torch_gru({**_sd(), "bias_ih_l0_reverse": 0}),
         ParameterError,
-        ["_reverse", "unidirectional"],
+        ["missing", "'weight_ih_l0_reverse'", "two directions"],
     ),
     (lambda: from_torch_gru({"gru." + k: v for k, v in _sd().items()}), ParameterError, ["gru.weight_ih_l0"]),
     (
