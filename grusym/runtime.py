@@ -24,11 +24,15 @@ __all__ = [
     "clear_workspaces",
     "fresh",
     "init_params",
+    "last_state",
+    "mask_upstream",
     "mean_cross_entropy",
     "project",
     "sigmoid",
     "softmax_cross_entropy",
     "token_weight_grad",
+    "valid_rows",
+    "zero_padded",
 ]
 
 Array = NDArray[Any]
@@ -89,13 +93,18 @@ def token_weight_grad(X: Array, dA: Array, vocab: int) -> Array:
     return out
 
 
-def softmax_cross_entropy(logits: Array, targets: Array, overwrite: bool = False) -> tuple[Any, Array]:
+def softmax_cross_entropy(
+    logits: Array, targets: Array, overwrite: bool = False, valid: Array | None = None
+) -> tuple[Any, Array]:
     """Mean cross-entropy of rows of ``logits`` (N, q) against ``targets`` (N,) and its gradient (N, q).
 
     Rule: with p = softmax(logits), d loss / d logits = (p - onehot(targets)) / N.
     The row maximum is subtracted before exponentiating (log-sum-exp trick). ``overwrite=True`` reuses
-    ``logits`` as the gradient's memory.
+    ``logits`` as the gradient's memory. ``valid`` (N,) bool: the mean runs over those rows only, N being
+    their count, and the other rows' gradient is zero (padded positions).
     """
+    if valid is not None:
+        return _masked_softmax_cross_entropy(logits, targets, overwrite, valid)
     N, q = logits.shape
     p = logits if overwrite else logits.copy()
     # NumPy reduces short rows slowly (d2l: 55 us for a (1120, 28) max); a transposed copy reduced along
@@ -113,11 +122,57 @@ def softmax_cross_entropy(logits: Array, targets: Array, overwrite: bool = False
     return loss, p
 
 
-def mean_cross_entropy(logits: Array, targets: Array) -> Any:
-    """The loss of ``softmax_cross_entropy`` alone, analytic in complex logits (for the complex step)."""
+def _masked_softmax_cross_entropy(
+    logits: Array, targets: Array, overwrite: bool, valid: Array
+) -> tuple[Any, Array]:
+    N = int(np.count_nonzero(valid))
+    p = logits if overwrite else logits.copy()
+    p -= p.max(axis=1, keepdims=True)
+    rows = np.arange(p.shape[0])
+    picked = p[rows, targets]
+    np.exp(p, out=p)
+    total = p.sum(axis=1)
+    loss = (np.log(total)[valid].sum() - picked[valid].sum()) / N
+    p /= (total * N)[:, None]
+    p[rows, targets] -= 1 / N
+    p[~valid] = 0
+    return loss, p
+
+
+def mean_cross_entropy(logits: Array, targets: Array, valid: Array | None = None) -> Any:
+    """The loss of ``softmax_cross_entropy`` alone, analytic in complex logits (for the complex step).
+
+    valid: (N,) bool, the rows the mean runs over (all when None).
+    """
+    if valid is not None:
+        logits, targets = logits[valid], targets[valid]
     shifted = logits - logits.real.max(axis=1, keepdims=True)  # any real shift leaves log-sum-exp unchanged
     rows = np.arange(logits.shape[0])
     return np.mean(np.log(np.exp(shifted).sum(axis=1)) - shifted[rows, targets])
+
+
+def valid_rows(lengths: Array, T: int) -> Array:
+    """(T * n,) bool in time-major row order: True where step t is inside sequence i (t < lengths[i])."""
+    return (np.arange(T)[:, None] < lengths[None, :]).reshape(-1)
+
+
+def zero_padded(S: Array, lengths: Array) -> None:
+    """Zero the states after each sequence's end in S (T + 1, n, h), where S[t + 1] is step t's state."""
+    S[1:][~valid_rows(lengths, S.shape[0] - 1).reshape(S.shape[0] - 1, -1)] = 0
+
+
+def last_state(S: Array, lengths: Array | None) -> Array:
+    """Each sequence's last state from S (T + 1, n, h): S[lengths[i], i] (S[T] without lengths), a copy."""
+    if lengths is None:
+        return S[-1].copy()
+    return S[lengths, np.arange(S.shape[1])]
+
+
+def mask_upstream(dH: Array, lengths: Array | None) -> Array:
+    """dH (T, n, h) with the padded positions zeroed (a copy; dH itself unchanged when lengths is None)."""
+    if lengths is None:
+        return dH
+    return dH * (np.arange(dH.shape[0])[:, None] < lengths[None, :])[:, :, None]
 
 
 class Workspace:
