@@ -222,7 +222,8 @@ def _copy_inputs(inputs: Mapping[str, Any]) -> dict[str, Array]:
         raise InputError("inputs must be a non-empty dict of float arrays")
     out = {}
     for k, v in inputs.items():
-        a = np.array(v, dtype=np.float64, copy=True) if np.asarray(v).dtype.kind in "fiu" else None
+        # C order: the perturbations write through reshape(-1), which copies a transposed view's data
+        a = np.array(v, dtype=np.float64, copy=True, order="C") if np.asarray(v).dtype.kind in "fiu" else None
         if a is None:
             raise InputError(f"inputs[{k!r}] must be a float array, got dtype {np.asarray(v).dtype}")
         if not np.isfinite(a).all():
