@@ -253,6 +253,14 @@ BAD = [  # (call, error, words the message must contain)
         ParameterError,
         ["missing", "'weight_ih_l0_reverse'", "two directions"],
     ),
+    (  # an nn.LSTM's state dict has the same keys, with 4 gate blocks
+        lambda: from_torch_gru(
+            {k: np.ones((4 * H, *v.shape[1:])) for k, v in _sd().items()}
+            | {"weight_hh_l0": np.ones((4 * H, H))}
+        ),
+        ShapeError,
+        ["weight_hh_l0", "(3h, h)", "(24, 6)", "nn.LSTM"],
+    ),
     (lambda: from_torch_gru({"gru." + k: v for k, v in _sd().items()}), ParameterError, ["gru.weight_ih_l0"]),
     (
         lambda: from_torch_gru(_sd(weight_ih_l0=np.ones((3 * H + 1, D)))),

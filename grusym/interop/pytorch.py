@@ -97,7 +97,16 @@ def torch_cells(
         )
     arrays = {f"{kind}{_suffix(*c)}": array(f"state_dict[{kind + _suffix(*c)!r}]", sd[kind + _suffix(*c)])
               for c in structure.cells for kind in needed}  # fmt: skip
-    first = arrays["weight_ih_l0"]
+    first, hh = arrays["weight_ih_l0"], arrays["weight_hh_l0"]
+    ratio = (
+        hh.shape[0] // hh.shape[1] if hh.ndim == 2 and hh.shape[1] and hh.shape[0] % hh.shape[1] == 0 else 0
+    )
+    other = {1: "nn.RNN", 3: "nn.GRU", 4: "nn.LSTM"}.get(ratio)
+    if other and ratio != gates:  # the same keys, another module: say which
+        raise ShapeError(
+            f"state_dict['weight_hh_l0'] must have shape ({gates}h, h) for an {module}, got "
+            f"{shape_text(hh.shape)}: the state dict of an {other}?"
+        )
     nh = gate_axis("state_dict['weight_ih_l0']", first, 0, f"({gates}h, d)", gates)
     width = len(directions) * nh
     cells: dict[Cell, dict[str, Array]] = {}
