@@ -180,7 +180,9 @@ def _gru_cell(layer: Any, reset_after: bool | None, backwards: bool) -> tuple[Pa
         )
     ra = config.get("reset_after", True)
     if reset_after is not None and ra != reset_after:
-        raise InputError(f"{_name(layer)} has reset_after={ra!r} but the layers below have {reset_after!r}")
+        raise InputError(
+            f"{_name(layer)} has reset_after={ra!r} but the layers below have reset_after={reset_after!r}"
+        )
     weights = list(layer.get_weights())
     use_bias = bool(config.get("use_bias", True))
     if len(weights) != (3 if use_bias else 2):
