@@ -7,8 +7,7 @@ arguments; errors are :mod:`grusym.errors` exceptions naming the key, the expect
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -16,7 +15,7 @@ from numpy.typing import NDArray
 
 from .. import load, validate, variants
 from ..errors import DTypeError, InputError, ParameterError, ShapeError
-from ..model.structure import Structure
+from ..model.structure import Structure, structure_of
 from ..validate import shape_text
 
 Array = NDArray[Any]
@@ -24,7 +23,6 @@ Params = dict[str, Array]
 Cell = tuple[int, str]  # (layer, direction)
 
 HEAD = ("W_hq", "b_q")
-_SUFFIX = re.compile(r"^(?P<name>.+)_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
 
 
 def array(name: str, value: object) -> Array:
@@ -118,21 +116,6 @@ def check(
     return arrays, dims, dtype, has_head
 
 
-def structure_of(keys: Iterable[str]) -> Structure:
-    """The structure whose parameter names are ``keys``: plain names a single cell, else torch suffixes."""
-    cells = set()
-    for k in keys:
-        if k in HEAD:
-            continue
-        found = _SUFFIX.match(str(k))
-        if found is None:
-            return Structure()
-        cells.add((int(found["layer"]), "reverse" if found["reverse"] else "forward"))
-    layers = 1 + max((layer for layer, _ in cells), default=0)
-    directions = tuple(d for d in ("forward", "reverse") if any(c[1] == d for c in cells))
-    return Structure(layers, directions or ("forward",))
-
-
 def check_model(
     variant: str, params: object
 ) -> tuple[Structure, dict[Cell, Params], Params | None, dict[str, int], np.dtype[Any]]:
@@ -142,7 +125,7 @@ def check_model(
     and the dtype.
     """
     values = mapping("params", params)
-    structure = structure_of(values)
+    structure = structure_of(map(str, values))
     if structure.single:
         p, dims, dtype, has_head = check(variant, values)
         head = {k: p[k] for k in HEAD} if has_head else None

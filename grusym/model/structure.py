@@ -12,7 +12,8 @@ layer's output (``num_directions * h``), which is the input size of every layer 
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +23,11 @@ from numpy.typing import NDArray
 from ..errors import DTypeError, InputError, ParameterError, ShapeError
 from ..validate import shape_text
 
-__all__ = ["HEAD", "Structure", "check_lengths", "reversal"]
+__all__ = ["HEAD", "Structure", "check_lengths", "reversal", "structure_of"]
 
 Array = NDArray[Any]
 HEAD = ("W_hq", "b_q")
-DIRECTION_NAMES = ("forward", "reverse")
+_SUFFIX = re.compile(r"^.+_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
 
 
 @dataclass(frozen=True)
@@ -91,12 +92,11 @@ class Structure:
         extra = [k for k in params if k not in spec]
         if not (missing or extra):
             return
-        layers = {k.split("_l")[-1].split("_")[0] for k in params if "_l" in str(k)}
-        reverse = any(str(k).endswith("_reverse") for k in params)
+        guess = structure_of(map(str, params))
         looks = (
-            f"; the keys look like {len(layers)} layer(s){', bidirectional' if reverse else ''}"
-            if layers
-            else "; the keys look like a single cell (no _l<k> suffixes)"
+            "; the keys look like a single cell (no _l<k> suffixes)"
+            if guess.single
+            else f"; the keys look like a {guess.describe()} model"
         )
         shown = ", ".join(
             p for p in (missing and f"missing {missing[:6]}", extra and f"unexpected {extra[:6]}") if p
@@ -105,6 +105,22 @@ class Structure:
             f"params do not fit a {self.describe()} {variant!r} model: {shown}"
             f"{' ...' if len(missing) > 6 or len(extra) > 6 else ''}{looks}"
         )
+
+
+def structure_of(keys: Iterable[str]) -> Structure:
+    """The (time-major) structure whose parameter names are ``keys``: plain names are a single cell, else
+    the layers and directions their ``_l<k>[_reverse]`` suffixes name."""
+    cells = set()
+    for k in keys:
+        if k in HEAD:
+            continue
+        found = _SUFFIX.match(k)
+        if found is None:
+            return Structure()
+        cells.add((int(found["layer"]), "reverse" if found["reverse"] else "forward"))
+    layers = 1 + max((layer for layer, _ in cells), default=0)
+    directions = tuple(d for d in ("forward", "reverse") if any(c[1] == d for c in cells))
+    return Structure(layers, directions or ("forward",))
 
 
 def check_lengths(lengths: object, T: int, n: int) -> Array | None:
