@@ -124,7 +124,7 @@ BAD = [  # (a model or list of layers, words the message must contain)
         ["return_sequences=False"],
     ),
     (lambda: [_gru(True), keras.layers.Bidirectional(_gru(True))], ["only GRU layers", "Bidirectional"]),
-    (lambda: [keras.layers.LSTM(H, return_sequences=True)], ["GRU", "LSTM"]),
+    (lambda: [keras.layers.SimpleRNN(H, return_sequences=True)], ["only GRU layers", "SimpleRNN"]),
 ]
 
 

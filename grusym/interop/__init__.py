@@ -14,9 +14,9 @@ Which variant a framework's GRU is: PyTorch and Keras ``reset_after=True`` and O
 
 from __future__ import annotations
 
-from .keras_layers import from_keras_gru, from_keras_layers, to_keras_gru
-from .onnx_nodes import from_onnx_gru
-from .pytorch import from_torch_gru, to_torch_gru
+from .keras_layers import from_keras_gru, from_keras_layers, from_keras_lstm, to_keras_gru
+from .onnx_nodes import from_onnx_gru, from_onnx_lstm
+from .pytorch import from_torch_gru, from_torch_lstm, to_torch_gru, to_torch_lstm
 from .relations import RELATIONS, Relation, convert, pull_back_grads
 
 __all__ = [
@@ -25,9 +25,13 @@ __all__ = [
     "convert",
     "from_keras_gru",
     "from_keras_layers",
+    "from_keras_lstm",
     "from_onnx_gru",
+    "from_onnx_lstm",
     "from_torch_gru",
+    "from_torch_lstm",
     "pull_back_grads",
     "to_keras_gru",
     "to_torch_gru",
+    "to_torch_lstm",
 ]

@@ -37,7 +37,7 @@ from ._common import (
     one_dtype,
 )
 
-__all__ = ["from_keras_gru", "from_keras_layers", "to_keras_gru"]
+__all__ = ["from_keras_gru", "from_keras_layers", "from_keras_lstm", "to_keras_gru"]
 
 _GATES = ("z", "r", "h")  # Keras column blocks
 
@@ -166,11 +166,46 @@ def _activation(layer: Any, config: Mapping[str, Any], key: str, default: str) -
         raise InputError(f"{_name(layer)} has {key}={value!r}; grusym's cells compute {key}={default!r} only")
 
 
-def _gru_cell(layer: Any, reset_after: bool | None, backwards: bool) -> tuple[Params, bool, int]:
-    """One Keras GRU layer's params, its reset_after and units; checks the settings grusym reproduces."""
+def from_keras_lstm(kernel: Any, recurrent_kernel: Any, bias: Any) -> Params:
+    """``lstm`` parameters of a Keras ``LSTM`` layer (``layer.get_weights()``).
+
+    kernel: (d, 4h); recurrent_kernel: (h, 4h); column blocks i, f, c, o (c is our g); bias (4h,), or None
+    for ``use_bias=False``. Keras has one bias row: it becomes ``b_x<g>``, and ``b_h<g>`` is zero.
+    """
+    arrays = {
+        "kernel": array("kernel", kernel),
+        "recurrent_kernel": array("recurrent_kernel", recurrent_kernel),
+    }
+    nh = gate_axis("kernel", arrays["kernel"], 1, "(d, 4h)", 4)
+    note = f" (h = {nh} from kernel)"
+    expect("recurrent_kernel", arrays["recurrent_kernel"], (nh, 4 * nh), "(h, 4h)", note)
+    arrays["bias"] = np.zeros(4 * nh, arrays["kernel"].dtype) if bias is None else array("bias", bias)
+    expect("bias", arrays["bias"], (4 * nh,), "(4h,)", note)
+    one_dtype(arrays)
+    gates = ("i", "f", "g", "o")
+    k, rk, b = (
+        blocks(arrays[name], a, gates) for name, a in (("kernel", 1), ("recurrent_kernel", 1), ("bias", 0))
+    )
+    zeros = np.zeros(nh, arrays["kernel"].dtype)
+    params: Params = {}
+    for g in gates:
+        params.update(
+            {f"W_x{g}": k[g].copy(), f"W_h{g}": rk[g].copy(), f"b_x{g}": b[g].copy(), f"b_h{g}": zeros.copy()}
+        )
+    return params
+
+
+_CELLS = ("GRU", "LSTM")
+
+
+def _cell(
+    layer: Any, kind: str, reset_after: bool | None, backwards: bool
+) -> tuple[Params, bool | None, int]:
+    """One Keras GRU or LSTM layer's params, its reset_after (GRU) and units; checks the settings grusym
+    reproduces."""
     config = _config(layer)
-    if type(layer).__name__ != "GRU":
-        raise InputError(f"{_name(layer)}: expected a GRU layer")
+    if type(layer).__name__ != kind:
+        raise InputError(f"{_name(layer)}: expected a {kind} layer like the others")
     _activation(layer, config, "activation", "tanh")
     _activation(layer, config, "recurrent_activation", "sigmoid")
     if bool(config.get("go_backwards", False)) != backwards:
@@ -178,47 +213,53 @@ def _gru_cell(layer: Any, reset_after: bool | None, backwards: bool) -> tuple[Pa
             f"{_name(layer)} has go_backwards={config.get('go_backwards')!r}; wrap the layer in "
             "Bidirectional instead (a lone go_backwards layer returns its outputs in reversed order)"
         )
+    weights = list(layer.get_weights())
+    use_bias = bool(config.get("use_bias", True))
+    if len(weights) != (3 if use_bias else 2):
+        raise InputError(f"{_name(layer)} holds {len(weights)} weight arrays; is it built (called on data)?")
+    bias = weights[2] if use_bias else None
+    units = int(weights[1].shape[0])
+    if kind == "LSTM":
+        return from_keras_lstm(weights[0], weights[1], bias), None, units
     ra = config.get("reset_after", True)
     if reset_after is not None and ra != reset_after:
         raise InputError(
             f"{_name(layer)} has reset_after={ra!r} but the layers below have reset_after={reset_after!r}"
         )
-    weights = list(layer.get_weights())
-    use_bias = bool(config.get("use_bias", True))
-    if len(weights) != (3 if use_bias else 2):
-        raise InputError(f"{_name(layer)} holds {len(weights)} weight arrays; is it built (called on data)?")
-    params = from_keras_gru(weights[0], weights[1], weights[2] if use_bias else None, reset_after=ra)
-    return params, ra, int(weights[1].shape[0])
+    return from_keras_gru(weights[0], weights[1], bias, reset_after=ra), ra, units
 
 
 def from_keras_layers(layers: Any) -> tuple[ModuleType | Model, Params]:
-    """The grusym model and params of a stack of Keras ``GRU`` or ``Bidirectional(GRU)`` layers.
+    """The grusym model and params of a stack of Keras ``GRU``/``LSTM`` or ``Bidirectional`` layers.
 
-    layers: a Keras model (its ``.layers``) or a list of layers: one or more ``GRU`` layers, or one or
-    more ``Bidirectional(GRU(...), merge_mode="concat")`` layers, optionally followed by one ``Dense``
-    head with the linear activation (``InputLayer`` entries are skipped). Every GRU but the last must have
-    ``return_sequences=True``; all share ``units`` and ``reset_after``; activations must be the defaults
-    tanh and sigmoid. Dropout, being off at inference, is ignored; masks are not read (pass ``lengths``).
+    layers: a Keras model (its ``.layers``) or a list of layers: one or more ``GRU`` (or ``LSTM``) layers,
+    or one or more ``Bidirectional(GRU(...), merge_mode="concat")`` layers, optionally followed by one
+    ``Dense`` head with the linear activation (``InputLayer`` entries are skipped). Every layer but the
+    last must have ``return_sequences=True``; all share ``units`` (and ``reset_after``); activations must
+    be the defaults tanh and sigmoid. Dropout, being off at inference, is ignored; masks are not read
+    (pass ``lengths``).
 
     Returns ``(model, params)``: ``model = grusym.load(variant, num_layers, bidirectional, batch_first=True)``
     (Keras is batch-major: X (n, T, d), H (n, T, o)), with variant ``gru_reset_after`` for
-    ``reset_after=True`` and ``gru`` for ``False``. ``model.forward(params, X)[0]`` is the last GRU layer's
-    output sequence (the ``Dense`` layer applied to it: ``model.head(params, H)``).
+    ``reset_after=True``, ``gru`` for ``False``, ``lstm`` for LSTM layers. ``model.forward(params, X)[0]``
+    is the last layer's output sequence (the ``Dense`` layer applied to it: ``model.head(params, H)``).
     """
     found = list(getattr(layers, "layers", layers))
     found = [layer for layer in found if type(layer).__name__ != "InputLayer"]
     dense = found.pop() if found and type(found[-1]).__name__ == "Dense" else None
     if not found:
-        raise InputError(
-            "no GRU layers given; expected GRU or Bidirectional(GRU) layers, then optionally Dense"
-        )
+        raise InputError("no recurrent layers given; expected GRU, LSTM or Bidirectional layers, then Dense")
     kinds = {type(layer).__name__ for layer in found}
-    if kinds not in ({"GRU"}, {"Bidirectional"}):
+    if kinds not in ({"GRU"}, {"LSTM"}, {"Bidirectional"}):
         raise InputError(
-            f"expected only GRU layers or only Bidirectional(GRU) layers (then an optional Dense), got "
-            f"{[type(layer).__name__ for layer in found]}"
+            "expected only GRU layers, only LSTM layers or only Bidirectional layers (then an optional "
+            f"Dense), got {[type(layer).__name__ for layer in found]}"
         )
     bidirectional = kinds == {"Bidirectional"}
+    inner = {type(layer.forward_layer).__name__ for layer in found} if bidirectional else kinds
+    kind = next(iter(inner))
+    if len(inner) != 1 or kind not in _CELLS:
+        raise InputError(f"expected GRU or LSTM layers (all of one kind), got {sorted(inner)}")
     cells: dict[Cell, Params] = {}
     reset_after: bool | None = None
     units: int | None = None
@@ -233,15 +274,15 @@ def from_keras_layers(layers: Any) -> tuple[ModuleType | Model, Params]:
             pairs = [("forward", layer.forward_layer, False), ("reverse", layer.backward_layer, True)]
         else:
             pairs = [("forward", layer, False)]
-        for direction, gru, backwards in pairs:
-            last = _config(gru).get("return_sequences", False)
+        for direction, rnn, backwards in pairs:
+            last = _config(rnn).get("return_sequences", False)
             if k < len(found) - 1 and not last:
-                raise InputError(f"{_name(gru)} feeds another GRU layer but has return_sequences=False")
-            cells[(k, direction)], reset_after, size = _gru_cell(gru, reset_after, backwards)
+                raise InputError(f"{_name(rnn)} feeds another layer but has return_sequences=False")
+            cells[(k, direction)], reset_after, size = _cell(rnn, kind, reset_after, backwards)
             if units is not None and size != units:
-                raise ShapeError(f"{_name(gru)} has units={size} but the layers below have {units}")
+                raise ShapeError(f"{_name(rnn)} has units={size} but the layers below have {units}")
             units = size
-    assert units is not None and reset_after is not None
+    assert units is not None
     structure = Structure(len(found), ("forward", "reverse") if bidirectional else ("forward",), True)
     head = None
     if dense is not None:
@@ -257,7 +298,7 @@ def from_keras_layers(layers: Any) -> tuple[ModuleType | Model, Params]:
         b = array(f"{_name(dense)} bias", weights[1]) if len(weights) > 1 else np.zeros(w.shape[1], w.dtype)
         expect(f"{_name(dense)} bias", b, (w.shape[1],), "(q,)")
         head = {"W_hq": w, "b_q": b}
-    variant = "gru_reset_after" if reset_after else "gru"
+    variant = "lstm" if kind == "LSTM" else "gru_reset_after" if reset_after else "gru"
     params = join_cells(structure, cells, head)
     one_dtype(params)
     model = load(variant, structure.num_layers, bidirectional, batch_first=True)

@@ -40,7 +40,7 @@ from ._common import (
     one_dtype,
 )
 
-__all__ = ["from_torch_gru", "to_torch_gru"]
+__all__ = ["from_torch_gru", "from_torch_lstm", "to_torch_gru", "to_torch_lstm"]
 
 _KEY = re.compile(r"^(?P<kind>weight_ih|weight_hh|bias_ih|bias_hh)_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
 _GATES = ("r", "z", "h")  # nn.GRU row blocks r, z, n
@@ -211,3 +211,50 @@ def to_torch_gru(params: Mapping[str, Any]) -> tuple[dict[str, Array], dict[str,
         gru_state["bias_hh" + s] = np.concatenate([zeros, zeros, p["b_hh"]])
     linear_state = {"weight": head["W_hq"].T.copy(), "bias": head["b_q"].copy()} if head else None
     return gru_state, linear_state
+
+
+_LSTM_GATES = ("i", "f", "g", "o")  # nn.LSTM row blocks
+
+
+def from_torch_lstm(state_dict: Mapping[str, Any], head: Mapping[str, Any] | None = None) -> Params:
+    """``lstm`` parameters from a ``torch.nn.LSTM`` state dict, any layers and directions (no proj_size).
+
+    state_dict: ``weight_ih_l<k>[_reverse]`` (4h, d_k), ``weight_hh_...`` (4h, h) with row blocks i, f,
+    g, o, ``bias_ih_...`` and ``bias_hh_...`` (4h,) (absent for ``bias=False``); head as for
+    :func:`from_torch_gru`. grusym's lstm keeps both bias rows (``b_x<g>`` = bias_ih block, ``b_h<g>`` =
+    bias_hh block), so the conversion is exact both ways. Returns the params of
+    ``grusym.load("lstm", num_layers, bidirectional)``.
+    """
+    structure, cells, nh = torch_cells(state_dict, 4, "nn.LSTM")
+    out: dict[Cell, Params] = {}
+    for c, a in cells.items():
+        w_i, w_h = blocks(a["weight_ih"], 0, _LSTM_GATES), blocks(a["weight_hh"], 0, _LSTM_GATES)
+        b_i, b_h = blocks(a["bias_ih"], 0, _LSTM_GATES), blocks(a["bias_hh"], 0, _LSTM_GATES)
+        out[c] = {}
+        for g in _LSTM_GATES:
+            out[c].update(
+                {
+                    f"W_x{g}": w_i[g].T.copy(),
+                    f"W_h{g}": w_h[g].T.copy(),
+                    f"b_x{g}": b_i[g].copy(),
+                    f"b_h{g}": b_h[g].copy(),
+                }
+            )
+    dtype = cells[(0, "forward")]["weight_ih"].dtype
+    lin = torch_head(head, len(structure.directions) * nh, dtype) if head is not None else None
+    return join_cells(structure, out, lin)
+
+
+def to_torch_lstm(params: Mapping[str, Any]) -> tuple[dict[str, Array], dict[str, Array] | None]:
+    """The ``torch.nn.LSTM`` and ``nn.Linear`` state dicts of ``lstm`` parameters (a cell's or a model's);
+    the inverse of :func:`from_torch_lstm`, exactly."""
+    _, cells, head, _, _ = check_model("lstm", params)
+    state: dict[str, Array] = {}
+    for (layer, d), p in cells.items():
+        s = _suffix(layer, d)
+        state["weight_ih" + s] = np.concatenate([p[f"W_x{g}"].T for g in _LSTM_GATES])
+        state["weight_hh" + s] = np.concatenate([p[f"W_h{g}"].T for g in _LSTM_GATES])
+        state["bias_ih" + s] = np.concatenate([p[f"b_x{g}"] for g in _LSTM_GATES])
+        state["bias_hh" + s] = np.concatenate([p[f"b_h{g}"] for g in _LSTM_GATES])
+    linear_state = {"weight": head["W_hq"].T.copy(), "bias": head["b_q"].copy()} if head else None
+    return state, linear_state
