@@ -171,6 +171,11 @@ class Model:
     ) -> tuple[Array, Any]:
         """H (T, n, o) (batch-first: (n, T, o)), zero at padded steps, and the cache ``backward`` needs."""
         p, dims, dtype = self._params(params)
+        return self._forward(p, dims, dtype, X, h0, lengths)
+
+    def _forward(
+        self, p: Params, dims: dict[str, int], dtype: Any, X: Any, h0: Any, lengths: Any
+    ) -> tuple[Array, Any]:
         X = self._time_major("X", X, 2)
         Xa = np.asarray(X)
         if Xa.ndim < 2 or 0 in Xa.shape[:2]:
@@ -236,6 +241,8 @@ class Model:
                 part = upstream[:, :, j * nh : (j + 1) * nh]
                 if direction == "reverse":
                     part = reverse_time(part, index)
+                if len(directions) > 1:  # a contiguous copy: validating a strided dH costs 10 times more
+                    part = np.ascontiguousarray(part)
                 g = self.cell.backward(self._cell_params(p, k, nh, dtype), cache["cells"][k], part)
                 suffix = self.structure.suffix(layer, direction)
                 grads.update({name + suffix: g[name] for name in self.cell.CELL_PARAMS})
@@ -290,7 +297,7 @@ class Model:
         """The loss, the gradient of every parameter, of the state stacks and of float X, and the last
         states (as ``final_states``)."""
         p, dims, dtype = self._params(params, allow_complex=False)
-        H, cache = self.forward(p, X, h0, lengths)
+        H, cache = self._forward(p, dims, dtype, X, h0, lengths)
         Ht = np.asarray(self._time_major("H", H, 3))
         W_hq, b_q = p["W_hq"], p["b_q"]
         rows, targets, keep = self._rows(Ht, Y, cache["lengths"], W_hq.shape[1])
