@@ -51,11 +51,13 @@ def variants() -> list[str]:
 
 
 def load(name: str) -> ModuleType:
-    """The generated NumPy module of variant ``name``.
+    """The generated NumPy module of built-in cell ``name`` (a GRU variant of ``variants()``, or ``lstm``).
 
     It provides ``init_params``, ``forward``, ``backward``, ``head``, ``loss`` and ``loss_and_grads``.
     """
-    known = variants()
+    from .generated import CELLS
+
+    known = list(CELLS)
     if not isinstance(name, str) or name not in known:
         raise UnknownVariantError(f"unknown variant {name!r}; known variants: {', '.join(known)}")
     return importlib.import_module(f"{__name__}.generated.{name}")
