@@ -74,13 +74,17 @@ def load(
 def load(
     name: str, num_layers: int = 1, bidirectional: bool = False, batch_first: bool = False
 ) -> ModuleType | Model:
-    """The generated NumPy module of variant ``name``, or a whole model of it.
+    """The generated NumPy module of built-in cell ``name`` (a GRU variant of ``variants()``, or ``lstm``),
+    or a whole model of it.
 
     With the defaults, the module itself: ``init_params``, ``forward``, ``backward``, ``head``, ``loss``
     and ``loss_and_grads``. Otherwise a :class:`grusym.model.Model` with the same functions (and ``step``
-    when unidirectional), shaped like ``torch.nn.GRU(d, h, num_layers, bidirectional=..., batch_first=...)``.
+    when unidirectional), shaped like ``torch.nn.GRU(d, h, num_layers, bidirectional=..., batch_first=...)``
+    (``nn.LSTM`` for ``lstm``). A user's cell module: ``grusym.model.build(module, ...)``.
     """
-    known = variants()
+    from .generated import CELLS
+
+    known = list(CELLS)
     if not isinstance(name, str) or name not in known:
         raise UnknownVariantError(f"unknown variant {name!r}; known variants: {', '.join(known)}")
     module = importlib.import_module(f"{__name__}.generated.{name}")

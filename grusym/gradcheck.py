@@ -692,11 +692,11 @@ def localize_failures(
 
 
 def _variant_data(
-    name: str, *, T: int, n: int, d: int, h: int, q: int, seed: int, scale: float, tokens: bool
-) -> tuple[Any, dict[str, Array], Array, Array, Array]:
+    name: Any, *, T: int, n: int, d: int, h: int, q: int, seed: int, scale: float, tokens: bool
+) -> tuple[Any, dict[str, Array], Array, Array, Any]:
     from . import load
 
-    m = load(name)
+    m = load(name) if isinstance(name, str) else name  # a built-in's name, or a generated module
     rng = np.random.default_rng(seed)
     params = m.init_params(d, h, q, seed=seed, scale=scale)
     for key, value in params.items():
@@ -706,6 +706,9 @@ def _variant_data(
     h0 = rng.normal(0.0, 0.5, (n, h))
     X_tokens = rng.integers(0, d, (T, n))
     X = X_tokens if tokens else rng.normal(0.0, 1.0, (T, n, d))
+    states = getattr(m, "STATES", ("h",))
+    if len(states) > 1:  # the later states drawn after everything else: one-state problems stay as they were
+        return m, params, X, Y, (h0, *(rng.normal(0.0, 0.5, (n, h)) for _ in states[1:]))
     return m, params, X, Y, h0
 
 
@@ -741,7 +744,7 @@ def variant_problem(
 
 
 def check_variant(
-    name: str,
+    name: Any,
     *,
     method: str = "fd",
     seed: int = 0,
@@ -750,7 +753,8 @@ def check_variant(
     localize: bool = True,
     **sizes: Any,
 ) -> GradientReport:
-    """Check every gradient of the generated module ``name`` on a random problem (``variant_problem``).
+    """Check every gradient of the generated module ``name`` (a built-in's name, or a generated module) on a
+    random problem (``variant_problem``); a cell with several states checks each initial state.
 
     loss_and_grads: check this function (same signature as the module's) instead of the generated one,
     against the generated ``loss``. method ``"oracle"`` compares with the symbolic oracle
@@ -764,6 +768,8 @@ def check_variant(
         )
     full = {"T": 3, "n": 2, "d": 3, "h": 4, "q": 5, "tokens": False, **sizes}
     m, params, X, Y, h0 = _variant_data(name, seed=seed, scale=scale, **full)
+    if isinstance(h0, tuple):  # several states: every one of them is an input of its own ("h0", "c0", ...)
+        return _check_states(m, params, X, Y, h0, method, loss_and_grads or m.loss_and_grads, seed)
     return check_recurrent(
         m.loss,
         loss_and_grads or m.loss_and_grads,
@@ -775,3 +781,30 @@ def check_variant(
         localize=localize,
         seed=seed,
     )
+
+
+def _check_states(
+    m: Any,
+    params: dict[str, Array],
+    X: Array,
+    Y: Array,
+    h0: tuple[Array, ...],
+    method: str,
+    lg: Any,
+    seed: int,
+) -> GradientReport:
+    names = [f"{s}0" for s in m.STATES]
+    tokens = X.dtype.kind in "iu"
+    inputs = {**params, **dict(zip(names, h0, strict=True))} | ({} if tokens else {"X": X})
+
+    def split(x: Mapping[str, Array]) -> tuple[dict[str, Array], Array, tuple[Array, ...]]:
+        return {k: x[k] for k in params}, (X if tokens else x["X"]), tuple(x[k] for k in names)
+
+    def fun(x: Mapping[str, Array]) -> Any:
+        return m.loss(*split(x)[:2], Y, split(x)[2])
+
+    def grad_fun(x: Mapping[str, Array]) -> dict[str, Array]:
+        p, Xp, states = split(x)
+        return dict(_grads_of(lg(p, Xp, Y, states)))
+
+    return check_gradients(fun, grad_fun, inputs, method=method, seed=seed)

@@ -23,13 +23,16 @@ __all__ = [
     "Workspace",
     "clear_workspaces",
     "fresh",
+    "hard_sigmoid",
     "init_params",
     "last_state",
     "mask_upstream",
     "mean_cross_entropy",
     "project",
+    "relu",
     "sigmoid",
     "softmax_cross_entropy",
+    "softplus",
     "token_weight_grad",
     "valid_rows",
     "zero_padded",
@@ -56,6 +59,46 @@ def sigmoid(x: Array, out: Array | None = None) -> Array:
     np.multiply(out, half, out=out)
     np.add(out, half, out=out)
     return out
+
+
+def relu(x: Array, out: Array | None = None) -> Array:
+    """max(x, 0); for complex x (the complex step) x where Re x > 0, else 0: analytic on each side."""
+    if x.dtype.kind == "c":
+        return np.multiply(x, x.real > 0, out=out)
+    return np.maximum(x, _constant(0, x.dtype), out=out)
+
+
+def softplus(x: Array, out: Array | None = None) -> Array:
+    """log(1 + exp(x)) without overflow: logaddexp for real x; m + log(exp(-m) + exp(x - m)) with the real
+    shift m = max(Re x, 0) for complex x (any real shift leaves the value, and its analyticity, unchanged)."""
+    if x.dtype.kind != "c":
+        return np.logaddexp(_constant(0, x.dtype), x, out=out)
+    m = np.maximum(x.real, 0)
+    return np.add(m, np.log(np.exp(-m) + np.exp(x - m)), out=out)
+
+
+def hard_sigmoid(x: Array, out: Array | None = None) -> Array:
+    """clip(x/5 + 1/2, 0, 1), Keras 2's hard sigmoid (0.2*x + 0.5); piecewise analytic for complex x."""
+    fifth, half = _constant(0.2, x.dtype), _constant(0.5, x.dtype)
+    y = np.multiply(x, fifth, out=out)
+    np.add(y, half, out=y)
+    if y.dtype.kind == "c":
+        y[y.real <= 0] = 0
+        y[y.real >= 1] = 1
+        return y
+    return np.clip(y, _constant(0, y.dtype), _constant(1, y.dtype), out=y)
+
+
+_CONSTANTS: dict[tuple[float, Any], Array] = {}
+
+
+def _constant(value: float, dtype: Any) -> Array:
+    """A cached 0-d array: ufuncs take it without converting a Python scalar on every call."""
+    key = (value, dtype)
+    c = _CONSTANTS.get(key)
+    if c is None:
+        c = _CONSTANTS[key] = np.array(value, dtype=dtype)
+    return c
 
 
 def project(X: Array, tokens: bool, W: Array, b: Array, out: Array | None = None) -> Array:

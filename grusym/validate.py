@@ -370,16 +370,19 @@ def _plain(a: object) -> bool:
     return isinstance(a, np.ndarray) and not isinstance(a, (np.matrix, np.ma.MaskedArray))
 
 
-def check_cache(cache: object, saved: Sequence[str], dims: Dims, dtype: np.dtype[Any]) -> Array:
+def check_cache(
+    cache: object, saved: Sequence[str], dims: Dims, dtype: np.dtype[Any], sequences: Sequence[str] = ()
+) -> Array:
     """Check that ``cache`` is what ``forward`` returned for parameters of sizes ``dims`` and ``dtype``.
 
-    saved: the names of the per-step arrays (T, n, k*h) the variant keeps besides "X", "tokens" and "H".
+    saved: the names of the per-step arrays (T, n, k*h) the variant keeps besides "X", "tokens" and "H";
+    sequences: the other states' (T + 1, n, h) arrays (a multi-state cell's "S_c", ...).
     Returns H (T + 1, n, h). The structure (keys, types, shapes, dtypes, token range) is checked, the
     values are not: forward produced them from checked inputs.
     """
     if not isinstance(cache, Mapping):
         raise InputError(f"cache must be the dict that forward returned, got {type(cache).__name__}")
-    missing = [k for k in ("X", "tokens", "H", *saved) if k not in cache]
+    missing = [k for k in ("X", "tokens", "H", *sequences, *saved) if k not in cache]
     if missing:
         raise InputError(
             f"cache is not from this variant's forward: missing {missing} (it has {sorted(map(str, cache))})"
@@ -414,6 +417,13 @@ def check_cache(cache: object, saved: Sequence[str], dims: Dims, dtype: np.dtype
         _check_ids("token id", "cache['X']", X, dims["d"], "d = input size of params")
     elif X.dtype != dtype:
         raise DTypeError(f"cache['X'] has dtype {X.dtype} but params are {dtype}")
+    for key in sequences:
+        S = cache[key]
+        if not _plain(S) or S.shape != H.shape or S.dtype != dtype:
+            got = f"{_shape(S)} {S.dtype}" if isinstance(S, np.ndarray) else type(S).__name__
+            raise InputError(
+                f"cache[{key!r}] must be an array like cache['H'], {_shape(H)} {dtype}, got {got}"
+            )
     lengths = cache.get("lengths")
     if lengths is not None:
         check_lengths(lengths, T, n)
