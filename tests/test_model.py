@@ -42,10 +42,21 @@ def _problem(m, T=5, n=4, tokens=False, seed=0):
     X = rng.integers(0, D, (T, n)) if tokens else rng.normal(size=(T, n, D))
     Y = rng.integers(0, Q, (T, n))
     k = m.structure.num_layers * len(m.structure.directions)
-    h0 = rng.normal(0, 0.5, (k, n, H))
+    h0 = tuple(rng.normal(0, 0.5, (k, n, H)) for _ in m.STATES)
     if m.structure.batch_first:
         X, Y = X.swapaxes(0, 1), Y.swapaxes(0, 1)
-    return p, X, Y, h0
+    return p, X, Y, (h0[0] if len(h0) == 1 else h0)
+
+
+def _states(s):
+    """A state stack, or a tuple of them (multi-state cells), as a tuple."""
+    return (s,) if isinstance(s, np.ndarray) else tuple(s)
+
+
+def _batch(s, i):
+    """Sequence i's states, as a batch of one, in the form the model takes."""
+    parts = tuple(a[:, i : i + 1] for a in _states(s))
+    return parts[0] if len(parts) == 1 else parts
 
 
 def _seq(m, a, i, L):
@@ -69,28 +80,35 @@ def test_a_batch_first_cell_is_the_module_on_transposed_data():
     assert np.array_equal(m.final_states(cm)[0], cell.final_states(cc))
 
 
+CELLS = ["gru_reset_after", "lstm"]  # one single-state cell, one with two states
+
+
 @pytest.mark.parametrize("tokens", [False, True], ids=["floats", "token-ids"])
 @pytest.mark.parametrize("structure", STRUCTURES, ids=_ids)
-def test_a_padded_batch_computes_what_each_sequence_computes_alone(structure, tokens):
-    m = _model(structure)
+@pytest.mark.parametrize("name", CELLS)
+def test_a_padded_batch_computes_what_each_sequence_computes_alone(name, structure, tokens):
+    m = _model(structure, name)
     p, X, Y, h0 = _problem(m, tokens=tokens)
     Hb, cache = m.forward(p, X, h0, LENGTHS)
-    last = m.final_states(cache)
+    last = _states(m.final_states(cache))
     loss, grads, last2 = m.loss_and_grads(p, X, Y, h0, LENGTHS)
-    assert np.array_equal(last, last2)
+    assert all(np.array_equal(a, b) for a, b in zip(last, _states(last2), strict=True))
     assert np.isclose(m.loss(p, X, Y, h0, LENGTHS), loss, rtol=1e-13)
-    want_loss, want = 0.0, {k: np.zeros_like(v) for k, v in grads.items() if k not in ("h0", "X")}
+    initial = [s + "0" for s in m.STATES]
+    want_loss, want = 0.0, {k: np.zeros_like(v) for k, v in grads.items() if k not in (*initial, "X")}
     total = LENGTHS.sum()
     for i, L in enumerate(LENGTHS):
-        Hi, ci = m.forward(p, _seq(m, X, i, L), h0[:, i : i + 1])
+        Hi, ci = m.forward(p, _seq(m, X, i, L), _batch(h0, i))
         np.testing.assert_allclose(_seq(m, Hb, i, L), Hi, rtol=1e-12, atol=1e-14)
         assert not (Hb[i, L:] if m.structure.batch_first else Hb[L:, i]).any(), "zero after the end"
-        np.testing.assert_allclose(last[:, i], m.final_states(ci)[:, 0], rtol=1e-12, atol=1e-14)
-        li, gi, _ = m.loss_and_grads(p, _seq(m, X, i, L), _seq(m, Y, i, L), h0[:, i : i + 1])
+        for got, alone in zip(last, _states(m.final_states(ci)), strict=True):
+            np.testing.assert_allclose(got[:, i], alone[:, 0], rtol=1e-12, atol=1e-14)
+        li, gi, _ = m.loss_and_grads(p, _seq(m, X, i, L), _seq(m, Y, i, L), _batch(h0, i))
         want_loss += L / total * li
         for k in want:
             want[k] += L / total * gi[k]
-        np.testing.assert_allclose(grads["h0"][:, i], L / total * gi["h0"][:, 0], rtol=1e-10, atol=1e-15)
+        for k in initial:
+            np.testing.assert_allclose(grads[k][:, i], L / total * gi[k][:, 0], rtol=1e-10, atol=1e-15)
         if not tokens:
             got_x = _seq(m, grads["X"], i, L)
             np.testing.assert_allclose(got_x, L / total * gi["X"], rtol=1e-10, atol=1e-15)
@@ -102,21 +120,31 @@ def test_a_padded_batch_computes_what_each_sequence_computes_alone(structure, to
 
 
 @pytest.mark.parametrize(
-    ("structure", "lengths", "method"),
+    ("name", "structure", "lengths", "method"),
     [
-        ((2, True, True), LENGTHS, "fd"),
-        ((2, True, True), None, "directional"),
-        ((2, False, False), LENGTHS, "fd"),
+        ("gru_reset_after", (2, True, True), LENGTHS, "fd"),
+        ("gru_reset_after", (2, True, True), None, "directional"),
+        ("gru_reset_after", (2, False, False), LENGTHS, "fd"),
+        ("lstm", (2, True, True), LENGTHS, "directional"),
+        pytest.param("lstm", (2, True, True), LENGTHS, "fd", marks=pytest.mark.slow),
     ],
-    ids=["2layer-bi-nT-padded-fd", "2layer-bi-nT-full-directional", "2layer-uni-Tn-padded-fd"],
+    ids=[
+        "gru-2layer-bi-nT-padded-fd",
+        "gru-2layer-bi-nT-full-directional",
+        "gru-2layer-uni-Tn-padded-fd",
+        "lstm-2layer-bi-nT-padded-directional",
+        "lstm-2layer-bi-nT-padded-fd",
+    ],
 )
-def test_gradients_match_finite_differences(structure, lengths, method):
+def test_gradients_match_finite_differences(name, structure, lengths, method):
     # batch-first X is a transposed view here: gradcheck must perturb a C-ordered copy (regression)
-    m = _model(structure)
+    m = _model(structure, name)
     p, X, Y, h0 = _problem(m, T=5, n=4)
+    initial = [s + "0" for s in m.STATES]
 
     def split(x):
-        return {k: x[k] for k in p}, x["X"], x["h0"]
+        states = tuple(x[k] for k in initial)
+        return {k: x[k] for k in p}, x["X"], (states[0] if len(states) == 1 else states)
 
     def fun(x):
         q, Xq, hq = split(x)
@@ -126,9 +154,10 @@ def test_gradients_match_finite_differences(structure, lengths, method):
         q, Xq, hq = split(x)
         return m.loss_and_grads(q, Xq, Y, hq, lengths)[1]
 
-    report = grusym.check_gradients(fun, grad_fun, {**p, "X": X, "h0": h0}, method=method)
+    inputs = {**p, "X": X, **dict(zip(initial, _states(h0), strict=True))}
+    report = grusym.check_gradients(fun, grad_fun, inputs, method=method)
     report.raise_if_failed()
-    assert {e.name for e in report.entries} == {*p, "X", "h0"}
+    assert {e.name for e in report.entries} == set(inputs)
 
 
 @pytest.mark.parametrize("name", ["gru", "mgu"])
@@ -149,16 +178,21 @@ def test_backward_is_the_gradient_of_sum_dH_times_H(name):
 
 
 @pytest.mark.parametrize("batch_first", [False, True])
-def test_step_streams_what_forward_computes(batch_first):
-    m = grusym.load("gru_reset_after", num_layers=3, batch_first=batch_first)
+@pytest.mark.parametrize("name", CELLS)
+def test_step_streams_what_forward_computes(name, batch_first):
+    m = grusym.load(name, num_layers=3, batch_first=batch_first)
     p, X, _, h0 = _problem(m, T=6, n=2)
     Hf, cache = m.forward(p, X, h0)
+    out = m.STATES.index(m.OUTPUT)
     state = h0
     for t in range(6):
         state = m.step(p, X[:, t] if batch_first else X[t], state)
-        np.testing.assert_allclose(state[-1], Hf[:, t] if batch_first else Hf[t], rtol=1e-13, atol=1e-15)
-    np.testing.assert_allclose(state, m.final_states(cache), rtol=1e-13, atol=1e-15)
-    assert m.step(p, X[:, 0] if batch_first else X[0]).shape == (3, 2, H)  # state None: zeros
+        top = _states(state)[out][-1]
+        np.testing.assert_allclose(top, Hf[:, t] if batch_first else Hf[t], rtol=1e-13, atol=1e-15)
+    for got, want in zip(_states(state), _states(m.final_states(cache)), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
+    fresh = _states(m.step(p, X[:, 0] if batch_first else X[0]))  # state None: zeros
+    assert [a.shape for a in fresh] == [(3, 2, H)] * len(m.STATES)
 
 
 def test_layers_see_the_concatenated_directions_below():
@@ -186,6 +220,10 @@ def test_init_params_names_and_shapes_follow_torch():
     again = m.init_params(D, H, Q, seed=3)
     assert all(np.array_equal(p[k], again[k]) for k in p)
     assert not np.array_equal(p["W_xz_l0"], p["W_xz_l0_reverse"])  # each cell draws its own weights
+
+
+def _lstm():
+    return grusym.load("lstm", num_layers=2, bidirectional=True, batch_first=True)
 
 
 def _bad_model():
@@ -233,6 +271,16 @@ BAD = [  # (call on (m, p, X, Y, h0), error, words the message must contain)
     (lambda m, p, X, Y, h0: m.loss(p, X, Y.T), ShapeError, ["Y"]),
     (lambda m, p, X, Y, h0: m.forward(p, X[0]), ShapeError, ["X"]),
     (lambda m, p, X, Y, h0: grusym.load("gru", num_layers=0), InputError, ["num_layers", "0"]),
+    (
+        lambda m, p, X, Y, h0: _lstm().forward(_lstm().init_params(D, H, Q), X, h0),
+        InputError,
+        ["tuple of 2 stacks", "h0, c0", "(4, 4, 4)"],
+    ),
+    (
+        lambda m, p, X, Y, h0: _lstm().forward(_lstm().init_params(D, H, Q), X, (h0, h0[:2])),
+        ShapeError,
+        ["c0", "= 4", "got (2, 4, 4)"],
+    ),
     (lambda m, p, X, Y, h0: grusym.load("gru", bidirectional="yes"), InputError, ["bidirectional", "'yes'"]),
 ]
 
