@@ -13,7 +13,7 @@ import pytest
 
 import grusym
 from grusym.errors import DTypeError, GrusymError, InputError, ParameterError, ShapeError
-from grusym.interop import from_keras_gru, from_torch_gru, to_keras_gru, to_torch_gru
+from grusym.interop import from_keras_gru, from_torch_gru, from_torch_lstm, to_keras_gru, to_torch_gru
 
 T, N, D, H, Q = 4, 3, 5, 6, 7
 RTOL = 1e-13  # same arithmetic, different association order
@@ -261,6 +261,7 @@ BAD = [  # (call, error, words the message must contain)
         ShapeError,
         ["weight_hh_l0", "(3h, h)", "(24, 6)", "nn.LSTM"],
     ),
+    (lambda: from_torch_lstm(_sd()), ShapeError, ["weight_hh_l0", "(4h, h)", "nn.LSTM", "nn.GRU?"]),
     (lambda: from_torch_gru({"gru." + k: v for k, v in _sd().items()}), ParameterError, ["gru.weight_ih_l0"]),
     (
         lambda: from_torch_gru(_sd(weight_ih_l0=np.ones((3 * H + 1, D)))),

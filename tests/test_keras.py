@@ -1,5 +1,6 @@
 """Keras 3 GRU layers (reset_after True and False, stacked, Bidirectional with merge_mode concat, a Dense
-head) against grusym's model from ``from_keras_layers``, to float32 precision. Skipped without Keras.
+head) and LSTM layers against grusym's model from ``from_keras_layers``, to float32 precision. Skipped
+without Keras.
 
 Keras runs on the torch backend when torch is installed, else on its numpy backend; the backend must be
 chosen before keras is first imported, so it is set here, at import.
@@ -82,6 +83,47 @@ def test_keras_stacks_compute_what_grusym_computes(stack, reset_after):
     assert _rel(Hs, keras.ops.convert_to_numpy(sequences(X))) <= RTOL
 
 
+def _lstm(last=True, **kw):
+    return keras.layers.LSTM(H, return_sequences=last, **kw)
+
+
+LSTM_STACKS = {  # name -> (layers, num_layers, bidirectional)
+    "one-lstm": (lambda: [_lstm()], 1, False),
+    "two-lstm": (lambda: [_lstm(), _lstm()], 2, False),
+    "two-bidirectional-lstm": (
+        lambda: [keras.layers.Bidirectional(_lstm()), keras.layers.Bidirectional(_lstm())],
+        2,
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("stack", list(LSTM_STACKS))
+def test_keras_lstm_stacks_compute_what_grusym_lstm_computes(stack):
+    make, num_layers, bidirectional = LSTM_STACKS[stack]
+    model = _stack(make())
+    X = _data(4)
+    ours, params = from_keras_layers(model)
+    assert ours.VARIANT == "lstm" and ours.STATES == ("h", "c")
+    assert (ours.structure.num_layers, len(ours.structure.directions)) == (num_layers, 1 + bidirectional)
+    Hs, _ = ours.forward(params, X)
+    assert _rel(ours.head(params, Hs), keras.ops.convert_to_numpy(model(X))) <= RTOL
+    sequences = keras.Sequential(model.layers[:-1])
+    assert _rel(Hs, keras.ops.convert_to_numpy(sequences(X))) <= RTOL
+
+
+def test_keras_lstm_final_states_are_keras_return_state():
+    layer = _lstm(return_state=True)
+    inputs = keras.Input((T, D))
+    model = _randomize(keras.Model(inputs, layer(inputs)))
+    X = _data(5)
+    _, h_k, c_k = (keras.ops.convert_to_numpy(a) for a in model(X))
+    ours, params = from_keras_layers([layer])
+    params = {**params, "W_hq": np.zeros((H, 1), np.float32), "b_q": np.zeros(1, np.float32)}
+    h, c = ours.final_states(ours.forward(params, X)[1])
+    assert _rel(h[0], h_k) <= RTOL and _rel(c[0], c_k) <= RTOL
+
+
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["gru", "bidirectional"])
 def test_a_last_layer_without_sequences_returns_grusym_final_states(bidirectional):
     top = keras.layers.Bidirectional(_gru(True, last=False)) if bidirectional else _gru(True, last=False)
@@ -124,6 +166,8 @@ BAD = [  # (a model or list of layers, words the message must contain)
         ["return_sequences=False"],
     ),
     (lambda: [_gru(True), keras.layers.Bidirectional(_gru(True))], ["only GRU layers", "Bidirectional"]),
+    (lambda: [_gru(True), _lstm()], ["only GRU layers", "LSTM"]),
+    (lambda: [_lstm(activation="relu")], ["LSTM layer", "activation='relu'"]),
     (lambda: [keras.layers.SimpleRNN(H, return_sequences=True)], ["only GRU layers", "SimpleRNN"]),
 ]
 
