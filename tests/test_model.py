@@ -301,3 +301,12 @@ def test_padded_targets_may_hold_anything():
     for i, L in enumerate(LENGTHS):
         Yp[i, L:] = -100
     assert m.loss_and_grads(p, X, Yp, h0, LENGTHS)[0] == m.loss_and_grads(p, X, Y, h0, LENGTHS)[0]
+
+
+def test_the_bench_times_whole_models():
+    from grusym import bench
+
+    result = bench.run("toy", "float64", ["gru"], repeat=1, torch=None, extras=False, pause=0, models=True,
+                       out=lambda s: None)  # fmt: skip
+    assert {f"model:{row}" for row in bench.MODELS} <= set(result.times)
+    assert "grusym gru, 2 layers |" in result.report and "step time over the 1-layer step" in result.report
