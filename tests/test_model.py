@@ -87,7 +87,23 @@ CELLS = ["gru_reset_after", "lstm"]  # one single-state cell, one with two state
 @pytest.mark.parametrize("structure", STRUCTURES, ids=_ids)
 @pytest.mark.parametrize("name", CELLS)
 def test_a_padded_batch_computes_what_each_sequence_computes_alone(name, structure, tokens):
-    m = _model(structure, name)
+    _check_padding(_model(structure, name), tokens)
+
+
+@pytest.mark.parametrize("cell", ["peephole_lstm", "mingru"])
+def test_a_users_cell_stacks_like_a_built_in(cell):
+    """A cell declared in a user's file (grusym/examples/cells), derived in memory: no name of it anywhere."""
+    from pathlib import Path
+
+    from grusym.model import build
+    from grusym.symbolic.usercell import derive_module, load_cell
+
+    path = Path(grusym.__file__).parent / "examples" / "cells" / f"{cell}.py"
+    module = derive_module(load_cell(f"{path}:{cell}"))
+    _check_padding(build(module, 2, ("forward", "reverse"), batch_first=True), tokens=False)
+
+
+def _check_padding(m, tokens):
     p, X, Y, h0 = _problem(m, tokens=tokens)
     Hb, cache = m.forward(p, X, h0, LENGTHS)
     last = _states(m.final_states(cache))
