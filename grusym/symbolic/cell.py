@@ -356,6 +356,12 @@ class Cell:
             left = hidden.expr if hidden is not None else self.h_prev.expr
             if hidden is not None and not isinstance(hidden, Value):
                 raise self.error(f"affine(hidden=...) takes a cell value, got {type(hidden).__name__}")
+            linear = {s.name for s in self.steps if s.kind == "linear"}
+            if isinstance(left, MatrixSymbol) and left.name in linear:
+                raise self.error(
+                    f"the recurrent term of {step_name!r} reads the linear step {left.name!r}; wrap it in an "
+                    f"elementwise step first: c.let(name, identity(...))"
+                )
             if not isinstance(left, MatrixSymbol) or left.shape != (n, h):
                 raise self.error(
                     f"the left factor of the matmul in {step_name!r} must be a named (n, h) value (a step or "
@@ -406,7 +412,15 @@ class Cell:
             )
         if OUTPUT not in self.states:
             self.states.append(OUTPUT)  # an output that no step reads back: its h0 is accepted, unused
+        steps = {s.name: s for s in self.steps}
+        if not any(t.left == INPUT for s in self.steps for t in s.terms):
+            raise CellError(f"cell {self.name!r} never reads its input X (declare a gate with c.affine(...))")
         for s in self.states:
+            if s in steps and steps[s].kind == "linear":
+                raise CellError(
+                    f"cell {self.name!r}: state {s!r} is a linear step; make it elementwise, e.g. "
+                    f"c.let({s!r}, identity(c.affine(...)))"
+                )
             if s not in names:
                 raise CellError(
                     f"cell {self.name!r}: state {s!r} is read as {prev_name(s)} but never updated "
