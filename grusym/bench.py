@@ -110,7 +110,13 @@ def numpy_step(variant: str, cfg: Config, dtype: Any, seed: int = 0) -> Callable
     m = load(variant)
     params = m.init_params(cfg.V, cfg.h, cfg.V, seed=seed, dtype=dtype)
     X, Y, h0 = problem(cfg, dtype, seed)
-    return lambda: m.loss_and_grads(params, X, Y, h0)
+    state = _initial(m, h0)
+    return lambda: m.loss_and_grads(params, X, Y, state)
+
+
+def _initial(m: ModuleType, h0: np.ndarray) -> Any:
+    """h0 for a one-state cell, the tuple of zero states (h0, c0, ...) for a cell with several."""
+    return h0 if len(m.STATES) == 1 else tuple(np.zeros_like(h0) for _ in m.STATES)
 
 
 MODELS = {  # bench row -> (num_layers, bidirectional, padded)
@@ -165,18 +171,20 @@ def phase_steps(variant: str, cfg: Config, dtype: Any, seed: int = 0) -> dict[st
     params = m.init_params(cfg.V, cfg.h, cfg.V, seed=seed, dtype=dtype)
     X, Y, h0 = problem(cfg, dtype, seed)
     dt = np.dtype(dtype)
-    H, cache = m._forward(params, X, True, h0, dt, runtime.fresh)
+    states = _initial(m, h0)
+    args = states if isinstance(states, tuple) else (states,)
+    H, cache = m._forward(params, X, True, *args, dt, runtime.fresh)
     dH = np.random.default_rng(seed).normal(0, 1e-3, H.shape).astype(dt)
     ws_f, ws_b = runtime.Workspace(), runtime.Workspace()
 
     def validation() -> object:
         _, dims, d = validate.check_params(m.PARAMS, params)
-        validate.check_inputs(X, h0, dims, d)
+        validate.check_inputs(X, states, dims, d, m.STATES)
         return validate.check_targets(Y, cfg.T, cfg.n, cfg.V)
 
     return {
         "validation": validation,
-        "forward": lambda: m._forward(params, X, True, h0, dt, ws_f),
+        "forward": lambda: m._forward(params, X, True, *args, dt, ws_f),
         "backward": lambda: m._backward(params, cache, dH, ws_b),
     }
 
@@ -187,11 +195,12 @@ def torch_step(
     dtype: Any,
     seed: int = 0,
     threads: int = TORCH_THREADS,
+    cell: str = "gru",
     num_layers: int = 1,
     bidirectional: bool = False,
 ) -> Callable[[], object]:
-    """One autograd step of ``torch.nn.GRU(V, h, num_layers, bidirectional)`` + ``nn.Linear`` + mean
-    ``cross_entropy``.
+    """One autograd step of ``torch.nn.GRU(V, h, num_layers, bidirectional)`` (``cell="lstm"``:
+    ``nn.LSTM``) + ``nn.Linear`` + mean ``cross_entropy``.
 
     The one-hot inputs (T, n, V) are built once, outside the timed step (this favours torch slightly);
     every step clears the gradients, runs forward, the loss and ``backward()``.
@@ -199,13 +208,16 @@ def torch_step(
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     tdt = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[np.dtype(dtype)]
-    gru = torch.nn.GRU(cfg.V, cfg.h, num_layers, bidirectional=bidirectional).to(tdt)
+    module = torch.nn.LSTM if cell == "lstm" else torch.nn.GRU
+    gru = module(cfg.V, cfg.h, num_layers, bidirectional=bidirectional).to(tdt)
     linear = torch.nn.Linear(cfg.h * (1 + bidirectional), cfg.V).to(tdt)
     params = [*gru.parameters(), *linear.parameters()]
     X, Y, h0 = problem(cfg, dtype, seed)
     x = torch.nn.functional.one_hot(torch.as_tensor(X), cfg.V).to(tdt)  # (T, n, V)
     y = torch.as_tensor(Y).reshape(-1)
-    state = torch.as_tensor(h0)[None].expand(num_layers * (1 + bidirectional), -1, -1).contiguous()
+    state: Any = torch.as_tensor(h0)[None].expand(num_layers * (1 + bidirectional), -1, -1).contiguous()
+    if cell == "lstm":
+        state = (state, state.clone())
 
     def step() -> object:
         for p in params:
@@ -310,7 +322,7 @@ import sympy
 t1 = time.perf_counter()
 from grusym.symbolic.codegen import module_source
 from grusym.symbolic.derive import derive
-from grusym.symbolic.variants import VARIANTS
+from grusym.symbolic.variants import CELLS as VARIANTS
 names = {names!r} or list(VARIANTS)
 derived, generated = {{}}, {{}}
 for name in names:
@@ -381,12 +393,12 @@ def memory_vs_T(variant: str, cfg: Config, dtype: Any, Ts: Sequence[int] | None 
         gc.collect()
         tracemalloc.start()
         try:
-            m.loss_and_grads(params, X, Y, h0)
+            m.loss_and_grads(params, X, Y, _initial(m, h0))
             peaks.append(tracemalloc.get_traced_memory()[1])
         finally:
             tracemalloc.stop()
         held.append(m._WORKSPACE.buffers())
-        _, cache = m.forward(params, X, h0)
+        _, cache = m.forward(params, X, _initial(m, h0))
         kept.append(sum(a.nbytes for k, a in cache.items() if isinstance(a, np.ndarray) and k != "X") / T)
     span = Ts[-1] - Ts[0]
     per_step = {k: (b - held[0].get(k, 0)) / span for k, b in held[-1].items() if b != held[0].get(k, 0)}
@@ -468,6 +480,9 @@ def run(
     if torch is not None:
         steps["torch"] = torch_step(torch, cfg, dt, threads=torch_threads)
         flops["torch"] = model_flops("gru", cfg)
+        if "lstm" in variants:  # lstm is compared with nn.LSTM, the GRU variants with nn.GRU
+            steps["torch lstm"] = torch_step(torch, cfg, dt, threads=torch_threads, cell="lstm")
+            flops["torch lstm"] = model_flops("lstm", cfg)
     elif auto:
         notes.append("torch is not installed: the nn.GRU comparison is skipped (pip install torch)")
     else:
@@ -551,14 +566,18 @@ def format_report(result: Result, variants: Sequence[str], torch: ModuleType | N
         "timed call).",
         f"Machine: {_machine(torch)}.",
         "",
-        "| step | median ms | min ms | tokens/s | vs torch | GFLOP/s |",
+        "| step | median ms | min ms | tokens/s | vs torch (lstm: nn.LSTM) | GFLOP/s |",
         "|---|---|---|---|---|---|",
     ]
-    ref = result.median("torch") if "torch" in result.times else None
     for name, ts in result.times.items():
         med = statistics.median(ts)
+        lstm = name in ("lstm", "floor:lstm", "torch lstm")
+        against = "torch lstm" if lstm else "torch"
+        ref = result.median(against) if against in result.times else None
         if name == "torch":
             label = "torch nn.GRU + Linear + CE, autograd"
+        elif name == "torch lstm":
+            label = "torch nn.LSTM + Linear + CE, autograd"
         elif name == "validation":
             label = f"of which validation ({variants[0]})"
         elif name.startswith("part:"):

@@ -178,6 +178,17 @@ def test_state_never_updated_and_missing_output():
     _fails(lambda c: c.let("z", sigmoid(c.affine("z"))), "no step assigns the output state 'h'")
 
 
+def test_cells_the_generator_cannot_take_are_refused_at_declaration():
+    _fails(lambda c: c.let("h", tanh(c.h_prev)), "never reads its input X")
+    _fails(lambda c: c.affine("h", name="h"), "state 'h' is a linear step", "identity")
+
+    def matmul_of_linear(c):
+        a = c.affine("a")
+        c.let("h", tanh(c.affine("h", hidden=a)))
+
+    _fails(matmul_of_linear, "reads the linear step 'a_a'", "identity")
+
+
 def test_names_that_clash():
     def clash(c):
         c.affine("z")

@@ -36,9 +36,28 @@ from sympy import MatrixExpr, MatrixSymbol, OneMatrix
 
 from ..errors import InputError
 from .primitives import PRIMITIVES, _Primitive
+from .steps import (
+    DIM_NAMES,
+    DIMS,
+    INPUT,
+    OUTPUT,
+    STATE,
+    Param,
+    Step,
+    Term,
+    d,
+    h,
+    n,
+    prev_name,
+    q,
+    scalar_form,
+)
 
 __all__ = [
     "DIMS",
+    "INPUT",
+    "OUTPUT",
+    "STATE",
     "Cell",
     "CellError",
     "Param",
@@ -52,6 +71,7 @@ __all__ = [
     "hard_sigmoid",
     "identity",
     "n",
+    "prev_name",
     "q",
     "relu",
     "scalar_form",
@@ -59,12 +79,6 @@ __all__ = [
     "softplus",
     "tanh",
 ]
-
-DIMS = n, d, h, q = sp.symbols("n d h q", integer=True, positive=True)
-DIM_NAMES = {n: "n", d: "d", h: "h", q: "q"}
-
-INPUT, OUTPUT = "X", "h"
-STATE = f"{OUTPUT}_prev"  # the previous output state, h_prev
 
 # names the generated code uses for itself; a step, state or parameter may not take them
 _RESERVED = {
@@ -76,71 +90,6 @@ _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 class CellError(InputError):
     """A cell declaration grusym cannot derive; the message names the cell, the step and the problem."""
-
-
-def prev_name(state: str) -> str:
-    """The name of a state's previous value: ``h`` -> ``h_prev``."""
-    return f"{state}_prev"
-
-
-@dataclass(frozen=True)
-class Param:
-    """A learned parameter: a (rows, cols) weight, or an (h,) bias or elementwise vector, stored as (1, h)."""
-
-    name: str
-    rows: sp.Symbol
-    cols: sp.Symbol
-    kind: Literal["weight", "bias", "vector"]
-
-    @property
-    def symbol(self) -> MatrixSymbol:
-        return MatrixSymbol(self.name, self.rows if self.kind == "weight" else 1, self.cols)
-
-    @property
-    def shape_names(self) -> tuple[str, ...]:
-        if self.kind != "weight":
-            return (DIM_NAMES[self.cols],)
-        return (DIM_NAMES[self.rows], DIM_NAMES[self.cols])
-
-
-@dataclass(frozen=True)
-class Term:
-    """One product ``left @ weight`` of a linear step."""
-
-    left: str
-    weight: str
-
-
-@dataclass(frozen=True)
-class Step:
-    """``name = expr``: one SSA operation of the cell.
-
-    Linear steps: ``terms`` and ``biases`` (zero, one, or several rows, e.g. torch's b_ih and b_hh).
-    Elementwise steps: ``vectors`` names the (h,) parameter vectors the expression multiplies or adds.
-    """
-
-    name: str
-    expr: MatrixExpr
-    kind: Literal["linear", "elementwise"]
-    terms: tuple[Term, ...] = ()
-    biases: tuple[str, ...] = ()
-    vectors: tuple[str, ...] = ()
-
-    @property
-    def bias(self) -> str | None:
-        """The first bias row (None without one); ``biases`` has them all."""
-        return self.biases[0] if self.biases else None
-
-    @property
-    def symbol(self) -> MatrixSymbol:
-        return MatrixSymbol(self.name, n, h)
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        """Names of the values (not parameters) this step reads, in a fixed order."""
-        if self.kind == "linear":
-            return tuple(dict.fromkeys(t.left for t in self.terms))
-        return tuple(sorted(s.name for s in self.expr.atoms(MatrixSymbol) if s.name not in self.vectors))
 
 
 def _shape_text(expr: MatrixExpr) -> str:
@@ -261,7 +210,12 @@ def _name(expr: MatrixExpr) -> str:
         return str(expr.name)
     if isinstance(expr, OneMatrix):
         return "a number"
-    return f"({expr})"
+    from .printing import text  # printing imports this module: import on use
+
+    try:
+        return f"({text(scalar_form(expr))})"
+    except ValueError:
+        return f"({expr})"
 
 
 def _elementwise(fn: type[_Primitive], v: object) -> Value:
@@ -402,6 +356,12 @@ class Cell:
             left = hidden.expr if hidden is not None else self.h_prev.expr
             if hidden is not None and not isinstance(hidden, Value):
                 raise self.error(f"affine(hidden=...) takes a cell value, got {type(hidden).__name__}")
+            linear = {s.name for s in self.steps if s.kind == "linear"}
+            if isinstance(left, MatrixSymbol) and left.name in linear:
+                raise self.error(
+                    f"the recurrent term of {step_name!r} reads the linear step {left.name!r}; wrap it in an "
+                    f"elementwise step first: c.let(name, identity(...))"
+                )
             if not isinstance(left, MatrixSymbol) or left.shape != (n, h):
                 raise self.error(
                     f"the left factor of the matmul in {step_name!r} must be a named (n, h) value (a step or "
@@ -452,7 +412,15 @@ class Cell:
             )
         if OUTPUT not in self.states:
             self.states.append(OUTPUT)  # an output that no step reads back: its h0 is accepted, unused
+        steps = {s.name: s for s in self.steps}
+        if not any(t.left == INPUT for s in self.steps for t in s.terms):
+            raise CellError(f"cell {self.name!r} never reads its input X (declare a gate with c.affine(...))")
         for s in self.states:
+            if s in steps and steps[s].kind == "linear":
+                raise CellError(
+                    f"cell {self.name!r}: state {s!r} is a linear step; make it elementwise, e.g. "
+                    f"c.let({s!r}, identity(c.affine(...)))"
+                )
             if s not in names:
                 raise CellError(
                     f"cell {self.name!r}: state {s!r} is read as {prev_name(s)} but never updated "
@@ -516,44 +484,3 @@ class Cell:
             )
         self.steps.append(step)
         return Value(step.symbol, self)
-
-
-def scalar_form(expr: MatrixExpr) -> sp.Expr:
-    """The scalar expression one element of an elementwise matrix expression computes.
-
-    Matrix symbols become real scalar symbols of the same name (a broadcast parameter vector becomes its
-    own name), Hadamard products become products and elementwise-applied primitives become scalar
-    primitives. Matrix products are rejected.
-    """
-    if isinstance(expr, MatrixSymbol):
-        return sp.Symbol(expr.name, real=True)
-    if isinstance(expr, OneMatrix):
-        return sp.Integer(1)
-    if isinstance(expr, sp.ZeroMatrix):
-        return sp.Integer(0)
-    if isinstance(expr, sp.HadamardProduct):
-        return sp.Mul(*(scalar_form(a) for a in expr.args))
-    if isinstance(expr, sp.MatAdd):
-        return sp.Add(*(scalar_form(a) for a in expr.args))
-    if isinstance(expr, sp.HadamardPower):
-        return sp.Pow(scalar_form(expr.base), expr.exp)
-    if isinstance(expr, sp.MatMul):
-        scalars = [a for a in expr.args if not a.is_Matrix]
-        matrices = [a for a in expr.args if a.is_Matrix]
-        if len(matrices) == 1:
-            return sp.Mul(*scalars) * scalar_form(matrices[0])
-        if (
-            len(matrices) == 2
-            and isinstance(matrices[0], OneMatrix)
-            and matrices[0].shape[1] == 1
-            and isinstance(matrices[1], MatrixSymbol)
-            and matrices[1].shape[0] == 1
-        ):  # 1 @ v: an (h,) parameter vector broadcast over the batch
-            return sp.Mul(*scalars) * sp.Symbol(matrices[1].name, real=True)
-    if isinstance(expr, sp.matrices.expressions.applyfunc.ElementwiseApplyFunction):
-        fn = expr.function
-        body = fn(sp.Symbol("x", real=True)) if isinstance(fn, sp.Lambda) else None
-        if body is not None and isinstance(body, tuple(PRIMITIVES.values())):
-            primitive: Any = type(body)
-            return primitive(scalar_form(expr.expr))
-    raise ValueError(f"not an elementwise expression (stage matrix products with c.affine()): {expr}")

@@ -2,7 +2,7 @@
 
 Contract: :func:`module_source` is a pure function of the cell declaration; the built-ins' output is
 committed under ``grusym/generated/`` and a test regenerates it and asserts byte equality. The generated
-module has the API of ``/work/wt/API.md`` (``init_params``, ``forward``, ``final_states``, ``step``,
+module has the cell-module API of ``docs/cells.md`` (``init_params``, ``forward``, ``final_states``, ``step``,
 ``backward``, ``head``, ``loss``, ``loss_and_grads``, ``PARAMS``, ``STATES``, ``OUTPUT``, ...) and imports
 only NumPy, :mod:`grusym.runtime` and :mod:`grusym.validate`.
 

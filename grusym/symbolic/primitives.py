@@ -71,7 +71,7 @@ class Relu(_Primitive):
 
     label, ufunc, latex_name = "relu", "rt.relu", r"\operatorname{relu}"
     kinks = (sp.Integer(0),)
-    convention = "relu'(0) = 0, as torch (threshold_backward) and most frameworks"
+    convention = "relu'(0) = 0, as torch's autograd gives (tests/test_cells.py checks it)"
 
     @staticmethod
     def closed(x: sp.Expr) -> sp.Expr:
@@ -114,8 +114,8 @@ class HardSigmoid(_Primitive):
     label, ufunc, latex_name = "hard_sigmoid", "rt.hard_sigmoid", r"\operatorname{hard\_sigmoid}"
     kinks = (sp.Rational(-5, 2), sp.Rational(5, 2))
     convention = (
-        "hard_sigmoid'(+-5/2) = 0 (read off the output, which is 0 or 1 there); TensorFlow's clip_by_value "
-        "passes 1/5 at the bounds themselves"
+        "hard_sigmoid'(+-5/2) = 0 (the rule reads the output, which is 0 or 1 there); frameworks that "
+        "differentiate through clip may give 1/5 at these two points"
     )
 
     @staticmethod

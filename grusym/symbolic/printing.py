@@ -12,8 +12,8 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.str import StrPrinter
 
-from .cell import Step, scalar_form
 from .primitives import PRIMITIVES
+from .steps import Step, scalar_form
 
 __all__ = ["code", "equation", "text"]
 
