@@ -2,7 +2,8 @@
 
 Contract: :func:`variant_data` draws (module, params, X, Y, h0) deterministically from ``seed``: weights
 N(0, scale^2), biases N(0, (scale/2)^2) (a scale of 3 saturates the gates), X (T, n, d) normal floats or
-(T, n) token ids, Y (T, n) targets, h0 (n, h) N(0, 0.25).
+(T, n) token ids, Y (T, n) targets, h0 (n, h) N(0, 0.25); a cell with several states gets a tuple of
+such initial states in ``STATES`` order, the later ones drawn last so one-state problems stay as they were.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ __all__ = ["variant_data"]
 
 
 def variant_data(
-    name: str, *, T: int, n: int, d: int, h: int, q: int, seed: int, scale: float, tokens: bool
-) -> tuple[Any, dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
-    """(module, params, X, Y, h0) of variant ``name`` at the given sizes (see the module docstring)."""
+    name: Any, *, T: int, n: int, d: int, h: int, q: int, seed: int, scale: float, tokens: bool
+) -> tuple[Any, dict[str, np.ndarray], np.ndarray, np.ndarray, Any]:
+    """(module, params, X, Y, h0) of ``name`` (a built-in's name, or a generated module) at the given sizes."""
     from . import load
 
-    m = load(name)
+    m = load(name) if isinstance(name, str) else name
     rng = np.random.default_rng(seed)
     params = m.init_params(d, h, q, seed=seed, scale=scale)
     for key, value in params.items():
@@ -30,4 +31,7 @@ def variant_data(
     h0 = rng.normal(0.0, 0.5, (n, h))
     X_tokens = rng.integers(0, d, (T, n))
     X = X_tokens if tokens else rng.normal(0.0, 1.0, (T, n, d))
+    later = getattr(m, "STATES", ("h",))[1:]
+    if later:
+        return m, params, X, Y, (h0, *(rng.normal(0.0, 0.5, (n, h)) for _ in later))
     return m, params, X, Y, h0
