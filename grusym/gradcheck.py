@@ -71,12 +71,13 @@ def variant_problem(
     """A random float64 problem for variant ``name``: ``fun``, ``grad_fun`` and the point ``inputs``.
 
     ``inputs`` holds every parameter, ``h0`` (and ``c0``, ... for several states) and (unless ``tokens``)
-    the float input ``X``; weights are
-    N(0, scale^2) and biases N(0, (scale/2)^2), so a scale of 3 saturates the gates.
+    the float input ``X``; weights are N(0, scale^2) and biases N(0, (scale/2)^2), so a scale of 3
+    saturates the gates.
     """
     m, params, X, Y, h0 = _variant_data(name, T=T, n=n, d=d, h=h, q=q, seed=seed, scale=scale, tokens=tokens)
     names = [f"{s}0" for s in getattr(m, "STATES", ("h",))]  # "h0", or "h0", "c0", ... for several states
-    inputs: dict[str, Any] = {**params, **dict(zip(names, h0 if isinstance(h0, tuple) else (h0,), strict=True))}
+    states0 = h0 if isinstance(h0, tuple) else (h0,)
+    inputs: dict[str, Any] = {**params, **dict(zip(names, states0, strict=True))}
     if not tokens:
         inputs["X"] = X
 

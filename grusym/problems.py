@@ -18,7 +18,7 @@ __all__ = ["variant_data"]
 def variant_data(
     name: Any, *, T: int, n: int, d: int, h: int, q: int, seed: int, scale: float, tokens: bool
 ) -> tuple[Any, dict[str, np.ndarray], np.ndarray, np.ndarray, Any]:
-    """(module, params, X, Y, h0) of ``name`` (a built-in's name, or a generated module) at the given sizes."""
+    """(module, params, X, Y, h0) of ``name``, a built-in's name or a generated module, at these sizes."""
     from . import load
 
     m = load(name) if isinstance(name, str) else name
