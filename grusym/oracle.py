@@ -24,15 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from .checks.report import Entry, GradientReport
+from .checks.tolerance import TOLERANCES, relative_error, rounding_floor
 from .errors import InputError
-from .gradcheck import (
-    TOLERANCES,
-    Entry,
-    GradientReport,
-    localize_failures,
-    relative_error,
-    rounding_floor,
-)
 
 __all__ = ["LIMITS", "check_oracle", "oracle_gradients", "unrolled_loss"]
 
@@ -320,12 +314,12 @@ def check_oracle(
     """Compare the generated loss and gradients of ``name`` (or ``loss_and_grads``) with the oracle.
 
     name: a built-in's name, or a generated module (a user's cell) whose declared Cell is ``cell``.
-    The problem is ``gradcheck.variant_problem``'s, rounded to multiples of 1/4096 so the float64 inputs
+    The problem is ``problems.variant_data``'s, rounded to multiples of 1/4096 so the float64 inputs
     are exactly the oracle's rationals. One entry per gradient plus one for the loss value itself.
     """
-    from .gradcheck import _variant_data
+    from .problems import variant_data
 
-    m, params, X, Y, h0 = _variant_data(name, T=T, n=n, d=d, h=h, q=q, seed=seed, scale=scale, tokens=tokens)
+    m, params, X, Y, h0 = variant_data(name, T=T, n=n, d=d, h=h, q=q, seed=seed, scale=scale, tokens=tokens)
     if cell is None:
         cell = _cell(m.VARIANT)
     params = {k: np.round(v * _DYADIC) / _DYADIC for k, v in params.items()}
@@ -364,6 +358,8 @@ def check_oracle(
                 reference="oracle",
             )
         )
-    if localize and not multi:  # the time-step locator takes one state
+    if localize and not multi:  # several states: the locator would pass them as separate arguments
+        from .checks.recurrent import localize_failures  # one way: the checks never import the oracle
+
         localize_failures(report, m.loss, fn, params, X, Y, h0)
     return report
