@@ -40,12 +40,14 @@ from . import reference_autograd
 
 
 def _every_primitive(c):
-    """A test cell that uses every primitive, a vector, a constant, a bias-free step and a second state."""
+    """A test cell that uses every primitive, a vector, a constant, a bias-free step, a second state whose
+    prev is the left factor of a matmul, and a step without an input term."""
     a = c.affine("a", bias=False)
     s_prev = c.prev("s")
     u = c.let("u", softplus(a) * 0.5 + exp(-1 * s_prev * s_prev))
-    k = c.let("k", hard_sigmoid(c.affine("k")) * identity(c.vector("w") * c.h_prev))
-    c.let("s", relu(c.affine("s", recurrent=False) + s_prev) - 0.25 * u)
+    k = c.let("k", hard_sigmoid(c.affine("k", hidden=s_prev)) * identity(c.vector("w") * c.h_prev))
+    m = c.let("m", tanh(c.affine("m", x=False, hidden=u)))
+    c.let("s", relu(c.affine("s", recurrent=False) + s_prev) - 0.25 * u + 0.1 * m)
     c.let("h", tanh(u + k) * sigmoid(c.value("s")))
 
 
@@ -91,6 +93,13 @@ def test_numeric_checks_pass(label, m, cell, method):
     report = check_variant(m, method=method, seed=1)
     assert report.ok, str(report)
     assert {e.name for e in report.entries} >= {f"{s}0" for s in m.STATES} | set(m.PARAMS)
+
+
+@pytest.mark.parametrize(("label", "m", "cell"), CELL_CASES, ids=IDS)
+def test_token_ids_take_the_gather_path_and_still_check(label, m, cell):
+    """Token ids replace the input GEMM by a row gather (blocks without an X term gather their bias)."""
+    report = check_variant(m, method="complex", seed=3, tokens=True)
+    assert report.ok and "X" not in {e.name for e in report.entries}, str(report)
 
 
 @pytest.mark.parametrize(("label", "m", "cell"), CELL_CASES, ids=IDS)
