@@ -241,6 +241,8 @@ def _local(c: _Context) -> list[Block]:
         )
         verdict = "the difference simplifies to 0" if proof.holds else "the difference does NOT simplify to 0"
         blocks.append(Para((Code(proof.name), f": {verdict}.")))
+        if proof.convention:  # not differentiable everywhere: say what the rule does at the kinks
+            blocks.append(Para((Code(proof.name), f" at its kinks: {proof.convention}.")))
     blocks += [
         Heading(3, "Elementwise steps"),
         Para(
