@@ -32,6 +32,11 @@ def run(args: argparse.Namespace) -> int:
     names = [args.variant] if args.variant else list(VARIANTS)
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     out = args.out or default_out()
-    changed = write_reports(names, formats, out)
-    print(f"{len(changed)} report file(s) changed in {out}")
+    written = write_reports(list(names), formats, out)
+    print(f"{len(written.changed)} report file(s) changed in {out}")
+    if written.skipped:
+        print(
+            f"{len(written.skipped)} figure(s) skipped because matplotlib is not installed; "
+            "pip install 'grusym[plots]' and rerun to draw them (the text says which)"
+        )
     return 0
