@@ -22,7 +22,7 @@ from .blocks import Diagram, Edge, Node
 
 __all__ = ["one_step", "unrolled"]
 
-DX, DY = 3.4, 1.5  # cm between lanes and between depths
+DX, DY = 4.0, 2.1  # cm between lanes and between depths
 
 
 def _plain(expr: sp.Expr) -> str:

@@ -215,9 +215,14 @@ def _tikz(b: Diagram) -> str:
             rf"\node[draw, dashed, gray, inner sep=8pt, fit={' '.join(members)}, "
             rf"label=above:{{{escape(group)}}}] {{}};"
         )
+    at = {n.key: (n.x, n.y) for n in b.nodes}
+    style = r"fill=white, fill opacity=0.85, text opacity=1, inner sep=1pt, font=\scriptsize"
     for e in b.edges:
-        label = rf" node[midway, fill=white, inner sep=1pt, font=\scriptsize] {{${e.tex}$}}" if e.tex else ""
-        lines.append(rf"\draw[->] ({_tikz_name(e.source)}) --{label} ({_tikz_name(e.target)});")
+        (xa, ya), (xb, yb) = at[e.source], at[e.target]
+        # an edge down its own column would cross the nodes between: bend it around them
+        path = "to[bend right=35]" if abs(xa - xb) < 0.01 and abs(ya - yb) > 3.0 else "--"
+        label = rf" node[pos=0.45, {style}] {{${e.tex}$}}" if e.tex else ""
+        lines.append(rf"\draw[->] ({_tikz_name(e.source)}) {path}{label} ({_tikz_name(e.target)});")
     lines += [r"\end{tikzpicture}}", rf"\caption{{{escape(b.caption)}}}", r"\end{figure}"]
     return "\n".join(lines)
 
