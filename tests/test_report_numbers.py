@@ -147,7 +147,7 @@ def test_graph_has_a_node_per_value_and_an_edge_per_local_derivative():
 
 
 def test_a_cell_object_gets_the_same_report_sections():
-    """A declared Cell (here a copy of gru under another name, run by gru's module) is reported like a variant."""
+    """A declared Cell (a copy of gru under another name, run by gru's module) is reported like a variant."""
     cell = VARIANTS["gru"].cell()
     cell.name = "my_cell"
     sub = cell_subject(cell, grusym.load("gru"), title="My cell")

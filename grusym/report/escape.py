@@ -25,10 +25,21 @@ import sympy as sp
 from ..symbolic.cell import scalar_form
 from .context import Subject
 from .expansion import expand
-from .jacobian import Jacobian, jacobian
+from .jacobian import Jacobian, numeric
+from .jacobian import jacobian as _jacobian
 from .values import step_values
 
-__all__ = ["bound_values", "escape_curves", "expansion_errors", "keep_gate", "norm_curve", "train"]
+__all__ = [
+    "bound_values",
+    "escape_curves",
+    "expansion",
+    "expansion_errors",
+    "jacobian",
+    "keep_gate",
+    "norm_curve",
+    "train",
+    "uniform_bound",
+]
 
 EXPANSION_SCALES = (0.001, 0.01, 0.1)
 ESCAPE: dict[str, Any] = {
@@ -87,7 +98,7 @@ def per_step(norms: list[float]) -> float:
 def expansion_errors(sub: Subject, cfg: dict[str, Any]) -> dict[str, Any]:
     """The first-order expansion at initialisation against the exact J_t (see the module docstring)."""
     J = jacobian(sub.cell)
-    ex = expand(J)
+    ex = expansion(sub)
     # the first-order terms through a weight only, without those in diagonals (e.g. I/2 + W_hh^T/4)
     no_diag = Jacobian(J.cell, ex.zeroth.terms + tuple(t for t in ex.kept.terms if any(f.weight for f in t)))
     X, _ = _problem(cfg)
@@ -152,10 +163,12 @@ def train(sub: Subject, hidden: int, seed: int) -> dict[str, np.ndarray]:
     return params
 
 
-def _spectral(sub: Subject, params: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, float]:
+def _trajectory(sub: Subject, params: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, np.ndarray]:
     X, _ = _problem(cfg)
-    h = params["W_hh"].shape[0]
-    values = step_values(sub.cell, params, X, np.zeros((cfg["n"], h)), sub.module)
+    return step_values(sub.cell, params, X, np.zeros((cfg["n"], params["W_hh"].shape[0])), sub.module)
+
+
+def _spectral(sub: Subject, params: dict[str, np.ndarray], values: dict[str, np.ndarray]) -> dict[str, float]:
     mean = _J(jacobian(sub.cell), values, params).mean(axis=0)
     return {
         "mean_J_norm": float(np.linalg.norm(mean, 2)),
@@ -181,15 +194,21 @@ def escape_curves(sub: Subject, cfg: dict[str, Any]) -> list[dict[str, Any]]:
     for label, b, params in runs:
         norms = norm_curve(sub, params, cfg)
         entry = {"label": label, "bias": b, "norms": norms, "per_step": per_step(norms)}
-        entry |= _spectral(sub, params, cfg)
-        entry |= bound_values(sub, params, cfg)
+        values = _trajectory(sub, params, cfg)
+        entry |= _spectral(sub, params, values)
+        entry |= bound_values(sub, params, cfg, values)
         if b is not None:
             entry["sigmoid_b"] = 1 / (1 + math.exp(-b))
         out.append(entry)
     return out
 
 
-def bound_values(sub: Subject, params: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, float]:
+def bound_values(
+    sub: Subject,
+    params: dict[str, np.ndarray],
+    cfg: dict[str, Any],
+    values: dict[str, np.ndarray] | None = None,
+) -> dict[str, float]:
     """The uniform bound (J.1) at ``params``, and the same bound along the trajectory.
 
     Along the trajectory each diagonal factor's supremum over the ranges is replaced by its largest
@@ -197,9 +216,7 @@ def bound_values(sub: Subject, params: dict[str, np.ndarray], cfg: dict[str, Any
     """
     J = jacobian(sub.cell)
     uniform = sum(t.value(params) for t in _uniform(sub))
-    X, _ = _problem(cfg)
-    h = params["W_hh"].shape[0]
-    values = _rows(step_values(sub.cell, params, X, np.zeros((cfg["n"], h)), sub.module))
+    rows = _rows(values if values is not None else _trajectory(sub, params, cfg))
     measured = 0.0
     for term in J.terms:
         value = 1.0
@@ -207,19 +224,43 @@ def bound_values(sub: Subject, params: dict[str, np.ndarray], cfg: dict[str, Any
             if f.weight is not None:
                 value *= float(np.linalg.norm(params[f.weight], 2))
                 continue
-            syms = sorted(f.expr.free_symbols, key=lambda v: v.name)
-            fn = sp.lambdify(syms, f.expr, modules="numpy")
-            value *= float(np.max(np.abs(np.asarray(fn(*(values[v.name] for v in syms)), dtype=float))))
+            names, fn = numeric(f.expr)
+            value *= float(np.max(np.abs(np.asarray(fn(*(rows[v] for v in names)), dtype=float))))
         measured += value
     return {"uniform_bound": float(uniform), "measured_range_bound": measured}
 
 
-_UNIFORM: dict[str, list[Any]] = {}
+_CACHE: dict[tuple[str, str], Any] = {}
+
+
+def _key(cell: Any) -> str:
+    return cell.name + "|" + "|".join(str(s.expr) for s in cell.steps)
+
+
+def jacobian(cell: Any) -> Jacobian:
+    """The closed-form J of ``cell``, derived once per declaration (derive and SymPy are slow)."""
+    key = ("J", _key(cell))
+    if key not in _CACHE:
+        _CACHE[key] = _jacobian(cell)
+    return _CACHE[key]  # type: ignore[no-any-return]
 
 
 def _uniform(sub: Subject) -> list[Any]:
     """The symbolic uniform bound of the cell, derived once per cell (SymPy's suprema are slow)."""
-    key = sub.name + "|" + "|".join(str(s.expr) for s in sub.cell.steps)
-    if key not in _UNIFORM:
-        _UNIFORM[key] = jacobian(sub.cell).uniform_bound()
-    return _UNIFORM[key]
+    key = ("bound", _key(sub.cell))
+    if key not in _CACHE:
+        _CACHE[key] = jacobian(sub.cell).uniform_bound()
+    return _CACHE[key]  # type: ignore[no-any-return]
+
+
+def expansion(sub: Subject) -> Any:
+    """:func:`~grusym.report.expansion.expand` of the subject's J (cached)."""
+    key = ("expansion", _key(sub.cell))
+    if key not in _CACHE:
+        _CACHE[key] = expand(jacobian(sub.cell))
+    return _CACHE[key]
+
+
+def uniform_bound(sub: Subject) -> list[Any]:
+    """:meth:`Jacobian.uniform_bound` of the subject's cell (cached)."""
+    return _uniform(sub)

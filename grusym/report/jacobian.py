@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from ..symbolic.derive import Derivation, derive
 from ..symbolic.primitives import Sigmoid, Tanh
 from . import latex
 
-__all__ = ["BoundTerm", "Factor", "Jacobian", "jacobian"]
+__all__ = ["BoundTerm", "Factor", "Jacobian", "jacobian", "numeric"]
 
 SIGN = sp.Symbol("sign", real=True)  # +-1: the side a tanh output saturates on
 
@@ -158,9 +159,8 @@ class Jacobian:
                 if f.weight is not None:
                     M = params[f.weight].T @ M
                 else:
-                    syms = sorted(f.expr.free_symbols, key=lambda s: s.name)
-                    fn = sp.lambdify(syms, f.expr, modules="numpy")
-                    c = np.broadcast_to(np.asarray(fn(*(values[s.name] for s in syms)), float), (n, h))
+                    names, fn = numeric(f.expr)
+                    c = np.broadcast_to(np.asarray(fn(*(values[v] for v in names)), float), (n, h))
                     M = c[:, :, None] * M
             total += M
         return total
@@ -215,6 +215,13 @@ class Jacobian:
                         left.append(v)
             out.append(BoundTerm(coef, tuple(norms), tuple(left)))
         return out
+
+
+@lru_cache(maxsize=1024)
+def numeric(expr: sp.Expr) -> tuple[tuple[str, ...], Any]:
+    """(argument names, NumPy function) of a diagonal's expression, compiled once per expression."""
+    syms = sorted(expr.free_symbols, key=lambda s: s.name)
+    return tuple(s.name for s in syms), sp.lambdify(syms, expr, modules="numpy")
 
 
 def _weights(term: Term) -> int:

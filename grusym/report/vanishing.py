@@ -18,7 +18,7 @@ from ..symbolic.primitives import PRIMITIVES
 from . import latex
 from .blocks import Block, Bullets, Code, Equation, Heading, Math, Para, Table, Text
 from .context import Context
-from .expansion import expand
+from .escape import expansion, keep_gate, uniform_bound
 from .jacobian import SIGN, BoundTerm, Jacobian, Term, value_ranges
 from .sections import figure
 from .sources import TUTORIALS
@@ -176,7 +176,7 @@ def _condition(c: Context, data: dict[str, Any]) -> list[Block]:
 
 
 def _expansion(c: Context, data: dict[str, Any]) -> list[Block]:
-    ex = expand(c.jac)
+    ex = expansion(c.subject)
     measured = data["expansion"]
     order = f"O(s^{{{ex.order}}})"
     rows = []
@@ -245,8 +245,6 @@ def _escape(c: Context, data: dict[str, Any], missing: frozenset[str]) -> list[B
                     (_sig(e["measured_range_bound"]),),
                 )
             )
-    from .escape import keep_gate
-
     keep = keep_gate(c.subject, c.jac)
     what: Text
     if keep is None:
@@ -315,7 +313,7 @@ def jacobian_section(c: Context, missing: frozenset[str] = frozenset()) -> list[
             Math(r"\lVert h_{0} \rVert_{\infty} \le 1"),
             " (SymPy finds the supremum of its right-hand side to be at most 1)",
         )
-    uniform = J.uniform_bound()
+    uniform = uniform_bound(c.subject)
     bound = _bound_tex(uniform, c)
     linear_note: Text = ()
     if any(len(parts) > 1 for bt in uniform for parts in bt.norms):

@@ -17,7 +17,7 @@ from ..symbolic.cell import STATE, Cell, h
 from .adjoints import bptt_values
 from .blocks import Block, Break, Code, Equation, Heading, Math, Para, Table, Text
 from .context import Context, Subject
-from .jacobian import jacobian
+from .escape import jacobian
 from .sources import TOY, TUTORIALS
 
 __all__ = ["SCALE", "toy_batch", "worked_data", "worked_section"]
