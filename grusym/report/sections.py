@@ -91,8 +91,8 @@ def verification_section(c: Context, measured: Measurement | None) -> list[Block
                 "Measured when this report was built (the only part of the report that changes between "
                 "builds): every gradient-check method of ",
                 Code("grusym.gradcheck"),
-                " on the variant's default random float64 problem (T=3, n=2, d=3, h=4, q=5, seed 0; "
-                "the symbolic oracle unrolls a smaller one, h = q = 3), the "
+                " on the variant's default random float64 problem (T=3, n=2, d=3, d_h=4, q=5, seed 0; "
+                "the symbolic oracle unrolls a smaller one, d_h = q = 3), the "
                 "closed-form Jacobian of section 4 against central differences of the generated forward, and "
                 "the committed module against the generator.",
             )
@@ -177,7 +177,7 @@ def figures_section(c: Context, data: dict[str, Any], missing: frozenset[str] = 
         Heading(2, "8. Figures", "figures"),
         Para(
             (
-                "Both figures come from the generated code with fixed seeds (",
+                "The figures come from the generated code with fixed seeds (",
                 Code("grusym.report.figures"),
                 "); their numbers are in ",
                 Link("figures.json", "figures.json"),

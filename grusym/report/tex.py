@@ -153,7 +153,7 @@ def _table(b: Table, prefix: str) -> str:
     ]
     natural = [max(x for x, _ in col) for col in sizes]
     narrow = [max(y for _, y in col) for col in sizes]
-    chars = 90 - 2 * len(natural)  # characters of \small text on one line of the page, less the column gaps
+    chars = 100 - 2 * len(natural)  # characters of \small text on one line of the page, less the column gaps
     breaks = [any(isinstance(x, Break) for r in b.rows for x in r[i]) for i in range(len(b.header))]
     if sum(natural) <= chars and not any(breaks):
         spec = "l" * len(natural)
@@ -161,10 +161,14 @@ def _table(b: Table, prefix: str) -> str:
         short = [w <= 16 and not brk for w, brk in zip(natural, breaks, strict=True)]
         left = max(chars - sum(w for w, s in zip(natural, short, strict=True) if s), 20)
         wide = sum(w for w, s in zip(natural, short, strict=True) if not s)
-        spec = "".join(
-            "l" if s else f"p{{{max(left * w / wide, m + 1) / 100:.2f}\\linewidth}}"
-            for w, m, s in zip(natural, narrow, short, strict=True)
-        )
+        share = {i: max(left * w / wide, narrow[i] + 1) for i, w in enumerate(natural) if not short[i]}
+        # columns raised to their narrowest width take it from the others' slack
+        excess = sum(share.values()) - left
+        slack = {i: share[i] - narrow[i] - 1 for i in share}
+        room = sum(slack.values())
+        if excess > 0 and room > 0:
+            share = {i: share[i] - slack[i] * min(1.0, excess / room) for i in share}
+        spec = "".join("l" if s else f"p{{{share[i] / 100:.2f}\\linewidth}}" for i, s in enumerate(short))
     # longtable breaks across pages but ignores floats at the top of a page (it then overfills the page,
     # into the page number): only tables too long for a page use it
     env = "longtable" if len(b.rows) > _LONG_ROWS else "tabular"
