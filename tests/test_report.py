@@ -240,6 +240,10 @@ def test_combined_latex_compiles(tmp_path):
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(p.read_bytes())
     assert tex.compile_pdf(tmp_path / "derivations.tex").stat().st_size > 100_000
+    log = _pdflatex_log(tmp_path, "derivations")
+    assert not [m[1] for m in _OVERFULL.finditer(log) if float(m[1]) > 1.0], (
+        "overfull boxes in derivations.tex"
+    )
 
 
 def test_report_text_is_identical_across_hash_seeds():
@@ -295,20 +299,30 @@ def test_report_builds_without_matplotlib_and_names_the_skipped_figures(tmp_path
 _OVERFULL = re.compile(r"Overfull \\[hv]box \(([\d.]+)pt too (wide|high)\)")
 
 
+def _pdflatex_log(folder: Path, name: str) -> str:
+    proc = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
+    log = (folder / f"{name}.log").read_text(encoding="latin-1")
+    assert proc.returncode == 0, log[-2000:]
+    return log
+
+
+_QUICK = ("gru", "gru_reset_after")  # the widest reports; the thorough tier compiles every one
+
+
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no pdflatex installed")
-@pytest.mark.parametrize("name", ["gru", "gru_reset_after"])
+@pytest.mark.parametrize(
+    "name", [n if n in _QUICK else pytest.param(n, marks=pytest.mark.slow) for n in NAMES]
+)
 def test_latex_report_has_no_overfull_boxes(tmp_path, name):
     """pdflatex's log names every line or page the text overfills (paths in tables did, by up to 125 pt)."""
     for p in (OUT / name).iterdir():
         if p.suffix in (".tex", ".png"):
             (tmp_path / p.name).write_bytes(p.read_bytes())
-    proc = subprocess.run(
-        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
-    log = (tmp_path / f"{name}.log").read_text(encoding="latin-1")
-    assert proc.returncode == 0, log[-2000:]
+    log = _pdflatex_log(tmp_path, name)
     bad = [(float(m[1]), m[2]) for m in _OVERFULL.finditer(log) if float(m[1]) > 1.0]
     assert not bad, f"{name}.tex: overfull boxes {bad}"

@@ -157,3 +157,22 @@ def test_width_estimate_sees_a_long_display():
 @pytest.mark.parametrize("bad", [r"a \\ b", r"a \, b", r"\{x\}", "a*b", "a<b"])
 def test_the_renderer_refuses_unsafe_math(bad):
     assert markdown.unsafe_math(bad)
+
+
+def test_every_markdown_table_row_has_the_headers_number_of_cells():
+    """An unescaped | in a header or a cell splits it (GitHub then shifts every column after it)."""
+    cells = re.compile(r"(?<!\\)\|")
+    for path in default_out().rglob("*.md"):
+        rows: list[str] = []
+        for line in [*path.read_text(encoding="utf-8").splitlines(), ""]:
+            if line.startswith("|"):
+                rows.append(line)
+                continue
+            if rows:
+                counts = {len(cells.findall(r)) for r in rows}
+                assert len(counts) == 1, (
+                    path,
+                    rows[0],
+                    [r for r in rows if len(cells.findall(r)) != len(cells.findall(rows[0]))][:1],
+                )
+                rows = []

@@ -86,7 +86,8 @@ def _block(b: Block) -> str:
     if isinstance(b, Diagram):
         return _mermaid(b)
     if isinstance(b, Table):
-        lines = ["| " + " | ".join(b.header) + " |", "|" + "---|" * len(b.header)]
+        header = (h.replace("|", "\\|") for h in b.header)  # "||W||" would split the cell
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(b.header)]
         lines += ["| " + " | ".join(_text(cell, True) for cell in row) + " |" for row in b.rows]
         return "\n".join(lines)
     if isinstance(b, CodeBlock):
