@@ -91,7 +91,7 @@ def one_step(cell: Cell, der: Derivation, num: dict[str, int]) -> Diagram:
     )
     nodes.append(Node("loss", rf"L\ ({num['loss']})", f"({num['loss']}) L", 0.0, -DY * (last + 2)))
     edges.append(Edge("h", "logits", r"W_{hq}^{\top}", "W_hqᵀ"))
-    edges.append(Edge("logits", "loss", r"\delta \mathrm{logits}_{t}", "softmax - onehot"))
+    edges.append(Edge("logits", "loss", r"\delta \mathrm{logits}_{t}", "(softmax - onehot) / (T n)"))
     return Diagram(
         tuple(nodes),
         tuple(edges),

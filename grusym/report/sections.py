@@ -304,12 +304,13 @@ def frameworks_box(c: Context) -> list[Block]:
             (
                 "The same parameters in the frameworks that implement this cell, read off ",
                 Code("grusym.interop"),
-                "'s converters (the test suite checks them against the frameworks). h:3h is the "
-                "row or column "
-                "block of the second gate; grusym multiplies from the right (",
+                "'s converters (the test suite loads the PyTorch column into torch.nn.GRU and checks its "
+                "output; the Keras layouts are checked against Keras' cell equations). With h the hidden "
+                "size, 0:h, h:2h and 2h:3h are the three blocks of rows (PyTorch: r, z, n) or columns "
+                "(Keras: z, r, h); grusym multiplies from the right (",
                 Math("X_{t} W"),
-                "), PyTorch from the left, hence the transposes. PyTorch keeps two biases per gate where the "
-                "function has one: only their sum matters.",
+                "), PyTorch from the left, hence the transposes. Where the framework keeps two biases for a "
+                "gate, only their sum enters the function.",
             )
         ),
         Table(("framework", "parameter", "where"), tuple(rows)),
