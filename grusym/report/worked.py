@@ -125,7 +125,8 @@ def worked_section(c: Context, w: dict[str, Any]) -> list[Block]:
                 Code(f"init_params(4, 2, 4, seed={w['seed']}, scale={w['scale']})"),
                 " and ",
                 Math("h_{0} = 0"),
-                ". Each table cell is an (n, d_h) array, example 1 on the first line.",
+                ". In the tables each line of a cell is one row of the array: for values and adjoints, "
+                "example 1 first.",
             )
         ),
         Heading(3, "Parameters"),
