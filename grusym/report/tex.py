@@ -79,6 +79,7 @@ _ESCAPE = {
     "|": r"\textbar{}",
 }
 _LONG_ROWS = 24
+_FONTS = ((r"\small", 100), (r"\footnotesize", 112), (r"\scriptsize", 128))  # characters per line
 _SECTIONS = ("part", "section", "subsection", "subsubsection", "paragraph")
 
 
@@ -116,7 +117,7 @@ def _span_len(s: object) -> float:
     if isinstance(s, str):
         return len(s)
     if isinstance(s, Math):
-        return 0.9 * width(s.tex)  # one character of text is about 1.1 ex of math
+        return 0.8 * width(s.tex)  # one character of text is about 1.25 ex of math
     if isinstance(s, Code):
         return 1.2 * len(s.text)  # typewriter characters are wider than the text's average
     return len(getattr(s, "text", ""))
@@ -153,8 +154,11 @@ def _table(b: Table, prefix: str) -> str:
     ]
     natural = [max(x for x, _ in col) for col in sizes]
     narrow = [max(y for _, y in col) for col in sizes]
-    chars = 100 - 2 * len(natural)  # characters of \small text on one line of the page, less the column gaps
     breaks = [any(isinstance(x, Break) for r in b.rows for x in r[i]) for i in range(len(b.header))]
+    need = sum(w if w <= 16 and not brk else m + 1 for w, m, brk in zip(natural, narrow, breaks, strict=True))
+    # a smaller font where the unbreakable pieces (rows of numbers) would not fit side by side
+    font, per_line = next(((f, c) for f, c in _FONTS if need <= c - 2 * len(natural)), _FONTS[-1])
+    chars = per_line - 2 * len(natural)  # characters on one line of the page, less the column gaps
     if sum(natural) <= chars and not any(breaks):
         spec = "l" * len(natural)
     else:
@@ -168,11 +172,13 @@ def _table(b: Table, prefix: str) -> str:
         room = sum(slack.values())
         if excess > 0 and room > 0:
             share = {i: share[i] - slack[i] * min(1.0, excess / room) for i in share}
-        spec = "".join("l" if s else f"p{{{share[i] / 100:.2f}\\linewidth}}" for i, s in enumerate(short))
+        spec = "".join(
+            "l" if s else f"p{{{share[i] / per_line:.2f}\\linewidth}}" for i, s in enumerate(short)
+        )
     # longtable breaks across pages but ignores floats at the top of a page (it then overfills the page,
     # into the page number): only tables too long for a page use it
     env = "longtable" if len(b.rows) > _LONG_ROWS else "tabular"
-    lines = [r"{\small\setlength{\tabcolsep}{3pt}"]
+    lines = [rf"{{{font}\setlength{{\tabcolsep}}{{3pt}}"]
     lines += (
         [r"\begin{longtable}{" + spec + "}"]
         if env == "longtable"

@@ -91,11 +91,11 @@ def _num(x: float) -> str:
 
 
 def _rows(a: Any) -> Text:
-    """A 2-D array as its rows, one per line."""
+    """A 2-D array as its rows, one per line (math: real minus signs, and a row never breaks)."""
     arr = np.atleast_2d(np.asarray(a))
     out: list[Any] = []
     for i, row in enumerate(arr):
-        out += ([Break()] if i else []) + ["[" + ", ".join(_num(x) for x in row) + "]"]
+        out += ([Break()] if i else []) + [Math("[" + ", ".join(_num(x) for x in row) + "]")]
     return tuple(out)
 
 
