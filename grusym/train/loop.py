@@ -121,11 +121,11 @@ def train(
     vocab = Vocab.from_json(ckpt.vocab) if ckpt is not None and ckpt.vocab else None
     text = None
     if ckpt is not None and config.text is not None:  # the same text, identified by its sha256
-        config = replace(config, text=_find_text(config.text, ckpt))
-        text = read_text(config.text)
+        path = _find_text(config.text, ckpt)
+        config, text = replace(config, text=path), read_text(path)
         if fingerprint(text) != ckpt.fingerprint:
             raise InputError(
-                f"--text {config.text} is not the text the checkpoint was trained on (sha256 "
+                f"--text {path} is not the text the checkpoint was trained on (sha256 "
                 f"{fingerprint(text)[:12]}... vs {ckpt.fingerprint[:12]}...)"
             )
     task = make_task(config, vocab, text)
