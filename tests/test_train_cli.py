@@ -152,3 +152,18 @@ def test_the_default_learning_rate_follows_the_optimizer():
     assert make_config().lr == 1.0 and make_config(optimizer="adam").lr == 0.01
     assert make_config(task="adding").lr == 0.01 and make_config(task="adding", optimizer="sgd").lr == 1.0
     assert make_config(optimizer="adam", lr=0.5).lr == 0.5
+
+
+def test_a_damaged_checkpoint_leaves_no_file_open(good_checkpoint, tmp_path):
+    """Regression (CLI fuzz): np.load(path) left the file of a truncated zip open (a ResourceWarning)."""
+    import gc
+    import warnings
+
+    path = tmp_path / "truncated.npz"
+    path.write_bytes(good_checkpoint[: len(good_checkpoint) // 2])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(InputError, match="corrupted"):
+            checkpoint.load(path)
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], caught

@@ -91,20 +91,24 @@ def load(path: str | Path) -> Checkpoint:
     what = f"checkpoint {path}"
     if not path.is_file():
         raise InputError(f"{what}: no such file" if not path.exists() else f"{what} is not a file")
+    # our own handle: np.load leaves a file it opened unclosed when the zip is damaged (a fuzz finding)
     with path.open("rb") as f:
         if f.read(4) != b"PK\x03\x04":  # np.load would take anything else for a .npy or a pickle
             raise InputError(f"{what} is not an .npz file (no zip signature); corrupted or not a checkpoint")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except ValueError as exc:
-        if "allow_pickle" in str(exc):
+        f.seek(0)
+        try:
+            with np.load(f, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except ValueError as exc:
+            if "allow_pickle" in str(exc):
+                raise InputError(
+                    f"{what} holds pickled objects; refusing to load it (not a grusym checkpoint)"
+                ) from None
+            raise InputError(f"{what} is not a readable .npz file ({exc})") from None
+        except Exception as exc:  # untrusted bytes: zipfile and numpy raise many kinds on damaged input
             raise InputError(
-                f"{what} holds pickled objects; refusing to load it (not a grusym checkpoint)"
+                f"{what} is corrupted or not an .npz file ({type(exc).__name__}: {exc})"
             ) from None
-        raise InputError(f"{what} is not a readable .npz file ({exc})") from None
-    except Exception as exc:  # untrusted bytes: zipfile and numpy raise many kinds on damaged input
-        raise InputError(f"{what} is corrupted or not an .npz file ({type(exc).__name__}: {exc})") from None
     meta_bytes = arrays.pop("meta", None)
     if meta_bytes is None or meta_bytes.dtype != np.uint8 or meta_bytes.ndim != 1:
         raise InputError(f"{what} is not a grusym training checkpoint (no grusym metadata)")
