@@ -34,6 +34,7 @@ Array = NDArray[Any]
 ADDING_BATCHES_PER_EPOCH = 100
 ADDING_TEST_SIZE = 1000
 ADDING_BASELINE = 1 / 6  # MSE of always predicting 1: Var(u1 + u2) = 2/12 for u ~ U(0, 1)
+VALID_ROW = 1000  # held-out rows are at most this long
 _TEST_STREAM = 2**32 - 1  # seeds the held-out set apart from every training epoch
 
 
@@ -92,12 +93,15 @@ class LanguageModel:
         return {"loss": mean_loss, "perplexity": _exp(mean_loss)}
 
     def valid_metrics(self, module: ModuleType, params: Mapping[str, Array]) -> dict:
-        """Loss and perplexity on the held-out tail ({} without one): up to ``batch`` contiguous rows of it,
-        each read from a zero state, every next character predicted (the generated ``loss``)."""
+        """Loss and perplexity on the held-out tail ({} without one): contiguous rows of it (``batch`` rows,
+        more when a row would exceed ``VALID_ROW`` characters), each read from a zero state, every next
+        character predicted (the generated ``loss``)."""
         if len(self.held_out) < 2:
             return {}
         X, Y = self.held_out[:-1], self.held_out[1:]
-        rows = max(1, min(self.config.batch, len(X) // self.config.steps))
+        # at least `batch` rows, at most VALID_ROW characters each (one long row would be a slow loop)
+        wanted = max(self.config.batch, -(-len(X) // VALID_ROW))
+        rows = max(1, min(wanted, len(X) // self.config.steps))
         T = len(X) // rows
         X, Y = (a[: rows * T].reshape(rows, T).T for a in (X, Y))
         h0 = np.zeros((rows, self.config.hidden), dtype=np.dtype(self.config.dtype))
