@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import TYPE_CHECKING, Literal, overload
+
+import numpy as np
 
 from .errors import (
     DTypeError,
@@ -23,6 +26,9 @@ from .errors import (
     UnknownVariantError,
 )
 from .gradcheck import GradientReport, check_gradients
+
+if TYPE_CHECKING:
+    from .model import Model
 
 __all__ = [
     "DTypeError",
@@ -50,12 +56,42 @@ def variants() -> list[str]:
     return list(VARIANTS)
 
 
-def load(name: str) -> ModuleType:
-    """The generated NumPy module of variant ``name``.
+@overload
+def load(
+    name: str,
+    num_layers: Literal[1] = 1,
+    bidirectional: Literal[False] = False,
+    batch_first: Literal[False] = False,
+) -> ModuleType: ...
 
-    It provides ``init_params``, ``forward``, ``backward``, ``head``, ``loss`` and ``loss_and_grads``.
+
+@overload
+def load(
+    name: str, num_layers: int = 1, bidirectional: bool = False, batch_first: bool = False
+) -> ModuleType | Model: ...
+
+
+def load(
+    name: str, num_layers: int = 1, bidirectional: bool = False, batch_first: bool = False
+) -> ModuleType | Model:
+    """The generated NumPy module of built-in cell ``name`` (a GRU variant of ``variants()``, or ``lstm``),
+    or a whole model of it.
+
+    With the defaults, the module itself: ``init_params``, ``forward``, ``backward``, ``head``, ``loss``
+    and ``loss_and_grads``. Otherwise a :class:`grusym.model.Model` with the same functions (and ``step``
+    when unidirectional), shaped like ``torch.nn.GRU(d, h, num_layers, bidirectional=..., batch_first=...)``
+    (``nn.LSTM`` for ``lstm``). A user's cell module: ``grusym.model.build(module, ...)``.
     """
-    known = variants()
+    from .generated import CELLS
+
+    known = list(CELLS)
     if not isinstance(name, str) or name not in known:
         raise UnknownVariantError(f"unknown variant {name!r}; known variants: {', '.join(known)}")
-    return importlib.import_module(f"{__name__}.generated.{name}")
+    module = importlib.import_module(f"{__name__}.generated.{name}")
+    if num_layers == 1 and bidirectional is False and batch_first is False:
+        return module
+    if not isinstance(bidirectional, (bool, np.bool_)):
+        raise InputError(f"bidirectional must be True or False, got {bidirectional!r}")
+    from .model import build  # imported on use: the defaults never need it
+
+    return build(module, num_layers, ("forward", "reverse") if bidirectional else ("forward",), batch_first)

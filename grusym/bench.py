@@ -110,7 +110,58 @@ def numpy_step(variant: str, cfg: Config, dtype: Any, seed: int = 0) -> Callable
     m = load(variant)
     params = m.init_params(cfg.V, cfg.h, cfg.V, seed=seed, dtype=dtype)
     X, Y, h0 = problem(cfg, dtype, seed)
-    return lambda: m.loss_and_grads(params, X, Y, h0)
+    state = _initial(m, h0)
+    return lambda: m.loss_and_grads(params, X, Y, state)
+
+
+def _initial(m: ModuleType, h0: np.ndarray) -> Any:
+    """h0 for a one-state cell, the tuple of zero states (h0, c0, ...) for a cell with several."""
+    return h0 if len(m.STATES) == 1 else tuple(np.zeros_like(h0) for _ in m.STATES)
+
+
+MODELS = {  # bench row -> (num_layers, bidirectional, padded)
+    "2 layers": (2, False, False),
+    "bidirectional": (1, True, False),
+    "padded": (1, False, True),
+    "2 layers, padded": (2, False, True),
+}
+
+
+def model_step(
+    variant: str, cfg: Config, dtype: Any, num_layers: int, bidirectional: bool, padded: bool, seed: int = 0
+) -> Callable[[], object]:
+    """One ``loss_and_grads`` call of a whole model (``grusym.load(variant, num_layers, bidirectional)``);
+    padded: a padded batch, lengths drawn uniformly from [1, T] (the padded steps still cost their time)."""
+    m = load(variant, num_layers, bidirectional)
+    params = m.init_params(cfg.V, cfg.h, cfg.V, seed=seed, dtype=dtype)
+    X, Y, _ = problem(cfg, dtype, seed)
+    lengths = np.random.default_rng(seed).integers(1, cfg.T + 1, cfg.n) if padded else None
+    return lambda: m.loss_and_grads(params, X, Y, None, lengths)
+
+
+def model_memory_vs_T(variant: str, cfg: Config, dtype: Any, num_layers: int, bidirectional: bool) -> Memory:
+    """tracemalloc peak of one step of a whole model for several T, as :func:`memory_vs_T` (no workspaces)."""
+    m = load(variant, num_layers, bidirectional)
+    params = m.init_params(cfg.V, cfg.h, cfg.V, seed=0, dtype=dtype)
+    peaks, kept = [], []
+    for T in cfg.Ts:
+        X, Y, _ = problem(Config(cfg.name, T, cfg.n, cfg.V, cfg.h, 1, ()), dtype)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            m.loss_and_grads(params, X, Y)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        _, cache = m.forward(params, X)
+        arrays = [a for c in cache["cells"] for k, a in c.items() if isinstance(a, np.ndarray) and k != "X"]
+        kept.append(sum(a.nbytes for a in arrays) / T)
+    slope, intercept = np.polyfit(np.array(cfg.Ts, float), np.array(peaks, float), 1)
+    fit = slope * np.array(cfg.Ts) + intercept
+    worst = float(np.max(np.abs(np.array(peaks) - fit) / np.array(peaks)))
+    return Memory(
+        tuple(cfg.Ts), tuple(peaks), float(slope), float(intercept), worst, float(np.mean(kept)), {}
+    )
 
 
 def phase_steps(variant: str, cfg: Config, dtype: Any, seed: int = 0) -> dict[str, Callable[[], object]]:
@@ -120,26 +171,36 @@ def phase_steps(variant: str, cfg: Config, dtype: Any, seed: int = 0) -> dict[st
     params = m.init_params(cfg.V, cfg.h, cfg.V, seed=seed, dtype=dtype)
     X, Y, h0 = problem(cfg, dtype, seed)
     dt = np.dtype(dtype)
-    H, cache = m._forward(params, X, True, h0, dt, runtime.fresh)
+    states = _initial(m, h0)
+    args = states if isinstance(states, tuple) else (states,)
+    H, cache = m._forward(params, X, True, *args, dt, runtime.fresh)
     dH = np.random.default_rng(seed).normal(0, 1e-3, H.shape).astype(dt)
     ws_f, ws_b = runtime.Workspace(), runtime.Workspace()
 
     def validation() -> object:
         _, dims, d = validate.check_params(m.PARAMS, params)
-        validate.check_inputs(X, h0, dims, d)
+        validate.check_inputs(X, states, dims, d, m.STATES)
         return validate.check_targets(Y, cfg.T, cfg.n, cfg.V)
 
     return {
         "validation": validation,
-        "forward": lambda: m._forward(params, X, True, h0, dt, ws_f),
+        "forward": lambda: m._forward(params, X, True, *args, dt, ws_f),
         "backward": lambda: m._backward(params, cache, dH, ws_b),
     }
 
 
 def torch_step(
-    torch: ModuleType, cfg: Config, dtype: Any, seed: int = 0, threads: int = TORCH_THREADS
+    torch: ModuleType,
+    cfg: Config,
+    dtype: Any,
+    seed: int = 0,
+    threads: int = TORCH_THREADS,
+    cell: str = "gru",
+    num_layers: int = 1,
+    bidirectional: bool = False,
 ) -> Callable[[], object]:
-    """One autograd step of ``torch.nn.GRU(V, h)`` + ``nn.Linear(h, V)`` + mean ``cross_entropy``.
+    """One autograd step of ``torch.nn.GRU(V, h, num_layers, bidirectional)`` (``cell="lstm"``:
+    ``nn.LSTM``) + ``nn.Linear`` + mean ``cross_entropy``.
 
     The one-hot inputs (T, n, V) are built once, outside the timed step (this favours torch slightly);
     every step clears the gradients, runs forward, the loss and ``backward()``.
@@ -147,13 +208,16 @@ def torch_step(
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     tdt = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[np.dtype(dtype)]
-    gru = torch.nn.GRU(cfg.V, cfg.h).to(tdt)
-    linear = torch.nn.Linear(cfg.h, cfg.V).to(tdt)
+    module = torch.nn.LSTM if cell == "lstm" else torch.nn.GRU
+    gru = module(cfg.V, cfg.h, num_layers, bidirectional=bidirectional).to(tdt)
+    linear = torch.nn.Linear(cfg.h * (1 + bidirectional), cfg.V).to(tdt)
     params = [*gru.parameters(), *linear.parameters()]
     X, Y, h0 = problem(cfg, dtype, seed)
     x = torch.nn.functional.one_hot(torch.as_tensor(X), cfg.V).to(tdt)  # (T, n, V)
     y = torch.as_tensor(Y).reshape(-1)
-    state = torch.as_tensor(h0)[None]
+    state: Any = torch.as_tensor(h0)[None].expand(num_layers * (1 + bidirectional), -1, -1).contiguous()
+    if cell == "lstm":
+        state = (state, state.clone())
 
     def step() -> object:
         for p in params:
@@ -258,7 +322,7 @@ import sympy
 t1 = time.perf_counter()
 from grusym.symbolic.codegen import module_source
 from grusym.symbolic.derive import derive
-from grusym.symbolic.variants import VARIANTS
+from grusym.symbolic.variants import CELLS as VARIANTS
 names = {names!r} or list(VARIANTS)
 derived, generated = {{}}, {{}}
 for name in names:
@@ -329,12 +393,12 @@ def memory_vs_T(variant: str, cfg: Config, dtype: Any, Ts: Sequence[int] | None 
         gc.collect()
         tracemalloc.start()
         try:
-            m.loss_and_grads(params, X, Y, h0)
+            m.loss_and_grads(params, X, Y, _initial(m, h0))
             peaks.append(tracemalloc.get_traced_memory()[1])
         finally:
             tracemalloc.stop()
         held.append(m._WORKSPACE.buffers())
-        _, cache = m.forward(params, X, h0)
+        _, cache = m.forward(params, X, _initial(m, h0))
         kept.append(sum(a.nbytes for k, a in cache.items() if isinstance(a, np.ndarray) and k != "X") / T)
     span = Ts[-1] - Ts[0]
     per_step = {k: (b - held[0].get(k, 0)) / span for k, b in held[-1].items() if b != held[0].get(k, 0)}
@@ -389,12 +453,15 @@ def run(
     pause: float | None = None,
     out: Callable[[str], object] = print,
     torch_threads: int = TORCH_THREADS,
+    models: bool = False,
 ) -> Result:
     """Time one training step of each variant against torch and the GEMM floor; print and return the report.
 
     torch: the torch module, ``None`` to skip the comparison (default: import it if installed).
     phases: also time the parts of the first variant's step and of its floor (where the time goes).
     extras: also measure code generation, import and memory (a few seconds, subprocesses).
+    models: also time whole models of the first variant (:data:`MODELS`: 2 layers, bidirectional, padded
+    batches) and, with torch, nn.GRU with 2 layers and bidirectional.
     pause: seconds of sleep before each timed call (default: the config's).
     """
     if config not in CONFIGS:
@@ -413,6 +480,9 @@ def run(
     if torch is not None:
         steps["torch"] = torch_step(torch, cfg, dt, threads=torch_threads)
         flops["torch"] = model_flops("gru", cfg)
+        if "lstm" in variants:  # lstm is compared with nn.LSTM, the GRU variants with nn.GRU
+            steps["torch lstm"] = torch_step(torch, cfg, dt, threads=torch_threads, cell="lstm")
+            flops["torch lstm"] = model_flops("lstm", cfg)
     elif auto:
         notes.append(
             "torch is not installed: the nn.GRU comparison is skipped; "
@@ -426,6 +496,13 @@ def run(
         floors[v] = gemm_floor(v, cfg, dt)
         steps[f"floor:{v}"] = floors[v].step
         flops[v] = flops[f"floor:{v}"] = model_flops(v, cfg)
+    if models:
+        for row, (layers, bi, padded) in MODELS.items():
+            steps[f"model:{row}"] = model_step(variants[0], cfg, dt, layers, bi, padded)
+        if torch is not None:
+            for row, (layers, bi, _) in list(MODELS.items())[:2]:
+                steps[f"torch:{row}"] = torch_step(torch, cfg, dt, threads=torch_threads, num_layers=layers,
+                                                   bidirectional=bi)  # fmt: skip
     parts = phase_steps(variants[0], cfg, dt)
     steps["validation"] = parts["validation"]
     if phases:
@@ -438,6 +515,10 @@ def run(
         result.codegen = codegen_time()
         result.imports = {v: import_time(v) for v in variants}
         result.memory = {v: memory_vs_T(v, cfg, dt) for v in variants}
+        if models:
+            result.memory[f"{variants[0]}, 2 layers, bidirectional"] = model_memory_vs_T(
+                variants[0], cfg, dt, 2, True
+            )
     result.report = format_report(result, variants, torch)
     out(result.report)
     return result
@@ -488,14 +569,18 @@ def format_report(result: Result, variants: Sequence[str], torch: ModuleType | N
         "timed call).",
         f"Machine: {_machine(torch)}.",
         "",
-        "| step | median ms | min ms | tokens/s | vs torch | GFLOP/s |",
+        "| step | median ms | min ms | tokens/s | vs torch (lstm: nn.LSTM) | GFLOP/s |",
         "|---|---|---|---|---|---|",
     ]
-    ref = result.median("torch") if "torch" in result.times else None
     for name, ts in result.times.items():
         med = statistics.median(ts)
+        lstm = name in ("lstm", "floor:lstm", "torch lstm")
+        against = "torch lstm" if lstm else "torch"
+        ref = result.median(against) if against in result.times else None
         if name == "torch":
             label = "torch nn.GRU + Linear + CE, autograd"
+        elif name == "torch lstm":
+            label = "torch nn.LSTM + Linear + CE, autograd"
         elif name == "validation":
             label = f"of which validation ({variants[0]})"
         elif name.startswith("part:"):
@@ -508,6 +593,9 @@ def format_report(result: Result, variants: Sequence[str], torch: ModuleType | N
                 "floor head": "floor: head matmuls",
             }[name[5:]]
             label = f"of which {what} ({variants[0]})"
+        elif name.startswith(("model:", "torch:")):
+            who = f"grusym {variants[0]}" if name.startswith("model:") else "torch nn.GRU"
+            label = f"{who}, {name[6:]}"
         else:
             label = f"GEMM floor of {name[6:]}" if name.startswith("floor:") else f"grusym {name}"
         ratio = f"{med / ref:.2f}" if ref else "-"
@@ -525,6 +613,17 @@ def format_report(result: Result, variants: Sequence[str], torch: ModuleType | N
         + ", ".join(f"{v} {_si(fl.flops, 'FLOP')}" for v, fl in result.floors.items())
         + " (token ids: the input projection is a row gather, not a GEMM).",
     ]
+    if "model:2 layers" in result.times:
+        one = result.median(variants[0])
+        ratios = ", ".join(f"{row} x{result.median('model:' + row) / one:.2f}" for row in MODELS)
+        lines += ["", f"Whole models of {variants[0]}, step time over the 1-layer step: {ratios}."]
+        if "torch:2 layers" in result.times:
+            ref = result.median("torch")
+            lines[-1] += (
+                " torch: "
+                + ", ".join(f"{row} x{result.median('torch:' + row) / ref:.2f}" for row in list(MODELS)[:2])
+                + "."
+            )
     lines += [f"Note: {note}" for note in result.notes]
     if result.codegen:
         c = result.codegen
@@ -542,7 +641,7 @@ def format_report(result: Result, variants: Sequence[str], torch: ModuleType | N
         )
     for v, mem in result.memory.items():
         peaks = ", ".join(f"T={T}: {_si(p, 'B')}" for T, p in zip(mem.Ts, mem.peaks, strict=True))
-        grow = ", ".join(f"{k} {_si(b, 'B')}" for k, b in mem.workspace_per_step.items())
+        grow = ", ".join(f"{k} {_si(b, 'B')}" for k, b in mem.workspace_per_step.items()) or "none"
         lines += [
             "",
             f"Peak memory of one cold step of {v} (tracemalloc): {peaks}. Linear fit: "

@@ -24,15 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from .checks.report import Entry, GradientReport
+from .checks.tolerance import TOLERANCES, relative_error, rounding_floor
 from .errors import InputError
-from .gradcheck import (
-    TOLERANCES,
-    Entry,
-    GradientReport,
-    localize_failures,
-    relative_error,
-    rounding_floor,
-)
+from .problems import tupled_states
 
 __all__ = ["LIMITS", "check_oracle", "oracle_gradients", "unrolled_loss"]
 
@@ -74,6 +69,10 @@ def _convert(expr: Any, env: dict[str, Any], B: ModuleType) -> Any:
         return B.Pow(_convert(expr.base, env, B), _convert(expr.exp, env, B))
     if isinstance(expr, sp.exp):
         return B.exp(_convert(expr.args[0], env, B))
+    if isinstance(expr, sp.log):
+        return B.log(_convert(expr.args[0], env, B))
+    if isinstance(expr, sp.Piecewise):  # relu, hard_sigmoid: their closed forms carry the kink convention
+        return B.Piecewise(*((_convert(e, env, B), _condition(c, env, B)) for e, c in expr.args))
     primitive: Any = type(expr)
     if primitive in PRIMITIVES.values():
         x = sp.Symbol("x", real=True)
@@ -82,12 +81,23 @@ def _convert(expr: Any, env: dict[str, Any], B: ModuleType) -> Any:
     raise InputError(f"the oracle cannot translate {type(expr).__name__}: {expr}")
 
 
+def _condition(cond: Any, env: dict[str, Any], B: ModuleType) -> Any:
+    import sympy as sp
+
+    if cond is sp.true:
+        return B.true
+    if isinstance(cond, (sp.LessThan, sp.StrictLessThan, sp.GreaterThan, sp.StrictGreaterThan)):
+        lhs, rhs = _convert(cond.lhs, env, B), _convert(cond.rhs, env, B)
+        op = {sp.LessThan: "__le__", sp.StrictLessThan: "__lt__", sp.GreaterThan: "__ge__"}
+        return getattr(lhs, op.get(type(cond), "__gt__"))(rhs)
+    raise InputError(f"the oracle cannot translate the condition {cond}")
+
+
 def _linear(step: Any, values: dict[str, Any], params: dict[str, Any], B: ModuleType) -> Any:
     """``sum_terms left @ W + b`` expanded element by element (lists of backend scalars)."""
     rows = len(values[step.terms[0].left])
-    bias = params[step.bias]
-    cols = len(bias)
-    out = [[bias[j] for j in range(cols)] for _ in range(rows)]
+    cols = len(params[step.terms[0].weight][0])
+    out = [[B.Add(*(params[b][j] for b in step.biases)) for j in range(cols)] for _ in range(rows)]
     for term in step.terms:
         left, W = values[term.left], params[term.weight]
         for i in range(rows):
@@ -96,30 +106,41 @@ def _linear(step: Any, values: dict[str, Any], params: dict[str, Any], B: Module
     return out
 
 
+def _cell(name: Any) -> Any:
+    """A declared cell: ``name`` itself, or the built-in of that name."""
+    from .symbolic.variants import CELLS
+
+    if not isinstance(name, str):
+        return name
+    if name not in CELLS:
+        raise InputError(f"unknown variant {name!r}; known variants: {', '.join(CELLS)}")
+    return CELLS[name].cell()
+
+
 def unrolled_loss(
-    name: str, sizes: dict[str, int], Y: Any, *, tokens: Any = None, backend: str | None = None
+    name: Any, sizes: dict[str, int], Y: Any, *, tokens: Any = None, backend: str | None = None
 ) -> tuple[Any, dict[str, np.ndarray]]:
-    """The unrolled loss of variant ``name`` as one scalar expression, and its symbols by input name.
+    """The unrolled loss of cell ``name`` (a built-in's name or a declared Cell) as one scalar expression,
+    and its symbols by input name.
 
     sizes: T, n, d, h, q (at most ``LIMITS``); Y: (T, n) integer targets; tokens: optional (T, n) ids,
     in which case X is one-hot constants and has no symbols. Returns (loss, symbols) where symbols maps
-    every parameter name, "h0" and (float X) "X" to an object array of symbols of that shape.
+    every parameter name, every initial state ("h0", "c0", ...) and (float X) "X" to an object array of
+    symbols of that shape.
     """
     from .symbolic.cell import scalar_form
-    from .symbolic.variants import VARIANTS, head
+    from .symbolic.variants import head
 
-    if name not in VARIANTS:
-        raise InputError(f"unknown variant {name!r}; known variants: {', '.join(VARIANTS)}")
+    cell = _cell(name)
     for key, limit in LIMITS.items():
         if not 1 <= int(sizes[key]) <= limit:
             raise InputError(f"the oracle is for tiny sizes: {key} must be in [1, {limit}], got {sizes[key]}")
     B = _backend(backend)
     T, n, d, h, q = (int(sizes[k]) for k in ("T", "n", "d", "h", "q"))
     dims = {"n": n, "d": d, "h": h, "q": q}
-    cell = VARIANTS[name].cell()
     _, head_step = head()
     shapes = {p.name: tuple(dims[s] for s in p.shape_names) for p in cell.params.values()}
-    shapes |= {"W_hq": (h, q), "b_q": (q,), "h0": (n, h)}
+    shapes |= {"W_hq": (h, q), "b_q": (q,)} | {f"{s}0": (n, h) for s in cell.states}
     if tokens is None:
         shapes["X"] = (T, n, d)
     symbols: dict[str, np.ndarray] = {}
@@ -134,23 +155,27 @@ def unrolled_loss(
     else:
         X = [[[B.Integer(int(tokens[t][i] == k)) for k in range(d)] for i in range(n)] for t in range(T)]
     forms = {s.name: scalar_form(s.expr) for s in cell.steps if s.kind == "elementwise"}
-    h_prev = P["h0"]
+    prev = {s: P[f"{s}0"] for s in cell.states}
     terms = []
     for t in range(T):
-        values = {"X": X[t], "h_prev": h_prev}
+        values = {"X": X[t], **{f"{s}_prev": v for s, v in prev.items()}}
         for step in cell.steps:
             if step.kind == "linear":
                 values[step.name] = _linear(step, values, P, B)
             else:
                 values[step.name] = [
                     [
-                        _convert(forms[step.name], {k: values[k][i][j] for k in step.inputs}, B)
+                        _convert(
+                            forms[step.name],
+                            {k: values[k][i][j] for k in step.inputs} | {v: P[v][j] for v in step.vectors},
+                            B,
+                        )
                         for j in range(h)
                     ]
                     for i in range(n)
                 ]
-        h_prev = values["h"]
-        logits = _linear(head_step, {"H": h_prev}, P, B)
+        prev = {s: values[s] for s in cell.states}
+        logits = _linear(head_step, {"H": values["h"]}, P, B)
         for i in range(n):
             terms.append(B.log(B.Add(*(B.exp(c) for c in logits[i]))) - logits[i][int(Y[t][i])])
     return B.Add(*terms) / (T * n), symbols
@@ -179,6 +204,13 @@ def _evaluator(point: dict[Any, Any]) -> Callable[[Any], Any]:
         elif kind == "Pow":
             base, expo = e.args
             v = mpmath.exp(ev(expo)) if type(base).__name__ == "Exp1" else ev(base) ** ev(expo)
+        elif kind == "Piecewise":
+            args = e.args
+            if type(args[0]).__name__ == "ExprCondPair":  # SymPy: (value, condition) pairs
+                pairs = [(a.args[0], a.args[1]) for a in args]
+            else:  # symengine: value, condition, value, condition, ...
+                pairs = list(zip(args[::2], args[1::2], strict=True))
+            v = next(ev(val) for val, cond in pairs if _holds(cond, ev))
         elif kind in ("exp", "log", "tanh"):
             v = getattr(mpmath, kind)(ev(e.args[0]))
         elif kind == "Exp1":
@@ -191,15 +223,26 @@ def _evaluator(point: dict[Any, Any]) -> Callable[[Any], Any]:
     return ev
 
 
-def _input_size(name: str, params: dict[str, Any]) -> int:
-    from .symbolic.variants import VARIANTS
+def _holds(cond: Any, ev: Callable[[Any], Any]) -> bool:
+    kind = type(cond).__name__
+    if kind in ("BooleanTrue", "true"):
+        return True
+    lhs, rhs = (ev(a) for a in cond.args)
+    compare = {"LessThan": lhs <= rhs, "StrictLessThan": lhs < rhs, "GreaterThan": lhs >= rhs}
+    if kind in compare:
+        return bool(compare[kind])
+    if kind == "StrictGreaterThan":
+        return bool(lhs > rhs)
+    raise InputError(f"the oracle evaluator cannot handle the condition {cond}")
 
-    p = next(p for p in VARIANTS[name].cell().params.values() if p.shape_names[0] == "d")
+
+def _input_size(name: Any, params: dict[str, Any]) -> int:
+    p = next(p for p in _cell(name).params.values() if p.shape_names[0] == "d")
     return int(np.asarray(params[p.name]).shape[0])
 
 
 def oracle_gradients(
-    name: str,
+    name: Any,
     params: dict[str, Any],
     X: Any,
     Y: Any,
@@ -208,9 +251,11 @@ def oracle_gradients(
     digits: int = 40,
     backend: str | None = None,
 ) -> tuple[float, dict[str, np.ndarray], float]:
-    """The oracle's loss and gradients of variant ``name`` at (params, X, Y, h0), as float64 arrays.
+    """The oracle's loss and gradients of cell ``name`` (a built-in's name or a Cell) at (params, X, Y, h0),
+    as float64 arrays.
 
-    X: (T, n, d) floats or (T, n) token ids, Y: (T, n), h0: (n, h), all within ``LIMITS``. Values are
+    X: (T, n, d) floats or (T, n) token ids, Y: (T, n), h0: (n, h) or a tuple of states in the cell's
+    order, all within ``LIMITS``. Values are
     taken as exact binary rationals and evaluated at ``digits`` significant digits before rounding.
     Returns (loss, grads, seconds spent differentiating).
     """
@@ -218,13 +263,20 @@ def oracle_gradients(
 
     import mpmath
 
+    cell = _cell(name)
     X = np.asarray(X)
     tokens = X if X.dtype.kind in "iu" else None
     T, n = X.shape[:2]
-    sizes = {"T": T, "n": n, "h": np.asarray(h0).shape[1], "q": np.asarray(params["W_hq"]).shape[1]}
-    sizes["d"] = X.shape[2] if tokens is None else _input_size(name, params)
-    loss, symbols = unrolled_loss(name, sizes, np.asarray(Y), tokens=tokens, backend=backend)
-    values = {**params, "h0": h0} | ({} if tokens is not None else {"X": X})
+    states0 = dict(zip((f"{s}0" for s in cell.states), (h0,) if len(cell.states) == 1 else h0, strict=True))
+    sizes = {
+        "T": T,
+        "n": n,
+        "h": np.asarray(states0["h0"]).shape[1],
+        "q": np.asarray(params["W_hq"]).shape[1],
+    }
+    sizes["d"] = X.shape[2] if tokens is None else _input_size(cell, params)
+    loss, symbols = unrolled_loss(cell, sizes, np.asarray(Y), tokens=tokens, backend=backend)
+    values = {**params, **states0} | ({} if tokens is not None else {"X": X})
     with mpmath.workdps(digits):
         point = {}
         for key, syms in symbols.items():
@@ -244,8 +296,9 @@ def oracle_gradients(
 
 
 def check_oracle(
-    name: str,
+    name: str | ModuleType,
     *,
+    cell: Any = None,
     T: int = 3,
     n: int = 2,
     d: int = 3,
@@ -261,17 +314,21 @@ def check_oracle(
 ) -> GradientReport:
     """Compare the generated loss and gradients of ``name`` (or ``loss_and_grads``) with the oracle.
 
-    The problem is ``gradcheck.variant_problem``'s, rounded to multiples of 1/4096 so the float64 inputs
+    name: a built-in's name, or a generated module (a user's cell) whose declared Cell is ``cell``.
+    The problem is ``problems.variant_data``'s, rounded to multiples of 1/4096 so the float64 inputs
     are exactly the oracle's rationals. One entry per gradient plus one for the loss value itself.
     """
-    from .gradcheck import _variant_data
+    from .problems import variant_data
 
-    m, params, X, Y, h0 = _variant_data(name, T=T, n=n, d=d, h=h, q=q, seed=seed, scale=scale, tokens=tokens)
+    m, params, X, Y, h0 = variant_data(name, T=T, n=n, d=d, h=h, q=q, seed=seed, scale=scale, tokens=tokens)
+    if cell is None:
+        cell = _cell(m.VARIANT)
     params = {k: np.round(v * _DYADIC) / _DYADIC for k, v in params.items()}
-    h0 = np.round(h0 * _DYADIC) / _DYADIC
+    multi = isinstance(h0, tuple)
+    h0 = tuple(np.round(s * _DYADIC) / _DYADIC for s in h0) if multi else np.round(h0 * _DYADIC) / _DYADIC
     if not tokens:
         X = np.round(X * _DYADIC) / _DYADIC
-    value, reference, seconds = oracle_gradients(name, params, X, Y, h0, digits=digits, backend=backend)
+    value, reference, seconds = oracle_gradients(cell, params, X, Y, h0, digits=digits, backend=backend)
     fn = loss_and_grads or m.loss_and_grads
     result = fn(params, X, Y, h0)
     generated_loss, generated = float(result[0]), result[1]
@@ -303,5 +360,13 @@ def check_oracle(
             )
         )
     if localize:
-        localize_failures(report, m.loss, fn, params, X, Y, h0)
+        from .checks.recurrent import localize_failures  # one way: the checks never import the oracle
+
+        if multi:  # the locator passes several states as separate arguments, the module takes one tuple
+            names = tuple(f"{s}0" for s in m.STATES)
+            localize_failures(
+                report, tupled_states(m.loss), tupled_states(fn), params, X, Y, h0, state_names=names
+            )
+        else:
+            localize_failures(report, m.loss, fn, params, X, Y, h0)
     return report

@@ -23,12 +23,19 @@ __all__ = [
     "Workspace",
     "clear_workspaces",
     "fresh",
+    "hard_sigmoid",
     "init_params",
+    "last_state",
+    "mask_upstream",
     "mean_cross_entropy",
     "project",
+    "relu",
     "sigmoid",
     "softmax_cross_entropy",
+    "softplus",
     "token_weight_grad",
+    "valid_rows",
+    "zero_padded",
 ]
 
 Array = NDArray[Any]
@@ -52,6 +59,46 @@ def sigmoid(x: Array, out: Array | None = None) -> Array:
     np.multiply(out, half, out=out)
     np.add(out, half, out=out)
     return out
+
+
+def relu(x: Array, out: Array | None = None) -> Array:
+    """max(x, 0); for complex x (the complex step) x where Re x > 0, else 0: analytic on each side."""
+    if x.dtype.kind == "c":
+        return np.multiply(x, x.real > 0, out=out)
+    return np.maximum(x, _constant(0, x.dtype), out=out)
+
+
+def softplus(x: Array, out: Array | None = None) -> Array:
+    """log(1 + exp(x)) without overflow: logaddexp for real x; m + log(exp(-m) + exp(x - m)) with the real
+    shift m = max(Re x, 0) for complex x (any real shift leaves the value, and its analyticity, unchanged)."""
+    if x.dtype.kind != "c":
+        return np.logaddexp(_constant(0, x.dtype), x, out=out)
+    m = np.maximum(x.real, 0)
+    return np.add(m, np.log(np.exp(-m) + np.exp(x - m)), out=out)
+
+
+def hard_sigmoid(x: Array, out: Array | None = None) -> Array:
+    """clip(x/5 + 1/2, 0, 1), Keras 2's hard sigmoid (0.2*x + 0.5); piecewise analytic for complex x."""
+    fifth, half = _constant(0.2, x.dtype), _constant(0.5, x.dtype)
+    y = np.multiply(x, fifth, out=out)
+    np.add(y, half, out=y)
+    if y.dtype.kind == "c":
+        y[y.real <= 0] = 0
+        y[y.real >= 1] = 1
+        return y
+    return np.clip(y, _constant(0, y.dtype), _constant(1, y.dtype), out=y)
+
+
+_CONSTANTS: dict[tuple[float, Any], Array] = {}
+
+
+def _constant(value: float, dtype: Any) -> Array:
+    """A cached 0-d array: ufuncs take it without converting a Python scalar on every call."""
+    key = (value, dtype)
+    c = _CONSTANTS.get(key)
+    if c is None:
+        c = _CONSTANTS[key] = np.array(value, dtype=dtype)
+    return c
 
 
 def project(X: Array, tokens: bool, W: Array, b: Array, out: Array | None = None) -> Array:
@@ -89,13 +136,18 @@ def token_weight_grad(X: Array, dA: Array, vocab: int) -> Array:
     return out
 
 
-def softmax_cross_entropy(logits: Array, targets: Array, overwrite: bool = False) -> tuple[Any, Array]:
+def softmax_cross_entropy(
+    logits: Array, targets: Array, overwrite: bool = False, valid: Array | None = None
+) -> tuple[Any, Array]:
     """Mean cross-entropy of rows of ``logits`` (N, q) against ``targets`` (N,) and its gradient (N, q).
 
     Rule: with p = softmax(logits), d loss / d logits = (p - onehot(targets)) / N.
     The row maximum is subtracted before exponentiating (log-sum-exp trick). ``overwrite=True`` reuses
-    ``logits`` as the gradient's memory.
+    ``logits`` as the gradient's memory. ``valid`` (N,) bool: the mean runs over those rows only, N being
+    their count, and the other rows' gradient is zero (padded positions).
     """
+    if valid is not None:
+        return _masked_softmax_cross_entropy(logits, targets, overwrite, valid)
     N, q = logits.shape
     p = logits if overwrite else logits.copy()
     # NumPy reduces short rows slowly (d2l: 55 us for a (1120, 28) max); a transposed copy reduced along
@@ -113,11 +165,57 @@ def softmax_cross_entropy(logits: Array, targets: Array, overwrite: bool = False
     return loss, p
 
 
-def mean_cross_entropy(logits: Array, targets: Array) -> Any:
-    """The loss of ``softmax_cross_entropy`` alone, analytic in complex logits (for the complex step)."""
+def _masked_softmax_cross_entropy(
+    logits: Array, targets: Array, overwrite: bool, valid: Array
+) -> tuple[Any, Array]:
+    N = int(np.count_nonzero(valid))
+    p = logits if overwrite else logits.copy()
+    p -= p.max(axis=1, keepdims=True)
+    rows = np.arange(p.shape[0])
+    picked = p[rows, targets]
+    np.exp(p, out=p)
+    total = p.sum(axis=1)
+    loss = (np.log(total)[valid].sum() - picked[valid].sum()) / N
+    p /= (total * N)[:, None]
+    p[rows, targets] -= 1 / N
+    p[~valid] = 0
+    return loss, p
+
+
+def mean_cross_entropy(logits: Array, targets: Array, valid: Array | None = None) -> Any:
+    """The loss of ``softmax_cross_entropy`` alone, analytic in complex logits (for the complex step).
+
+    valid: (N,) bool, the rows the mean runs over (all when None).
+    """
+    if valid is not None:
+        logits, targets = logits[valid], targets[valid]
     shifted = logits - logits.real.max(axis=1, keepdims=True)  # any real shift leaves log-sum-exp unchanged
     rows = np.arange(logits.shape[0])
     return np.mean(np.log(np.exp(shifted).sum(axis=1)) - shifted[rows, targets])
+
+
+def valid_rows(lengths: Array, T: int) -> Array:
+    """(T * n,) bool in time-major row order: True where step t is inside sequence i (t < lengths[i])."""
+    return (np.arange(T)[:, None] < lengths[None, :]).reshape(-1)
+
+
+def zero_padded(S: Array, lengths: Array) -> None:
+    """Zero the states after each sequence's end in S (T + 1, n, h), where S[t + 1] is step t's state."""
+    S[1:][~valid_rows(lengths, S.shape[0] - 1).reshape(S.shape[0] - 1, -1)] = 0
+
+
+def last_state(S: Array, lengths: Array | None) -> Array:
+    """Each sequence's last state from S (T + 1, n, h): S[lengths[i], i] (S[T] without lengths), a copy."""
+    if lengths is None:
+        return S[-1].copy()
+    return S[lengths, np.arange(S.shape[1])]
+
+
+def mask_upstream(dH: Array, lengths: Array | None) -> Array:
+    """dH (T, n, h) with the padded positions zeroed (a copy; dH itself unchanged when lengths is None)."""
+    if lengths is None:
+        return dH
+    return dH * (np.arange(dH.shape[0])[:, None] < lengths[None, :])[:, :, None]
 
 
 class Workspace:

@@ -27,10 +27,13 @@ from .errors import DTypeError, InputError, NonFiniteError, ParameterError, Shap
 __all__ = [
     "Dims",
     "check_cache",
+    "check_final",
     "check_head",
     "check_init",
     "check_inputs",
+    "check_lengths",
     "check_params",
+    "check_step_input",
     "check_targets",
     "check_upstream",
     "limit",
@@ -234,10 +237,17 @@ def _check_ids(what: str, name: str, ids: Array, size: int, meaning: str) -> Non
         raise InputError(f"{what} {int(bad)} at {name}[{where}] is out of range [0, {size}) ({meaning})")
 
 
-def check_inputs(X: ArrayLike, h0: ArrayLike, dims: Dims, dtype: np.dtype[Any]) -> tuple[Array, bool, Array]:
-    """Check X (T, n, d) floats or (T, n) token ids and h0 (n, h); return X, whether it is tokens, h0.
+_LAYOUTS = "X is time-major: (T, n, d) floats or (T, n) integer token ids"
 
-    Token ids must lie in [0, d); float X and h0 must have the parameters' dtype and be finite.
+
+def check_inputs(
+    X: ArrayLike, h0: object, dims: Dims, dtype: np.dtype[Any], states: Sequence[str] = ("h",)
+) -> tuple[Array, bool, Any]:
+    """Check X (T, n, d) floats or (T, n) token ids and the initial state(s); return X, tokens, state(s).
+
+    h0: None (zeros), or for a one-state cell an (n, h) array, for a cell with ``states`` ("h", "c", ...)
+    a tuple of (n, h) arrays in that order. Returns the state as an array for one state, else a tuple.
+    Token ids must lie in [0, d); float X and the states must have the parameters' dtype and be finite.
     """
     d, nh = dims["d"], dims["h"]
     X = _as_array("X", X, f"of shape (T, n, d={d}) floats or (T, n) integer token ids")
@@ -262,13 +272,72 @@ def check_inputs(X: ArrayLike, h0: ArrayLike, dims: Dims, dtype: np.dtype[Any]) 
             raise DTypeError(f"X has dtype {X.dtype} but the parameters are {dtype}{_dtype_hint(dtype)}")
         _check_finite("X", X)
     n = X.shape[1]
-    h0 = _as_array("h0", h0, f"of shape (n={n}, h={nh}) (e.g. np.zeros((n, h)))")
-    if h0.shape != (n, nh):
-        raise ShapeError(f"h0 must have shape (n={n}, h={nh}), got {_shape(h0)}")
-    if not _dtype_matches(h0, dtype):
-        raise DTypeError(f"h0 has dtype {h0.dtype} but the parameters are {dtype}{_dtype_hint(dtype)}")
-    _check_finite("h0", h0)
-    return X, tokens, h0
+    if len(states) == 1:
+        return X, tokens, _check_state(f"{states[0]}0", h0, X, n, nh, dtype)
+    if h0 is None:
+        return X, tokens, tuple(np.zeros((n, nh), dtype=dtype) for _ in states)
+    names = ", ".join(f"{s}0" for s in states)
+    if not isinstance(h0, (tuple, list)) or len(h0) != len(states):
+        got = f"a {type(h0).__name__} of {len(h0)}" if isinstance(h0, (tuple, list)) else type(h0).__name__
+        raise InputError(
+            f"the initial state of this cell is a tuple ({names}) of {len(states)} arrays (n={n}, h={nh}) "
+            f"in that order, or None for zeros; got {got}"
+        )
+    return (
+        X,
+        tokens,
+        tuple(_check_state(f"{s}0", v, X, n, nh, dtype) for s, v in zip(states, h0, strict=True)),
+    )
+
+
+def _check_state(name: str, h0: object, X: Array, n: int, nh: int, dtype: np.dtype[Any]) -> Array:
+    if h0 is None:
+        return np.zeros((n, nh), dtype=dtype)
+    a = _as_array(name, h0, f"of shape (n={n}, h={nh}) (e.g. np.zeros((n, h))), or None for zeros")
+    if a.shape != (n, nh):
+        hint = ""
+        if a.shape == (X.shape[0], nh) and X.shape[0] != n:
+            hint = (
+                f"; {name} matches X.shape[0] = {X.shape[0]}, so X may be batch-first (n, T, ...): "
+                f"{_LAYOUTS} (swap its first two axes, or load the model with batch_first=True)"
+            )
+        raise ShapeError(f"{name} must have shape (n={n}, h={nh}) with n = X.shape[1], got {_shape(a)}{hint}")
+    if not _dtype_matches(a, dtype):
+        raise DTypeError(f"{name} has dtype {a.dtype} but the parameters are {dtype}{_dtype_hint(dtype)}")
+    _check_finite(name, a)
+    return a
+
+
+def check_lengths(lengths: object, T: int, n: int) -> Array | None:
+    """Check the true length of every sequence: None, or (n,) integers in [1, T]; return an intp array."""
+    if lengths is None:
+        return None
+    expected = f"of shape (n={n},) integers in [1, T={T}]"
+    a = _as_array("lengths", lengths, expected)
+    if a.dtype.kind not in "iu":
+        raise DTypeError(f"lengths must be integers {expected}, got dtype {a.dtype}")
+    if a.shape != (n,):
+        raise ShapeError(
+            f"lengths must have one entry per sequence, shape (n={n},) = X.shape[1:2], got {_shape(a)}"
+        )
+    lo, hi = int(a.min()), int(a.max())
+    if lo < 1 or hi > T:
+        bad = lo if lo < 1 else hi
+        where = int(np.argwhere(a == bad)[0][0])
+        raise InputError(f"lengths[{where}] = {bad} is out of range [1, T={T}] (T = X.shape[0] time steps)")
+    return a.astype(np.intp, copy=False)
+
+
+def check_step_input(x_t: ArrayLike, dims: Dims) -> Array:
+    """Check one step's input, (n, d) floats or (n,) token ids; return it as a one-step X (1, n, ...)."""
+    d = dims["d"]
+    x = _as_array("x_t", x_t, f"of shape (n, d={d}) floats or (n,) integer token ids")
+    tokens = x.dtype.kind in "iu"
+    if (tokens and x.ndim != 1) or (not tokens and x.ndim != 2):
+        raise ShapeError(
+            f"x_t (one step) must have shape (n, d={d}) floats or (n,) integer token ids, got {_shape(x)}"
+        )
+    return x[None]
 
 
 def check_targets(Y: ArrayLike, T: int, n: int, q: int) -> Array:
@@ -301,16 +370,19 @@ def _plain(a: object) -> bool:
     return isinstance(a, np.ndarray) and not isinstance(a, (np.matrix, np.ma.MaskedArray))
 
 
-def check_cache(cache: object, saved: Sequence[str], dims: Dims, dtype: np.dtype[Any]) -> Array:
+def check_cache(
+    cache: object, saved: Sequence[str], dims: Dims, dtype: np.dtype[Any], sequences: Sequence[str] = ()
+) -> Array:
     """Check that ``cache`` is what ``forward`` returned for parameters of sizes ``dims`` and ``dtype``.
 
-    saved: the names of the per-step arrays (T, n, k*h) the variant keeps besides "X", "tokens" and "H".
+    saved: the names of the per-step arrays (T, n, k*h) the variant keeps besides "X", "tokens" and "H";
+    sequences: the other states' (T + 1, n, h) arrays (a multi-state cell's "S_c", ...).
     Returns H (T + 1, n, h). The structure (keys, types, shapes, dtypes, token range) is checked, the
     values are not: forward produced them from checked inputs.
     """
     if not isinstance(cache, Mapping):
         raise InputError(f"cache must be the dict that forward returned, got {type(cache).__name__}")
-    missing = [k for k in ("X", "tokens", "H", *saved) if k not in cache]
+    missing = [k for k in ("X", "tokens", "H", *sequences, *saved) if k not in cache]
     if missing:
         raise InputError(
             f"cache is not from this variant's forward: missing {missing} (it has {sorted(map(str, cache))})"
@@ -345,6 +417,16 @@ def check_cache(cache: object, saved: Sequence[str], dims: Dims, dtype: np.dtype
         _check_ids("token id", "cache['X']", X, dims["d"], "d = input size of params")
     elif X.dtype != dtype:
         raise DTypeError(f"cache['X'] has dtype {X.dtype} but params are {dtype}")
+    for key in sequences:
+        S = cache[key]
+        if not _plain(S) or S.shape != H.shape or S.dtype != dtype:
+            got = f"{_shape(S)} {S.dtype}" if isinstance(S, np.ndarray) else type(S).__name__
+            raise InputError(
+                f"cache[{key!r}] must be an array like cache['H'], {_shape(H)} {dtype}, got {got}"
+            )
+    lengths = cache.get("lengths")
+    if lengths is not None:
+        check_lengths(lengths, T, n)
     for key in saved:
         a = cache[key]
         width = a.shape[2] if isinstance(a, np.ndarray) and a.ndim == 3 else 0
@@ -354,6 +436,29 @@ def check_cache(cache: object, saved: Sequence[str], dims: Dims, dtype: np.dtype
                 f"cache[{key!r}] must be an array of shape (T={T}, n={n}, k*h) and dtype {dtype}, got {got}"
             )
     return H
+
+
+def check_final(cache: object, keys: Sequence[str]) -> tuple[Any, Array | None]:
+    """Check the parts of a forward cache that ``final_states`` reads: the state sequences ``keys``
+    (T + 1, n, h) and the optional lengths. Returns the sequence (one key) or a tuple of them, and lengths."""
+    if not isinstance(cache, Mapping):
+        raise InputError(f"cache must be the dict that forward returned, got {type(cache).__name__}")
+    missing = [k for k in keys if k not in cache]
+    if missing:
+        raise InputError(f"cache is not from this cell's forward: missing {missing}")
+    seqs = []
+    for key in keys:
+        S = cache[key]
+        if not _plain(S) or S.ndim != 3 or S.shape[0] < 2:
+            got = _shape(S) if isinstance(S, np.ndarray) else type(S).__name__
+            raise InputError(
+                f"cache[{key!r}] must be an array of shape (T + 1, n, h) from forward, got {got}"
+            )
+        seqs.append(S)
+    lengths = cache.get("lengths")
+    if lengths is not None:
+        lengths = check_lengths(lengths, seqs[0].shape[0] - 1, seqs[0].shape[1])
+    return (seqs[0] if len(seqs) == 1 else tuple(seqs)), lengths
 
 
 def check_head(

@@ -14,7 +14,6 @@ import numpy as np
 import sympy as sp
 
 from grusym.symbolic.cell import Cell
-from grusym.symbolic.primitives import Sigmoid, Tanh
 
 
 class Node:
@@ -48,13 +47,28 @@ class Node:
         return Node(self.value @ o.value, ((self, lambda g: g @ o.value.T), (o, lambda g: self.value.T @ g)))
 
     def apply(self, fn: type) -> Node:
-        if fn is Sigmoid:
-            y = 1.0 / (1.0 + np.exp(-self.value))
-            return Node(y, ((self, lambda g: g * y * (1 - y)),))
-        if fn is Tanh:
-            y = np.tanh(self.value)
-            return Node(y, ((self, lambda g: g * (1 - y * y)),))
-        raise NotImplementedError(fn)
+        """The primitive named ``fn.label``, by its textbook formula and derivative (kinks: 0, as torch)."""
+        x = self.value
+        if fn.label == "sigmoid":
+            y = 1.0 / (1.0 + np.exp(-x))
+            dy = y * (1 - y)
+        elif fn.label == "tanh":
+            y = np.tanh(x)
+            dy = 1 - y * y
+        elif fn.label == "relu":
+            y, dy = np.where(x > 0, x, 0.0), (x > 0).astype(float)
+        elif fn.label == "softplus":
+            y, dy = np.log1p(np.exp(-np.abs(x))) + np.maximum(x, 0), 1 / (1 + np.exp(-x))
+        elif fn.label == "exp":
+            y = dy = np.exp(x)
+        elif fn.label == "identity":
+            y, dy = x.copy(), np.ones_like(x)
+        elif fn.label == "hard_sigmoid":  # Keras 2: clip(0.2 x + 0.5, 0, 1)
+            y = np.clip(0.2 * x + 0.5, 0, 1)
+            dy = np.where((x > -2.5) & (x < 2.5), 0.2, 0.0)
+        else:
+            raise NotImplementedError(fn)
+        return Node(y, ((self, lambda g: g * dy),))
 
 
 def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -89,7 +103,8 @@ def evaluate(expr: sp.Basic, env: dict[str, Node], n: int) -> Node:
         return env[expr.name]
     if isinstance(expr, sp.OneMatrix):
         rows = n if expr.shape[0] != 1 else 1
-        return Node(np.ones((rows, 1 if expr.shape[1] == 1 else env["h_prev"].value.shape[1])))
+        width = next(v.value.shape[1] for k, v in env.items() if k.endswith("_prev"))
+        return Node(np.ones((rows, 1 if expr.shape[1] == 1 else width)))
     if isinstance(expr, sp.MatAdd):
         nodes = [evaluate(a, env, n) for a in expr.args]
         total = nodes[0]
@@ -120,20 +135,26 @@ def evaluate(expr: sp.Basic, env: dict[str, Node], n: int) -> Node:
     raise NotImplementedError(type(expr))
 
 
-def loss_and_grads(cell: Cell, params: dict, X: np.ndarray, Y: np.ndarray, h0: np.ndarray):
-    """Loss and gradients of the unrolled cell + char-LM head, by the tape above (float X only)."""
+def loss_and_grads(cell: Cell, params: dict, X: np.ndarray, Y: np.ndarray, h0):
+    """Loss and gradients of the unrolled cell + char-LM head, by the tape above (float X only).
+
+    h0: the initial state (n, h), or a tuple of them in ``cell.states`` order; gradients "<state>0".
+    """
     T, n, _ = X.shape
+    states = list(cell.states)
+    initial = (h0,) if len(states) == 1 else tuple(h0)
     leaves = {k: Node(v if v.ndim == 2 else v[None, :]) for k, v in params.items()}
-    leaves["h0"] = Node(h0)
+    for s, v in zip(states, initial, strict=True):
+        leaves[f"{s}0"] = Node(v)
     xs = [Node(X[t]) for t in range(T)]
-    h = leaves["h0"]
+    prev = {s: leaves[f"{s}0"] for s in states}
     total = None
     for t in range(T):
-        env = {**leaves, "X": xs[t], "h_prev": h}
+        env = {**leaves, "X": xs[t], **{f"{s}_prev": prev[s] for s in states}}
         for step in cell.steps:
             env[step.name] = evaluate(step.expr, env, n)
-        h = env["h"]
-        logits = h @ leaves["W_hq"] + leaves["b_q"]
+        prev = {s: env[s] for s in states}
+        logits = env["h"] @ leaves["W_hq"] + leaves["b_q"]
         # mean cross-entropy, by log-sum-exp with its own vjp
         z = logits.value - logits.value.max(axis=1, keepdims=True)
         p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
@@ -143,6 +164,7 @@ def loss_and_grads(cell: Cell, params: dict, X: np.ndarray, Y: np.ndarray, h0: n
         total = node if total is None else total + node
     backprop(total)
     grads = {k: (leaves[k].grad if params[k].ndim == 2 else leaves[k].grad[0]) for k in params}
-    grads["h0"] = leaves["h0"].grad
+    for s in states:
+        grads[f"{s}0"] = leaves[f"{s}0"].grad
     grads["X"] = np.stack([x.grad for x in xs])
     return float(total.value), grads

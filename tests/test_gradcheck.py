@@ -18,6 +18,7 @@ from grusym.gradcheck import (
     check_gradients,
     check_recurrent,
     check_variant,
+    estimate_noise,
     locate_time_step,
 )
 from grusym.symbolic.variants import VARIANTS
@@ -338,7 +339,7 @@ def test_bad_input_is_reported():
         check_gradients(_logistic_loss, lambda x: {"w": np.ones(2), "b": 0.0}, inputs)
     with pytest.raises(InputError, match=r"inputs\['w'\] holds NaN"):
         check_gradients(_logistic_loss, _logistic_grad, {"w": np.array([np.nan, 0, 0]), "b": 0.0})
-    with pytest.raises(InputError, match="complex step cannot work"):
+    with pytest.raises(InputError, match=r"complex step refused: fun.* returned a real float"):
         check_gradients(lambda x: float(np.real(_logistic_loss(x))), _logistic_grad, inputs, method="complex")
     m = grusym.load("gru")
     with pytest.raises(InputError, match="'W_zz' is not a parameter"):
@@ -367,3 +368,32 @@ def test_cli_prints_one_table_per_method_and_exit_codes(capsys):
 def test_cli_all_variants_all_methods(capsys):
     assert main(["gradcheck", "--all", "--method", ",".join(ALL_METHODS), "--scale", "3"]) == 0
     assert capsys.readouterr().out.count("all gradients agree") == len(NAMES) * len(ALL_METHODS)
+
+
+# the measured resolution ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sigma", [1e-12, 1e-9, 1e-6])
+def test_estimate_noise_finds_injected_noise(sigma):
+    rng = np.random.default_rng(0)
+
+    def noisy(x):  # a smooth function plus independent noise of known size at every call
+        return float(np.sum(np.sin(x["w"])) + sigma * rng.standard_normal())
+
+    found = estimate_noise(noisy, {"w": np.linspace(-1, 1, 5)})
+    assert sigma / 3 <= found <= 3 * sigma
+
+
+def test_estimate_noise_sees_float32_rounding_inside_a_float64_function():
+    A = np.random.default_rng(1).normal(size=(6, 4))
+
+    def clean(x):
+        return float(np.sum(np.tanh(A @ x["w"]) ** 2))
+
+    def rounded(x):  # one float32 cast in the middle
+        return float(np.sum(np.tanh((A @ x["w"]).astype(np.float32)).astype(np.float64) ** 2))
+
+    w = {"w": np.array([0.3, -0.2, 0.5, 0.1])}
+    f0 = clean(w)
+    assert estimate_noise(clean, w) < 1e-14 * f0
+    assert 1e-9 * f0 < estimate_noise(rounded, w) < 1e-6 * f0

@@ -13,7 +13,7 @@ import pytest
 
 import grusym
 from grusym.errors import DTypeError, GrusymError, InputError, ParameterError, ShapeError
-from grusym.interop import from_keras_gru, from_torch_gru, to_keras_gru, to_torch_gru
+from grusym.interop import from_keras_gru, from_torch_gru, from_torch_lstm, to_keras_gru, to_torch_gru
 
 T, N, D, H, Q = 4, 3, 5, 6, 7
 RTOL = 1e-13  # same arithmetic, different association order
@@ -246,12 +246,22 @@ def _reset_after_params():
 BAD = [  # (call, error, words the message must contain)
     (lambda: from_torch_gru(_sd(weight_hh_l0=None)), ParameterError, ["weight_hh_l0", "missing"]),
     (lambda: from_torch_gru(_sd(bias_hh_l0=None)), ParameterError, ["bias_hh_l0", "both"]),
-    (lambda: from_torch_gru({**_sd(), "weight_ih_l1": 0}), ParameterError, ["weight_ih_l1", "single-layer"]),
+    # a layer or direction half there: the missing keys are named
+    (lambda: from_torch_gru({**_sd(), "weight_ih_l1": 0}), ParameterError, ["missing", "'weight_hh_l1'"]),
     (
         lambda: from_torch_gru({**_sd(), "bias_ih_l0_reverse": 0}),
         ParameterError,
-        ["_reverse", "unidirectional"],
+        ["missing", "'weight_ih_l0_reverse'", "two directions"],
     ),
+    (  # an nn.LSTM's state dict has the same keys, with 4 gate blocks
+        lambda: from_torch_gru(
+            {k: np.ones((4 * H, *v.shape[1:])) for k, v in _sd().items()}
+            | {"weight_hh_l0": np.ones((4 * H, H))}
+        ),
+        ShapeError,
+        ["weight_hh_l0", "(3h, h)", "(24, 6)", "nn.LSTM"],
+    ),
+    (lambda: from_torch_lstm(_sd()), ShapeError, ["weight_hh_l0", "(4h, h)", "nn.LSTM", "nn.GRU?"]),
     (lambda: from_torch_gru({"gru." + k: v for k, v in _sd().items()}), ParameterError, ["gru.weight_ih_l0"]),
     (
         lambda: from_torch_gru(_sd(weight_ih_l0=np.ones((3 * H + 1, D)))),
@@ -334,10 +344,11 @@ def test_bad_input_raises_a_grusym_error_naming_it(call, error, words):
         assert word in str(info.value), (word, str(info.value))
 
 
-def test_interop_imports_neither_torch_nor_sympy():
+def test_interop_imports_no_framework_nor_sympy():
     code = textwrap.dedent("""
         import sys
-        sys.modules["torch"] = sys.modules["sympy"] = sys.modules["tensorflow"] = None  # importing fails
+        for name in ("torch", "sympy", "tensorflow", "keras", "onnx", "onnxruntime"):
+            sys.modules[name] = None  # importing fails
         import numpy as np
         from grusym import interop
         sd, _ = interop.to_torch_gru(interop.from_torch_gru({

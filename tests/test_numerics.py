@@ -24,11 +24,11 @@ import pytest
 import grusym
 from grusym import runtime
 from grusym.gradcheck import check_gradients
-from grusym.symbolic.variants import VARIANTS
+from grusym.symbolic.variants import CELLS
 
 from . import reference_autograd
 
-NAMES = grusym.variants()
+NAMES = list(CELLS)  # the GRU variants and lstm
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -63,12 +63,23 @@ def special_problem(name: str, row: Special, dtype: Any = np.float64, T=6, n=3, 
             p[key] = rng.normal(0.0, row.logit, value.shape)
         elif value.ndim == 1:
             p[key] = row.bias * rng.choice([-1.0, 1.0], value.shape)
+    for step in CELLS[name].cell().steps:  # a step's several bias rows share its +-bias: none cancels
+        if len(step.biases) > 1:
+            share = p[step.biases[0]] / len(step.biases)
+            for b in step.biases:
+                p[b] = share.copy()
     p = {k: v.astype(dtype) for k, v in p.items()}
     ids = rng.integers(0, d, (T, n))
     X = rng.normal(size=(T, n, d)).astype(dtype)
     Y = rng.integers(0, q, (T, n))
     h0 = rng.uniform(-1, 1, (n, h)).astype(dtype)
+    if len(m.STATES) > 1:  # lstm: a cell state of the same spread
+        h0 = (h0, *(rng.uniform(-1, 1, (n, h)).astype(dtype) for _ in m.STATES[1:]))
     return m, p, ids, X, Y, h0
+
+
+def _states(h0: Any) -> tuple[np.ndarray, ...]:
+    return h0 if isinstance(h0, tuple) else (h0,)
 
 
 def _all_finite(*arrays: Any) -> bool:
@@ -84,8 +95,10 @@ def test_special_values_stay_finite_silent_and_in_dtype(row, name, dtype):
         warnings.simplefilter("error")
         for inputs in (ids, X):
             loss, grads, h_T = m.loss_and_grads(p, inputs, Y, h0)
-            assert np.isfinite(loss) and _all_finite(h_T, *grads.values())
-            assert h_T.dtype == dtype and all(g.dtype == dtype for g in grads.values())
+            assert np.isfinite(loss) and _all_finite(*_states(h_T), *grads.values())
+            assert all(s.dtype == dtype for s in _states(h_T)) and all(
+                g.dtype == dtype for g in grads.values()
+            )
             H, cache = m.forward(p, inputs, h0)
             back = m.backward(p, cache, np.ones_like(H))
             assert H.dtype == dtype and _all_finite(H, *back.values())
@@ -102,7 +115,7 @@ def test_special_values_match_the_independent_autograd(row, name):
     m, p, _, X, Y, h0 = special_problem(name, row)
     loss, grads, _ = m.loss_and_grads(p, X, Y, h0)
     with np.errstate(over="ignore"):  # the tape's 1 / (1 + exp(-x)) overflows harmlessly at x = -1000
-        ref_loss, ref = reference_autograd.loss_and_grads(VARIANTS[name].cell(), p, X, Y, h0)
+        ref_loss, ref = reference_autograd.loss_and_grads(CELLS[name].cell(), p, X, Y, h0)
     assert loss == pytest.approx(ref_loss, rel=1e-12)
     scale = max(np.abs(g).max() for g in ref.values())
     for key in ref:
@@ -116,7 +129,8 @@ def test_float32_tracks_float64(row, name):
     m, p, ids, _, Y, h0 = special_problem(name, row)
     loss64, g64, _ = m.loss_and_grads(p, ids, Y, h0)
     p32 = {k: v.astype(np.float32) for k, v in p.items()}
-    loss32, g32, _ = m.loss_and_grads(p32, ids, Y, h0.astype(np.float32))
+    h32 = tuple(s.astype(np.float32) for s in _states(h0))
+    loss32, g32, _ = m.loss_and_grads(p32, ids, Y, h32 if len(h32) > 1 else h32[0])
     assert loss32 == pytest.approx(loss64, rel=1e-5)
     scale = max(np.abs(g).max() for g in g64.values())
     worst = max(np.abs(g32[k] - g64[k]).max() for k in g64) / scale
@@ -130,9 +144,11 @@ SMOOTH = [r for r in SPECIAL if r.fd]
 @pytest.mark.parametrize("row", SMOOTH, ids=[r.label for r in SMOOTH])
 def test_fd_check_passes_where_smooth(row, name):
     m, p, _, X, Y, h0 = special_problem(name, row, T=3, n=2, d=3, h=4, q=5)
+    names = [f"{s}0" for s in m.STATES]
 
     def split(x):
-        return {k: x[k] for k in p}, x["X"], x["h0"]
+        states = tuple(x[k] for k in names)
+        return {k: x[k] for k in p}, x["X"], states if len(states) > 1 else states[0]
 
     def fun(x):
         params, X_, h0_ = split(x)
@@ -144,7 +160,7 @@ def test_fd_check_passes_where_smooth(row, name):
 
     with warnings.catch_warnings(), np.errstate(**RAISE):
         warnings.simplefilter("error")
-        report = check_gradients(fun, grad_fun, {**p, "X": X, "h0": h0})
+        report = check_gradients(fun, grad_fun, {**p, "X": X, **dict(zip(names, _states(h0), strict=True))})
     assert report.ok, f"{name}/{row.label}:\n{report}"
 
 

@@ -79,8 +79,8 @@ def test_oracle_limits_and_bad_input():
     for key, limit in LIMITS.items():
         with pytest.raises(InputError, match=rf"{key} must be in \[1, {limit}\]"):
             check_oracle("gru", **{key: limit + 1})
-    with pytest.raises(InputError, match="unknown variant 'lstm'"):
-        unrolled_loss("lstm", dict.fromkeys(LIMITS, 1), np.zeros((1, 1), int))
+    with pytest.raises(InputError, match="unknown variant 'gru_x'"):
+        unrolled_loss("gru_x", dict.fromkeys(LIMITS, 1), np.zeros((1, 1), int))  # lstm is built in now
     with pytest.raises(InputError, match="backend must be"):
         check_oracle("gru", T=1, backend="maple")
 

@@ -5,16 +5,40 @@ from __future__ import annotations
 import pytest
 import sympy as sp
 
-from grusym.symbolic.cell import Cell, sigmoid
+from grusym.symbolic.cell import Cell, CellError, sigmoid
 from grusym.symbolic.derive import LINEAR_RULES, derive
-from grusym.symbolic.primitives import verify_rules
-from grusym.symbolic.variants import VARIANTS
+from grusym.symbolic.primitives import PRIMITIVES, RULES, verify_rules
+from grusym.symbolic.variants import CELLS
 
 
 def test_primitive_rules_equal_sympy_derivatives_of_their_closed_forms():
-    proofs = verify_rules()
-    assert {p.name for p in proofs} == {"sigmoid", "tanh"}
-    assert all(p.holds for p in proofs)
+    proofs = {p.name: p for p in verify_rules()}
+    assert set(proofs) == {"sigmoid", "tanh", "relu", "softplus", "exp", "identity", "hard_sigmoid"}
+    assert all(p.holds for p in proofs.values()), [p.name for p in proofs.values() if not p.holds]
+    # the non-differentiable ones say what they do at their kinks; the smooth ones have nothing to say
+    assert "relu'(0) = 0" in proofs["relu"].convention and "torch" in proofs["relu"].convention
+    assert "+-5/2) = 0" in proofs["hard_sigmoid"].convention
+    assert not proofs["sigmoid"].convention and not proofs["softplus"].convention
+
+
+WRONG_RULES = [
+    ("relu", lambda y, x: sp.Integer(1)),  # right for x > 0 only
+    ("relu", lambda y, x: sp.sign(y) + 1 - sp.sign(y) ** 2),  # right off the kink, 1 at it (y = 0)
+    ("hard_sigmoid", lambda y, x: sp.sign(y) / 5),  # wrong where the output saturates at 1
+    ("sigmoid", lambda y, x: y * (1 - y) * sp.Rational(1001, 1000)),
+    ("softplus", lambda y, x: 1 - sp.exp(y)),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "rule"), WRONG_RULES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(WRONG_RULES)]
+)
+def test_a_planted_wrong_rule_fails_its_proof(name, rule):
+    """The proof can fail: a rule wrong on one interval, or only at a kink, is caught."""
+    table = {**RULES, PRIMITIVES[name]: rule}
+    proofs = {p.name: p.holds for p in verify_rules(table)}
+    assert not proofs[name]
+    assert all(ok for other, ok in proofs.items() if other != name)
 
 
 def test_linear_rules_on_explicit_matrices():
@@ -43,15 +67,16 @@ def test_softmax_cross_entropy_rule():
             assert sp.simplify(sp.diff(ce, z[j]) - rule) == 0
 
 
-@pytest.mark.parametrize("name", list(VARIANTS))
+@pytest.mark.parametrize("name", list(CELLS))
 def test_every_value_gets_an_adjoint_and_every_parameter_a_gradient(name):
-    cell = VARIANTS[name].cell()
+    cell = CELLS[name].cell()
     der = derive(cell)
     for step in cell.steps[:-1]:
         assert der.into(step.name), f"{name}: {step.name} receives no adjoint"
     for param in cell.params:
         assert der.into(param), f"{name}: {param} receives no gradient"
-    assert der.into("h_prev")
+    for state in cell.states:
+        assert der.into(f"{state}_prev"), f"{name}: {state}_prev receives no adjoint"
 
 
 def test_declaration_errors_are_caught():
@@ -60,9 +85,9 @@ def test_declaration_errors_are_caught():
         z = c.let("z", sigmoid(c.affine("z")))
         c.let("z", z * z)
     c = Cell("bad")
-    with pytest.raises(ValueError, match="last step must assign"):
+    with pytest.raises(CellError, match="no step assigns the output state 'h'"):
         c.let("z", sigmoid(c.affine("z")))
         c.check()
     c = Cell("bad")
-    with pytest.raises(ValueError, match="not an elementwise expression"):
+    with pytest.raises(CellError, match=r"'@' between cell values: .* c\.affine"):
         c.let("y", c.h_prev @ c.h_prev)

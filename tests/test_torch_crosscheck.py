@@ -1,8 +1,10 @@
 """Cross-checks against PyTorch autograd (float64), skipped cleanly where torch is not installed.
 
 1. A real nn.GRU + nn.Linear + cross-entropy, converted by grusym.interop, gives the same loss and every
-   gradient (all parameters, h0, X) as the generated gru_reset_after module, to 1e-12 relative.
-2. The torch round trip reproduces nn.GRU's outputs H and h_T.
+   gradient (all parameters, h0, X) as the generated gru_reset_after module, to 1e-12 relative; and so
+   does a 2-layer bidirectional batch-first nn.GRU (and nn.LSTM, as grusym's lstm) fed a padded batch
+   through pack_padded_sequence, as a grusym model with lengths, for several length patterns.
+2. The torch round trip reproduces nn.GRU's outputs H and h_T (one cell, and stacks).
 3. Every variant's generated gradients agree with torch autograd run on the variant's declared SymPy cell
    steps, interpreted op by op as torch operations (as tests/reference_autograd.py does on a NumPy tape).
 
@@ -16,11 +18,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
-
 import sympy as sp  # noqa: E402
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
 import grusym  # noqa: E402
-from grusym.interop import from_torch_gru, to_torch_gru  # noqa: E402
+from grusym.interop import from_torch_gru, from_torch_lstm, to_torch_gru, to_torch_lstm  # noqa: E402
 from grusym.symbolic import cell as cell_dims  # noqa: E402
 from grusym.symbolic.primitives import Sigmoid, Tanh  # noqa: E402
 from grusym.symbolic.variants import VARIANTS, build, head  # noqa: E402
@@ -63,20 +65,23 @@ def _data(seed=1):
     )
 
 
-def _torch_grads_in_our_layout(gru, lin) -> dict:
+def _torch_grads_in_our_layout(gru, lin, cells=(("_l0", ""),)) -> dict:
     """PyTorch's parameter gradients under our names. Each bias b_r, b_z is the sum b_i + b_h in torch, so
-    dL/db_z is torch's gradient of either of the two (they are equal; the test checks both)."""
+    dL/db_z is torch's gradient of either of the two (they are equal; the test checks both).
+    cells: (torch suffix, our suffix) of every layer and direction."""
     g = {name: p.grad.numpy() for name, p in gru.named_parameters()}
-    w_i, w_h = np.split(g["weight_ih_l0"], 3), np.split(g["weight_hh_l0"], 3)
-    b_i, b_h = np.split(g["bias_ih_l0"], 3), np.split(g["bias_hh_l0"], 3)
-    assert _rel(b_i[0], b_h[0]) <= 1e-14  # r: the two summed biases see one gradient (up to rounding)
-    assert _rel(b_i[1], b_h[1]) <= 1e-14  # z: likewise
-    return {
-        "W_xr": w_i[0].T, "W_xz": w_i[1].T, "W_xh": w_i[2].T,
-        "W_hr": w_h[0].T, "W_hz": w_h[1].T, "W_hh": w_h[2].T,
-        "b_r": b_i[0], "b_z": b_i[1], "b_xh": b_i[2], "b_hh": b_h[2],
-        "W_hq": lin.weight.grad.numpy().T, "b_q": lin.bias.grad.numpy(),
-    }  # fmt: skip
+    out = {"W_hq": lin.weight.grad.numpy().T, "b_q": lin.bias.grad.numpy()}
+    for theirs, ours in cells:
+        w_i, w_h = np.split(g["weight_ih" + theirs], 3), np.split(g["weight_hh" + theirs], 3)
+        b_i, b_h = np.split(g["bias_ih" + theirs], 3), np.split(g["bias_hh" + theirs], 3)
+        assert _rel(b_i[0], b_h[0]) <= 1e-14  # r: the two summed biases see one gradient (up to rounding)
+        assert _rel(b_i[1], b_h[1]) <= 1e-14  # z: likewise
+        out.update({k + ours: v for k, v in {
+            "W_xr": w_i[0].T, "W_xz": w_i[1].T, "W_xh": w_i[2].T,
+            "W_hr": w_h[0].T, "W_hz": w_h[1].T, "W_hh": w_h[2].T,
+            "b_r": b_i[0], "b_z": b_i[1], "b_xh": b_i[2], "b_hh": b_h[2],
+        }.items()})  # fmt: skip
+    return out
 
 
 @pytest.mark.parametrize("tokens", [False, True], ids=["floats", "token-ids"])
@@ -128,6 +133,129 @@ def test_torch_round_trip_reproduces_nn_gru_outputs():
         x, h = torch.from_numpy(X), torch.from_numpy(h0[None])
         (out_a, hT_a), (out_b, hT_b) = original(x, h), again(x, h)
     assert _rel(out_b, out_a) <= 1e-13 and _rel(hT_b, hT_a) <= 1e-13
+
+
+LENGTH_PATTERNS = {  # n = 3 sequences of at most T = 5 steps
+    "full": [5, 5, 5],
+    "mixed-unsorted": [3, 5, 1],
+    "sorted": [5, 2, 1],
+    "all-length-1": [1, 1, 1],
+}
+STACKS = [  # (num_layers, bidirectional, batch_first)
+    (2, True, True),
+    (3, False, False),
+    (1, True, False),
+]
+
+
+def _suffixes(num_layers, bidirectional):
+    dirs = ["", "_reverse"] if bidirectional else [""]
+    return [(f"_l{k}{d}", f"_l{k}{d}") for k in range(num_layers) for d in dirs]
+
+
+def _lstm_grads_in_our_layout(lstm, lin, cells) -> dict:
+    """nn.LSTM's gradients under grusym's lstm names: row blocks i, f, g, o; both bias rows kept."""
+    g = {name: p.grad.numpy() for name, p in lstm.named_parameters()}
+    out = {"W_hq": lin.weight.grad.numpy().T, "b_q": lin.bias.grad.numpy()}
+    for theirs, ours in cells:
+        for kind, name, transpose in (
+            ("weight_ih", "W_x", True),
+            ("weight_hh", "W_h", True),
+            ("bias_ih", "b_x", False),
+            ("bias_hh", "b_h", False),
+        ):
+            for gate, block in zip("ifgo", np.split(g[kind + theirs], 4), strict=True):
+                out[f"{name}{gate}{ours}"] = block.T if transpose else block
+    return out
+
+
+RNNS = {  # torch module, grusym cell, converters, torch's gradients in grusym's layout
+    "gru": (torch.nn.GRU, "gru_reset_after", from_torch_gru, to_torch_gru, _torch_grads_in_our_layout),
+    "lstm": (torch.nn.LSTM, "lstm", from_torch_lstm, to_torch_lstm, _lstm_grads_in_our_layout),
+}
+
+
+def _torch_stack(kind, num_layers, bidirectional, batch_first, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    rnn = RNNS[kind][0](D, H, num_layers, bidirectional=bidirectional, batch_first=batch_first, dtype=f64)
+    lin = torch.nn.Linear(H * (1 + bidirectional), Q, dtype=f64)
+    with torch.no_grad():
+        for p in (*rnn.parameters(), *lin.parameters()):
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=f64) * 0.5)
+    return rnn, lin
+
+
+def _stack_id(s):
+    return f"{s[0]}layer-{'bi' if s[1] else 'uni'}-{'nT' if s[2] else 'Tn'}"
+
+
+@pytest.mark.parametrize("tokens", [False, True], ids=["floats", "token-ids"])
+@pytest.mark.parametrize("pattern", list(LENGTH_PATTERNS))
+@pytest.mark.parametrize("stack", STACKS, ids=_stack_id)
+@pytest.mark.parametrize("kind", list(RNNS))
+def test_packed_stacked_rnn_matches_outputs_states_loss_and_every_gradient(kind, stack, pattern, tokens):
+    num_layers, bidirectional, batch_first = stack
+    _, cell, from_torch, _, their_grads = RNNS[kind]
+    rnn, lin = _torch_stack(kind, *stack)
+    lengths = np.array(LENGTH_PATTERNS[pattern])
+    X, ids, Y, _ = _data(7)  # time-major (T, n, ...)
+    m = grusym.load(cell, num_layers, bidirectional, batch_first)
+    rng = np.random.default_rng(8)
+    states = tuple(rng.normal(0, 0.5, (num_layers * (1 + bidirectional), N, H)) for _ in m.STATES)
+    if batch_first:
+        X, ids, Y = X.swapaxes(0, 1).copy(), ids.T.copy(), Y.T.copy()
+    x = F.one_hot(torch.from_numpy(ids), D).to(f64) if tokens else torch.from_numpy(X)
+    x.requires_grad_(not tokens)
+    states_t = tuple(torch.from_numpy(s).requires_grad_(True) for s in states)
+    packed = pack_padded_sequence(x, torch.from_numpy(lengths), batch_first=batch_first, enforce_sorted=False)
+    out_packed, last_t = rnn(packed, states_t[0] if len(states) == 1 else states_t)
+    out, _ = pad_packed_sequence(out_packed, batch_first=batch_first, total_length=T)
+    steps = torch.arange(T)[None, :] if batch_first else torch.arange(T)[:, None]
+    real = steps < torch.from_numpy(lengths)[None, :].reshape((-1, 1) if batch_first else (1, -1))
+    loss = F.cross_entropy(lin(out)[real], torch.from_numpy(Y)[real])  # mean over the real positions
+    loss.backward()
+
+    params = from_torch(rnn.state_dict(), head=lin.state_dict())
+    h0 = states[0] if len(states) == 1 else states
+    H_ours, cache = m.forward(params, ids if tokens else X, h0, lengths)
+    assert _rel(H_ours, out) <= 1e-13
+    value, grads, last = m.loss_and_grads(params, ids if tokens else X, Y, h0, lengths)
+    for ours, theirs in zip((m.final_states(cache), last), (last_t, last_t), strict=True):
+        if len(states) == 1:
+            ours, theirs = (ours,), (theirs,)
+        assert len(ours) == len(theirs) and all(
+            _rel(a, b) <= 1e-13 for a, b in zip(ours, theirs, strict=True)
+        )
+    assert _rel(value, loss) <= 1e-12
+    ref = their_grads(rnn, lin, _suffixes(num_layers, bidirectional))
+    ref |= {f"{s}0": t.grad for s, t in zip(m.STATES, states_t, strict=True)}
+    if not tokens:
+        ref["X"] = x.grad
+    assert set(grads) == set(ref)
+    _assert_all_close(grads, ref, 1e-12)
+
+
+@pytest.mark.parametrize("stack", STACKS, ids=_stack_id)
+@pytest.mark.parametrize("kind", list(RNNS))
+def test_stacked_round_trip_reproduces_the_torch_module(kind, stack):
+    num_layers, bidirectional, batch_first = stack
+    module, cell, from_torch, to_torch, _ = RNNS[kind]
+    m = grusym.load(cell, num_layers, bidirectional, batch_first)
+    rng = np.random.default_rng(3)
+    params = m.init_params(D, H, Q, seed=3, scale=0.5)
+    params = {k: (v if v.ndim == 2 else rng.normal(0, 0.5, v.shape)) for k, v in params.items()}
+    X = rng.normal(size=(N, T, D) if batch_first else (T, N, D))
+    H_ours, cache = m.forward(params, X)
+    state, lin_state = to_torch(params)
+    rnn = module(D, H, num_layers, bidirectional=bidirectional, batch_first=batch_first, dtype=f64)
+    rnn.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})  # strict: every key
+    with torch.no_grad():
+        out, last = rnn(torch.from_numpy(X))
+    ours = m.final_states(cache)
+    ours, last = ((ours,), (last,)) if kind == "gru" else (ours, last)
+    assert _rel(H_ours, out) <= 1e-13 and all(_rel(a, b) <= 1e-13 for a, b in zip(ours, last, strict=True))
+    back = from_torch(rnn.state_dict(), head=lin_state)
+    assert list(back) == list(params) and all(np.array_equal(back[k], params[k]) for k in params)
 
 
 def _evaluate(expr: sp.Basic, env: dict, sizes: dict):

@@ -144,7 +144,6 @@ X_ROWS = [
 ]  # fmt: skip
 
 H0_ROWS = [
-    ("None", lambda c: None, DTypeError, ("h0", "None", "(n=2, h=4)")),
     ("wrong h", lambda c: c.h0[:, :3], ShapeError, ("h0", "(n=2, h=4)", "(2, 3)")),
     ("wrong n", lambda c: np.zeros((3, 4)), ShapeError, ("h0", "(n=2, h=4)", "(3, 4)")),
     ("1-D", lambda c: np.zeros(4), ShapeError, ("h0", "(4,)")),

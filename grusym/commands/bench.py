@@ -61,6 +61,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="threads of torch and of OpenBLAS (default: torch 2, OpenBLAS as configured)",
     )
     p.add_argument("--no-torch", action="store_true", help="skip the torch comparison even if installed")
+    p.add_argument(
+        "--models",
+        action="store_true",
+        help="also time whole models of the first variant: 2 layers, bidirectional, padded batches",
+    )
 
 
 def _argv(args: argparse.Namespace) -> list[str]:
@@ -74,6 +79,7 @@ def _argv(args: argparse.Namespace) -> list[str]:
     if args.pause is not None:
         argv += ["--pause", str(args.pause)]
     argv += ["--no-extras"] * args.no_extras + ["--no-torch"] * args.no_torch + ["--phases"] * args.phases
+    argv += ["--models"] * args.models
     return argv
 
 
@@ -107,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         extras=not args.no_extras,
         pause=args.pause,
         torch_threads=args.threads or 2,
+        models=args.models,
         **kwargs,
     )
     return 0

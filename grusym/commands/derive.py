@@ -1,4 +1,5 @@
-"""``grusym derive``: regenerate every generated module, or check that the committed ones are current."""
+"""``grusym derive``: regenerate every generated module, or check that the committed ones are current;
+with ``--cell FILE.py:NAME``, derive a cell declared in the user's own file to ``DIR/NAME.py``."""
 
 from __future__ import annotations
 
@@ -19,18 +20,47 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="folder to write to or check (default: the package's grusym/generated, plus the variant table "
-        "of a source checkout's README.md)",
+        "of a source checkout's README.md; with --cell: the current folder)",
+    )
+    p.add_argument(
+        "--cell",
+        metavar="FILE.py:NAME",
+        default=None,
+        help="derive the cell function NAME declared in your own FILE.py (see docs/cells.md) to OUT/NAME.py",
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def _folder(out: Path) -> None:
     from ..errors import InputError
-    from ..symbolic.generate import default_dir, drifted, write_all
 
-    out = args.out or default_dir()
     blocker = next((p for p in (out, *out.parents) if p.exists()), None)
     if blocker is not None and not blocker.is_dir():
         raise InputError(f"--out {out}: {blocker} is a file, not a folder")
+
+
+def _run_cell(args: argparse.Namespace) -> int:
+    from ..symbolic.usercell import load_cell, module_drifted, regenerate_command, write_module
+
+    out = args.out or Path(".")
+    _folder(out)
+    cell = load_cell(args.cell)
+    command = regenerate_command(args.cell, str(out))
+    if args.check:
+        path, bad = module_drifted(cell, out, command)
+        print(f"drifted: {path} (regenerate with: {command})" if bad else f"{path} is current")
+        return 1 if bad else 0
+    path, changed = write_module(cell, out, command)
+    print(f"wrote {path}" if changed else f"{path} is current")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.cell is not None:
+        return _run_cell(args)
+    from ..symbolic.generate import default_dir, drifted, write_all
+
+    out = args.out or default_dir()
+    _folder(out)
     if args.check:
         bad = drifted(args.out)
         for path in bad:

@@ -12,7 +12,8 @@ product, ``*`` elementwise, biases broadcast over the batch:
     (3) logits = H @ W_hq + b_q
     (4) loss = mean over all T*n positions of the softmax cross-entropy of logits and Y
 
-Shapes: X (T, n, d) floats or (T, n) token ids meaning one-hot rows of width d; h0 (n, h); Y (T, n) ids.
+Shapes: X (T, n, d) floats or (T, n) token ids meaning one-hot rows of width d; h0 (n, h); Y (T, n) ids;
+lengths (n,) each sequence's true length (padded steps after it change nothing and count nothing).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from grusym import runtime as rt
 from grusym import validate
 
 VARIANT = "rnn_tanh"
+STATES = ('h',)  # the recurrent states, in the order h0 lists them
+OUTPUT = "h"  # the state that forms H and feeds the head
 PARAMS = {
     "W_xh": ('d', 'h'),
     "W_hh": ('h', 'h'),
@@ -46,16 +49,37 @@ def init_params(input_size, hidden_size, output_size, seed=0, dtype=np.float64, 
     return rt.init_params(PARAMS, input_size, hidden_size, output_size, seed, dtype, scale)
 
 
-def forward(params, X, h0):
+def forward(params, X, h0=None, lengths=None):
     """Run the cell over all T steps.
 
-    params: the dict of ``init_params``; X: (T, n, d) floats or (T, n) integer token ids; h0: (n, h).
-    Returns H (T, n, h), every hidden state, and the cache ``backward`` needs. Complex parameters are
-    accepted (for the complex-step check).
+    params: the dict of ``init_params``; X: (T, n, d) floats or (T, n) integer token ids; h0: None
+    (zeros) or (n, h); lengths: None or (n,) integers in [1, T], each sequence's true length.
+    Returns H (T, n, h), every hidden state (zero after each sequence's end), and the cache that
+    ``backward`` and ``final_states`` read. Complex parameters are accepted (for the complex-step check).
     """
     params, dims, dtype = validate.check_params(PARAMS, params)
-    X, tokens, h0 = validate.check_inputs(X, h0, dims, dtype)
-    return _forward(params, X, tokens, h0, dtype, rt.fresh)
+    X, tokens, h0 = validate.check_inputs(X, h0, dims, dtype, STATES)
+    lengths = validate.check_lengths(lengths, *X.shape[:2])
+    H, cache = _forward(params, X, tokens, h0, dtype, rt.fresh)
+    if lengths is not None:
+        rt.zero_padded(cache["H"], lengths)  # the padded steps come after the valid ones: cut them off
+    cache["lengths"] = lengths
+    return H, cache
+
+
+def final_states(cache):
+    """The last hidden state h (n, h) of every sequence (at its own length when forward had lengths)."""
+    H, lengths = validate.check_final(cache, ("H",))
+    return rt.last_state(H, lengths)
+
+
+def step(params, x_t, state=None):
+    """One time step, for streaming inference: x_t (n, d) floats or (n,) token ids; state None (zeros)
+    or h_prev (n, h). Returns the new state h (n, h)."""
+    params, dims, dtype = validate.check_params(PARAMS, params)
+    X, tokens, h0 = validate.check_inputs(validate.check_step_input(x_t, dims), state, dims, dtype, STATES)
+    _, cache = _forward(params, X, tokens, h0, dtype, rt.fresh)
+    return cache["H"][1]
 
 
 def _forward(params, X, tokens, h0, dtype, buf):
@@ -85,11 +109,13 @@ def backward(params, cache, dH):
 
     dH: (T, n, h), the upstream gradient on every hidden state. Returns a dict with a gradient for every
     key of ``params`` (the head's W_hq and b_q are not used by the recurrence: their gradients are zero
-    here, ``loss_and_grads`` fills them), ``"h0"``, and ``"X"`` when X was floats.
+    here, ``loss_and_grads`` fills them), ``"h0"``, and ``"X"`` when X was floats. dH at padded
+    positions (t >= lengths[i]) is ignored.
     """
     params, dims, dtype = validate.check_params(PARAMS, params, allow_complex=False)
     H = validate.check_cache(cache, SAVED, dims, dtype)
     dH = validate.check_upstream(dH, H[1:])
+    dH = rt.mask_upstream(dH, cache.get("lengths"))  # padded positions contribute nothing
     return _backward(params, cache, dH, rt.fresh)
 
 
@@ -142,22 +168,27 @@ def head(params, H):
     return H @ W_hq + b_q
 
 
-def loss(params, X, Y, h0):
-    """(4) The mean softmax cross-entropy over all T*n positions (complex-analytic, for checks)."""
-    H, _ = forward(params, X, h0)
+def loss(params, X, Y, h0=None, lengths=None):
+    """(4) The mean softmax cross-entropy over the valid positions (all T*n without lengths);
+    complex-analytic, for checks."""
+    H, cache = forward(params, X, h0, lengths)
     T, n = H.shape[:2]
     Y = validate.check_targets(Y, T, n, params["W_hq"].shape[1])
-    return rt.mean_cross_entropy(head(params, H).reshape(T * n, -1), Y.reshape(-1))
+    valid = None if cache["lengths"] is None else rt.valid_rows(cache["lengths"], T)
+    return rt.mean_cross_entropy(head(params, H).reshape(T * n, -1), Y.reshape(-1), valid)
 
 
-def loss_and_grads(params, X, Y, h0) -> tuple[float, dict[str, Any], Any]:
-    """The loss (4), the gradient of every parameter and of h0, and the last hidden state h_T (n, h).
+def loss_and_grads(params, X, Y, h0=None, lengths=None) -> tuple[float, dict[str, Any], Any]:
+    """The loss (4), the gradient of every parameter and of h0, and the last hidden state (n, h).
 
-    X: (T, n, d) floats or (T, n) token ids; Y: (T, n) integer targets; h0: (n, h).
+    X: (T, n, d) floats or (T, n) token ids; Y: (T, n) integer targets; h0: None (zeros) or (n, h);
+    lengths: None or (n,) true lengths (the mean runs over the sum(lengths) valid positions).
     """
     params, dims, dtype = validate.check_params(PARAMS, params, allow_complex=False)
-    X, tokens, h0 = validate.check_inputs(X, h0, dims, dtype)
+    X, tokens, h0 = validate.check_inputs(X, h0, dims, dtype, STATES)
     T, n = X.shape[:2]
+    lengths = validate.check_lengths(lengths, T, n)
+    valid = None if lengths is None else rt.valid_rows(lengths, T)
     W_hq, b_q = params["W_hq"], params["b_q"]
     Y = validate.check_targets(Y, T, n, W_hq.shape[1])
     buf = _WORKSPACE.acquire()  # nothing returned below aliases its buffers
@@ -169,12 +200,12 @@ def loss_and_grads(params, X, Y, h0) -> tuple[float, dict[str, Any], Any]:
         logits = np.matmul(H_rows, W_hq, out=buf("logits", (T * n, W_hq.shape[1]), dtype))
         logits += b_q
         # (4) loss = mean softmax cross-entropy; rule: dlogits = (softmax(logits) - onehot(Y)) / (T*n)
-        value, dlogits = rt.softmax_cross_entropy(logits, Y.reshape(-1), overwrite=True)
+        value, dlogits = rt.softmax_cross_entropy(logits, Y.reshape(-1), overwrite=True, valid=valid)
         # grad of (3)
         dH = np.matmul(dlogits, W_hq.T, out=buf("dH", (T * n, nh), dtype)).reshape(T, n, nh)
         grads = _backward(params, cache, dH, buf)
         grads["W_hq"] = H_rows.T @ dlogits
         grads["b_q"] = dlogits.sum(axis=0)
-        return float(value), grads, H[-1].copy()
+        return float(value), grads, rt.last_state(cache["H"], lengths)
     finally:
         _WORKSPACE.release(buf)

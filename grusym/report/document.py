@@ -227,7 +227,8 @@ def _local(c: _Context) -> list[Block]:
         ),
     ]
     x = sp.Symbol("x", real=True)
-    for proof in verify_rules():
+    used = {getattr(fn, "label", "") for fn in c.primitives.values()} | {"sigmoid", "tanh"}  # always those
+    for proof in (p for p in verify_rules() if p.name in used):
         closed = PRIMITIVES[proof.name](x).rewrite(sp.exp)
         fn = latex.scalar(PRIMITIVES[proof.name](x), plain=True)
         blocks.append(
@@ -240,6 +241,8 @@ def _local(c: _Context) -> list[Block]:
         )
         verdict = "the difference simplifies to 0" if proof.holds else "the difference does NOT simplify to 0"
         blocks.append(Para((Code(proof.name), f": {verdict}.")))
+        if proof.convention:  # not differentiable everywhere: say what the rule does at the kinks
+            blocks.append(Para((Code(proof.name), f" at its kinks: {proof.convention}.")))
     blocks += [
         Heading(3, "Elementwise steps"),
         Para(

@@ -1,180 +1,336 @@
-"""The language variants are declared in: a GRU cell as a list of named matrix-level operations (SSA).
+"""The cell language: a recurrent cell as a list of named matrix-level operations (SSA), and its builder.
+
+A cell is declared by a function of a :class:`Cell` (the built-ins in ``variants.py``, or a user's own
+file), e.g. the minimal gated unit::
+
+    from grusym.symbolic.cell import sigmoid, tanh
+
+    def mgu(c):
+        f = c.let("f", sigmoid(c.affine("f")))         # f = sigmoid(X @ W_xf + h_prev @ W_hf + b_f)
+        f_h = c.let("f_h", f * c.h_prev)
+        h_tilde = c.let("h_tilde", tanh(c.affine("h", hidden=f_h)))
+        c.let("h", (1 - f) * c.h_prev + f * h_tilde)   # assigning "h" updates the state h
 
 Contract: a :class:`Cell` holds steps in evaluation order. Each step assigns one new (n, h) value and is
-either *linear* (a sum of ``left @ W`` products plus a broadcast bias row, where ``W`` is a parameter) or
-*elementwise* (a SymPy matrix expression of Hadamard products, sums and primitives applied elementwise).
-Steps are SymPy matrix expressions with symbolic dimensions n (batch), d (input), h (hidden), q (output),
-so SymPy checks every shape when a variant is declared. The last step assigns ``h``, the new hidden state.
+either *linear* (a sum of ``left @ W`` products plus broadcast bias rows, where ``W`` is a parameter) or
+*elementwise* (a SymPy matrix expression of Hadamard products, sums, numbers, parameter vectors and the
+primitives below, applied elementwise). Steps are SymPy matrix expressions with symbolic dimensions n
+(batch), d (input), h (hidden), q (output), so every shape is checked when the cell is declared.
+
+States: ``c.prev("c")`` is the previous value of the recurrent state ``c`` (``c.h_prev`` is
+``c.prev("h")``); the step named ``c`` is its new value. States are listed in the order they are first
+read; the output state (``h``, the one that forms ``H`` and feeds the head) is always one of them.
+Every mistake raises :class:`CellError` naming the step and the problem.
 """
 
 from __future__ import annotations
 
+import keyword
+import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Literal
 
 import sympy as sp
 from sympy import MatrixExpr, MatrixSymbol, OneMatrix
 
-from .primitives import PRIMITIVES, Sigmoid, Tanh, _Primitive
+from ..errors import InputError
+from .primitives import PRIMITIVES, _Primitive
+from .steps import (
+    DIM_NAMES,
+    DIMS,
+    INPUT,
+    OUTPUT,
+    STATE,
+    Param,
+    Step,
+    Term,
+    d,
+    h,
+    n,
+    prev_name,
+    q,
+    scalar_form,
+)
 
 __all__ = [
     "DIMS",
+    "INPUT",
+    "OUTPUT",
+    "STATE",
     "Cell",
+    "CellError",
     "Param",
     "Step",
     "Term",
     "Value",
+    "apply",
     "d",
+    "exp",
     "h",
+    "hard_sigmoid",
+    "identity",
     "n",
+    "prev_name",
     "q",
+    "relu",
     "scalar_form",
     "sigmoid",
+    "softplus",
     "tanh",
 ]
 
-DIMS = n, d, h, q = sp.symbols("n d h q", integer=True, positive=True)
-DIM_NAMES = {n: "n", d: "d", h: "h", q: "q"}
-
-INPUT, STATE = "X", "h_prev"
-
-
-@dataclass(frozen=True)
-class Param:
-    """A learned parameter: a (rows, cols) weight or an (h,) bias stored as a (1, h) row."""
-
-    name: str
-    rows: sp.Symbol
-    cols: sp.Symbol
-    kind: Literal["weight", "bias"]
-
-    @property
-    def symbol(self) -> MatrixSymbol:
-        return MatrixSymbol(self.name, 1 if self.kind == "bias" else self.rows, self.cols)
-
-    @property
-    def shape_names(self) -> tuple[str, ...]:
-        if self.kind == "bias":
-            return (DIM_NAMES[self.cols],)
-        return (DIM_NAMES[self.rows], DIM_NAMES[self.cols])
+# names the generated code uses for itself; a step, state or parameter may not take them
+_RESERVED = {
+    "n", "nh", "np", "rt", "buf", "tokens", "dtype", "params", "cache", "grads", "one", "two", "half",
+    "table", "value", "logits", "dlogits", "validate", "lengths", "valid", "state", "x_t", "dims", "t",
+}  # fmt: skip
+_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 
-@dataclass(frozen=True)
-class Term:
-    """One product ``left @ weight`` of a linear step."""
-
-    left: str
-    weight: str
+class CellError(InputError):
+    """A cell declaration grusym cannot derive; the message names the cell, the step and the problem."""
 
 
-@dataclass(frozen=True)
-class Step:
-    """``name = expr``: one SSA operation of the cell."""
-
-    name: str
-    expr: MatrixExpr
-    kind: Literal["linear", "elementwise"]
-    terms: tuple[Term, ...] = ()
-    bias: str | None = None
-
-    @property
-    def symbol(self) -> MatrixSymbol:
-        return MatrixSymbol(self.name, n, h)
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        """Names of the values (not parameters) this step reads, in a fixed order."""
-        if self.kind == "linear":
-            return tuple(dict.fromkeys(t.left for t in self.terms))
-        return tuple(sorted(s.name for s in self.expr.atoms(MatrixSymbol)))
+def _shape_text(expr: MatrixExpr) -> str:
+    return "(" + ", ".join(str(DIM_NAMES.get(s, s)) for s in expr.shape) + ")"
 
 
 class Value:
-    """A matrix value inside a declaration; ``*`` is elementwise, ``@`` is the matrix product (as NumPy)."""
+    """A matrix value inside a declaration; ``*`` is elementwise, ``@`` is the matrix product (as NumPy).
 
-    def __init__(self, expr: MatrixExpr) -> None:
+    Numbers (int, float, fractions) broadcast over the whole value; floats are read as the decimal they
+    print as (0.2 is 1/5), so derivations stay exact.
+    """
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        raise self.cell.error(
+            f"numpy.{ufunc.__name__} does not apply to a cell value (a symbolic matrix): use the primitives "
+            f"of grusym.symbolic.cell ({', '.join(PRIMITIVES)})"
+        )
+
+    def __init__(self, expr: MatrixExpr, cell: Cell) -> None:
         self.expr = expr
+        self.cell = cell
 
-    @staticmethod
-    def _lift(other: Value | int | float, like: MatrixExpr) -> MatrixExpr:
+    def __repr__(self) -> str:
+        return f"Value({self.expr})"
+
+    def _lift(self, other: object, op: str) -> MatrixExpr:
         if isinstance(other, Value):
             return other.expr
-        return sp.sympify(other) * OneMatrix(*like.shape)
+        number = _number(other)
+        if number is None:
+            raise self.cell.error(
+                f"'{op}' of a cell value and {type(other).__name__} {other!r}: expected a cell value or a "
+                "number"
+            )
+        return number * OneMatrix(*self.expr.shape)
 
-    def __add__(self, other: Value | int | float) -> Value:
-        return Value(sp.MatAdd(self.expr, self._lift(other, self.expr)).doit())
+    def _combine(self, other: object, op: str, build: Any) -> Value:
+        rhs = self._lift(other, op)
+        left, right = self.expr, rhs
+        agree = left.shape[1] == right.shape[0] if op == "@" else left.shape == right.shape
+        try:
+            if agree:  # SymPy cannot always tell symbolic d from h apart, so check here
+                return Value(build(left, right), self.cell)
+        except sp.ShapeError:
+            pass
+        raise self.cell.error(
+            f"shapes do not agree in '{_name(left)} {op} {_name(right)}': {_name(left)} is "
+            f"{_shape_text(left)}, {_name(right)} is {_shape_text(right)}"
+        ) from None
 
-    __radd__ = __add__
+    def __add__(self, other: object) -> Value:
+        return self._combine(other, "+", lambda a, b: sp.MatAdd(a, b).doit())
 
-    def __sub__(self, other: Value | int | float) -> Value:
-        return Value(sp.MatAdd(self.expr, -self._lift(other, self.expr)).doit())
+    def __radd__(self, other: object) -> Value:
+        return self._combine(other, "+", lambda a, b: sp.MatAdd(b, a).doit())
 
-    def __rsub__(self, other: Value | int | float) -> Value:
-        return Value(sp.MatAdd(self._lift(other, self.expr), -self.expr).doit())
+    def __sub__(self, other: object) -> Value:
+        return self._combine(other, "-", lambda a, b: sp.MatAdd(a, -b).doit())
+
+    def __rsub__(self, other: object) -> Value:
+        return self._combine(other, "-", lambda a, b: sp.MatAdd(b, -a).doit())
 
     def __neg__(self) -> Value:
-        return Value(-self.expr)
+        return Value(-self.expr, self.cell)
 
-    def __mul__(self, other: Value | int | float) -> Value:
-        if isinstance(other, Value):
-            return Value(sp.hadamard_product(self.expr, other.expr))
-        return Value(sp.sympify(other) * self.expr)
+    def __mul__(self, other: object) -> Value:
+        if not isinstance(other, Value):
+            number = _number(other)
+            if number is not None:
+                return Value(number * self.expr, self.cell)
+        return self._combine(other, "*", sp.hadamard_product)
 
     __rmul__ = __mul__
 
-    def __matmul__(self, other: Value) -> Value:
-        return Value(self.expr * other.expr)
+    def __truediv__(self, other: object) -> Value:
+        number = _number(other)
+        if number is None or number == 0:
+            raise self.cell.error(f"'/' divides a cell value by nonzero numbers only, got {other!r}")
+        return Value(self.expr / number, self.cell)
+
+    def __matmul__(self, other: object) -> Value:
+        raise self.cell.error(
+            "'@' between cell values: a matrix product with a learned weight is declared with c.affine(...)"
+        )
+
+    def __float__(self) -> float:
+        raise self.cell.error(
+            "a cell value is a matrix, not a number: math/numpy functions do not apply to it; use the "
+            f"primitives of grusym.symbolic.cell ({', '.join(PRIMITIVES)})"
+        )
+
+    def _compare(self, other: object) -> bool:
+        raise self.cell.error("cell values cannot be compared: use relu/hard_sigmoid instead of max/min/if")
+
+    __lt__ = __le__ = __gt__ = __ge__ = _compare
+
+    def __bool__(self) -> bool:
+        raise self.cell.error("a cell value has no truth value: use relu/hard_sigmoid instead of if/max/min")
 
 
-def _elementwise(fn: type[_Primitive], v: Value) -> Value:
+def _number(other: object) -> sp.Expr | None:
+    if isinstance(other, bool):
+        return None
+    if isinstance(other, int):
+        return sp.Integer(other)
+    if isinstance(other, float):
+        return sp.Rational(repr(other))
+    if isinstance(other, sp.Expr) and other.is_number:
+        return sp.nsimplify(other, rational=True)
+    if isinstance(other, Fraction):
+        return sp.Rational(other.numerator, other.denominator)
+    return None
+
+
+def _name(expr: MatrixExpr) -> str:
+    if isinstance(expr, MatrixSymbol):
+        return str(expr.name)
+    if isinstance(expr, OneMatrix):
+        return "a number"
+    from .printing import text  # printing imports this module: import on use
+
+    try:
+        return f"({text(scalar_form(expr))})"
+    except ValueError:
+        return f"({expr})"
+
+
+def _elementwise(fn: type[_Primitive], v: object) -> Value:
+    if not isinstance(v, Value):
+        raise CellError(
+            f"{fn.label}() takes a cell value (from c.X, c.prev, c.let or c.affine), got "
+            f"{type(v).__name__} {v!r}"
+        )
+    if v.expr.shape != (n, h):
+        raise v.cell.error(
+            f"{fn.label}() of {_name(v.expr)} of shape {_shape_text(v.expr)}: primitives apply to (n, h) "
+            "values"
+        )
     x = sp.Symbol("x", real=True)  # a named bound variable keeps printing deterministic
-    return Value(v.expr.applyfunc(sp.Lambda(x, fn(x))))
+    return Value(v.expr.applyfunc(sp.Lambda(x, fn(x))), v.cell)
+
+
+def apply(primitive: str, v: Value) -> Value:
+    """The primitive named ``primitive`` (one of ``PRIMITIVES``) applied elementwise to ``v``."""
+    fn = PRIMITIVES.get(primitive)
+    if fn is None:
+        raise CellError(f"unknown primitive {primitive!r}; known: {', '.join(PRIMITIVES)}")
+    return _elementwise(fn, v)
 
 
 def sigmoid(v: Value) -> Value:
-    """Elementwise logistic sigmoid."""
-    return _elementwise(Sigmoid, v)
+    """Elementwise logistic sigmoid, 1 / (1 + exp(-x))."""
+    return apply("sigmoid", v)
 
 
 def tanh(v: Value) -> Value:
     """Elementwise hyperbolic tangent."""
-    return _elementwise(Tanh, v)
+    return apply("tanh", v)
+
+
+def relu(v: Value) -> Value:
+    """Elementwise max(x, 0); its derivative at 0 is taken as 0 (torch's convention)."""
+    return apply("relu", v)
+
+
+def softplus(v: Value) -> Value:
+    """Elementwise log(1 + exp(x)), evaluated stably."""
+    return apply("softplus", v)
+
+
+def exp(v: Value) -> Value:
+    """Elementwise exp(x)."""
+    return apply("exp", v)
+
+
+def identity(v: Value) -> Value:
+    """The identity, a named linear activation (e.g. to keep a linear step's value as its own step)."""
+    return apply("identity", v)
+
+
+def hard_sigmoid(v: Value) -> Value:
+    """Keras' older default hard sigmoid, clip(0.2*x + 0.5, 0, 1); derivative 0 at x = +-2.5."""
+    return apply("hard_sigmoid", v)
 
 
 @dataclass
 class Cell:
-    """A recurrent cell under construction: parameters and steps in declaration order."""
+    """A recurrent cell under construction: parameters, states and steps in declaration order.
+
+    ``title`` and ``doc`` describe it in the generated module's docstring.
+    """
 
     name: str
     params: dict[str, Param] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
+    states: list[str] = field(default_factory=list)
+    title: str = ""
+    doc: str = ""
+    builtin: bool = False  # one of grusym's own (symbolic/variants.py), not a user's
+
+    # ---- values
+    def error(self, message: str) -> CellError:
+        """A CellError naming this cell and the step being declared."""
+        where = f"step {len(self.steps) + 1}" + (f" (after {self.steps[-1].name!r})" if self.steps else "")
+        return CellError(f"cell {self.name!r}, {where}: {message}")
 
     @property
     def X(self) -> Value:
-        return Value(MatrixSymbol(INPUT, n, d))
+        """The input of the step, (n, d)."""
+        return Value(MatrixSymbol(INPUT, n, d), self)
+
+    def prev(self, state: str) -> Value:
+        """The previous value of recurrent state ``state`` (declared on first use); the step named
+        ``state`` is its new value."""
+        self._check_name(state, "state")
+        if state not in self.states:
+            if state in self.params:
+                raise self.error(f"state {state!r} has the name of a parameter")
+            self.states.append(state)
+        return Value(MatrixSymbol(prev_name(state), n, h), self)
 
     @property
     def h_prev(self) -> Value:
-        return Value(MatrixSymbol(STATE, n, h))
+        """The previous hidden (output) state, ``c.prev("h")``."""
+        return self.prev(OUTPUT)
 
-    def _param(self, name: str, rows: sp.Symbol, cols: sp.Symbol, kind: Literal["weight", "bias"]) -> Param:
-        if name in self.params:
-            raise ValueError(f"{self.name}: parameter {name!r} declared twice")
-        self.params[name] = Param(name, rows, cols, kind)
-        return self.params[name]
+    def value(self, name: str) -> Value:
+        """The value of a step declared earlier."""
+        if name not in {s.name for s in self.steps}:
+            raise self.error(
+                f"{name!r} is used before it is defined (declare it with c.let or c.affine first)"
+            )
+        return Value(MatrixSymbol(name, n, h), self)
 
-    def _add(self, step: Step) -> Value:
-        known = {INPUT, STATE, *(s.name for s in self.steps)}
-        if step.name in known:
-            raise ValueError(f"{self.name}: value {step.name!r} assigned twice")
-        if step.expr.shape != (n, h):
-            raise ValueError(f"{self.name}: {step.name} has shape {step.expr.shape}, expected (n, h)")
-        unknown = set(step.inputs) - known
-        if unknown:
-            raise ValueError(f"{self.name}: {step.name} reads undefined values {sorted(unknown)}")
-        self.steps.append(step)
-        return Value(step.symbol)
+    def vector(self, name: str) -> Value:
+        """A learned (h,) parameter vector, broadcast over the batch: peephole weights, IndRNN's u."""
+        self._param(name, h, h, "vector")
+        return Value(OneMatrix(n, 1) * self.params[name].symbol, self)
 
+    # ---- steps
     def affine(
         self,
         gate: str,
@@ -182,68 +338,150 @@ class Cell:
         x: bool = True,
         hidden: Value | None = None,
         recurrent: bool = True,
-        bias: str | None = None,
+        bias: str | tuple[str, ...] | bool | None = None,
         name: str | None = None,
     ) -> Value:
-        """Declare ``a_<gate> = X @ W_x<gate> + hidden @ W_h<gate> + b_<gate>`` (hidden: h_prev default)."""
+        """Declare ``a_<gate> = X @ W_x<gate> + hidden @ W_h<gate> + b_<gate>``.
+
+        x: include the input term; hidden: the left factor of the recurrent term (default h_prev; any
+        declared (n, h) value or another state's prev); recurrent=False: no recurrent term (gates from
+        the input only); bias: the bias name, a tuple of names (several rows, e.g. torch's b_ih and
+        b_hh), or False for none; name: the step's name (default ``a_<gate>``).
+        """
+        self._check_name(gate, "gate", pattern=re.compile(r"[a-z0-9][a-z0-9_]*\Z"))
+        step_name = name or f"a_{gate}"
         terms = []
         if x:
             terms.append(Term(INPUT, self._param(f"W_x{gate}", d, h, "weight").name))
         if recurrent:
-            left = hidden.expr if hidden is not None else MatrixSymbol(STATE, n, h)
-            if not isinstance(left, MatrixSymbol):
-                raise ValueError(
-                    f"{self.name}: the left factor of a matmul must be a named value, got {left}"
+            left = hidden.expr if hidden is not None else self.h_prev.expr
+            if hidden is not None and not isinstance(hidden, Value):
+                raise self.error(f"affine(hidden=...) takes a cell value, got {type(hidden).__name__}")
+            linear = {s.name for s in self.steps if s.kind == "linear"}
+            if isinstance(left, MatrixSymbol) and left.name in linear:
+                raise self.error(
+                    f"the recurrent term of {step_name!r} reads the linear step {left.name!r}; wrap it in an "
+                    f"elementwise step first: c.let(name, identity(...))"
+                )
+            if not isinstance(left, MatrixSymbol) or left.shape != (n, h):
+                raise self.error(
+                    f"the left factor of the matmul in {step_name!r} must be a named (n, h) value (a step or "
+                    f"a state's prev), got {_name(left)} of shape {_shape_text(left)}"
                 )
             terms.append(Term(left.name, self._param(f"W_h{gate}", h, h, "weight").name))
-        b = self._param(bias or f"b_{gate}", h, h, "bias")
+        if not terms:
+            raise self.error(f"{step_name!r} has neither an input nor a recurrent term")
+        if bias is False:
+            names: tuple[str, ...] = ()
+        elif bias is None or bias is True:
+            names = (f"b_{gate}",)
+        else:
+            names = (bias,) if isinstance(bias, str) else tuple(bias)
+        biases = [self._param(b, h, h, "bias") for b in names]
         expr = sp.MatAdd(
             *(
                 MatrixSymbol(t.left, n, d if t.left == INPUT else h) * self.params[t.weight].symbol
                 for t in terms
             ),
-            OneMatrix(n, 1) * b.symbol,
+            *(OneMatrix(n, 1) * b.symbol for b in biases),
         )
-        return self._add(Step(name or f"a_{gate}", expr, "linear", tuple(terms), b.name))
+        return self._add(Step(step_name, expr, "linear", tuple(terms), tuple(b.name for b in biases)))
 
     def let(self, name: str, value: Value) -> Value:
-        """Declare the elementwise step ``name = value``."""
-        scalar_form(value.expr)  # rejects matrix products, which belong in affine()
-        return self._add(Step(name, value.expr, "elementwise"))
+        """Declare the elementwise step ``name = value`` (``value`` of shape (n, h), no matmuls)."""
+        if not isinstance(value, Value):
+            raise self.error(f"let({name!r}, ...) takes a cell value, got {type(value).__name__} {value!r}")
+        if value.expr.shape != (n, h):
+            raise self.error(f"{name!r} has shape {_shape_text(value.expr)}, expected (n, h)")
+        try:
+            scalar_form(value.expr)
+        except ValueError as exc:
+            raise self.error(f"{name!r}: {exc}") from None
+        vectors = tuple(
+            sorted(s.name for s in value.expr.atoms(MatrixSymbol) if self._kind(s.name) == "vector")
+        )
+        return self._add(Step(name, value.expr, "elementwise", vectors=vectors))
 
     def check(self) -> Cell:
-        if not self.steps or self.steps[-1].name != "h":
-            raise ValueError(f"{self.name}: the last step must assign the new hidden state 'h'")
+        """Check the whole declaration (every state updated, the output a state); return the cell."""
+        names = [s.name for s in self.steps]
+        if not self.steps:
+            raise CellError(f"cell {self.name!r} declares no steps")
+        if OUTPUT not in names:
+            raise CellError(
+                f"cell {self.name!r}: no step assigns the output state {OUTPUT!r} (c.let({OUTPUT!r}, ...))"
+            )
+        if OUTPUT not in self.states:
+            self.states.append(OUTPUT)  # an output that no step reads back: its h0 is accepted, unused
+        steps = {s.name: s for s in self.steps}
+        if not any(t.left == INPUT for s in self.steps for t in s.terms):
+            raise CellError(f"cell {self.name!r} never reads its input X (declare a gate with c.affine(...))")
+        for s in self.states:
+            if s in steps and steps[s].kind == "linear":
+                raise CellError(
+                    f"cell {self.name!r}: state {s!r} is a linear step; make it elementwise, e.g. "
+                    f"c.let({s!r}, identity(c.affine(...)))"
+                )
+            if s not in names:
+                raise CellError(
+                    f"cell {self.name!r}: state {s!r} is read as {prev_name(s)} but never updated "
+                    f"(declare its new value with c.let({s!r}, ...))"
+                )
+        for name in names:
+            for other in [*names, *self.params, *map(prev_name, self.states)]:
+                if name == f"d{other}":
+                    raise CellError(
+                        f"cell {self.name!r}: step {name!r} clashes with the adjoint of {other!r}"
+                    )
         return self
 
+    # ---- helpers
+    def _kind(self, name: str) -> str | None:
+        p = self.params.get(name)
+        return p.kind if p else None
 
-def scalar_form(expr: MatrixExpr) -> sp.Expr:
-    """The scalar expression one element of an elementwise matrix expression computes.
+    def _check_name(self, name: object, what: str, pattern: re.Pattern[str] = _NAME) -> None:
+        if not isinstance(name, str) or not pattern.match(name) or keyword.iskeyword(name):
+            raise self.error(f"{what} name {name!r} must be a lowercase identifier (letters, digits, _)")
+        if (
+            name in _RESERVED
+            or keyword.iskeyword(f"d{name}")
+            or re.fullmatch(r"(tmp|g|k)\d+|.*_(all|x|rows)", name)
+        ):
+            raise self.error(f"{what} name {name!r} is reserved for the generated code; choose another")
 
-    Matrix symbols become real scalar symbols of the same name, Hadamard products become products and
-    elementwise-applied primitives become scalar primitives. Matrix products are rejected.
-    """
-    if isinstance(expr, MatrixSymbol):
-        return sp.Symbol(expr.name, real=True)
-    if isinstance(expr, OneMatrix):
-        return sp.Integer(1)
-    if isinstance(expr, sp.ZeroMatrix):
-        return sp.Integer(0)
-    if isinstance(expr, sp.HadamardProduct):
-        return sp.Mul(*(scalar_form(a) for a in expr.args))
-    if isinstance(expr, sp.MatAdd):
-        return sp.Add(*(scalar_form(a) for a in expr.args))
-    if isinstance(expr, sp.HadamardPower):
-        return sp.Pow(scalar_form(expr.base), expr.exp)
-    if isinstance(expr, sp.MatMul):
-        scalars = [a for a in expr.args if not a.is_Matrix]
-        matrices = [a for a in expr.args if a.is_Matrix]
-        if len(matrices) == 1:
-            return sp.Mul(*scalars) * scalar_form(matrices[0])
-    if isinstance(expr, sp.matrices.expressions.applyfunc.ElementwiseApplyFunction):
-        fn = expr.function
-        body = fn(sp.Symbol("x", real=True)) if isinstance(fn, sp.Lambda) else None
-        if body is not None and isinstance(body, tuple(PRIMITIVES.values())):
-            primitive: Any = type(body)
-            return primitive(scalar_form(expr.expr))
-    raise ValueError(f"not an elementwise expression (stage matrix products with affine()): {expr}")
+    def _param(
+        self, name: str, rows: sp.Symbol, cols: sp.Symbol, kind: Literal["weight", "bias", "vector"]
+    ) -> Param:
+        if (
+            not isinstance(name, str)
+            or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name)
+            or keyword.iskeyword(name)
+        ):
+            raise self.error(f"parameter name {name!r} must be an identifier")
+        if name in self.params:
+            raise self.error(f"parameter {name!r} declared twice")
+        if name in {s.name for s in self.steps} or name in self.states or name in _RESERVED:
+            raise self.error(f"parameter {name!r} clashes with a value of the same name")
+        if name in ("W_hq", "b_q"):
+            raise self.error(f"parameter {name!r} belongs to the output head")
+        self.params[name] = Param(name, rows, cols, kind)
+        return self.params[name]
+
+    def _add(self, step: Step) -> Value:
+        self._check_name(step.name, "step")
+        known = {INPUT, *map(prev_name, self.states), *(s.name for s in self.steps)}
+        if step.name in known:
+            raise self.error(f"value {step.name!r} assigned twice")
+        if step.name in self.params:
+            raise self.error(f"step {step.name!r} has the name of a parameter")
+        if step.expr.shape != (n, h):
+            raise self.error(f"{step.name} has shape {_shape_text(step.expr)}, expected (n, h)")
+        unknown = set(step.inputs) - known
+        if unknown:
+            raise self.error(
+                f"{step.name!r} reads {sorted(unknown)} before it is defined (values come from c.X, c.prev, "
+                "c.let and c.affine of this cell)"
+            )
+        self.steps.append(step)
+        return Value(step.symbol, self)

@@ -60,12 +60,14 @@ class Contribution:
 
     ``kind`` says which rule made it: ``elementwise`` (``expr`` is a scalar SymPy expression applied per
     element), ``matmul_left`` (``expr`` = d[source] @ weight.T), ``matmul_right`` (``expr`` = left.T @
-    d[source], a parameter gradient summed over t) or ``bias`` (the column sums of d[source], summed over t).
+    d[source], a parameter gradient summed over t), ``bias`` (the column sums of d[source], summed over t)
+    or ``vector`` (``expr`` is scalar, applied per element, then summed over the batch rows and over t: the
+    gradient of an (h,) parameter vector of an elementwise step).
     """
 
     target: str
     source: str
-    kind: Literal["elementwise", "matmul_left", "matmul_right", "bias"]
+    kind: Literal["elementwise", "vector", "matmul_left", "matmul_right", "bias"]
     expr: sp.Expr | MatrixExpr
     left: str | None = None  # matmul rules: the left factor of the forward product
     weight: str | None = None  # matmul rules: the parameter of the forward product
@@ -101,11 +103,12 @@ def _elementwise_adjoint(step: Step) -> tuple[list[LocalDerivative], list[Contri
     y = sp.Symbol(step.name, real=True)
     dy = sp.Symbol(adjoint_name(step.name), real=True)
     local, contribs = [], []
-    for name in step.inputs:
+    for name in (*step.inputs, *step.vectors):
         derived = sp.diff(f, sp.Symbol(name, real=True))
         used = derived.subs(f, y)  # reuse the forward value: sigma(a) -> z, tanh(a) -> h_tilde
         local.append(LocalDerivative(step.name, name, derived, used))
-        contribs.append(Contribution(name, step.name, "elementwise", dy * used))
+        kind: Literal["elementwise", "vector"] = "vector" if name in step.vectors else "elementwise"
+        contribs.append(Contribution(name, step.name, kind, dy * used))
     return local, contribs
 
 
@@ -134,8 +137,8 @@ def _linear_adjoint(step: Step, cell: Cell) -> list[Contribution]:
                 term.weight,
             )
         )
-    if step.bias is not None:
-        contribs.append(Contribution(step.bias, step.name, "bias", LINEAR_RULES["bias"](dY)))
+    for bias in step.biases:
+        contribs.append(Contribution(bias, step.name, "bias", LINEAR_RULES["bias"](dY)))
     return contribs
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..fileio import atomic_write_text
 from .codegen import index_source, module_source
 from .printing import equation
-from .variants import VARIANTS
+from .variants import CELLS, VARIANTS
 
 __all__ = ["default_dir", "drifted", "expected_files", "readme_path", "variant_table", "write_all"]
 
@@ -63,7 +63,7 @@ def expected_files(out: Path | None = None, readme: Path | None = None) -> dict[
     own folder, else none.
     """
     folder = out or default_dir()
-    files = {folder / f"{name}.py": module_source(name) for name in VARIANTS}
+    files = {folder / f"{name}.py": module_source(name) for name in CELLS}
     files[folder / "__init__.py"] = index_source()
     if readme is None and out is None:
         readme = readme_path()

@@ -12,7 +12,8 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.str import StrPrinter
 
-from .cell import Step, scalar_form
+from .primitives import PRIMITIVES
+from .steps import Step, scalar_form
 
 __all__ = ["code", "equation", "text"]
 
@@ -23,12 +24,6 @@ class _CodePrinter(NumPyPrinter):
     def __init__(self) -> None:
         super().__init__({"fully_qualified_modules": False, "allow_unknown_functions": False})
 
-    def _print_Sigmoid(self, expr: sp.Expr) -> str:
-        return f"rt.sigmoid({self._print(expr.args[0])})"
-
-    def _print_Tanh(self, expr: sp.Expr) -> str:
-        return f"np.tanh({self._print(expr.args[0])})"
-
     def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
         if expr.exp == 2:  # x*x is faster than x**2 in NumPy
             base = self.parenthesize(expr.base, sp.printing.precedence.PRECEDENCE["Mul"] + 1)
@@ -37,11 +32,17 @@ class _CodePrinter(NumPyPrinter):
 
 
 class _TextPrinter(StrPrinter):
-    def _print_Sigmoid(self, expr: sp.Expr) -> str:
-        return f"sigmoid({self._print(expr.args[0])})"
+    pass
 
-    def _print_Tanh(self, expr: sp.Expr) -> str:
-        return f"tanh({self._print(expr.args[0])})"
+
+# SymPy's printers dispatch on the class name (and skip base classes of a Function): one method per primitive
+for _fn in PRIMITIVES.values():
+    setattr(
+        _CodePrinter, f"_print_{_fn.__name__}", lambda self, e: f"{type(e).ufunc}({self._print(e.args[0])})"
+    )
+    setattr(
+        _TextPrinter, f"_print_{_fn.__name__}", lambda self, e: f"{type(e).label}({self._print(e.args[0])})"
+    )
 
 
 _CODE, _TEXT = _CodePrinter(), _TextPrinter({"order": "none"})
@@ -58,7 +59,7 @@ def text(expr: sp.Expr) -> str:
 def equation(step: Step) -> str:
     """``name = rhs`` of a step, in NumPy notation."""
     if step.kind == "linear":
-        rhs = " + ".join([f"{t.left} @ {t.weight}" for t in step.terms] + ([step.bias] if step.bias else []))
+        rhs = " + ".join([f"{t.left} @ {t.weight}" for t in step.terms] + list(step.biases))
     else:
         rhs = text(scalar_form(step.expr))
     return f"{step.name} = {rhs}"

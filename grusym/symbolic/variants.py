@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy import MatrixSymbol, OneMatrix
 
-from .cell import Cell, Step, Term, h, n, q, sigmoid, tanh
+from ..errors import UnknownVariantError
+from .cell import Cell, Param, Step, Term, h, n, q, sigmoid, tanh
 
-__all__ = ["HEAD_PARAMS", "VARIANTS", "Variant", "build", "head"]
+__all__ = ["CELLS", "HEAD_PARAMS", "VARIANTS", "Variant", "build", "head"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,9 @@ class Variant:
     used_by: str
 
     def cell(self) -> Cell:
-        c = Cell(self.name)
+        doc = f"Reset gate: {self.reset}. Update: {self.update}.\n"
+        doc += f"Sources: {self.sources}. Used by: {self.used_by}."
+        c = Cell(self.name, title=self.title, doc=doc, builtin=True)
         self.declare(c)
         return c.check()
 
@@ -83,6 +86,17 @@ def _gru_update_only(c: Cell) -> None:
 
 def _rnn_tanh(c: Cell) -> None:
     c.let("h", tanh(c.affine("h")))
+
+
+def _lstm(c: Cell) -> None:
+    # torch keeps two bias rows per gate (bias_ih and bias_hh); so does this declaration
+    i = c.let("i", sigmoid(c.affine("i", bias=("b_xi", "b_hi"))))
+    f = c.let("f", sigmoid(c.affine("f", bias=("b_xf", "b_hf"))))
+    g = c.let("g", tanh(c.affine("g", bias=("b_xg", "b_hg"))))
+    o = c.let("o", sigmoid(c.affine("o", bias=("b_xo", "b_ho"))))
+    c_new = c.let("c", f * c.prev("c") + i * g)
+    tanh_c = c.let("tanh_c", tanh(c_new))
+    c.let("h", o * tanh_c)
 
 
 _KEEP_PREV = "h = z*h_prev + (1-z)*h_tilde (z near 1 keeps the old state)"
@@ -157,6 +171,21 @@ VARIANTS: dict[str, Variant] = {
     )
 }
 
+# every built-in cell: the GRU variants above (the README's variant table, the relations between them)
+# and the cells of other families, generated and checked alike
+CELLS: dict[str, Variant] = {
+    **VARIANTS,
+    "lstm": Variant(
+        "lstm",
+        "LSTM, PyTorch convention (gates i, f, g, o)",
+        _lstm,
+        "none",
+        "c = f*c_prev + i*g; h = o*tanh(c) (two states, h and c)",
+        "Hochreiter & Schmidhuber 1997; Gers et al. 2000 (forget gate); PyTorch nn.LSTM docs",
+        "PyTorch nn.LSTM (biases b_ih and b_hh kept apart), Keras LSTM",
+    ),
+}
+
 HEAD_PARAMS = ("W_hq", "b_q")
 
 
@@ -166,11 +195,14 @@ def head() -> tuple[Cell, Step]:
     The loss on top, the mean softmax cross-entropy, is a runtime primitive with its own rule.
     """
     c = Cell("head")
-    W, b = c._param("W_hq", h, q, "weight"), c._param("b_q", q, q, "bias")
+    W = c.params["W_hq"] = Param("W_hq", h, q, "weight")
+    b = c.params["b_q"] = Param("b_q", q, q, "bias")
     expr = sp.MatAdd(MatrixSymbol("H", n, h) * W.symbol, OneMatrix(n, 1) * b.symbol)
-    return c, Step("logits", expr, "linear", (Term("H", W.name),), b.name)
+    return c, Step("logits", expr, "linear", (Term("H", W.name),), (b.name,))
 
 
 def build(name: str) -> Cell:
-    """The declared cell of variant ``name``."""
-    return VARIANTS[name].cell()
+    """The declared cell of built-in ``name`` (a GRU variant or another of ``CELLS``)."""
+    if name not in CELLS:
+        raise UnknownVariantError(f"unknown variant {name!r}; known variants: {', '.join(CELLS)}")
+    return CELLS[name].cell()

@@ -1,0 +1,248 @@
+"""Adjoint emission: the body of a generated module's ``_backward``, one step's adjoint in a loop over t
+backwards, then the parameter gradients as sums over t.
+
+Contract: :func:`emit_backward` writes, after the ``_backward`` signature that ``codegen`` emits:
+
+* adjoints in reverse step order, each value's adjoint as the sum of its contributions (first one
+  assigned, the others added); shared subexpressions of one step's contributions named once (``g0``...);
+* at the top of each step the upstream gradient of the output state plus what step t+1 sent back through
+  ``h_prev``, and for every other state what came back through its prev;
+* the matmuls into a state's prev of all gates fused into one product at the end of the step;
+* parameter gradients after the loop: one large matmul per fused run over all T*n rows, bias gradients as
+  column sums, parameter vectors as row sums of their per-step accumulators.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from .cell import INPUT, OUTPUT
+from .derive import adjoint_name
+from .emit import InPlace, Writer, cheapest, loop
+from .layout import Schedule, times_h
+from .printing import equation
+
+__all__ = ["emit_backward"]
+
+
+class _Adjoints:
+    def __init__(self, w: Writer, g: Schedule) -> None:
+        self.w, self.g = w, g
+        self.em = InPlace()
+        self.assigned: set[str] = set()
+        self.buffers: list[str] = []  # per-step adjoints that are not column blocks of dA (reused every step)
+
+    def target(self, name: str) -> str:
+        """Where contributions to d[name] go: its adjoint, or a parameter vector's per-row accumulator."""
+        return f"d{name}_rows" if name in self.g.vectors else adjoint_name(name)
+
+    def note_buffer(self, target: str) -> None:
+        g = self.g
+        if (
+            target not in g.slot
+            and target not in g.prevs
+            and target not in g.states
+            and target not in g.vectors
+        ):
+            self.buffers.append(adjoint_name(target))
+
+    def accumulate(self, target: str, e: sp.Expr) -> None:
+        """d[target] = e for its first contribution in a step, d[target] += e for the others."""
+        w, em, d = self.w, self.em, self.target(target)
+        if target in self.assigned:
+            for line in em._fold("np.add", e, d):
+                w(line)
+        elif target in self.g.slot and len(em.emit(e, d)) > 1:
+            # a column block of dA is strided, and a ufunc touching a strided (n, h) view costs about twice
+            # a contiguous one: work in a contiguous scratch buffer, only the last call writes the block
+            t = em._temp()
+            lines = em.emit(e, t)
+            em.free.append(t)
+            lines[-1] = lines[-1].removesuffix(f"out={t})") + f"out={d})"
+            for line in lines:
+                w(line)
+        else:
+            self.note_buffer(target)
+            for line in em.emit(e, d):
+                w(line)
+        self.assigned.add(target)
+
+    def accumulate_matmul(self, target: str, left: str, weight: str | None) -> None:
+        d = adjoint_name(target)
+        if target in self.assigned:
+            self.w(f"{d} += {left} @ {weight}.T")
+        else:
+            self.note_buffer(target)
+            self.w(f"np.matmul({left}, {weight}.T, out={d})")
+        self.assigned.add(target)
+
+    def step(self, s_name: str) -> None:
+        """The adjoint of one step: its elementwise contributions (shared parts once) and its matmuls."""
+        g, w, em = self.g, self.w, self.em
+        s = g.steps[s_name]
+        emitted = [
+            c
+            for c in g.der.out_of(s.name)
+            if c.kind in ("elementwise", "vector")
+            or (c.kind == "matmul_left" and c.target != INPUT and c.target not in g.prevs)
+        ]
+        if not emitted:
+            return
+        w(f"# ({g.num[s.name]}) grad of: {equation(s)}")
+        scalar = [c for c in emitted if c.kind in ("elementwise", "vector")]
+        exprs = [cheapest(c.expr) for c in scalar]
+        temps, reduced = sp.cse(exprs, sp.numbered_symbols("g"), optimizations=None)
+        it = iter(reduced)
+        rhs = {id(c): (next(it) if c.kind in ("elementwise", "vector") else None) for c in emitted}
+        alias: dict[sp.Symbol, sp.Symbol] = {}
+        for sym, e in temps:
+            e = e.xreplace(alias)
+            # a shared subexpression that is itself a first contribution is computed into its target,
+            # unless that is a column block of dA (strided: every later read of it would be slower)
+            host = next(
+                (
+                    c
+                    for c in emitted
+                    if rhs[id(c)] == sym
+                    and c.kind == "elementwise"
+                    and c.target not in self.assigned
+                    and c.target not in g.slot
+                ),
+                None,
+            )
+            if host is not None:
+                out = adjoint_name(host.target)
+                rhs[id(host)] = None
+                self.note_buffer(host.target)
+                self.assigned.add(host.target)
+            else:
+                out = str(sym)
+                self.buffers.append(out)
+            alias[sym] = sp.Symbol(out, real=True)
+            for line in em.emit(e, out):
+                w(line)
+        for c in emitted:
+            e = rhs[id(c)]
+            if c.kind in ("elementwise", "vector"):
+                if e is not None:
+                    self.accumulate(c.target, e.xreplace(alias))
+            else:
+                self.accumulate_matmul(c.target, f"{adjoint_name(c.source)}", c.weight)
+
+
+def emit_backward(w: Writer, g: Schedule) -> None:
+    """The body of ``_backward(params, cache, dH, buf)`` (see the module docstring)."""
+    w.indent = 1
+    for state in g.states:
+        if state != OUTPUT:
+            w(f'{g.seq(state)} = cache["{g.seq(state)}"]')
+    for name in g.cached():
+        w(f'{name if name == "A" else name + "_all"} = cache["{name}"]')
+    recurrent = [lf for lf in g.runs if lf != INPUT]
+    g.unpack(w, [wn for lf in recurrent for run in g.runs[lf] for wn in run.weights] + g.vectors)
+    g.fused_weights(w, recurrent)
+    w(f'dA = buf("dA", (T, n, {times_h(g.G)}), dtype)  # adjoints of the linear steps, all t')
+    for state, prev in zip(g.states, g.prevs, strict=True):
+        note = f"not from buf: it is returned as the gradient of {state}0"
+        w(f"{adjoint_name(prev)} = np.zeros((n, nh), dtype=dtype)  # {note}")
+    for v in g.vectors:
+        w(f"d{v}_rows = np.zeros((n, nh), dtype=dtype)  # d{v} summed over t, per batch row")
+    w.indent = 2
+    body_start = len(w.lines)
+    adj = _Adjoints(w, g)
+    adj.assigned |= set(g.vectors)
+    d_out = adjoint_name(OUTPUT)
+    adj.buffers.append(d_out)
+    w(f"# BPTT: the upstream gradient of step t plus what step t+1 sent back through {OUTPUT}_prev")
+    w(f"np.add(dH_t, {adjoint_name(g.prevs[g.states.index(OUTPUT)])}, out={d_out})")
+    adj.assigned.add(OUTPUT)
+    for state, prev in zip(g.states, g.prevs, strict=True):
+        if state != OUTPUT:
+            note = f"what step t+1 sent back through {prev}"
+            w(f"np.copyto({adjoint_name(state)}, {adjoint_name(prev)})  # {note}")
+            adj.buffers.append(adjoint_name(state))
+            adj.assigned.add(state)
+    for step in reversed(g.cell.steps):
+        adj.step(step.name)
+    for prev in g.prevs:
+        runs = g.runs.get(prev, [])
+        if runs:
+            w(f"# {g.eq_list([r for run in runs for r in run.steps])} grad of the {prev} terms, fused")
+        for run in runs:
+            t = "dA_t" if (run.lo, run.hi) == (0, g.G) else f"dA_t[:, {g.cols(run.lo, run.hi)}]"
+            adj.accumulate_matmul(prev, t, g.fused(run))
+    body = w.lines[body_start:]
+    del w.lines[body_start:]
+    w.indent = 1
+    adj.em.define_constants(w, "dtype")
+    for name in dict.fromkeys(adj.buffers + [f"tmp{i}" for i in range(adj.em.count)]):
+        w(f'{name} = buf("{name}", (n, nh), dtype)')
+    seqs: dict[str, str] = {}
+    for state, prev in zip(g.states, g.prevs, strict=True):
+        seqs[prev] = f"{g.seq(state)}[T - 1::-1]"
+    for state in g.states:
+        seqs[state] = f"{g.seq(state)}[:0:-1]"
+    seqs |= {"dH_t": "dH[::-1]", "dA_t": "dA[::-1]"}
+    seqs |= {name: f"{name}_all[::-1]" for name in g.saved}
+    kept = g.kept()
+    for lin in g.order:
+        seqs[adjoint_name(lin.name)] = g.block("dA[::-1]", "dA[::-1, :, {}]", lin)
+        if lin.name in kept:
+            seqs[lin.name] = f"{lin.name}_all[::-1]"
+        elif lin.name in g.saved_linear:
+            seqs[lin.name] = g.block("A[::-1]", "A[::-1, :, {}]", lin)
+    loop(w, seqs, body)
+    w.indent = 1
+    _parameter_gradients(w, g)
+
+
+def _parameter_gradients(w: Writer, g: Schedule) -> None:
+    w("# parameter gradients: each is a sum over t, computed as one matmul over all T*n rows")
+    grads: dict[str, str] = {}
+    w(f"dA_rows = dA.reshape(T * n, {times_h(g.G)})  # column blocks of it are strided BLAS operands")
+    for left, runs in g.runs.items():
+        for run in runs:
+            rows = "dA_rows" if (run.lo, run.hi) == (0, g.G) else f"dA_rows[:, {g.cols(run.lo, run.hi)}]"
+            if left == INPUT:
+                w("if tokens:")
+                w(f'    dW = rt.token_weight_grad(X, {rows}, params["{run.weights[0]}"].shape[0])')
+                w("else:")
+                w(f"    dW = X.reshape(T * n, -1).T @ {rows}")
+            else:
+                stacked = f"{g.seq(g.state_of(left))}[:-1]" if left in g.prevs else f"{left}_all"
+                w(f"dW = {stacked}.reshape(T * n, nh).T @ {rows}")
+            if len(run.weights) == 1:
+                w(f"d{run.weights[0]} = dW")
+            else:
+                for k, name in enumerate(run.weights):
+                    w(f"d{name} = dW[:, {g.cols(k, k + 1)}]")
+            for name in run.weights:
+                grads[name] = f"d{name}"
+    w("db = dA_rows.sum(axis=0)")
+    for s in g.order:
+        i = g.slot[s.name]
+        for k, bias in enumerate(s.biases):
+            view = f"db[{g.cols(i, i + 1) if g.G > 1 else ':'}]"
+            grads[bias] = view if k == 0 else f"{view}.copy()"  # one array per key: callers update in place
+    for v in g.vectors:
+        grads[v] = f"d{v}_rows.sum(axis=0)"
+    missing = set(g.cell_params) - set(grads)
+    assert not missing, missing
+    w("grads = {")
+    for name in g.cell_params:
+        w(f'    "{name}": {grads[name]},')
+    w('    "W_hq": np.zeros_like(params["W_hq"]),')
+    w('    "b_q": np.zeros_like(params["b_q"]),')
+    for state, prev in zip(g.states, g.prevs, strict=True):
+        w(f'    "{state}0": {adjoint_name(prev)},')
+    w("}")
+    w("if not tokens:")
+    w.indent = 2
+    x_runs = g.runs.get(INPUT, [])
+    terms = [
+        f"{'dA' if (r.lo, r.hi) == (0, g.G) else f'dA[:, :, {g.cols(r.lo, r.hi)}]'} @ {g.fused_x(r)}.T"
+        for r in x_runs
+    ]
+    w(f'grads["X"] = {" + ".join(terms)}')
+    w.indent = 1
+    w("return grads")

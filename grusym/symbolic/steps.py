@@ -1,0 +1,132 @@
+"""The cell's intermediate form: dimensions, parameters, steps, and the scalar form of an elementwise step.
+
+Contract: a :class:`Step` assigns one new (n, h) value and is either *linear* (a sum of ``left @ W``
+products plus broadcast bias rows, where ``W`` is a parameter) or *elementwise* (a SymPy matrix expression
+of Hadamard products, sums, numbers, broadcast parameter vectors and primitives applied elementwise).
+:func:`scalar_form` is what one element of an elementwise step computes. The builder that produces steps
+is :mod:`grusym.symbolic.cell`; derivation, code generation, reports and the oracle read these types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import sympy as sp
+from sympy import MatrixExpr, MatrixSymbol, OneMatrix
+
+from .primitives import PRIMITIVES
+
+__all__ = ["DIMS", "INPUT", "OUTPUT", "STATE", "Param", "Step", "Term", "prev_name", "scalar_form"]
+
+DIMS = n, d, h, q = sp.symbols("n d h q", integer=True, positive=True)
+DIM_NAMES = {n: "n", d: "d", h: "h", q: "q"}
+
+INPUT, OUTPUT = "X", "h"
+STATE = f"{OUTPUT}_prev"  # the previous output state, h_prev
+
+
+def prev_name(state: str) -> str:
+    """The name of a state's previous value: ``h`` -> ``h_prev``."""
+    return f"{state}_prev"
+
+
+@dataclass(frozen=True)
+class Param:
+    """A learned parameter: a (rows, cols) weight, or an (h,) bias or elementwise vector, stored as (1, h)."""
+
+    name: str
+    rows: sp.Symbol
+    cols: sp.Symbol
+    kind: Literal["weight", "bias", "vector"]
+
+    @property
+    def symbol(self) -> MatrixSymbol:
+        return MatrixSymbol(self.name, self.rows if self.kind == "weight" else 1, self.cols)
+
+    @property
+    def shape_names(self) -> tuple[str, ...]:
+        if self.kind != "weight":
+            return (DIM_NAMES[self.cols],)
+        return (DIM_NAMES[self.rows], DIM_NAMES[self.cols])
+
+
+@dataclass(frozen=True)
+class Term:
+    """One product ``left @ weight`` of a linear step."""
+
+    left: str
+    weight: str
+
+
+@dataclass(frozen=True)
+class Step:
+    """``name = expr``: one SSA operation of the cell.
+
+    Linear steps: ``terms`` and ``biases`` (zero, one, or several rows, e.g. torch's b_ih and b_hh).
+    Elementwise steps: ``vectors`` names the (h,) parameter vectors the expression multiplies or adds.
+    """
+
+    name: str
+    expr: MatrixExpr
+    kind: Literal["linear", "elementwise"]
+    terms: tuple[Term, ...] = ()
+    biases: tuple[str, ...] = ()
+    vectors: tuple[str, ...] = ()
+
+    @property
+    def bias(self) -> str | None:
+        """The first bias row (None without one); ``biases`` has them all."""
+        return self.biases[0] if self.biases else None
+
+    @property
+    def symbol(self) -> MatrixSymbol:
+        return MatrixSymbol(self.name, n, h)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Names of the values (not parameters) this step reads, in a fixed order."""
+        if self.kind == "linear":
+            return tuple(dict.fromkeys(t.left for t in self.terms))
+        return tuple(sorted(s.name for s in self.expr.atoms(MatrixSymbol) if s.name not in self.vectors))
+
+
+def scalar_form(expr: MatrixExpr) -> sp.Expr:
+    """The scalar expression one element of an elementwise matrix expression computes.
+
+    Matrix symbols become real scalar symbols of the same name (a broadcast parameter vector becomes its
+    own name), Hadamard products become products and elementwise-applied primitives become scalar
+    primitives. Matrix products are rejected.
+    """
+    if isinstance(expr, MatrixSymbol):
+        return sp.Symbol(expr.name, real=True)
+    if isinstance(expr, OneMatrix):
+        return sp.Integer(1)
+    if isinstance(expr, sp.ZeroMatrix):
+        return sp.Integer(0)
+    if isinstance(expr, sp.HadamardProduct):
+        return sp.Mul(*(scalar_form(a) for a in expr.args))
+    if isinstance(expr, sp.MatAdd):
+        return sp.Add(*(scalar_form(a) for a in expr.args))
+    if isinstance(expr, sp.HadamardPower):
+        return sp.Pow(scalar_form(expr.base), expr.exp)
+    if isinstance(expr, sp.MatMul):
+        scalars = [a for a in expr.args if not a.is_Matrix]
+        matrices = [a for a in expr.args if a.is_Matrix]
+        if len(matrices) == 1:
+            return sp.Mul(*scalars) * scalar_form(matrices[0])
+        if (
+            len(matrices) == 2
+            and isinstance(matrices[0], OneMatrix)
+            and matrices[0].shape[1] == 1
+            and isinstance(matrices[1], MatrixSymbol)
+            and matrices[1].shape[0] == 1
+        ):  # 1 @ v: an (h,) parameter vector broadcast over the batch
+            return sp.Mul(*scalars) * sp.Symbol(matrices[1].name, real=True)
+    if isinstance(expr, sp.matrices.expressions.applyfunc.ElementwiseApplyFunction):
+        fn = expr.function
+        body = fn(sp.Symbol("x", real=True)) if isinstance(fn, sp.Lambda) else None
+        if body is not None and isinstance(body, tuple(PRIMITIVES.values())):
+            primitive: Any = type(body)
+            return primitive(scalar_form(expr.expr))
+    raise ValueError(f"not an elementwise expression (stage matrix products with c.affine()): {expr}")
