@@ -149,3 +149,24 @@ def test_sampling_an_adding_problem_run_is_refused(tmp_path, capsys):
     assert main(["sample", str(tmp_path / "checkpoint.npz")]) == 2
     err = capsys.readouterr().err
     assert "is a --task adding run; only a language model (--task lm) generates text" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("gru", {"num_layers": 2}), ("lstm", {}), ("lstm", {"num_layers": 2}), ("gru_reset_after", {})],
+    ids=["gru-2-layers", "lstm", "lstm-2-layers", "gru_reset_after"],
+)
+def test_streaming_generation_of_other_models_equals_rereading_the_prefix(name, options):
+    """generate steps any model with ``step`` (layers, several states); the plain definition re-runs
+    ``forward`` over the whole prefix from zeros and takes the argmax of the head at the last position."""
+    model = grusym.load(name, **options)
+    params = model.init_params(4, 5, 4, seed=2, scale=0.8)
+    vocab, ids = Vocab(["a", "b", "c"], unk=True), [1, 2]
+    for _ in range(8):
+        H, _ = model.forward(params, np.array(ids)[:, None], None)
+        logits = model.head(params, H[-1])[0].copy()
+        logits[0] = -np.inf  # <unk> is never produced
+        ids.append(int(np.argmax(logits)))
+    assert generate(model, params, vocab, "ab", 8) == vocab.decode(ids[2:])
+    drawn = generate(model, params, vocab, "ab", 40, temperature=1.0, seed=4)
+    assert len(drawn) == 40 and set(drawn) <= set("abc")

@@ -1,9 +1,11 @@
 """Text from a trained character-level language model: greedy or sampled continuations of a primer.
 
-Contract: ``generate`` works on any ``model`` that exposes ``forward(params, X, h0) -> (H, cache)`` with X
-(T, n) token ids and H (T, n, h) whose last row is the state to continue from, and ``head(params, H)`` ->
-logits (..., q) (every generated module; whole models that keep that contract too). It reads the primer from
-a zero state in one ``forward`` call, then appends one character at a time, feeding each back in:
+Contract: ``generate`` works on any ``model`` that exposes ``head(params, H)`` -> logits (..., q) and either
+``step(params, x_t, state) -> state`` (streaming, one time step; ``state=None`` is zeros; what the generated
+modules and unidirectional ``grusym.load(name, num_layers=...)`` models expose, whatever their states: the
+top layer's ``OUTPUT`` state feeds the head) or only ``forward(params, X, h0) -> (H, cache)`` with X (T, n)
+token ids and H (T, n, h) whose last row is the state to continue from. It reads the primer from a zero
+state, then appends one character at a time, feeding each back in:
 
 * ``temperature == 0``: the most likely character (greedy, deterministic, what the training log shows);
 * ``temperature > 0``: a draw from ``softmax(logits / temperature)``, restricted to the ``top_k`` most likely
@@ -52,22 +54,36 @@ def generate(
     ids = vocab.check_primer(primer)
     rng = np.random.default_rng(seed)
     banned = [vocab.tokens.index(UNK)] if UNK in vocab.tokens else []
-    h0 = np.zeros((1, params["W_hq"].shape[0]), dtype=params["W_hq"].dtype)
-    h = _advance(model, params, ids, h0)
+    state, h = _advance(model, params, ids, None)
     out: list[int] = []
     for _ in range(length):
         logits = np.asarray(model.head(params, h)[0], dtype=np.float64)
         token = _choose(logits, temperature, top_k, rng, banned)
         out.append(token)
-        h = _advance(model, params, np.array([token]), h)
+        state, h = _advance(model, params, np.array([token]), state)
     return vocab.decode(out)
 
 
-def _advance(model: Any, params: Mapping[str, Array], ids: Array, h: Array) -> Array:
-    """The state after reading ``ids`` from state ``h`` (1, h): the one place that runs the recurrence, so a
-    one-step (streaming) entry point can replace ``forward`` here alone."""
-    H, _ = model.forward(params, ids[:, None], h)
-    return H[-1]
+def _advance(model: Any, params: Mapping[str, Array], ids: Array, state: Any) -> tuple[Any, Array]:
+    """(state, output (1, h)) after reading ``ids`` from ``state`` (None: zeros): the one place that runs
+    the recurrence, by ``step`` when the model streams, else by ``forward`` from the last output."""
+    step = getattr(model, "step", None)
+    if step is None:
+        if state is None:
+            state = np.zeros((1, params["W_hq"].shape[0]), dtype=params["W_hq"].dtype)
+        H, _ = model.forward(params, ids[:, None], state)
+        return H[-1], H[-1]
+    for token in ids:
+        state = step(params, np.array([token]), state)
+    return state, _output(model, state)
+
+
+def _output(model: Any, state: Any) -> Array:
+    """The state the head reads: the ``OUTPUT`` one of several (an LSTM's h), of the top layer of a stack."""
+    names = tuple(getattr(model, "STATES", ("h",)))
+    out = state[names.index(getattr(model, "OUTPUT", names[0]))] if len(names) > 1 else state
+    out = np.asarray(out)
+    return out[-1] if out.ndim == 3 else out  # (layers, 1, h): the top layer's
 
 
 def _choose(
