@@ -13,12 +13,13 @@ from typing import Any
 
 import sympy as sp
 
-from ..symbolic.cell import STATE
+from ..symbolic.cell import STATE, prev_name
 from ..symbolic.primitives import PRIMITIVES
 from . import latex
 from .blocks import Block, Bullets, Code, Equation, Heading, Math, Para, Table, Text
 from .context import Context
 from .escape import expansion, keep_gate, uniform_bound
+from .expansion import NotExpandableError
 from .jacobian import SIGN, BoundTerm, Jacobian, Term, value_ranges
 from .sections import figure
 from .sources import TUTORIALS
@@ -70,7 +71,8 @@ def _bound_tex(terms: list[BoundTerm], c: Context) -> tuple[str, ...]:
             )
             factors.append(rf"\left({text}\right)" if len(norms) > 1 else text)
         factors += [
-            rf"\lVert {latex.name(v)} \rVert_{{\infty}}" if v.isidentifier() else v for v in bt.unbounded
+            rf"\lVert {latex.name(v, params=c.params)} \rVert_{{\infty}}" if v.isidentifier() else v
+            for v in bt.unbounded
         ]
         parts.append(" ".join(factors))
     return tuple(("+ " if i else "") + p for i, p in enumerate(parts))
@@ -86,25 +88,58 @@ def _limit_note(J: Jacobian) -> str:
     return "a weight-free path remains next to the weight paths"
 
 
+def _suffix(c: Context, key: tuple[str, str]) -> str:
+    """The label suffix of a block: '' for one state, ``.hc`` style for several."""
+    return "" if len(c.blocks) == 1 else f".{key[0]}{key[1]}"
+
+
+def block_lhs(c: Context, key: tuple[str, str]) -> str:
+    """``J_{t}`` for one state; the block's partial derivative ``dc_t/dh_{t-1}`` for several."""
+    if len(c.blocks) == 1:
+        return "J_{t}"
+    a, b = key
+    return rf"\frac{{\partial {latex.name(a)}}}{{\partial {latex.name(prev_name(b))}}}"
+
+
 def _limits(c: Context) -> list[Block]:
     limits: list[Text] = []
     for g, kind in c.primitives.items():
         sym = sp.Symbol(g, real=True)
-        if kind is PRIMITIVES["sigmoid"]:
-            for value in (1, 0):
-                Jg = c.jac.at({sym: value})
-                limits.append(
-                    (Math(rf"{latex.name(g)} = {value}: \quad J_{{t}} = {Jg.tex()}"), f" ({_limit_note(Jg)})")
-                )
-        else:
-            Jg = c.jac.at({sym: SIGN})
-            limits.append(
-                (
-                    Math(rf"{latex.name(g)} = \epsilon = \pm 1: \quad J_{{t}} = {Jg.tex()}"),
-                    f" (saturated {g}: {_limit_note(Jg)})",
-                )
-            )
-    return [Para(("Limits, elementwise (each substituted into the closed form):",)), Bullets(tuple(limits))]
+        values: tuple[Any, ...] = (1, 0) if kind is PRIMITIVES["sigmoid"] else (SIGN,)
+        for value in values:
+            at = f"{latex.name(g)} = " + (str(value) if value is not SIGN else r"\epsilon = \pm 1")
+            for key, J in c.blocks.items():
+                if key[0] != key[1]:
+                    continue  # several states: each state's own block
+                Jg = J.at({sym: value})
+                if len(c.blocks) > 1 and Jg == J:
+                    continue  # a block the value does not enter
+                note = _limit_note(Jg) if value is not SIGN else f"saturated {g}: {_limit_note(Jg)}"
+                limits.append((Math(rf"{at}: \quad {block_lhs(c, key)} = {Jg.tex()}"), f" ({note})"))
+    intro = "Limits, elementwise (each substituted into the closed form"
+    intro += (
+        "; with several states, of each state's own block, those a value does not enter left out):"
+        if len(c.blocks) > 1
+        else "):"
+    )
+    if not limits:
+        return [
+            Para(("This cell has no gate or tanh step that could saturate, so there are no limits to take.",))
+        ]
+    return [Para((intro,)), Bullets(tuple(limits))]
+
+
+def recurrent_label(c: Context, data: dict[str, Any], cell: str | None = None) -> str:
+    """The name of the spectral norm column: ||W_hh||_2, or the weights on J's paths side by side."""
+    names = data["gradient_norms"].get("recurrent_weights", {}).get(cell or c.name, ["W_hh"])
+    if len(names) == 1:
+        return f"||{names[0]}||_2"
+    return "||[" + " ".join(names) + "]||_2" if names else "||W_hh||_2 (none)"
+
+
+def norm_text(x: float | None) -> str:
+    """A measured norm, or '-' where the cell has no such matrix (or the bound is data dependent: nan)."""
+    return "-" if x is None or x != x else _sig(x)
 
 
 def _condition(c: Context, data: dict[str, Any]) -> list[Block]:
@@ -117,14 +152,26 @@ def _condition(c: Context, data: dict[str, Any]) -> list[Block]:
         rows.append(
             (
                 (scale,),
-                (_sig(gn["W_hh_spectral_norm"][c.name][scale]),),
-                (_sig(u),),
-                (_sig(m),),
+                (norm_text(gn["W_hh_spectral_norm"][c.name][scale]),),
+                (norm_text(u),),
+                (norm_text(m),),
                 (_sig(gn["per_step"][c.name][scale]),),
                 (says,),
             )
         )
-    direct = any(not any(f.weight for f in t) for t in c.jac.terms)
+    # a weight-free path that the bound cannot push below 1 (a gate's diagonal, sup 1)
+    direct = any(bt.coef >= 1 and not bt.norms and not bt.unbounded for bt in uniform_bound(c.subject))
+    notes: list[Any] = []
+    if not data["gradient_norms"].get("recurrent_weights", {}).get(c.name, ["W_hh"]):
+        notes.append(
+            "This cell has no recurrent weight matrix (its recurrence is elementwise), so the norm column "
+            "is empty. "
+        )
+    if any(bt.unbounded for bt in uniform_bound(c.subject)):
+        notes.append(
+            "A factor of (J.1) is a value without a proved range, so the uniform bound is data dependent "
+            "(shown as -); the bound along the trajectory uses its measured values. "
+        )
     return [
         Para(
             (
@@ -154,6 +201,7 @@ def _condition(c: Context, data: dict[str, Any]) -> list[Block]:
                     if direct
                     else ""
                 ),
+                *notes,
                 "At the measured scales (d_h = 16, the toy text, ",
                 Code("init_params"),
                 " seed 0; the per-step factor is ",
@@ -164,7 +212,7 @@ def _condition(c: Context, data: dict[str, Any]) -> list[Block]:
         Table(
             (
                 "scale s",
-                "||W_hh||_2",
+                recurrent_label(c, data),
                 "bound (J.1)",
                 "bound along the trajectory",
                 "measured factor",
@@ -176,9 +224,21 @@ def _condition(c: Context, data: dict[str, Any]) -> list[Block]:
 
 
 def _expansion(c: Context, data: dict[str, Any]) -> list[Block]:
-    ex = expansion(c.subject)
+    try:
+        blocks = expansion(c.subject)
+    except NotExpandableError as err:
+        return [
+            Para(
+                (
+                    "At initialisation. With weights drawn from ",
+                    Math(r"N(0, s^{2})"),
+                    " and zero biases every pre-activation is O(s), but (J) has no Taylor expansion there: "
+                    f"{err}, so no expansion is printed or measured for this cell.",
+                )
+            )
+        ]
     measured = data["expansion"]
-    order = f"O(s^{{{ex.order}}})"
+    order = f"O(s^{{{measured['order']}}})"
     rows = []
     for r in measured["rows"]:
         rows.append(
@@ -202,10 +262,13 @@ def _expansion(c: Context, data: dict[str, Any]) -> list[Block]:
                 Code("init_params"),
                 "), every pre-activation and the state are O(s). Expanding every diagonal factor of (J) in "
                 "them (SymPy, from the declaration; a weight matrix counts one power of s) and keeping the "
-                f"terms of order 0 and 1, the first dropped term is of order {ex.order}:",
+                f"terms of order 0 and 1, the first dropped term is of order {measured['order']}:",
             )
         ),
-        Equation(_parts(ex.kept, "J_{t} =", rf" + {order}"), "J.3"),
+        *(
+            Equation(_parts(e.kept, f"{block_lhs(c, key)} =", rf" + {order}"), "J.3" + _suffix(c, key))
+            for key, e in blocks.items()
+        ),
         Para(
             (
                 "Measured along the trajectory (the largest spectral norm over all T n rows; J the closed "
@@ -245,9 +308,15 @@ def _escape(c: Context, data: dict[str, Any], missing: frozenset[str]) -> list[B
                     (_sig(e["measured_range_bound"]),),
                 )
             )
-    keep = keep_gate(c.subject, c.jac)
+    keep = keep_gate(c.subject)
     what: Text
-    if keep is None:
+    direct = [t for (a, b), J in c.blocks.items() if a == b for t in J.terms if not any(f.weight for f in t)]
+    if keep is None and direct:
+        what = (
+            "The weight-free path of this cell is not a single gate with a bias of its own, so there is no "
+            "bias to set and the figure shows the initial and the trained run only.",
+        )
+    elif keep is None:
         what = (
             "This cell has no weight-free path, so no gate can hold the gradient: its per-step factor is set "
             "by the weights, as for the plain RNN.",
@@ -298,8 +367,25 @@ def _escape(c: Context, data: dict[str, Any], missing: frozenset[str]) -> list[B
 
 
 def jacobian_section(c: Context, missing: frozenset[str] = frozenset()) -> list[Block]:
-    J = c.jac
     ranges = value_ranges(c.cell)
+    v = "h" if len(c.blocks) == 1 else "s"  # the full state s (the blocks below) for several states
+    block_intro: list[Block] = []
+    if len(c.blocks) > 1:
+        names = ", ".join(latex.name(k) for k in c.cell.states)
+        block_intro.append(
+            Para(
+                (
+                    "With several states the state is ",
+                    Math(rf"s_{{t}} = ({names})"),
+                    ", the states side by side, and ",
+                    Math(r"J_{t} = \partial s_{t} / \partial s_{t-1}"),
+                    " is the block matrix of the blocks below (row block a, column block b: ",
+                    Math(r"\partial a_{t} / \partial b_{t-1}"),
+                    "), each chained the same way; the bound (J.1) adds up the bounds of the blocks, since "
+                    "the spectral norm of a block matrix is at most the sum of its blocks' norms.",
+                )
+            )
+        )
     data = c.data
     bounded = ", ".join(
         f"{latex.name(v)} \\in [{lo}, {hi}]" for v, (lo, hi) in sorted(ranges.items(), key=lambda kv: kv[0])
@@ -314,7 +400,8 @@ def jacobian_section(c: Context, missing: frozenset[str] = frozenset()) -> list[
             " (SymPy finds the supremum of its right-hand side to be at most 1)",
         )
     uniform = uniform_bound(c.subject)
-    bound = _bound_tex(uniform, c)
+    readable = all(v.isidentifier() for bt in uniform for v in bt.unbounded)
+    bound = _bound_tex(uniform, c) if readable else ()
     linear_note: Text = ()
     if any(len(parts) > 1 for bt in uniform for parts in bt.norms):
         linear_note = (
@@ -332,15 +419,19 @@ def jacobian_section(c: Context, missing: frozenset[str] = frozenset()) -> list[
                 " contributes ",
                 Math(r"W^{\top}"),
                 ", an elementwise step a diagonal) gives, for one row of the batch and ",
-                Math(r"J_{t}[i, j] = \partial h_{t}[i] / \partial h_{t-1}[j]"),
+                Math(rf"J_{{t}}[i, j] = \partial {v}_{{t}}[i] / \partial {v}_{{t-1}}[j]"),
                 ":",
             )
         ),
-        Equation(_parts(J, "J_{t} ="), "J"),
+        *block_intro,
+        *(
+            Equation(_parts(B, f"{block_lhs(c, key)} ="), "J" + _suffix(c, key))
+            for key, B in c.blocks.items()
+        ),
         Para(
             (
                 "so a loss at step t reaches the state k steps back through a product of k Jacobians, ",
-                Math(r"\delta h_{t-k} = \delta h_{t} J_{t} J_{t-1} \cdots J_{t-k+1}"),
+                Math(rf"\delta {v}_{{t-k}} = \delta {v}_{{t}} J_{{t}} J_{{t-1}} \cdots J_{{t-k+1}}"),
                 f". {TUTORIALS['004'][0].upper()}{TUTORIALS['004'][1:]} argues that for a plain "
                 "RNN this product "
                 "behaves like a power of one matrix and vanishes or explodes; here is what the "
@@ -353,17 +444,30 @@ def jacobian_section(c: Context, missing: frozenset[str] = frozenset()) -> list[
         Heading(3, "When the gradient vanishes or explodes"),
         Para(
             (
-                "Bound. Gates lie in [0, 1] and tanh outputs in [-1, 1]: ",
-                Math(bounded),
-                *state_note,
+                *(
+                    ("Bound. Gates lie in [0, 1] and tanh outputs in [-1, 1]: ", Math(bounded), *state_note)
+                    if bounded
+                    else ("Bound. This cell has no gate or tanh output, so no value has a proved range",)
+                ),
                 ". Each diagonal factor is bounded by its supremum over these ranges (computed exactly by "
                 "SymPy).",
                 *linear_note,
                 " For every t,",
             )
         ),
-        Equation((r"\lVert J_{t} \rVert_{2} \le " + bound[0], *bound[1:]), "J.1"),
     ]
+    if bound:
+        blocks.append(Equation((r"\lVert J_{t} \rVert_{2} \le " + bound[0], *bound[1:]), "J.1"))
+    else:
+        blocks.append(
+            Para(
+                (
+                    "(J.1) For this cell some diagonal factors mix values without a proved range (a state "
+                    "other than h, or a parameter vector), so SymPy finds no uniform bound worth printing; "
+                    "the table below gives the same bound along the measured trajectory instead.",
+                )
+            )
+        )
     blocks += _condition(c, data)
     blocks += _limits(c)
     blocks += _expansion(c, data)
