@@ -20,9 +20,10 @@ from .blocks import Block, Bullets, Code, Equation, Heading, Math, Para, Table, 
 from .context import Context
 from .escape import expansion, keep_gate, uniform_bound
 from .expansion import NotExpandableError
-from .jacobian import SIGN, BoundTerm, Jacobian, Term, value_ranges
+from .jacobian import SIGN, BoundTerm, Factor, Jacobian, Term, value_ranges
 from .sections import figure
 from .sources import TUTORIALS
+from .width import MAX_EX, width
 
 __all__ = ["jacobian_section", "term_tex"]
 
@@ -59,6 +60,36 @@ def _parts(J: Jacobian, lhs: str, tail: str = "") -> tuple[str, ...]:
     parts = [f"{lhs} {texts[0]}"] + ["+ " + t for t in texts[1:]]
     parts[-1] += tail
     return tuple(p.replace("+ -", "- ") for p in parts)
+
+
+def _named(J: Jacobian, names: list[Equation]) -> Jacobian:
+    """J with every diagonal too wide for one line (a sum) printed by name, ``diag(D_{k,t})``; the
+    definitions ``D_k = ...``, split at their sums, are appended to ``names`` (numbered on from there)."""
+    terms = []
+    for term in J.terms:
+        factors = []
+        for f in term:
+            inner = latex.elementwise(f.expr, params=J.params) if f.weight is None else ""
+            if f.weight is None and isinstance(f.expr, sp.Add) and width(inner) > MAX_EX / 2:
+                k = len(names) + 1
+                parts = [latex.elementwise(a, params=J.params) for a in sp.Add.make_args(f.expr)]
+                first = f"D_{{{k},t}} = {parts[0]}"
+                names.append(Equation((first, *("+ " + p for p in parts[1:])), f"D.{k}"))
+                factors.append(Factor(sp.Symbol(f"D_{k}", real=True)))
+            else:
+                factors.append(f)
+        terms.append(tuple(factors))
+    return Jacobian(J.cell, tuple(terms), J.target, J.source)
+
+
+def _display(J: Jacobian, lhs: str, label: str, names: list[Equation], tail: str = "") -> list[Block]:
+    """The equation ``lhs J tail``; too-wide diagonals are named, and defined right after it (``names``:
+    the definitions so far in this section, so the numbers run on)."""
+    before = len(names)
+    shown = _named(J, names)
+    if len(names) == before:
+        return [Equation(_parts(J, lhs, tail), label)]
+    return [Equation(_parts(shown, lhs, tail), label), Para(("where",)), *names[before:]]
 
 
 def _bound_tex(terms: list[BoundTerm], c: Context) -> tuple[str, ...]:
@@ -101,8 +132,8 @@ def block_lhs(c: Context, key: tuple[str, str]) -> str:
     return rf"\frac{{\partial {latex.name(a)}}}{{\partial {latex.name(prev_name(b))}}}"
 
 
-def _limits(c: Context) -> list[Block]:
-    limits: list[Text] = []
+def _limits(c: Context, names: list[Equation]) -> list[Block]:
+    limits: list[tuple[str, str, tuple[str, str], Jacobian]] = []  # (where, note, block, J there)
     for g, kind in c.primitives.items():
         sym = sp.Symbol(g, real=True)
         values: tuple[Any, ...] = (1, 0) if kind is PRIMITIVES["sigmoid"] else (SIGN,)
@@ -115,18 +146,34 @@ def _limits(c: Context) -> list[Block]:
                 if len(c.blocks) > 1 and Jg == J:
                     continue  # a block the value does not enter
                 note = _limit_note(Jg) if value is not SIGN else f"saturated {g}: {_limit_note(Jg)}"
-                limits.append((Math(rf"{at}: \quad {block_lhs(c, key)} = {Jg.tex()}"), f" ({note})"))
+                limits.append((at, note, key, Jg))
+    if not limits:
+        return [
+            Para(("This cell has no gate or tanh step that could saturate, so there are no limits to take.",))
+        ]
     intro = "Limits, elementwise (each substituted into the closed form"
     intro += (
         "; with several states, of each state's own block, those a value does not enter left out):"
         if len(c.blocks) > 1
         else "):"
     )
-    if not limits:
+    inline = [rf"{at}: \quad {block_lhs(c, key)} = {Jg.tex()}" for at, _, key, Jg in limits]
+    # inline math breaks between terms only: every term must fit a line of text
+    pieces = [
+        (rf"{at}: \quad {block_lhs(c, key)} = " if i == 0 else "") + term_tex(Jg, t)
+        for at, _, key, Jg in limits
+        for i, t in enumerate(Jg.terms)
+    ]
+    # several states: each limit names its block by a fraction, too tall and wide for a line of text
+    if len(c.blocks) == 1 and all(width(p) <= 0.75 * MAX_EX for p in pieces):
         return [
-            Para(("This cell has no gate or tanh step that could saturate, so there are no limits to take.",))
+            Para((intro,)),
+            Bullets(tuple((Math(m), f" ({lim[1]})") for m, lim in zip(inline, limits, strict=True))),
         ]
-    return [Para((intro,)), Bullets(tuple(limits))]
+    blocks: list[Block] = [Para((intro,))]  # too wide for a line of text: one display each
+    for at, note, key, Jg in limits:
+        blocks += [Para((Math(at), f" ({note}):")), *_display(Jg, f"{block_lhs(c, key)} =", "", names)]
+    return blocks
 
 
 def recurrent_label(c: Context, data: dict[str, Any], cell: str | None = None) -> str:
@@ -368,15 +415,16 @@ def _escape(c: Context, data: dict[str, Any], missing: frozenset[str]) -> list[B
 
 def jacobian_section(c: Context, missing: frozenset[str] = frozenset()) -> list[Block]:
     ranges = value_ranges(c.cell)
+    names: list[Equation] = []  # diagonals too wide to print in place, defined by name
     v = "h" if len(c.blocks) == 1 else "s"  # the full state s (the blocks below) for several states
     block_intro: list[Block] = []
     if len(c.blocks) > 1:
-        names = ", ".join(latex.name(k) for k in c.cell.states)
+        state_names = ", ".join(latex.name(k) for k in c.cell.states)
         block_intro.append(
             Para(
                 (
                     "With several states the state is ",
-                    Math(rf"s_{{t}} = ({names})"),
+                    Math(rf"s_{{t}} = ({state_names})"),
                     ", the states side by side, and ",
                     Math(r"J_{t} = \partial s_{t} / \partial s_{t-1}"),
                     " is the block matrix of the blocks below (row block a, column block b: ",
@@ -425,8 +473,9 @@ def jacobian_section(c: Context, missing: frozenset[str] = frozenset()) -> list[
         ),
         *block_intro,
         *(
-            Equation(_parts(B, f"{block_lhs(c, key)} ="), "J" + _suffix(c, key))
+            b
             for key, B in c.blocks.items()
+            for b in _display(B, f"{block_lhs(c, key)} =", "J" + _suffix(c, key), names)
         ),
         Para(
             (
@@ -469,7 +518,7 @@ def jacobian_section(c: Context, missing: frozenset[str] = frozenset()) -> list[
             )
         )
     blocks += _condition(c, data)
-    blocks += _limits(c)
+    blocks += _limits(c, names)
     blocks += _expansion(c, data)
     blocks += _escape(c, data, missing)
     return blocks
