@@ -236,3 +236,29 @@ def test_a_users_cell_report_compiles_without_overfull_boxes(built, tmp_path):
     assert proc.returncode == 0, log[-2000:]
     bad = [(float(m[1]), m[2]) for m in _OVERFULL.finditer(log) if float(m[1]) > 1.0]
     assert not bad, f"overfull boxes {bad}"
+
+
+def test_the_time_box_stops_symbolic_work_that_runs_too_long():
+    from grusym.report.timebox import SymbolicTimeoutError, time_box
+
+    with pytest.raises(SymbolicTimeoutError, match="the loop did not finish within 0.05 s"):
+        with time_box(0.05, "the loop"):
+            while True:
+                pass
+
+
+def test_symbolic_work_out_of_time_is_said_in_one_sentence_and_the_report_still_builds(tmp_path):
+    """A cell whose bound or expansion SymPy cannot finish in time (here: a time box of 1 microsecond)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GRUSYM_SYMBOLIC_SECONDS": "1e-6"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _BUILD, "no-matplotlib", str(tmp_path), path("mingru")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert 'CODES {"mingru": 0}' in proc.stdout, proc.stderr
+    readme = (tmp_path / "mingru" / "README.md").read_text(encoding="utf-8")
+    assert "(J.1) is not printed for this cell: SymPy's bound of J did not finish within 1e-06 s" in readme
+    assert "no expansion of (J) is printed or measured for this cell: SymPy's expansion of J did not" in readme
+    assert "NaN" not in (tmp_path / "mingru" / "figures.json").read_text(encoding="utf-8")

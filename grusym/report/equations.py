@@ -81,10 +81,21 @@ def forward_section(c: Context) -> list[Block]:
     )
     rows: list[tuple[Text, ...]] = [
         ((_m("X_{t}"),), ("(n, d)",), ("input of step t; token ids (n,) stand for one-hot rows of width d",)),
-        ((_m("h_{t-1}"),), ("(n, d_h)",), ("state entering step t",)),
+        *(
+            (
+                (_m(latex.name(prev_name(k))),),
+                ("(n, d_h)",),
+                ("state entering step t" + (f" ({k})" if k != OUTPUT else ""),),
+            )
+            for k in c.cell.states
+        ),
     ]
     for s in c.cell.steps:
-        what = "new state" if s.name == "h" else ("pre-activation" if s.kind == "linear" else "intermediate")
+        what = (
+            "new state"
+            if s.name in c.cell.states
+            else ("pre-activation" if s.kind == "linear" else "intermediate")
+        )
         if s.name in c.primitives:
             what = "gate" if c.primitives[s.name].__name__ == "Sigmoid" else f"{what} (tanh output)"
         rows.append(

@@ -27,9 +27,11 @@ from .context import Subject
 from .expansion import Expansion, NotExpandableError, expand
 from .jacobian import Jacobian, StateJacobian, numeric, state_jacobian
 from .jacobian import jacobian as _jacobian
+from .timebox import SymbolicTimeoutError, symbolic_seconds, time_box
 from .values import initial_state, state_grads, step_values
 
 __all__ = [
+    "bound_timeout",
     "bound_values",
     "escape_curves",
     "expansion",
@@ -260,13 +262,14 @@ def bound_values(
     params: dict[str, np.ndarray],
     cfg: dict[str, Any],
     values: dict[str, np.ndarray] | None = None,
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """The uniform bound (J.1) at ``params``, and the same bound along the trajectory.
 
     Along the trajectory each diagonal factor's supremum over the ranges is replaced by its largest
     absolute value on the run's actual values: a bound on ``||J_t||_2`` for these states only.
     """
-    uniform = sum(t.value(params) for t in _uniform(sub))
+    terms = _uniform(sub)
+    uniform = float("nan") if terms is None else sum(t.value(params) for t in terms)
     rows = _rows(values if values is not None else _trajectory(sub, params, cfg))
     n_rows = next(iter(rows.values())).shape[0]
     rows |= {k: np.broadcast_to(params[k], (n_rows, params[k].shape[-1])) for k in _vector_names(sub)}
@@ -280,7 +283,11 @@ def bound_values(
             names, fn = numeric(f.expr)
             value *= float(np.max(np.abs(np.asarray(fn(*(rows[v] for v in names)), dtype=float))))
         measured += value
-    return {"uniform_bound": float(uniform), "measured_range_bound": measured}
+    # None (JSON null, not NaN) when the bound is data dependent or was not derived in time
+    return {
+        "uniform_bound": None if math.isnan(uniform) else float(uniform),
+        "measured_range_bound": measured,
+    }
 
 
 _CACHE: dict[tuple[str, str], Any] = {}
@@ -306,14 +313,26 @@ def state_jacobian_of(cell: Any) -> StateJacobian:
     return _CACHE[key]  # type: ignore[no-any-return]
 
 
-def _uniform(sub: Subject) -> list[Any]:
+def _uniform(sub: Subject) -> list[Any] | None:
     """The symbolic uniform bound of the cell, derived once per cell (SymPy's suprema are slow)."""
     key = ("bound", _key(sub.cell))
     if key not in _CACHE:
         # ||J||_2 <= the sum of its blocks' norms, so the bounds of the blocks add up (one block: J itself)
         blocks = state_jacobian_of(sub.cell).blocks.values()
-        _CACHE[key] = [t for J in blocks for t in J.uniform_bound()]
-    return _CACHE[key]  # type: ignore[no-any-return]
+        try:
+            with time_box(symbolic_seconds(), "SymPy's bound of J"):
+                _CACHE[key] = [t for J in blocks for t in J.uniform_bound()]
+        except SymbolicTimeoutError as err:
+            _CACHE[key] = err
+    found = _CACHE[key]
+    return None if isinstance(found, SymbolicTimeoutError) else found  # type: ignore[no-any-return]
+
+
+def bound_timeout(sub: Subject) -> str:
+    """Why there is no uniform bound (its symbolic work ran out of time), or ''."""
+    _uniform(sub)
+    found = _CACHE[("bound", _key(sub.cell))]
+    return str(found) if isinstance(found, SymbolicTimeoutError) else ""
 
 
 def expansion(sub: Subject) -> dict[tuple[str, str], Expansion]:
@@ -322,14 +341,17 @@ def expansion(sub: Subject) -> dict[tuple[str, str], Expansion]:
     key = ("expansion", _key(sub.cell))
     if key not in _CACHE:
         try:
-            _CACHE[key] = {k: expand(J) for k, J in state_jacobian_of(sub.cell).blocks.items()}
+            with time_box(symbolic_seconds(), "SymPy's expansion of J"):
+                _CACHE[key] = {k: expand(J) for k, J in state_jacobian_of(sub.cell).blocks.items()}
         except NotExpandableError as err:
             _CACHE[key] = err
+        except SymbolicTimeoutError as err:
+            _CACHE[key] = NotExpandableError(str(err))
     if isinstance(_CACHE[key], NotExpandableError):
         raise _CACHE[key]
     return _CACHE[key]  # type: ignore[no-any-return]
 
 
-def uniform_bound(sub: Subject) -> list[Any]:
-    """:meth:`Jacobian.uniform_bound` of the subject's cell (cached)."""
+def uniform_bound(sub: Subject) -> list[Any] | None:
+    """:meth:`Jacobian.uniform_bound` of the subject's cell (cached); None when SymPy ran out of time."""
     return _uniform(sub)

@@ -18,7 +18,7 @@ from ..symbolic.primitives import PRIMITIVES
 from . import latex
 from .blocks import Block, Bullets, Code, Equation, Heading, Math, Para, Table, Text
 from .context import Context
-from .escape import expansion, keep_gate, uniform_bound
+from .escape import bound_timeout, expansion, keep_gate, uniform_bound
 from .expansion import NotExpandableError
 from .jacobian import SIGN, BoundTerm, Factor, Jacobian, Term, value_ranges
 from .sections import figure
@@ -195,7 +195,11 @@ def _condition(c: Context, data: dict[str, Any]) -> list[Block]:
     rows = []
     for scale, b in gn["bounds"][c.name].items():
         u, m = b["uniform_bound"], b["measured_range_bound"]
-        says = "vanishing certified" if u < 1 else ("certified on this run" if m < 1 else "says nothing")
+        says = (
+            "vanishing certified"
+            if u is not None and u < 1
+            else ("certified on this run" if m < 1 else "says nothing")
+        )
         rows.append(
             (
                 (scale,),
@@ -207,14 +211,17 @@ def _condition(c: Context, data: dict[str, Any]) -> list[Block]:
             )
         )
     # a weight-free path that the bound cannot push below 1 (a gate's diagonal, sup 1)
-    direct = any(bt.coef >= 1 and not bt.norms and not bt.unbounded for bt in uniform_bound(c.subject))
+    uniform = uniform_bound(c.subject) or []
+    direct = any(bt.coef >= 1 and not bt.norms and not bt.unbounded for bt in uniform)
     notes: list[Any] = []
     if not data["gradient_norms"].get("recurrent_weights", {}).get(c.name, ["W_hh"]):
         notes.append(
             "This cell has no recurrent weight matrix (its recurrence is elementwise), so the norm column "
             "is empty. "
         )
-    if any(bt.unbounded for bt in uniform_bound(c.subject)):
+    if bound_timeout(c.subject):
+        notes.append("There is no uniform bound (J.1) to evaluate (shown as -). ")
+    elif any(bt.unbounded for bt in uniform):
         notes.append(
             "A factor of (J.1) is a value without a proved range, so the uniform bound is data dependent "
             "(shown as -); the bound along the trajectory uses its measured values. "
@@ -279,8 +286,8 @@ def _expansion(c: Context, data: dict[str, Any]) -> list[Block]:
                 (
                     "At initialisation. With weights drawn from ",
                     Math(r"N(0, s^{2})"),
-                    " and zero biases every pre-activation is O(s), but (J) has no Taylor expansion there: "
-                    f"{err}, so no expansion is printed or measured for this cell.",
+                    " and zero biases every pre-activation is O(s), but no expansion of (J) is printed or "
+                    f"measured for this cell: {err}.",
                 )
             )
         ]
@@ -448,10 +455,10 @@ def jacobian_section(c: Context, missing: frozenset[str] = frozenset()) -> list[
             " (SymPy finds the supremum of its right-hand side to be at most 1)",
         )
     uniform = uniform_bound(c.subject)
-    readable = all(v.isidentifier() for bt in uniform for v in bt.unbounded)
-    bound = _bound_tex(uniform, c) if readable else ()
+    readable = uniform is not None and all(v.isidentifier() for bt in uniform for v in bt.unbounded)
+    bound = _bound_tex(uniform, c) if uniform and readable else ()
     linear_note: Text = ()
-    if any(len(parts) > 1 for bt in uniform for parts in bt.norms):
+    if any(len(parts) > 1 for bt in uniform or [] for parts in bt.norms):
         linear_note = (
             " A factor in a pre-activation v = u W + b whose input u lies in [-1, 1] is bounded "
             "uniformly by ",
@@ -507,6 +514,16 @@ def jacobian_section(c: Context, missing: frozenset[str] = frozenset()) -> list[
     ]
     if bound:
         blocks.append(Equation((r"\lVert J_{t} \rVert_{2} \le " + bound[0], *bound[1:]), "J.1"))
+    elif bound_timeout(c.subject):
+        blocks.append(
+            Para(
+                (
+                    f"(J.1) is not printed for this cell: {bound_timeout(c.subject)} (the report's time "
+                    "limit for one piece of symbolic work); the table below gives the bound along the "
+                    "measured trajectory instead.",
+                )
+            )
+        )
     else:
         blocks.append(
             Para(
