@@ -56,6 +56,7 @@ def _scales(sub: Subject) -> dict[str, Any]:
     out: dict[str, Any] = {"norms": {}, "W_hh_spectral_norm": {}, "per_step": {}, "bounds": {}}
     recurrent = recurrent_weights(sub.cell)
     out["recurrent_weights"] = list(recurrent)
+    out["states"] = list(sub.cell.states)  # the norms are of all of them side by side
     for s in cfg["scales"]:
         params = sub.module.init_params(
             len(TOY_VOCAB), cfg["hidden"], len(TOY_VOCAB), seed=cfg["seed"], scale=s
@@ -133,6 +134,7 @@ def figure_data(which: str | Subject) -> dict[str, Any]:
             "norms": {v: s["norms"] for v, s in scales.items()},
             "W_hh_spectral_norm": {v: s["W_hh_spectral_norm"] for v, s in scales.items()},
             "recurrent_weights": {v: s["recurrent_weights"] for v, s in scales.items()},
+            "states": {v: s["states"] for v, s in scales.items()},
             "per_step": {v: s["per_step"] for v, s in scales.items()},
             "bounds": {v: s["bounds"] for v, s in scales.items()},
         },

@@ -44,6 +44,14 @@ def _png(fig: Any, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _norm_label(data: dict[str, Any]) -> str:
+    """The y label: the adjoint of h, or of the full state (the states side by side) for several."""
+    states = next(iter(data["gradient_norms"].get("states", {}).values()), ["h"])
+    if len(states) == 1:
+        return "‖δh_(T−k)‖ (loss on h_T only)"
+    return f"‖δ({', '.join(states)})_(T−k)‖ (loss on h_T only)"
+
+
 def _gradient_norms(plt: Any, data: dict[str, Any]) -> Any:
     gn = data["gradient_norms"]
     variants = list(gn["norms"])
@@ -61,7 +69,7 @@ def _gradient_norms(plt: Any, data: dict[str, Any]) -> Any:
         ax.set_xlabel("distance to the loss k (steps)")
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8, loc="lower left")
-    axes[0][0].set_ylabel("‖δh_(T−k)‖ (loss on h_T only)")
+    axes[0][0].set_ylabel(_norm_label(data))
     return fig
 
 
@@ -83,7 +91,7 @@ def _escape(plt: Any, data: dict[str, Any]) -> Any:
         ax.set_xlabel("distance to the loss k (steps)")
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8, loc="lower left")
-    axes[0][0].set_ylabel("‖δh_(T−k)‖ (loss on h_T only)")
+    axes[0][0].set_ylabel(_norm_label(data))
     return fig
 
 

@@ -197,8 +197,9 @@ def figures_section(c: Context, data: dict[str, Any], missing: frozenset[str] = 
                 ". Gradient norms: the loss is ",
                 _m(r"\langle g, h_{T} \rangle"),
                 " for a fixed unit vector g on the last step only; the adjoint of each earlier state is the ",
-                Code('grads["h0"]'),
-                " of the generated backward run on the suffix of the sequence that starts from that state. ",
+                Code(", ".join(f'grads["{k}0"]' for k in c.cell.states)),
+                " of the generated backward run on the suffix of the sequence that starts from that state"
+                + (" (its norm: of the states side by side). " if len(c.cell.states) > 1 else ". "),
                 f"Toy text 'Math...', T = {T}, n = {cfg['n']}, d_h = {cfg['hidden']}, weights N(0, scale^2) "
                 f"from init_params (seed {cfg['seed']}), zero biases.",
             )
