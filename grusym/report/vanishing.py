@@ -13,19 +13,20 @@ from typing import Any
 
 import sympy as sp
 
-from ..symbolic.cell import STATE, prev_name
+from ..symbolic.cell import STATE
 from ..symbolic.primitives import PRIMITIVES
 from . import latex
 from .blocks import Block, Bullets, Code, Equation, Heading, Math, Para, Table, Text
 from .context import Context
 from .escape import bound_timeout, expansion, keep_gate, uniform_bound
 from .expansion import NotExpandableError
-from .jacobian import SIGN, BoundTerm, Factor, Jacobian, Term, value_ranges
+from .jacobian import SIGN, BoundTerm, Jacobian, value_ranges
+from .jtex import block_lhs, display, label_suffix, parts, term_tex
 from .sections import figure
 from .sources import TUTORIALS
 from .width import MAX_EX, width
 
-__all__ = ["jacobian_section", "term_tex"]
+__all__ = ["jacobian_section"]
 
 _NORM = {"2": "2", "1": "1", "inf": r"\infty"}
 
@@ -36,60 +37,6 @@ def _sig(x: float) -> str:
 
 def _e(x: float) -> str:
     return f"{x:.2e}"
-
-
-def term_tex(J: Jacobian, term: Term) -> str:
-    """One term, with a diagonal's constant part pulled out: ``\\frac{1}{2} I + \\frac{1}{4} diag(a_z)``."""
-    if len(term) == 1 and term[0].weight is None and not term[0].expr.is_Number:
-        const, rest = sp.Add(*term[0].expr.as_ordered_terms()).as_coeff_Add()
-        coef, core = rest.as_coeff_Mul()
-        inner = latex.elementwise(core, params=J.params)
-        diag = rf"\operatorname{{diag}}\left({inner}\right)"
-        out = ("" if coef == 1 else ("-" if coef == -1 else latex.scalar(coef) + " ")) + diag
-        if const != 0:
-            sign = "-" if out.startswith("-") else "+"
-            return f"{latex.scalar(const)} I {sign} {out.lstrip('-')}"
-        return out
-    return J._term_tex(term)
-
-
-def _parts(J: Jacobian, lhs: str, tail: str = "") -> tuple[str, ...]:
-    if not J.terms:
-        return (f"{lhs} 0{tail}",)
-    texts = [term_tex(J, t) for t in J.terms]
-    parts = [f"{lhs} {texts[0]}"] + ["+ " + t for t in texts[1:]]
-    parts[-1] += tail
-    return tuple(p.replace("+ -", "- ") for p in parts)
-
-
-def _named(J: Jacobian, names: list[Equation]) -> Jacobian:
-    """J with every diagonal too wide for one line (a sum) printed by name, ``diag(D_{k,t})``; the
-    definitions ``D_k = ...``, split at their sums, are appended to ``names`` (numbered on from there)."""
-    terms = []
-    for term in J.terms:
-        factors = []
-        for f in term:
-            inner = latex.elementwise(f.expr, params=J.params) if f.weight is None else ""
-            if f.weight is None and isinstance(f.expr, sp.Add) and width(inner) > MAX_EX / 2:
-                k = len(names) + 1
-                parts = [latex.elementwise(a, params=J.params) for a in sp.Add.make_args(f.expr)]
-                first = f"D_{{{k},t}} = {parts[0]}"
-                names.append(Equation((first, *("+ " + p for p in parts[1:])), f"D.{k}"))
-                factors.append(Factor(sp.Symbol(f"D_{k}", real=True)))
-            else:
-                factors.append(f)
-        terms.append(tuple(factors))
-    return Jacobian(J.cell, tuple(terms), J.target, J.source)
-
-
-def _display(J: Jacobian, lhs: str, label: str, names: list[Equation], tail: str = "") -> list[Block]:
-    """The equation ``lhs J tail``; too-wide diagonals are named, and defined right after it (``names``:
-    the definitions so far in this section, so the numbers run on)."""
-    before = len(names)
-    shown = _named(J, names)
-    if len(names) == before:
-        return [Equation(_parts(J, lhs, tail), label)]
-    return [Equation(_parts(shown, lhs, tail), label), Para(("where",)), *names[before:]]
 
 
 def _bound_tex(terms: list[BoundTerm], c: Context) -> tuple[str, ...]:
@@ -117,19 +64,6 @@ def _limit_note(J: Jacobian) -> str:
     if all(any(f.weight for f in t) for t in J.terms):
         return "only paths through weight matrices remain, as in a plain RNN"
     return "a weight-free path remains next to the weight paths"
-
-
-def _suffix(c: Context, key: tuple[str, str]) -> str:
-    """The label suffix of a block: '' for one state, ``.hc`` style for several."""
-    return "" if len(c.blocks) == 1 else f".{key[0]}{key[1]}"
-
-
-def block_lhs(c: Context, key: tuple[str, str]) -> str:
-    """``J_{t}`` for one state; the block's partial derivative ``dc_t/dh_{t-1}`` for several."""
-    if len(c.blocks) == 1:
-        return "J_{t}"
-    a, b = key
-    return rf"\frac{{\partial {latex.name(a)}}}{{\partial {latex.name(prev_name(b))}}}"
 
 
 def _limits(c: Context, names: list[Equation]) -> list[Block]:
@@ -172,7 +106,7 @@ def _limits(c: Context, names: list[Equation]) -> list[Block]:
         ]
     blocks: list[Block] = [Para((intro,))]  # too wide for a line of text: one display each
     for at, note, key, Jg in limits:
-        blocks += [Para((Math(at), f" ({note}):")), *_display(Jg, f"{block_lhs(c, key)} =", "", names)]
+        blocks += [Para((Math(at), f" ({note}):")), *display(Jg, f"{block_lhs(c, key)} =", "", names)]
     return blocks
 
 
@@ -320,7 +254,7 @@ def _expansion(c: Context, data: dict[str, Any]) -> list[Block]:
             )
         ),
         *(
-            Equation(_parts(e.kept, f"{block_lhs(c, key)} =", rf" + {order}"), "J.3" + _suffix(c, key))
+            Equation(parts(e.kept, f"{block_lhs(c, key)} =", rf" + {order}"), "J.3" + label_suffix(c, key))
             for key, e in blocks.items()
         ),
         Para(
@@ -482,7 +416,7 @@ def jacobian_section(c: Context, missing: frozenset[str] = frozenset()) -> list[
         *(
             b
             for key, B in c.blocks.items()
-            for b in _display(B, f"{block_lhs(c, key)} =", "J" + _suffix(c, key), names)
+            for b in display(B, f"{block_lhs(c, key)} =", "J" + label_suffix(c, key), names)
         ),
         Para(
             (
