@@ -128,7 +128,8 @@ def test_what_does_not_apply_is_said_in_one_sentence(built):
     assert "This cell has no recurrent weight matrix" in text["indrnn"]
     assert "relu is not differentiable at its value at initialisation" in text["indrnn"]
     assert "no sigmoid or tanh step, so there is no activation histogram" in text["indrnn"]
-    assert "not a single gate with a bias of its own" in text["leaky"]
+    assert "not a single gate with a bias of its own" in text["indrnn"]
+    assert "setting w_a = -b makes it carry about sigma(b)" in text["leaky"]  # its leak vector is the bias
     assert "setting b_xf = b makes it carry about sigma(b)" in text["lstm"]  # the forget gate, dc/dc_prev
     for n in ("peephole_lstm", "lstm"):
         assert r"\tag{J.cc}" in text[n] and r"\tag{B.1.c}" in text[n]

@@ -161,7 +161,8 @@ def keep_gate(sub: Subject, J: Jacobian | None = None) -> tuple[str, str, int] |
     """(gate, its bias parameter, +1 or -1) for the gate on J's weight-free path, or None.
 
     The weight-free term is ``diag(g)`` or ``diag(1 - g)``: a bias b (sign +1) or -b (sign -1) makes the
-    path carry sigma(b) at zero pre-activation (the gate's other bias rows, if any, set to 0). With several
+    path carry sigma(b) at zero pre-activation. The bias is that of the gate's linear step (its other bias
+    rows, if any, set to 0), or the parameter vector the gate reads alone (a = sigmoid(w_a)). With several
     states the diagonal blocks ds/ds_prev are searched in state order (LSTM: dc/dc_prev = diag(f)).
     """
     if J is None:
@@ -183,11 +184,14 @@ def keep_gate(sub: Subject, J: Jacobian | None = None) -> tuple[str, str, int] |
     if gate is None or gate.kind != "elementwise":
         return None
     (pre,) = scalar_form(gate.expr).free_symbols or (None,)
-    linear = steps.get(getattr(pre, "name", ""))
+    name = getattr(pre, "name", "")
+    slope = 1 if sp.diff(coef, g) > 0 else -1
+    if name in sub.cell.params and sub.cell.params[name].kind == "vector":
+        return g.name, name, slope  # the gate of a parameter vector alone (a = sigmoid(w_a)): set w_a
+    linear = steps.get(name)
     if linear is None or linear.bias is None:
         return None
-    slope = sp.diff(coef, g)
-    return g.name, linear.bias, 1 if slope > 0 else -1
+    return g.name, linear.bias, slope
 
 
 def train(sub: Subject, hidden: int, seed: int) -> dict[str, np.ndarray]:
