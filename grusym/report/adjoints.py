@@ -13,12 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import sympy as sp
 
-from ..symbolic.cell import INPUT, STATE
+from ..symbolic.cell import INPUT, OUTPUT, prev_name
 from ..symbolic.derive import adjoint_name, derive
 from .context import Subject
-from .values import _NUMERIC, step_values
+from .values import compile_scalar, step_values
 
 __all__ = ["bptt_values"]
 
@@ -30,7 +29,7 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def bptt_values(sub: Subject, params: Arrays, X: np.ndarray, Y: np.ndarray, h0: np.ndarray) -> dict[str, Any]:
+def bptt_values(sub: Subject, params: Arrays, X: np.ndarray, Y: np.ndarray, h0: Any) -> dict[str, Any]:
     """Forward values, logits, loss, every adjoint per step and the gradients; X, Y: (T, n) token ids.
 
     Returns ``{"values": {v: (T, n, h)}, "logits": (T, n, q), "loss": float, "adjoints": {dv: (T, ...)}
@@ -41,6 +40,8 @@ def bptt_values(sub: Subject, params: Arrays, X: np.ndarray, Y: np.ndarray, h0: 
     der = derive(cell)
     values = step_values(cell, params, X, h0, m)
     T, nb = X.shape
+    hid = values["h"].shape[-1]
+    vectors = {k: np.broadcast_to(params[k], (nb, hid)) for k, p in cell.params.items() if p.kind == "vector"}
     q = params["W_hq"].shape[1]
     H = values["h"]
     logits = H @ params["W_hq"] + params["b_q"]
@@ -54,23 +55,26 @@ def bptt_values(sub: Subject, params: Arrays, X: np.ndarray, Y: np.ndarray, h0: 
     grads["b_q"] = dlogits.sum(axis=(0, 1))
     fns: dict[int, tuple[list[str], Any]] = {}
     for i, c in enumerate(der.contributions):
-        if c.kind == "elementwise":
-            syms = sorted(c.expr.free_symbols, key=lambda s: s.name)
-            fns[i] = ([s.name for s in syms], sp.lambdify(syms, c.expr, modules=[_NUMERIC, "numpy"]))
+        if c.kind in ("elementwise", "vector"):
+            fns[i] = compile_scalar(c.expr)
     adj: dict[str, list[np.ndarray]] = {"dH": list(dH), "dlogits": list(dlogits)}
     per_step: list[Arrays] = [{} for _ in range(T)]
-    carry = np.zeros_like(h0, dtype=np.float64)
+    zero = np.zeros((nb, hid))
+    carry = {s: zero for s in cell.states}  # d of each state from step t+1
     for t in reversed(range(T)):
-        env: Arrays = {k: v[t] for k, v in values.items()}
-        d: Arrays = {adjoint_name("h"): dH[t] + carry}
+        env: Arrays = {**vectors, **{k: v[t] for k, v in values.items()}}
+        d: Arrays = {adjoint_name(s): carry[s] + (dH[t] if s == OUTPUT else 0) for s in cell.states}
         for i, c in enumerate(der.contributions):
             src = d.get(adjoint_name(c.source))
             if src is None:
                 continue  # nothing reaches this step's value
-            if c.kind == "elementwise":
+            if c.kind in ("elementwise", "vector"):
                 names, fn = fns[i]
                 args = [src if a == adjoint_name(c.source) else env[a] for a in names]
                 part = np.broadcast_to(fn(*args), src.shape)
+                if c.kind == "vector":  # an (h,) parameter: summed over the batch rows (and over t)
+                    grads[c.target] += part.sum(axis=0)
+                    continue
             elif c.kind == "matmul_left":
                 if c.target == INPUT:
                     continue  # token ids: one-hot rows have no gradient to return
@@ -86,10 +90,10 @@ def bptt_values(sub: Subject, params: Arrays, X: np.ndarray, Y: np.ndarray, h0: 
                 continue
             key = adjoint_name(c.target)
             d[key] = d[key] + part if key in d else np.array(part, dtype=np.float64)
-        carry = d.get(adjoint_name(STATE), np.zeros_like(carry))
+        carry = {s: d.get(adjoint_name(prev_name(s)), zero) for s in cell.states}
         per_step[t] = d
     for key in dict.fromkeys(k for step in per_step for k in step):
-        adj[key] = [step.get(key, np.zeros_like(h0, dtype=np.float64)) for step in per_step]
+        adj[key] = [step.get(key, zero) for step in per_step]
     _, code_grads, _ = m.loss_and_grads(params, X, Y, h0)
     agreement = max(
         float(np.max(np.abs(grads[k] - code_grads[k])) / max(np.max(np.abs(code_grads[k])), 1e-300))

@@ -21,7 +21,7 @@ from ..symbolic.codegen import numbered
 from ..symbolic.derive import Derivation, adjoint_name, derive, derive_head
 from ..symbolic.variants import HEAD_PARAMS, VARIANTS
 from . import latex
-from .jacobian import Jacobian, jacobian, primitive_outputs
+from .jacobian import Jacobian, jacobian, primitive_outputs, state_jacobian
 from .sources import cite
 
 __all__ = ["REGENERATE", "SIZES", "Context", "Subject", "cell_subject", "subject"]
@@ -107,6 +107,8 @@ class Context:
         values = [s.name for s in self.cell.steps] + [INPUT, STATE, "H", "logits"]
         self.adjoints = frozenset(adjoint_name(v) for v in values)
         self.jac: Jacobian = jacobian(self.cell, self.der)
+        # J of the full state by blocks (a, b) = da_t/db_{t-1}; one block, ("h", "h"): jac, for one state
+        self.blocks: dict[tuple[str, str], Jacobian] = state_jacobian(self.cell, self.der).blocks
         self.primitives = primitive_outputs(self.cell)
 
     def eq(self, step: Step) -> str:
@@ -120,7 +122,7 @@ class Context:
             return (n, q)
         if value in self.cell.params:
             p = self.cell.params[value]
-            return (1, p.cols) if p.kind == "bias" else (p.rows, p.cols)
+            return (p.rows, p.cols) if p.kind == "weight" else (1, p.cols)
         if value == "W_hq":
             return (h, q)
         if value == "b_q":

@@ -14,7 +14,7 @@ from typing import Any
 import sympy as sp
 from sympy import MatrixSymbol
 
-from ..symbolic.cell import INPUT, STATE, Cell, Step, d, h, n, q
+from ..symbolic.cell import INPUT, OUTPUT, STATE, Cell, Step, d, h, n, prev_name, q, scalar_form
 from ..symbolic.derive import LINEAR_RULES, Contribution
 from ..symbolic.primitives import PRIMITIVES, verify_rules
 from ..symbolic.variants import HEAD_PARAMS
@@ -81,10 +81,21 @@ def forward_section(c: Context) -> list[Block]:
     )
     rows: list[tuple[Text, ...]] = [
         ((_m("X_{t}"),), ("(n, d)",), ("input of step t; token ids (n,) stand for one-hot rows of width d",)),
-        ((_m("h_{t-1}"),), ("(n, d_h)",), ("state entering step t",)),
+        *(
+            (
+                (_m(latex.name(prev_name(k))),),
+                ("(n, d_h)",),
+                ("state entering step t" + (f" ({k})" if k != OUTPUT else ""),),
+            )
+            for k in c.cell.states
+        ),
     ]
     for s in c.cell.steps:
-        what = "new state" if s.name == "h" else ("pre-activation" if s.kind == "linear" else "intermediate")
+        what = (
+            "new state"
+            if s.name in c.cell.states
+            else ("pre-activation" if s.kind == "linear" else "intermediate")
+        )
         if s.name in c.primitives:
             what = "gate" if c.primitives[s.name].__name__ == "Sigmoid" else f"{what} (tanh output)"
         rows.append(
@@ -142,7 +153,7 @@ def forward_section(c: Context) -> list[Block]:
 def _param_uses(cell: Cell, head_step: Step, num: dict[str, int]) -> dict[str, list[int]]:
     uses: dict[str, list[int]] = {}
     for s in [*cell.steps, head_step]:
-        for p in [t.weight for t in s.terms] + ([s.bias] if s.bias else []):
+        for p in [t.weight for t in s.terms] + list(s.biases) + list(s.vectors):
             uses.setdefault(p, []).append(num[s.name])
     return uses
 
@@ -152,7 +163,7 @@ def _count(shape: tuple[sp.Symbol, ...], size: dict[sp.Symbol, int]) -> int:
 
 
 def _shapes(cell: Cell) -> dict[str, tuple[sp.Symbol, ...]]:
-    out = {p.name: ((p.cols,) if p.kind == "bias" else (p.rows, p.cols)) for p in cell.params.values()}
+    out = {p.name: ((p.rows, p.cols) if p.kind == "weight" else (p.cols,)) for p in cell.params.values()}
     return out | {"W_hq": (h, q), "b_q": (q,)}
 
 
@@ -207,7 +218,13 @@ def local_section(c: Context) -> list[Block]:
         ),
     ]
     x = sp.Symbol("x", real=True)
-    used = {getattr(fn, "label", "") for fn in c.primitives.values()} | {"sigmoid", "tanh"}  # always those
+    kinds = {
+        type(f)
+        for st in c.cell.steps
+        if st.kind == "elementwise"
+        for f in scalar_form(st.expr).atoms(sp.Function)
+    }
+    used = {k.label for k in kinds if k in PRIMITIVES.values()} | {"sigmoid", "tanh"}  # always those
     for proof in (p for p in verify_rules() if p.name in used):
         closed = PRIMITIVES[proof.name](x).rewrite(sp.exp)
         fn = latex.scalar(PRIMITIVES[proof.name](x), plain=True)
@@ -239,7 +256,7 @@ def local_section(c: Context) -> list[Block]:
     for ld in c.der.local:
         by_step.setdefault(ld.step, []).append(ld)
     for s in c.cell.steps:
-        for ld in sorted(by_step.get(s.name, []), key=lambda ld: s.inputs.index(ld.wrt)):
+        for ld in sorted(by_step.get(s.name, []), key=lambda ld: (*s.inputs, *s.vectors).index(ld.wrt)):
             partial = rf"\frac{{\partial {latex.name(s.name)}}}{{\partial {latex.name(ld.wrt)}}}"
             rows.append(
                 (
@@ -296,6 +313,9 @@ def _lhs(contrib: Contribution, c: Context, assigned: set[str]) -> str:
 def rhs(contrib: Contribution, c: Context) -> str:
     if contrib.kind == "elementwise":
         return latex.elementwise(contrib.expr, params=c.params, adjoints=c.adjoints)
+    if contrib.kind == "vector":  # an (h,) parameter vector: the elementwise product summed over the rows
+        inner = latex.elementwise(contrib.expr, params=c.params, adjoints=c.adjoints)
+        return rf"\mathbf{{1}}^{{\top}} \left({inner}\right)"
     return latex.matrix(contrib.expr, params=c.params, adjoints=c.adjoints)
 
 
@@ -303,6 +323,9 @@ def shaped_rhs(contrib: Contribution, c: Context) -> str:
     """The right-hand side with the shape of every matrix factor under it (elementwise: all (n, d_h))."""
     if contrib.kind == "elementwise":
         return rhs(contrib, c)
+    if contrib.kind == "vector":
+        inner = latex.elementwise(contrib.expr, params=c.params, adjoints=c.adjoints)
+        return _under(r"\mathbf{1}^{\top}", (1, n)) + r" \; " + _under(rf"\left({inner}\right)", (n, h))
     source = _under(latex.adjoint(contrib.source, params=c.params), c.shape(contrib.source))
     if contrib.kind == "bias":
         rows = c.shape(contrib.source)[0]
@@ -376,6 +399,35 @@ def _sum_over_t(contribs: list[Contribution], c: Context) -> tuple[str, ...]:
     )
 
 
+def _other_states(c: Context) -> list[Block]:
+    """The BPTT recurrence of every state but h (the LSTM's c): no head part, only what step t+1 sends."""
+    out: list[Block] = []
+    for k in c.cell.states:
+        if k == OUTPUT:
+            continue
+        parts = [latex.shifted(rhs(x, c)) for x in c.der.into(prev_name(k))]
+        lhs = rf"\underset{{n \times d_{{h}}}}{{\delta {latex.name(k)}}} ="
+        out += [
+            Para(
+                (
+                    f"The state {k} has no head: what reaches ",
+                    Math(rf"\delta {latex.name(k)}"),
+                    " from later steps is what step t+1 sends back (the adjoint of step t, section 3, then "
+                    "adds the contributions of the steps that read it within step t):",
+                )
+            ),
+            Equation((f"{lhs} {parts[0] if parts else '0'}", *("+ " + p for p in parts[1:])), f"B.1.{k}"),
+        ]
+    return out
+
+
+def _initial_tex(c: Context) -> str:
+    if len(c.cell.states) == 1:
+        return r"\delta h_{0} = \delta h_{1} J_{1}"
+    names = ", ".join(rf"\delta {k}_{{0}}" for k in c.cell.states)
+    return rf"\left({names}\right) = \delta s_{{1}} J_{{1}}"
+
+
 def bptt_section(c: Context) -> list[Block]:
     into_state = c.der.into(STATE)
     parts = [rhs(k, c) for k in into_state]
@@ -405,6 +457,7 @@ def bptt_section(c: Context) -> list[Block]:
             ),
             "B.1",
         ),
+        *_other_states(c),
         Para(
             (
                 "The second part is linear in ",
@@ -413,11 +466,11 @@ def bptt_section(c: Context) -> list[Block]:
                 _m(r"\delta h_{t+1} J_{t+1}"),
                 " with the one-step Jacobian J below, so the code never forms J. After t = 1 the same sum "
                 "is the gradient of the initial state, ",
-                Code('grads["h0"]'),
+                Code(", ".join(f'grads["{k}0"]' for k in c.cell.states)),
                 ":",
             )
         ),
-        Equation((r"\delta h_{0} = \delta h_{1} J_{1}",), "B.2"),
+        Equation((_initial_tex(c),), "B.2"),
         Para(
             (
                 "Every parameter is shared by all steps, so its gradient is the sum over t of its one-step "

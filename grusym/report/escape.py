@@ -24,12 +24,14 @@ import sympy as sp
 
 from ..symbolic.cell import scalar_form
 from .context import Subject
-from .expansion import expand
-from .jacobian import Jacobian, numeric
+from .expansion import Expansion, NotExpandableError, expand
+from .jacobian import Jacobian, StateJacobian, numeric, state_jacobian
 from .jacobian import jacobian as _jacobian
-from .values import step_values
+from .timebox import SymbolicTimeoutError, symbolic_seconds, time_box
+from .values import initial_state, state_grads, step_values
 
 __all__ = [
+    "bound_timeout",
     "bound_values",
     "escape_curves",
     "expansion",
@@ -37,6 +39,7 @@ __all__ = [
     "jacobian",
     "keep_gate",
     "norm_curve",
+    "state_jacobian_of",
     "train",
     "uniform_bound",
 ]
@@ -62,31 +65,44 @@ def _rows(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: v.reshape(-1, v.shape[-1]) for k, v in values.items()}
 
 
-def _J(J: Jacobian, values: dict[str, np.ndarray], params: dict[str, np.ndarray]) -> np.ndarray:
+def _J(
+    J: Jacobian | StateJacobian, values: dict[str, np.ndarray], params: dict[str, np.ndarray]
+) -> np.ndarray:
     return J.evaluate(_rows(values), params)
 
 
-def norm_curve(sub: Subject, params: dict[str, np.ndarray], cfg: dict[str, Any]) -> list[float]:
-    """||dL/dh_{T-k}|| for k = 0..T, L = <g, h_T> (g a fixed unit vector), by the generated backward.
+def _hidden(params: dict[str, np.ndarray]) -> int:
+    return int(params["W_hq"].shape[0])
 
-    The adjoint of each earlier state is ``grads["h0"]`` of the backward run on the suffix of the sequence
-    that starts from that state (the same trajectory), so no private part of the module is used.
+
+def norm_curve(sub: Subject, params: dict[str, np.ndarray], cfg: dict[str, Any]) -> list[float]:
+    """||dL/ds_{T-k}|| for k = 0..T, L = <g, h_T> (g a fixed unit vector), by the generated backward.
+
+    s is the full state (h, or h and c side by side for several states). The adjoint of each earlier state
+    is ``grads["h0"]`` (and ``"c0"``, ...) of the backward run on the suffix of the sequence that starts
+    from that state (the same trajectory), so no private part of the module is used.
     """
     m = sub.module
-    T, n, h = cfg["T"], cfg["n"], params["W_hh"].shape[0] if "W_hh" in params else cfg["hidden"]
+    T, n, h = cfg["T"], cfg["n"], _hidden(params)
     X, _ = _problem(cfg)
     g = np.random.default_rng(cfg["seed"]).normal(size=(n, h))
     g /= np.linalg.norm(g)
-    h0 = np.zeros((n, h))
-    H, _ = m.forward(params, X, h0)
-    states = [h0, *H]
+    s0 = initial_state(sub.cell, n, h)
+    H, _ = m.forward(params, X, s0)
+    several = len(sub.cell.states) > 1
     norms = [1.0]
     for k in range(1, T + 1):
         start = T - k
-        _, cache = m.forward(params, X[start:], states[start])
+        if start == 0:
+            state = s0
+        elif several:  # the other states are not in H: run the prefix and read its last states
+            state = m.final_states(m.forward(params, X[:start], s0)[1])
+        else:
+            state = H[start - 1]
+        _, cache = m.forward(params, X[start:], state)
         dH = np.zeros((k, n, h))
         dH[-1] = g
-        norms.append(float(np.linalg.norm(m.backward(params, cache, dH)["h0"])))
+        norms.append(float(np.linalg.norm(state_grads(sub.cell, m.backward(params, cache, dH)))))
     return norms
 
 
@@ -97,22 +113,39 @@ def per_step(norms: list[float]) -> float:
 
 def expansion_errors(sub: Subject, cfg: dict[str, Any]) -> dict[str, Any]:
     """The first-order expansion at initialisation against the exact J_t (see the module docstring)."""
-    J = jacobian(sub.cell)
-    ex = expansion(sub)
+    J = state_jacobian_of(sub.cell)
+    try:
+        ex = expansion(sub)
+    except NotExpandableError as err:
+        return {"scales": list(EXPANSION_SCALES), "rows": [], "not_expandable": str(err)}
+
+    def full(part: Any) -> StateJacobian:
+        return StateJacobian(sub.cell, {k: part(e, J.blocks[k]) for k, e in ex.items()})
+
     # the first-order terms through a weight only, without those in diagonals (e.g. I/2 + W_hh^T/4)
-    no_diag = Jacobian(J.cell, ex.zeroth.terms + tuple(t for t in ex.kept.terms if any(f.weight for f in t)))
+    no_diag = full(
+        lambda e, b: Jacobian(
+            b.cell,
+            e.zeroth.terms + tuple(t for t in e.kept.terms if any(f.weight for f in t)),
+            b.target,
+            b.source,
+        )
+    )
+    kept, zeroth = full(lambda e, b: e.kept), full(lambda e, b: e.zeroth)
     X, _ = _problem(cfg)
     rows = []
     for s in EXPANSION_SCALES:
         params = sub.module.init_params(4, cfg["hidden"], 4, seed=cfg["seed"], scale=s)
-        values = step_values(sub.cell, params, X, np.zeros((cfg["n"], cfg["hidden"])), sub.module)
-        exact, first, zeroth, weighted = (_J(j, values, params) for j in (J, ex.kept, ex.zeroth, no_diag))
+        values = step_values(
+            sub.cell, params, X, initial_state(sub.cell, cfg["n"], cfg["hidden"]), sub.module
+        )
+        exact, first, zero, weighted = (_J(j, values, params) for j in (J, kept, zeroth, no_diag))
         norm = lambda a: float(np.max(np.linalg.norm(a, 2, axis=(1, 2))))  # noqa: E731
         rows.append(
             {
                 "scale": s,
-                "first_order_terms": norm(first - zeroth),
-                "error_zeroth": norm(exact - zeroth),
+                "first_order_terms": norm(first - zero),
+                "error_zeroth": norm(exact - zero),
                 "error_first": norm(exact - first),
                 "error_without_diagonal": norm(exact - weighted),
             }
@@ -121,16 +154,24 @@ def expansion_errors(sub: Subject, cfg: dict[str, Any]) -> dict[str, Any]:
         b["observed_order"] = math.log(b["error_first"] / a["error_first"]) / math.log(
             b["scale"] / a["scale"]
         )
-    return {"order": ex.order, "rows": rows}
+    return {"order": min(e.order for e in ex.values()), "rows": rows}
 
 
 def keep_gate(sub: Subject, J: Jacobian | None = None) -> tuple[str, str, int] | None:
     """(gate, its bias parameter, +1 or -1) for the gate on J's weight-free path, or None.
 
     The weight-free term is ``diag(g)`` or ``diag(1 - g)``: a bias b (sign +1) or -b (sign -1) makes the
-    path carry sigma(b) at zero pre-activation.
+    path carry sigma(b) at zero pre-activation. The bias is that of the gate's linear step (its other bias
+    rows, if any, set to 0), or the parameter vector the gate reads alone (a = sigmoid(w_a)). With several
+    states the diagonal blocks ds/ds_prev are searched in state order (LSTM: dc/dc_prev = diag(f)).
     """
-    J = J or jacobian(sub.cell)
+    if J is None:
+        full = state_jacobian_of(sub.cell)
+        for s in sub.cell.states:
+            found = keep_gate(sub, full.blocks[(s, s)])
+            if found is not None:
+                return found
+        return None
     direct = [t for t in J.terms if not any(f.weight for f in t)]
     if len(direct) != 1 or len(direct[0]) != 1:
         return None
@@ -143,11 +184,14 @@ def keep_gate(sub: Subject, J: Jacobian | None = None) -> tuple[str, str, int] |
     if gate is None or gate.kind != "elementwise":
         return None
     (pre,) = scalar_form(gate.expr).free_symbols or (None,)
-    linear = steps.get(getattr(pre, "name", ""))
+    name = getattr(pre, "name", "")
+    slope = 1 if sp.diff(coef, g) > 0 else -1
+    if name in sub.cell.params and sub.cell.params[name].kind == "vector":
+        return g.name, name, slope  # the gate of a parameter vector alone (a = sigmoid(w_a)): set w_a
+    linear = steps.get(name)
     if linear is None or linear.bias is None:
         return None
-    slope = sp.diff(coef, g)
-    return g.name, linear.bias, 1 if slope > 0 else -1
+    return g.name, linear.bias, slope
 
 
 def train(sub: Subject, hidden: int, seed: int) -> dict[str, np.ndarray]:
@@ -156,7 +200,7 @@ def train(sub: Subject, hidden: int, seed: int) -> dict[str, np.ndarray]:
 
     X, Y = toy_tokens(ESCAPE["train_T"], 2)
     params = sub.module.init_params(4, hidden, 4, seed=seed, scale=0.01)
-    h0 = np.zeros((2, hidden))
+    h0 = initial_state(sub.cell, 2, hidden)
     for _ in range(ESCAPE["train_steps"]):
         _, grads, _ = sub.module.loss_and_grads(params, X, Y, h0)
         params = {k: p - ESCAPE["lr"] * grads[k] for k, p in params.items()}
@@ -165,11 +209,11 @@ def train(sub: Subject, hidden: int, seed: int) -> dict[str, np.ndarray]:
 
 def _trajectory(sub: Subject, params: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, np.ndarray]:
     X, _ = _problem(cfg)
-    return step_values(sub.cell, params, X, np.zeros((cfg["n"], params["W_hh"].shape[0])), sub.module)
+    return step_values(sub.cell, params, X, initial_state(sub.cell, cfg["n"], _hidden(params)), sub.module)
 
 
 def _spectral(sub: Subject, params: dict[str, np.ndarray], values: dict[str, np.ndarray]) -> dict[str, float]:
-    mean = _J(jacobian(sub.cell), values, params).mean(axis=0)
+    mean = _J(state_jacobian_of(sub.cell), values, params).mean(axis=0)
     return {
         "mean_J_norm": float(np.linalg.norm(mean, 2)),
         "mean_J_radius": float(np.max(np.abs(np.linalg.eigvals(mean)))),
@@ -187,6 +231,8 @@ def escape_curves(sub: Subject, cfg: dict[str, Any]) -> list[dict[str, Any]]:
         _, bias, sign = keep
         for b in ESCAPE["biases"]:
             p = dict(base)
+            for other in _gate_biases(sub, bias):
+                p[other] = np.zeros_like(base[other])
             p[bias] = np.full_like(base[bias], sign * b)
             runs.append((f"{bias} = {sign * b if b else 0.0:g}", b, p))
     runs.append(("after training", None, train(sub, cfg["hidden"], cfg["seed"])))
@@ -203,22 +249,36 @@ def escape_curves(sub: Subject, cfg: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _vector_names(sub: Subject) -> list[str]:
+    return [k for k, p in sub.cell.params.items() if p.kind == "vector"]
+
+
+def _gate_biases(sub: Subject, bias: str) -> tuple[str, ...]:
+    """Every bias row of the linear step whose first bias is ``bias``."""
+    for step in sub.cell.steps:
+        if step.bias == bias:
+            return step.biases
+    return (bias,)
+
+
 def bound_values(
     sub: Subject,
     params: dict[str, np.ndarray],
     cfg: dict[str, Any],
     values: dict[str, np.ndarray] | None = None,
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """The uniform bound (J.1) at ``params``, and the same bound along the trajectory.
 
     Along the trajectory each diagonal factor's supremum over the ranges is replaced by its largest
     absolute value on the run's actual values: a bound on ``||J_t||_2`` for these states only.
     """
-    J = jacobian(sub.cell)
-    uniform = sum(t.value(params) for t in _uniform(sub))
+    terms = _uniform(sub)
+    uniform = float("nan") if terms is None else sum(t.value(params) for t in terms)
     rows = _rows(values if values is not None else _trajectory(sub, params, cfg))
+    n_rows = next(iter(rows.values())).shape[0]
+    rows |= {k: np.broadcast_to(params[k], (n_rows, params[k].shape[-1])) for k in _vector_names(sub)}
     measured = 0.0
-    for term in J.terms:
+    for term in (t for J in state_jacobian_of(sub.cell).blocks.values() for t in J.terms):
         value = 1.0
         for f in term:
             if f.weight is not None:
@@ -227,7 +287,11 @@ def bound_values(
             names, fn = numeric(f.expr)
             value *= float(np.max(np.abs(np.asarray(fn(*(rows[v] for v in names)), dtype=float))))
         measured += value
-    return {"uniform_bound": float(uniform), "measured_range_bound": measured}
+    # None (JSON null, not NaN) when the bound is data dependent or was not derived in time
+    return {
+        "uniform_bound": None if math.isnan(uniform) else float(uniform),
+        "measured_range_bound": measured,
+    }
 
 
 _CACHE: dict[tuple[str, str], Any] = {}
@@ -245,22 +309,53 @@ def jacobian(cell: Any) -> Jacobian:
     return _CACHE[key]  # type: ignore[no-any-return]
 
 
-def _uniform(sub: Subject) -> list[Any]:
-    """The symbolic uniform bound of the cell, derived once per cell (SymPy's suprema are slow)."""
-    key = ("bound", _key(sub.cell))
+def state_jacobian_of(cell: Any) -> StateJacobian:
+    """The full-state J of ``cell`` (every block), derived once per declaration."""
+    key = ("SJ", _key(cell))
     if key not in _CACHE:
-        _CACHE[key] = jacobian(sub.cell).uniform_bound()
+        _CACHE[key] = state_jacobian(cell)
     return _CACHE[key]  # type: ignore[no-any-return]
 
 
-def expansion(sub: Subject) -> Any:
-    """:func:`~grusym.report.expansion.expand` of the subject's J (cached)."""
+def _uniform(sub: Subject) -> list[Any] | None:
+    """The symbolic uniform bound of the cell, derived once per cell (SymPy's suprema are slow)."""
+    key = ("bound", _key(sub.cell))
+    if key not in _CACHE:
+        # ||J||_2 <= the sum of its blocks' norms, so the bounds of the blocks add up (one block: J itself)
+        blocks = state_jacobian_of(sub.cell).blocks.values()
+        try:
+            with time_box(symbolic_seconds(), "SymPy's bound of J"):
+                _CACHE[key] = [t for J in blocks for t in J.uniform_bound()]
+        except SymbolicTimeoutError as err:
+            _CACHE[key] = err
+    found = _CACHE[key]
+    return None if isinstance(found, SymbolicTimeoutError) else found  # type: ignore[no-any-return]
+
+
+def bound_timeout(sub: Subject) -> str:
+    """Why there is no uniform bound (its symbolic work ran out of time), or ''."""
+    _uniform(sub)
+    found = _CACHE[("bound", _key(sub.cell))]
+    return str(found) if isinstance(found, SymbolicTimeoutError) else ""
+
+
+def expansion(sub: Subject) -> dict[tuple[str, str], Expansion]:
+    """:func:`~grusym.report.expansion.expand` of every block of the subject's J (cached); raises
+    :class:`~grusym.report.expansion.NotExpandableError` when the cell has no expansion at initialisation."""
     key = ("expansion", _key(sub.cell))
     if key not in _CACHE:
-        _CACHE[key] = expand(jacobian(sub.cell))
-    return _CACHE[key]
+        try:
+            with time_box(symbolic_seconds(), "SymPy's expansion of J"):
+                _CACHE[key] = {k: expand(J) for k, J in state_jacobian_of(sub.cell).blocks.items()}
+        except NotExpandableError as err:
+            _CACHE[key] = err
+        except SymbolicTimeoutError as err:
+            _CACHE[key] = NotExpandableError(str(err))
+    if isinstance(_CACHE[key], NotExpandableError):
+        raise _CACHE[key]
+    return _CACHE[key]  # type: ignore[no-any-return]
 
 
-def uniform_bound(sub: Subject) -> list[Any]:
-    """:meth:`Jacobian.uniform_bound` of the subject's cell (cached)."""
+def uniform_bound(sub: Subject) -> list[Any] | None:
+    """:meth:`Jacobian.uniform_bound` of the subject's cell (cached); None when SymPy ran out of time."""
     return _uniform(sub)

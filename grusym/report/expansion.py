@@ -16,14 +16,13 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ..symbolic.cell import STATE, Cell, scalar_form
-from ..symbolic.primitives import Sigmoid, Tanh
+from ..symbolic.cell import Cell, prev_name, scalar_form
+from ..symbolic.primitives import RULES, _Primitive
 from .jacobian import Factor, Jacobian, Term, _collect
 
-__all__ = ["MAX_ORDER", "Expansion", "expand"]
+__all__ = ["MAX_ORDER", "Expansion", "NotExpandableError", "expand"]
 
 MAX_ORDER = 3
-_EPS = sp.Symbol("epsilon_s", positive=True)
 
 
 @dataclass(frozen=True)
@@ -35,42 +34,91 @@ class Expansion:
     zeroth: Jacobian  # the terms of order 0 alone
 
 
-def _taylor(kind: type, x: sp.Expr) -> sp.Expr:
-    """The primitive's Taylor polynomial at 0, exact to O(x^5) (both are odd around their value at 0)."""
-    x = sp.sympify(x)
-    if kind is Sigmoid:
-        return sp.Rational(1, 2) + x / 4 - x**3 / 48
-    return x - x**3 / 3
+class NotExpandableError(ValueError):
+    """The cell has no Taylor expansion at initialisation (a kinked primitive evaluated at its kink)."""
 
 
-def _truncate(e: sp.Expr) -> sp.Expr:
-    e = sp.expand(e)
-    return sp.Add(*(e.coeff(_EPS, k) * _EPS**k for k in range(MAX_ORDER + 1)))
+Series = list[sp.Expr]  # coefficients of epsilon^0 .. epsilon^MAX_ORDER
 
 
-def _polynomial(e: sp.Expr) -> sp.Expr:
-    """``e`` with every primitive replaced by its Taylor polynomial, truncated after epsilon^MAX_ORDER."""
-    for kind in (Sigmoid, Tanh):
-        e = e.replace(lambda f, kind=kind: isinstance(f, kind), lambda f, kind=kind: _taylor(kind, f.args[0]))
-    return _truncate(e)
+def _mul(a: Series, b: Series) -> Series:
+    """The product of two truncated series, truncated again (so no expression grows past MAX_ORDER)."""
+    return [sp.expand(sum((a[i] * b[k - i] for i in range(k + 1)), sp.Integer(0))) for k in range(len(a))]
 
 
-def _small(cell: Cell) -> dict[sp.Symbol, sp.Expr]:
-    """Every value as a polynomial in epsilon times the O(s) quantities (pre-activations and the state)."""
-    subs: dict[sp.Symbol, sp.Expr] = {sp.Symbol(STATE, real=True): _EPS * sp.Symbol(STATE, real=True)}
+def _primitive(kind: type[_Primitive], a: Series) -> Series:
+    """kind(a0 + delta) = sum_k kind^(k)(a0) delta^k / k!, the derivatives from the rule table (in y)."""
+    a0 = a[0]
+    if kind.kinks and (not a0.is_number or any(a0 == k for k in kind.kinks)):
+        raise NotExpandableError(f"{kind.label} is not differentiable at its value at initialisation ({a0})")
+    y = sp.Symbol("y", real=True)
+    y0 = sp.nsimplify(sp.simplify(kind.closed(a0))) if a0.is_number else kind(a0)
+    delta = [sp.Integer(0), *a[1:]]
+    out: Series = [y0] + [sp.Integer(0)] * MAX_ORDER
+    power: Series = [sp.Integer(1)] + [sp.Integer(0)] * MAX_ORDER
+    deriv: sp.Expr = y
+    for k in range(1, MAX_ORDER + 1):
+        deriv = sp.diff(deriv, y) * RULES[kind](y, y) if k > 1 else RULES[kind](y, y)
+        power = _mul(power, delta)
+        c = sp.simplify(deriv.subs(y, y0)) / sp.factorial(k)
+        if c != 0:
+            out = [o + c * p for o, p in zip(out, power, strict=True)]
+    return [sp.expand(o) for o in out]
+
+
+def _series_of(e: sp.Expr, known: dict[sp.Symbol, Series]) -> Series:
+    """The truncated series of a scalar expression whose symbols are in ``known`` (others: O(1) constants)."""
+    zero = [sp.Integer(0)] * MAX_ORDER
+    if isinstance(e, sp.Symbol):
+        return known.get(e, [e, *zero])
+    if e.is_number:
+        return [e, *zero]
+    if isinstance(e, sp.Add):
+        parts = [_series_of(a, known) for a in e.args]
+        return [sp.expand(sum(p, sp.Integer(0))) for p in zip(*parts, strict=True)]
+    if isinstance(e, sp.Mul):
+        out = [sp.Integer(1), *zero]
+        for a in e.args:
+            out = _mul(out, _series_of(a, known))
+        return out
+    if isinstance(e, sp.Pow) and e.exp.is_Integer and e.exp > 0:
+        base, out = _series_of(e.base, known), [sp.Integer(1), *zero]
+        for _ in range(int(e.exp)):
+            out = _mul(out, base)
+        return out
+    if isinstance(e, _Primitive):
+        return _primitive(type(e), _series_of(e.args[0], known))
+    if isinstance(e, (sp.sign, sp.Heaviside)):  # a kink's derivative: constant near a nonzero argument
+        arg = _series_of(e.args[0], known)[0]
+        if arg.is_number and arg != 0:
+            return [type(e)(arg), *zero]
+        raise NotExpandableError(f"{e.func.__name__}({e.args[0]}) changes at its value at initialisation")
+    if not (e.free_symbols & set(known)):
+        return [e, *zero]
+    raise NotExpandableError(f"no expansion rule for {type(e).__name__}")
+
+
+def _small(cell: Cell) -> dict[sp.Symbol, Series]:
+    """Every value as a series in epsilon: the previous states and pre-activations are epsilon times
+    themselves, parameter vectors are 0 (``init_params`` draws them zero, as the biases)."""
+    zero = [sp.Integer(0)] * MAX_ORDER
+    small = lambda s: [sp.Integer(0), s, *zero[1:]]  # noqa: E731
+    known: dict[sp.Symbol, Series] = {}
+    for state in cell.states:
+        sym = sp.Symbol(prev_name(state), real=True)
+        known[sym] = small(sym)
+    for name, p in cell.params.items():
+        if p.kind == "vector":
+            known[sp.Symbol(name, real=True)] = [sp.Integer(0), *zero]
     for step in cell.steps:
         sym = sp.Symbol(step.name, real=True)
-        if step.kind == "linear":
-            subs[sym] = _EPS * sym
-        else:
-            subs[sym] = _polynomial(scalar_form(step.expr).xreplace(subs))
-    return subs
+        known[sym] = small(sym) if step.kind == "linear" else _series_of(scalar_form(step.expr), known)
+    return known
 
 
-def _series(expr: sp.Expr, subs: dict[sp.Symbol, sp.Expr]) -> list[sp.Expr]:
+def _series(expr: sp.Expr, subs: dict[sp.Symbol, Series]) -> list[sp.Expr]:
     """Coefficients of epsilon^0 .. epsilon^MAX_ORDER of ``expr`` with every value substituted."""
-    e = _polynomial(expr.xreplace(subs))
-    return [sp.expand(e.coeff(_EPS, k)) for k in range(MAX_ORDER + 1)]
+    return _series_of(expr, subs)
 
 
 def expand(J: Jacobian) -> Expansion:
@@ -104,7 +152,8 @@ def expand(J: Jacobian) -> Expansion:
             else:
                 order = min(order, k)
                 break
-    # the O(s) quantities print under their own names again
-    back = {_EPS: sp.Integer(1)}
-    kept = [tuple(Factor(f.expr.xreplace(back)) if f.weight is None else f for f in t) for t in kept]
-    return Expansion(Jacobian(J.cell, _collect(kept)), order, Jacobian(J.cell, _collect(zeroth)))
+    return Expansion(
+        Jacobian(J.cell, _collect(kept), J.target, J.source),
+        order,
+        Jacobian(J.cell, _collect(zeroth), J.target, J.source),
+    )

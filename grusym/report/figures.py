@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .context import Subject, subject
-from .jacobian import primitive_outputs
+from .jacobian import primitive_outputs, recurrent_weights
 
 __all__ = ["ACTIVATIONS", "GRADIENT_NORMS", "REFERENCE", "figure_data", "toy_tokens"]
 
@@ -54,13 +54,18 @@ def _scales(sub: Subject) -> dict[str, Any]:
 
     cfg = GRADIENT_NORMS
     out: dict[str, Any] = {"norms": {}, "W_hh_spectral_norm": {}, "per_step": {}, "bounds": {}}
+    recurrent = recurrent_weights(sub.cell)
+    out["recurrent_weights"] = list(recurrent)
+    out["states"] = list(sub.cell.states)  # the norms are of all of them side by side
     for s in cfg["scales"]:
         params = sub.module.init_params(
             len(TOY_VOCAB), cfg["hidden"], len(TOY_VOCAB), seed=cfg["seed"], scale=s
         )
         norms = norm_curve(sub, params, cfg)
         out["norms"][str(s)] = norms
-        out["W_hh_spectral_norm"][str(s)] = float(np.linalg.norm(params["W_hh"], 2))
+        # None for a cell whose recurrence is elementwise only (minGRU, IndRNN)
+        stacked = np.concatenate([params[w] for w in recurrent], axis=1) if recurrent else None
+        out["W_hh_spectral_norm"][str(s)] = None if stacked is None else float(np.linalg.norm(stacked, 2))
         out["per_step"][str(s)] = per_step(norms)
         out["bounds"][str(s)] = bound_values(sub, params, cfg)
     return out
@@ -76,14 +81,14 @@ def _reference() -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 
 def _activations(sub: Subject) -> dict[str, Any]:
-    from .values import step_values
+    from .values import initial_state, step_values
 
     cfg = ACTIVATIONS
     m = sub.module
     T, n, h, v = cfg["T"], cfg["n"], cfg["hidden"], len(TOY_VOCAB)
     X, Y = toy_tokens(T, n)
     params = m.init_params(v, h, v, seed=cfg["seed"], scale=cfg["scale"])
-    h0 = np.zeros((n, h))
+    h0 = initial_state(sub.cell, n, h)
     kinds = primitive_outputs(sub.cell)
     phases: dict[str, dict[str, np.ndarray]] = {"init": step_values(sub.cell, params, X, h0, m)}
     losses = {"init": float(m.loss(params, X, Y, h0))}
@@ -128,6 +133,8 @@ def figure_data(which: str | Subject) -> dict[str, Any]:
             "config": config,
             "norms": {v: s["norms"] for v, s in scales.items()},
             "W_hh_spectral_norm": {v: s["W_hh_spectral_norm"] for v, s in scales.items()},
+            "recurrent_weights": {v: s["recurrent_weights"] for v, s in scales.items()},
+            "states": {v: s["states"] for v, s in scales.items()},
             "per_step": {v: s["per_step"] for v, s in scales.items()},
             "bounds": {v: s["bounds"] for v, s in scales.items()},
         },

@@ -15,7 +15,7 @@ import re
 
 import sympy as sp
 
-from ..symbolic.cell import INPUT, STATE, Cell
+from ..symbolic.cell import INPUT, OUTPUT, Cell, prev_name
 from ..symbolic.derive import Derivation
 from . import latex
 from .blocks import Diagram, Edge, Node
@@ -32,9 +32,9 @@ def _plain(expr: sp.Expr) -> str:
 
 
 def _depths(cell: Cell) -> dict[str, int]:
-    depth = {INPUT: 0, STATE: 0}
-    for s in cell.steps:
-        depth[s.name] = 1 + max(depth[u] for u in s.inputs)
+    depth = {INPUT: 0} | {prev_name(k): 0 for k in cell.states}
+    for s in cell.steps:  # a step reading parameters only (sigmoid(w)) sits just below the inputs
+        depth[s.name] = 1 + max((depth[u] for u in s.inputs), default=0)
     return depth
 
 
@@ -60,7 +60,7 @@ def _step(cell: Cell, der: Derivation, num: dict[str, int], t: int, x0: float, l
 
     nodes = [node(INPUT, latex.name(INPUT), f"X_{t}" if t else "X_t")]
     if not t:
-        nodes.append(node(STATE, latex.name(STATE), "h_(t-1)"))
+        nodes += [node(prev_name(k), latex.name(prev_name(k)), f"{k}_(t-1)") for k in cell.states]
     edges = []
     for s in cell.steps:
         nodes.append(node(s.name, rf"{latex.name(s.name)}\ ({num[s.name]})", f"({num[s.name]}) {s.name}"))
@@ -74,7 +74,7 @@ def _step(cell: Cell, der: Derivation, num: dict[str, int], t: int, x0: float, l
                 d = local[(s.name, u)]
                 tex, text = (latex.elementwise(d, params=params), _plain(d)) if labels else ("", "")
                 edges.append(Edge(u + sfx, s.name + sfx, tex, text))
-    return nodes, edges, depth["h"]
+    return nodes, edges, depth[OUTPUT]
 
 
 def one_step(cell: Cell, der: Derivation, num: dict[str, int]) -> Diagram:
@@ -105,21 +105,24 @@ def unrolled(cell: Cell, der: Derivation, num: dict[str, int], T: int = 3) -> Di
     lanes = 1 + max(
         sum(1 for v, k in _depths(cell).items() if k == depth) for depth in set(_depths(cell).values())
     )
-    nodes: list[Node] = [Node("h0", "h_{0}", "h_0", -DX, 0.0)]
+    nodes: list[Node] = [
+        Node(f"{k}0", f"{k}_{{0}}", f"{k}_0", -DX, -DY * i + 0.0) for i, k in enumerate(cell.states)
+    ]
     edges: list[Edge] = []
-    prev, last = "h0", 0
+    prev, last = {k: f"{k}0" for k in cell.states}, 0
     for t in range(1, T + 1):
         x0 = (t - 1) * lanes * DX
         step_nodes, step_edges, last = _step(cell, der, num, t, x0, False)
         nodes += step_nodes
-        edges += [Edge(prev if e.source == f"{STATE}_{t}" else e.source, e.target) for e in step_edges]
+        into = {f"{prev_name(k)}_{t}": prev[k] for k in cell.states}  # state k of step t-1 feeds step t
+        edges += [Edge(into.get(e.source, e.source), e.target) for e in step_edges]
         nodes.append(
             Node(
                 f"logits_{t}", rf"\mathrm{{logits}}_{{{t}}}", f"logits_{t}", x0, -DY * (last + 1), f"t = {t}"
             )
         )
         edges.append(Edge(f"h_{t}", f"logits_{t}"))
-        prev = f"h_{t}"
+        prev = {k: f"{k}_{t}" for k in cell.states}
     mid = (T - 1) * lanes * DX / 2
     nodes.append(Node("loss", rf"L\ ({num['loss']})", f"({num['loss']}) L", mid, -DY * (last + 2.5)))
     edges += [Edge(f"logits_{t}", "loss") for t in range(1, T + 1)]

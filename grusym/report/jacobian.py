@@ -1,4 +1,8 @@
-"""The one-step Jacobian J_t = dh_t/dh_{t-1} of a cell in closed form, and what it says about BPTT.
+"""The one-step Jacobian J_t = ds_t/ds_{t-1} of a cell's state s in closed form, and what it says about BPTT.
+
+For a cell with one state s = h. With several states (LSTM's h and c) s is the full state vector, the
+states side by side in ``cell.states`` order, and J_t is the block matrix of :class:`StateJacobian` whose
+block (a, b) is the :class:`Jacobian` da_t/db_{t-1}; every block is derived the same way.
 
 Contract: :func:`jacobian` chains the cell's own local derivatives (``Derivation.local[...].used``, i.e.
 SymPy's derivatives of the declared steps) forward through the steps: a linear step ``a = left @ W + ...``
@@ -18,12 +22,12 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..symbolic.cell import STATE, Cell, scalar_form
+from ..symbolic.cell import OUTPUT, STATE, Cell, prev_name, scalar_form
 from ..symbolic.derive import Derivation, derive
 from ..symbolic.primitives import Sigmoid, Tanh
 from . import latex
 
-__all__ = ["BoundTerm", "Factor", "Jacobian", "jacobian", "numeric"]
+__all__ = ["BoundTerm", "Factor", "Jacobian", "StateJacobian", "jacobian", "numeric", "state_jacobian"]
 
 SIGN = sp.Symbol("sign", real=True)  # +-1: the side a tanh output saturates on
 
@@ -106,10 +110,12 @@ def _collect(terms: list[Term]) -> tuple[Term, ...]:
 
 @dataclass(frozen=True)
 class Jacobian:
-    """J_t = sum over ``terms`` of products of factors."""
+    """J_t = sum over ``terms`` of products of factors: d target_t / d source_{t-1} (default: h, h)."""
 
     cell: Cell
     terms: tuple[Term, ...]
+    target: str = OUTPUT
+    source: str = OUTPUT
 
     @property
     def params(self) -> frozenset[str]:
@@ -121,7 +127,7 @@ class Jacobian:
             tuple(Factor(f.expr.subs(subs).subs(SIGN**2, 1)) if f.weight is None else f for f in t)
             for t in self.terms
         ]
-        return Jacobian(self.cell, _collect(terms))
+        return Jacobian(self.cell, _collect(terms), self.target, self.source)
 
     def is_identity(self) -> bool:
         return len(self.terms) == 1 and self.terms[0] == ()
@@ -150,8 +156,10 @@ class Jacobian:
         return " ".join(parts)
 
     def evaluate(self, values: dict[str, np.ndarray], params: dict[str, np.ndarray]) -> np.ndarray:
-        """J of every batch row, (n, h, h); ``values`` maps each name in the diagonals to an (n, h) array."""
+        """J of every batch row, (n, h, h); ``values`` maps each name in the diagonals to an (n, h) array
+        (an elementwise parameter vector in a diagonal is read from ``params``)."""
         n, h = next(iter(values.values())).shape
+        values = {**{k: np.broadcast_to(params[k], (n, h)) for k in _vectors(self.cell)}, **values}
         total = np.zeros((n, h, h))
         for term in self.terms:
             M = np.broadcast_to(np.eye(h), (n, h, h)).copy()
@@ -202,7 +210,9 @@ class Jacobian:
                 coef *= c
                 for v in unbounded:
                     step = steps.get(v)
-                    if (
+                    if v in self.cell.params:  # an elementwise parameter vector: its largest |entry|
+                        norms.append(((v, "inf"),))
+                    elif (
                         step is not None
                         and step.kind == "linear"
                         and all(
@@ -220,19 +230,53 @@ class Jacobian:
 @lru_cache(maxsize=1024)
 def numeric(expr: sp.Expr) -> tuple[tuple[str, ...], Any]:
     """(argument names, NumPy function) of a diagonal's expression, compiled once per expression."""
-    syms = sorted(expr.free_symbols, key=lambda s: s.name)
-    return tuple(s.name for s in syms), sp.lambdify(syms, expr, modules="numpy")
+    from .values import compile_scalar
+
+    names, fn = compile_scalar(expr)
+    return tuple(names), fn
 
 
 def _weights(term: Term) -> int:
     return sum(f.weight is not None for f in term)
 
 
-def jacobian(cell: Cell, der: Derivation | None = None) -> Jacobian:
-    """dh_t/dh_{t-1} of ``cell`` (see the module docstring)."""
+def _vectors(cell: Cell) -> list[str]:
+    return [k for k, p in cell.params.items() if p.kind == "vector"]
+
+
+@dataclass(frozen=True)
+class StateJacobian:
+    """J_t of the full state: ``blocks[(a, b)]`` is da_t/db_{t-1} for states a, b in ``cell.states`` order."""
+
+    cell: Cell
+    blocks: dict[tuple[str, str], Jacobian]
+
+    @property
+    def states(self) -> list[str]:
+        return list(self.cell.states)
+
+    def evaluate(self, values: dict[str, np.ndarray], params: dict[str, np.ndarray]) -> np.ndarray:
+        """J of every batch row, (n, S h, S h), block (a, b) at rows of a and columns of b."""
+        rows = [
+            np.concatenate([self.blocks[(a, b)].evaluate(values, params) for b in self.states], axis=2)
+            for a in self.states
+        ]
+        return np.concatenate(rows, axis=1)
+
+
+def state_jacobian(cell: Cell, der: Derivation | None = None) -> StateJacobian:
+    """Every block da_t/db_{t-1} of ``cell``'s states (one block, dh_t/dh_{t-1}, for a one-state cell)."""
+    der = der or derive(cell)
+    return StateJacobian(cell, {(a, b): jacobian(cell, der, a, b) for a in cell.states for b in cell.states})
+
+
+def jacobian(
+    cell: Cell, der: Derivation | None = None, target: str = OUTPUT, source: str = OUTPUT
+) -> Jacobian:
+    """d target_t / d source_{t-1} of ``cell``, by default dh_t/dh_{t-1} (see the module docstring)."""
     der = der or derive(cell)
     local = {(ld.step, ld.wrt): ld.used for ld in der.local}
-    J: dict[str, tuple[Term, ...]] = {STATE: ((),)}
+    J: dict[str, tuple[Term, ...]] = {prev_name(source): ((),)}
     for step in cell.steps:
         terms: list[Term] = []
         if step.kind == "linear":
@@ -242,7 +286,19 @@ def jacobian(cell: Cell, der: Derivation | None = None) -> Jacobian:
             for u in step.inputs:
                 terms += [(Factor(local[(step.name, u)]), *rest) for rest in J.get(u, ())]
         J[step.name] = _collect(terms)
-    return Jacobian(cell, J["h"])
+    return Jacobian(cell, J[target], target, source)
+
+
+def recurrent_weights(cell: Cell) -> tuple[str, ...]:
+    """The weights of the cell's main recurrent matrix: ``W_hh`` (the affine named after the output state)
+    when J has it, else every weight on a path from a previous state (stacked side by side: the LSTM's
+    ``[W_hi, W_hf, W_hg, W_ho]``); () when the recurrence is elementwise only (minGRU, IndRNN)."""
+    sj = state_jacobian(cell)
+    found = {f.weight for J in sj.blocks.values() for t in J.terms for f in t if f.weight}
+    own = f"W_h{OUTPUT}"
+    if own in found:
+        return (own,)
+    return tuple(p for p in cell.params if p in found)
 
 
 def primitive_outputs(cell: Cell) -> dict[str, type]:
@@ -262,7 +318,7 @@ def value_ranges(cell: Cell) -> dict[str, tuple[Any, Any]]:
     The state range is proved, not assumed: sup |h_t| over the other ranges with |h_{t-1}| <= 1 must be <= 1.
     """
     ranges = {k: ((0, 1) if v is Sigmoid else (-1, 1)) for k, v in primitive_outputs(cell).items()}
-    last = cell.steps[-1]
+    last = next(s for s in cell.steps if s.name == OUTPUT)
     if last.name in ranges:
         ranges[STATE] = ranges[last.name]
         return ranges
@@ -292,9 +348,11 @@ def _sup_abs(expr: sp.Expr, ranges: dict[str, tuple[Any, Any]]) -> tuple[sp.Expr
         g = sp.Mul(*fs)
         if not syms:
             coef *= abs(g)
+        elif isinstance(g, (sp.sign, sp.Heaviside)):
+            continue  # a kink's derivative (relu, hard_sigmoid): |.| <= 1 everywhere
         elif all(s.name in ranges for s in syms):
             coef *= _sup_box(g, sorted(syms, key=lambda s: s.name), ranges)
-        elif len(syms) == 1 and sp.degree(g, next(iter(syms))) == 1 and g.is_polynomial():
+        elif len(syms) == 1 and g.is_polynomial() and sp.degree(g, next(iter(syms))) == 1:
             # c * v: data dependent, reported as max|v|
             (v,) = syms
             coef *= abs(g.coeff(v))

@@ -80,6 +80,8 @@ def name(value: str, *, params: frozenset[str] | set[str] = frozenset(), t: bool
         return f"{base}_{{{sub}}}" if sub else base
     if value in _SPECIAL:
         return _SPECIAL[value] if t else _SPECIAL[value].replace("_{t}", "")
+    if value.endswith("_prev") and len(value) > 5:  # a state's previous value: c_prev -> c_{t-1}
+        return name(value[:-5], params=params).replace(",t}", ",t-1}").replace("_{t}", "_{t-1}")
     base, _, sub = value.partition("_")
     if not t:
         return f"{base}_{{{sub}}}" if sub else base

@@ -44,20 +44,32 @@ def _png(fig: Any, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _norm_label(data: dict[str, Any]) -> str:
+    """The y label: the adjoint of h, or of the full state (the states side by side) for several."""
+    states = next(iter(data["gradient_norms"].get("states", {}).values()), ["h"])
+    if len(states) == 1:
+        return "‖δh_(T−k)‖ (loss on h_T only)"
+    return f"‖δ({', '.join(states)})_(T−k)‖ (loss on h_T only)"
+
+
 def _gradient_norms(plt: Any, data: dict[str, Any]) -> Any:
     gn = data["gradient_norms"]
     variants = list(gn["norms"])
     fig, axes = plt.subplots(1, len(variants), figsize=(4.6 * len(variants), 3.6), sharey=True, squeeze=False)
     for ax, v in zip(axes[0], variants, strict=True):
+        names = gn.get("recurrent_weights", {}).get(v, ["W_hh"])
+        weights = names[0] if len(names) == 1 else "[" + " ".join(names) + "]"
         for scale, norms in gn["norms"][v].items():
             w = gn["W_hh_spectral_norm"][v][scale]
             y = np.maximum(np.asarray(norms), 1e-300)
-            ax.semilogy(range(len(y)), y, label=f"s = {scale}, ‖W_hh‖₂ = {w:.2f}")
+            # no norm in the label for a cell without a recurrent weight matrix (minGRU, IndRNN)
+            norm = "" if w is None else f", ‖{weights}‖₂ = {w:.2f}"
+            ax.semilogy(range(len(y)), y, label=f"s = {scale}{norm}")
         ax.set_title(v)
         ax.set_xlabel("distance to the loss k (steps)")
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8, loc="lower left")
-    axes[0][0].set_ylabel("‖δh_(T−k)‖ (loss on h_T only)")
+    axes[0][0].set_ylabel(_norm_label(data))
     return fig
 
 
@@ -79,7 +91,7 @@ def _escape(plt: Any, data: dict[str, Any]) -> Any:
         ax.set_xlabel("distance to the loss k (steps)")
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8, loc="lower left")
-    axes[0][0].set_ylabel("‖δh_(T−k)‖ (loss on h_T only)")
+    axes[0][0].set_ylabel(_norm_label(data))
     return fig
 
 
@@ -118,6 +130,8 @@ def plot(data: dict[str, Any], folder: Path) -> list[Path]:
         ("escape.png", _escape),
         ("activations.png", _activations),
     ):
+        if name == "activations.png" and not data["activations"]["steps"]:
+            continue  # no sigmoid or tanh step to histogram (the text says so)
         fig = draw(plt, data)
         if fig.get_layout_engine() is None:
             fig.tight_layout()

@@ -142,6 +142,19 @@ def _sig(x: float) -> str:
     return f"{x:.3g}"
 
 
+def norm_text(x: float | None) -> str:
+    """A measured norm, or '-' where the cell has no such matrix."""
+    return "-" if x is None else _sig(x)
+
+
+def _recurrent(gn: dict[str, Any]) -> str:
+    """W_hh, or the report's own recurrent weights side by side (the LSTM's four); rnn_tanh's is W_hh."""
+    mine = next(iter(gn.get("recurrent_weights", {}).values()), ["W_hh"])  # the report's cell comes first
+    if mine == ["W_hh"]:
+        return "W_hh"
+    return "[" + " ".join(mine) + "] (W_hh for rnn_tanh)" if mine else "W_hh (none in this cell)"
+
+
 def figures_section(c: Context, data: dict[str, Any], missing: frozenset[str] = frozenset()) -> list[Block]:
     gn = data["gradient_norms"]
     cfg = gn["config"]
@@ -156,7 +169,7 @@ def figures_section(c: Context, data: dict[str, Any], missing: frozenset[str] = 
                 (
                     (Code(v),),
                     (scale,),
-                    (_sig(gn["W_hh_spectral_norm"][v][scale]),),
+                    (norm_text(gn["W_hh_spectral_norm"][v][scale]),),
                     *((_sig(norms[k]),) for k in show),
                     (_sig(rate),),
                 )
@@ -184,8 +197,9 @@ def figures_section(c: Context, data: dict[str, Any], missing: frozenset[str] = 
                 ". Gradient norms: the loss is ",
                 _m(r"\langle g, h_{T} \rangle"),
                 " for a fixed unit vector g on the last step only; the adjoint of each earlier state is the ",
-                Code('grads["h0"]'),
-                " of the generated backward run on the suffix of the sequence that starts from that state. ",
+                Code(", ".join(f'grads["{k}0"]' for k in c.cell.states)),
+                " of the generated backward run on the suffix of the sequence that starts from that state"
+                + (" (its norm: of the states side by side). " if len(c.cell.states) > 1 else ". "),
                 f"Toy text 'Math...', T = {T}, n = {cfg['n']}, d_h = {cfg['hidden']}, weights N(0, scale^2) "
                 f"from init_params (seed {cfg['seed']}), zero biases.",
             )
@@ -199,7 +213,7 @@ def figures_section(c: Context, data: dict[str, Any], missing: frozenset[str] = 
             (
                 "variant",
                 "weight scale",
-                "spectral norm of W_hh",
+                "spectral norm of " + _recurrent(gn),
                 *(f"k = {k}" for k in show),
                 "per-step factor",
             ),
@@ -224,6 +238,15 @@ def figures_section(c: Context, data: dict[str, Any], missing: frozenset[str] = 
                 "sigmoid and tanh step over all T n h values, before and after.",
             )
         ),
+        *_activation_blocks(arows, missing),
+    ]
+
+
+def _activation_blocks(arows: list[Any], missing: frozenset[str]) -> list[Block]:
+    """The activations figure and its table, or one sentence for a cell without sigmoid or tanh steps."""
+    if not arows:
+        return [Para(("This cell has no sigmoid or tanh step, so there is no activation histogram.",))]
+    return [
         figure(
             "activations.png",
             "Activations of every sigmoid/tanh step at initialisation and after training.",
@@ -259,31 +282,74 @@ def figure(path: str, caption: str, missing: frozenset[str]) -> Block:
     return Figure(path, caption)
 
 
+_GRU_BLOCKS = (
+    "the test suite loads the PyTorch column into torch.nn.GRU and checks its output; the Keras layouts are "
+    "checked against Keras' cell equations). With h the hidden size, 0:h, h:2h and 2h:3h are the three "
+    "blocks of rows (PyTorch: r, z, n) or columns (Keras: z, r, h)"
+)
+_LSTM_BLOCKS = (
+    "the test suite loads the PyTorch column into torch.nn.LSTM and checks its output). With h the hidden "
+    "size, 0:h, h:2h, 2h:3h and 3h:4h are the four blocks of rows (PyTorch: i, f, g, o)"
+)
+
+
+def _layouts() -> tuple[tuple[str, str, Any, str], ...]:
+    """(framework, the built-in cell its layout holds, params -> framework arrays, what the blocks are)."""
+    from ..interop import to_keras_gru, to_torch_gru, to_torch_lstm
+
+    return (
+        ("PyTorch nn.GRU", "gru_reset_after", lambda p: to_torch_gru(p)[0], _GRU_BLOCKS),
+        (
+            "Keras GRU(reset_after=True)",
+            "gru_reset_after",
+            lambda p: _keras(to_keras_gru(p, reset_after=True)[0]),
+            _GRU_BLOCKS,
+        ),
+        (
+            "Keras GRU(reset_after=False)",
+            "gru",
+            lambda p: _keras(to_keras_gru(p, reset_after=False)[0]),
+            _GRU_BLOCKS,
+        ),
+        ("PyTorch nn.LSTM", "lstm", lambda p: to_torch_lstm(p)[0], _LSTM_BLOCKS),
+    )
+
+
+def _declaration(cell: Any) -> tuple[Any, ...]:
+    """What makes two cells the same function with the same parameter names (not their names)."""
+    return tuple((s.name, str(s.expr)) for s in cell.steps), tuple(cell.params)
+
+
 def frameworks_box(c: Context) -> list[Block]:
-    """Where each parameter of the cell sits in PyTorch's and Keras' GRU weights (for the cells they run)."""
-    from ..interop import to_keras_gru, to_torch_gru
+    """Where each parameter of the cell sits in the framework layouts ``grusym.interop`` converts to: those
+    whose built-in cell has the same declaration as this one (a user's copy of a built-in included)."""
+    from ..symbolic.variants import CELLS
 
     names = list(c.cell.params)
-    targets: list[tuple[str, Any]] = []
-    if c.subject.builtin and c.name == "gru_reset_after":
-        targets.append(("PyTorch nn.GRU", lambda p: to_torch_gru(p)[0]))
-        targets.append(
-            ("Keras GRU(reset_after=True)", lambda p: _keras(to_keras_gru(p, reset_after=True)[0]))
-        )
-    elif c.subject.builtin and c.name == "gru":
-        targets.append(
-            ("Keras GRU(reset_after=False)", lambda p: _keras(to_keras_gru(p, reset_after=False)[0]))
-        )
+    mine = _declaration(c.cell)
+    targets = [
+        (f, convert, text)
+        for f, cell, convert, text in _layouts()
+        if _declaration(CELLS[cell].cell()) == mine
+    ]
     if not targets:
-        return []
+        return [
+            Heading(3, "In PyTorch and Keras"),
+            Para(
+                (
+                    "grusym.interop converts no framework's layout for this cell, so there is no map of its "
+                    "parameters to framework weights.",
+                )
+            ),
+        ]
     dh, d = 3, 2
     probe = {}
     for i, k in enumerate(names):
         shape = c.cell.params[k]
-        size = (dh,) if shape.kind == "bias" else ((d if latex.dim(shape.rows) == "d" else dh), dh)
+        size = (dh,) if shape.kind != "weight" else ((d if latex.dim(shape.rows) == "d" else dh), dh)
         probe[k] = (i + 1) * 1000.0 + np.arange(math.prod(size), dtype=np.float64).reshape(size)
     rows: list[tuple[Text, ...]] = []
-    for framework, convert in targets:
+    for framework, convert, _ in targets:
         arrays = convert(probe)
         for k in names:
             where = _where(probe[k], arrays, dh)
@@ -294,7 +360,7 @@ def frameworks_box(c: Context) -> list[Block]:
                     other = (
                         arrays["bias_hh_l0"] if pair.startswith("bias_hh") else np.asarray(arrays["bias"])[1]
                     )
-                    lo = {"0:h": 0, "h:2h": 1, "2h:3h": 2}[block] * dh
+                    lo = _BLOCKS.index(block) * dh
                     if not np.any(np.asarray(other)[lo : lo + dh]):
                         where += f" + {pair}{block}]"
             rows.append(((framework,), (Math(latex.name(k, params=c.params)),), (Code(where),)))
@@ -304,10 +370,7 @@ def frameworks_box(c: Context) -> list[Block]:
             (
                 "The same parameters in the frameworks that implement this cell, read off ",
                 Code("grusym.interop"),
-                "'s converters (the test suite loads the PyTorch column into torch.nn.GRU and checks its "
-                "output; the Keras layouts are checked against Keras' cell equations). With h the hidden "
-                "size, 0:h, h:2h and 2h:3h are the three blocks of rows (PyTorch: r, z, n) or columns "
-                "(Keras: z, r, h); grusym multiplies from the right (",
+                f"'s converters ({targets[0][2]}; grusym multiplies from the right (",
                 Math("X_{t} W"),
                 "), PyTorch from the left, hence the transposes. Where the framework keeps two biases for a "
                 "gate, only their sum enters the function.",
@@ -321,16 +384,17 @@ def _keras(weights: list[Any]) -> dict[str, Any]:
     return dict(zip(("kernel", "recurrent_kernel", "bias"), weights, strict=True))
 
 
+_BLOCKS = ("0:h", "h:2h", "2h:3h", "3h:4h")
+
+
 def _where(value: np.ndarray, arrays: dict[str, Any], dh: int) -> str:
     """Which slice of which framework array holds ``value`` (transposed or not)."""
-    blocks = ("0:h", "h:2h", "2h:3h")
     for key, a in arrays.items():
         a = np.asarray(a)
         for axis in range(a.ndim):
-            for j, sl in enumerate(blocks):
-                part = np.take(a, range(j * dh, (j + 1) * dh), axis=axis) if a.shape[axis] == 3 * dh else None
-                if part is None:
-                    continue
+            gates = a.shape[axis] // dh  # 3 for a GRU's stacked gates, 4 for an LSTM's
+            for j, sl in enumerate(_BLOCKS[:gates] if gates in (3, 4) and a.shape[axis] % dh == 0 else ()):
+                part = np.take(a, range(j * dh, (j + 1) * dh), axis=axis)
                 index = ", ".join(sl if ax == axis else ":" for ax in range(a.ndim))
                 if value.ndim == 1 and part.ndim == 2:
                     for r in range(part.shape[0]):

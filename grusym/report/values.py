@@ -14,22 +14,64 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..symbolic.cell import INPUT, STATE, Cell, scalar_form
+from .. import runtime
+from ..symbolic.cell import INPUT, OUTPUT, Cell, prev_name, scalar_form
+from ..symbolic.primitives import PRIMITIVES
 from ..symbolic.variants import VARIANTS
 
-__all__ = ["step_values"]
+__all__ = ["compile_scalar", "initial_state", "split_state", "state_grads", "step_values"]
 
-_NUMERIC = {"Sigmoid": lambda v: 0.5 + 0.5 * np.tanh(0.5 * v), "Tanh": np.tanh}
+
+def initial_state(cell: Cell, n: int, h: int, value: np.ndarray | None = None) -> Any:
+    """Zeros (or ``value``, (n, S h) with the states side by side) in the form the generated module takes:
+    an (n, h) array for one state, a tuple in ``cell.states`` order for several."""
+    full = np.zeros((n, h * len(cell.states))) if value is None else np.asarray(value, dtype=np.float64)
+    parts = split_state(cell, full)
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def split_state(cell: Cell, full: np.ndarray) -> list[np.ndarray]:
+    """(..., S h) with the states side by side -> one (..., h) array per state, in ``cell.states`` order."""
+    return list(np.split(full, len(cell.states), axis=-1))
+
+
+def state_grads(cell: Cell, grads: dict[str, Any]) -> np.ndarray:
+    """The gradient of the full initial state, (n, S h): ``grads["h0"], grads["c0"], ...`` side by side."""
+    return np.concatenate([grads[f"{s}0"] for s in cell.states], axis=-1)
+
+
+def _numeric_table() -> dict[str, Any]:
+    """SymPy function name -> the NumPy call the generated code makes (``_Primitive.ufunc``)."""
+    table: dict[str, Any] = {}
+    for p in PRIMITIVES.values():
+        where, fn = p.ufunc.split(".")
+        if fn == "copyto":  # the identity copies its input
+            table[p.__name__] = lambda v: v
+        else:
+            table[p.__name__] = getattr(runtime if where == "rt" else np, fn)
+    return table
+
+
+_NUMERIC = _numeric_table()
+
+
+def compile_scalar(expr: sp.Expr) -> tuple[list[str], Any]:
+    """(argument names, NumPy function) of a scalar expression of values, parameters and primitives."""
+    # the identity primitive shares its class name with SymPy's identity matrix, whose printer would fail
+    expr = expr.replace(lambda e: isinstance(e, PRIMITIVES["identity"]), lambda e: e.args[0])
+    syms = sorted(expr.free_symbols, key=lambda v: v.name)
+    return [v.name for v in syms], sp.lambdify(syms, expr, modules=[_NUMERIC, "numpy"])
 
 
 def step_values(
     cell: Cell | str,
     params: dict[str, Any],
     X: np.ndarray,
-    h0: np.ndarray,
+    h0: Any,
     module: ModuleType | None = None,
 ) -> dict[str, np.ndarray]:
-    """name -> (T, n, h) values of every step and ``h_prev``; X: (T, n) ids or (T, n, d); h0: (n, h).
+    """name -> (T, n, h) values of every step and every state's previous value (``h_prev``, ``c_prev``,
+    ...); X: (T, n) ids or (T, n, d); h0: (n, h), or a tuple in ``cell.states`` order for several states.
 
     cell: a declared cell run by the generated ``module``, or a built-in variant's name (module loaded).
     """
@@ -45,18 +87,21 @@ def step_values(
     fns = {}
     for s in cell.steps:
         if s.kind == "elementwise":
-            f = scalar_form(s.expr)
-            syms = sorted(f.free_symbols, key=lambda v: v.name)
-            fns[s.name] = ([v.name for v in syms], sp.lambdify(syms, f, modules=[_NUMERIC, "numpy"]))
+            fns[s.name] = compile_scalar(scalar_form(s.expr))
     T = X.shape[0]
     out: dict[str, list[np.ndarray]] = {s.name: [] for s in cell.steps}
-    out[STATE] = []
-    h = np.asarray(h0, dtype=np.float64)
+    states = [h0] if len(cell.states) == 1 else list(h0)
+    state = {k: np.asarray(v, dtype=np.float64) for k, v in zip(cell.states, states, strict=True)}
+    h = state[OUTPUT]
+    vectors = {k: np.asarray(params[k], np.float64) for k, p in cell.params.items() if p.kind == "vector"}
+    for k in cell.states:
+        out[prev_name(k)] = []
     for t in range(T):
-        env: dict[str, np.ndarray] = {STATE: h}
+        env: dict[str, np.ndarray] = {prev_name(k): v for k, v in state.items()}
+        env |= {k: np.broadcast_to(v, h.shape) for k, v in vectors.items()}
         for s in cell.steps:
             if s.kind == "linear":
-                acc = np.zeros_like(h) + params[str(s.bias)]
+                acc = np.zeros_like(h) + sum((params[b] for b in s.biases), np.zeros(h.shape[-1]))
                 for term in s.terms:
                     W = params[term.weight]
                     if term.left == INPUT:
@@ -69,10 +114,10 @@ def step_values(
                 env[s.name] = np.broadcast_to(fn(*(env[a] for a in args)), h.shape).astype(np.float64)
         for k in out:
             out[k].append(env[k])
-        h = env["h"]
+        state = {k: env[k] for k in cell.states}
     values = {k: np.stack(v) for k, v in out.items()}
     H, _ = module.forward(params, X, h0)
-    if not np.allclose(H, values["h"], rtol=1e-10, atol=1e-12):
+    if not np.allclose(H, values[OUTPUT], rtol=1e-10, atol=1e-12):
         raise RuntimeError(
             f"{name}: the declared cell and the generated forward disagree; regenerate the code"
         )

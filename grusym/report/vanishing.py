@@ -18,12 +18,15 @@ from ..symbolic.primitives import PRIMITIVES
 from . import latex
 from .blocks import Block, Bullets, Code, Equation, Heading, Math, Para, Table, Text
 from .context import Context
-from .escape import expansion, keep_gate, uniform_bound
-from .jacobian import SIGN, BoundTerm, Jacobian, Term, value_ranges
+from .escape import bound_timeout, expansion, keep_gate, uniform_bound
+from .expansion import NotExpandableError
+from .jacobian import SIGN, BoundTerm, Jacobian, value_ranges
+from .jtex import block_lhs, display, label_suffix, parts, term_tex
 from .sections import figure
 from .sources import TUTORIALS
+from .width import MAX_EX, width
 
-__all__ = ["jacobian_section", "term_tex"]
+__all__ = ["jacobian_section"]
 
 _NORM = {"2": "2", "1": "1", "inf": r"\infty"}
 
@@ -36,30 +39,6 @@ def _e(x: float) -> str:
     return f"{x:.2e}"
 
 
-def term_tex(J: Jacobian, term: Term) -> str:
-    """One term, with a diagonal's constant part pulled out: ``\\frac{1}{2} I + \\frac{1}{4} diag(a_z)``."""
-    if len(term) == 1 and term[0].weight is None and not term[0].expr.is_Number:
-        const, rest = sp.Add(*term[0].expr.as_ordered_terms()).as_coeff_Add()
-        coef, core = rest.as_coeff_Mul()
-        inner = latex.elementwise(core, params=J.params)
-        diag = rf"\operatorname{{diag}}\left({inner}\right)"
-        out = ("" if coef == 1 else ("-" if coef == -1 else latex.scalar(coef) + " ")) + diag
-        if const != 0:
-            sign = "-" if out.startswith("-") else "+"
-            return f"{latex.scalar(const)} I {sign} {out.lstrip('-')}"
-        return out
-    return J._term_tex(term)
-
-
-def _parts(J: Jacobian, lhs: str, tail: str = "") -> tuple[str, ...]:
-    if not J.terms:
-        return (f"{lhs} 0{tail}",)
-    texts = [term_tex(J, t) for t in J.terms]
-    parts = [f"{lhs} {texts[0]}"] + ["+ " + t for t in texts[1:]]
-    parts[-1] += tail
-    return tuple(p.replace("+ -", "- ") for p in parts)
-
-
 def _bound_tex(terms: list[BoundTerm], c: Context) -> tuple[str, ...]:
     parts = []
     for bt in terms:
@@ -70,7 +49,8 @@ def _bound_tex(terms: list[BoundTerm], c: Context) -> tuple[str, ...]:
             )
             factors.append(rf"\left({text}\right)" if len(norms) > 1 else text)
         factors += [
-            rf"\lVert {latex.name(v)} \rVert_{{\infty}}" if v.isidentifier() else v for v in bt.unbounded
+            rf"\lVert {latex.name(v, params=c.params)} \rVert_{{\infty}}" if v.isidentifier() else v
+            for v in bt.unbounded
         ]
         parts.append(" ".join(factors))
     return tuple(("+ " if i else "") + p for i, p in enumerate(parts))
@@ -86,25 +66,61 @@ def _limit_note(J: Jacobian) -> str:
     return "a weight-free path remains next to the weight paths"
 
 
-def _limits(c: Context) -> list[Block]:
-    limits: list[Text] = []
+def _limits(c: Context, names: list[Equation]) -> list[Block]:
+    limits: list[tuple[str, str, tuple[str, str], Jacobian]] = []  # (where, note, block, J there)
     for g, kind in c.primitives.items():
         sym = sp.Symbol(g, real=True)
-        if kind is PRIMITIVES["sigmoid"]:
-            for value in (1, 0):
-                Jg = c.jac.at({sym: value})
-                limits.append(
-                    (Math(rf"{latex.name(g)} = {value}: \quad J_{{t}} = {Jg.tex()}"), f" ({_limit_note(Jg)})")
-                )
-        else:
-            Jg = c.jac.at({sym: SIGN})
-            limits.append(
-                (
-                    Math(rf"{latex.name(g)} = \epsilon = \pm 1: \quad J_{{t}} = {Jg.tex()}"),
-                    f" (saturated {g}: {_limit_note(Jg)})",
-                )
-            )
-    return [Para(("Limits, elementwise (each substituted into the closed form):",)), Bullets(tuple(limits))]
+        values: tuple[Any, ...] = (1, 0) if kind is PRIMITIVES["sigmoid"] else (SIGN,)
+        for value in values:
+            at = f"{latex.name(g)} = " + (str(value) if value is not SIGN else r"\epsilon = \pm 1")
+            for key, J in c.blocks.items():
+                if key[0] != key[1]:
+                    continue  # several states: each state's own block
+                Jg = J.at({sym: value})
+                if len(c.blocks) > 1 and Jg == J:
+                    continue  # a block the value does not enter
+                note = _limit_note(Jg) if value is not SIGN else f"saturated {g}: {_limit_note(Jg)}"
+                limits.append((at, note, key, Jg))
+    if not limits:
+        return [
+            Para(("This cell has no gate or tanh step that could saturate, so there are no limits to take.",))
+        ]
+    intro = "Limits, elementwise (each substituted into the closed form"
+    intro += (
+        "; with several states, of each state's own block, those a value does not enter left out):"
+        if len(c.blocks) > 1
+        else "):"
+    )
+    inline = [rf"{at}: \quad {block_lhs(c, key)} = {Jg.tex()}" for at, _, key, Jg in limits]
+    # inline math breaks between terms only: every term must fit a line of text
+    pieces = [
+        (rf"{at}: \quad {block_lhs(c, key)} = " if i == 0 else "") + term_tex(Jg, t)
+        for at, _, key, Jg in limits
+        for i, t in enumerate(Jg.terms)
+    ]
+    # several states: each limit names its block by a fraction, too tall and wide for a line of text
+    if len(c.blocks) == 1 and all(width(p) <= 0.75 * MAX_EX for p in pieces):
+        return [
+            Para((intro,)),
+            Bullets(tuple((Math(m), f" ({lim[1]})") for m, lim in zip(inline, limits, strict=True))),
+        ]
+    blocks: list[Block] = [Para((intro,))]  # too wide for a line of text: one display each
+    for at, note, key, Jg in limits:
+        blocks += [Para((Math(at), f" ({note}):")), *display(Jg, f"{block_lhs(c, key)} =", "", names)]
+    return blocks
+
+
+def recurrent_label(c: Context, data: dict[str, Any], cell: str | None = None) -> str:
+    """The name of the spectral norm column: ||W_hh||_2, or the weights on J's paths side by side."""
+    names = data["gradient_norms"].get("recurrent_weights", {}).get(cell or c.name, ["W_hh"])
+    if len(names) == 1:
+        return f"||{names[0]}||_2"
+    return "||[" + " ".join(names) + "]||_2" if names else "||W_hh||_2 (none)"
+
+
+def norm_text(x: float | None) -> str:
+    """A measured norm, or '-' where the cell has no such matrix (or the bound is data dependent: nan)."""
+    return "-" if x is None or x != x else _sig(x)
 
 
 def _condition(c: Context, data: dict[str, Any]) -> list[Block]:
@@ -113,18 +129,37 @@ def _condition(c: Context, data: dict[str, Any]) -> list[Block]:
     rows = []
     for scale, b in gn["bounds"][c.name].items():
         u, m = b["uniform_bound"], b["measured_range_bound"]
-        says = "vanishing certified" if u < 1 else ("certified on this run" if m < 1 else "says nothing")
+        says = (
+            "vanishing certified"
+            if u is not None and u < 1
+            else ("certified on this run" if m < 1 else "says nothing")
+        )
         rows.append(
             (
                 (scale,),
-                (_sig(gn["W_hh_spectral_norm"][c.name][scale]),),
-                (_sig(u),),
-                (_sig(m),),
+                (norm_text(gn["W_hh_spectral_norm"][c.name][scale]),),
+                (norm_text(u),),
+                (norm_text(m),),
                 (_sig(gn["per_step"][c.name][scale]),),
                 (says,),
             )
         )
-    direct = any(not any(f.weight for f in t) for t in c.jac.terms)
+    # a weight-free path that the bound cannot push below 1 (a gate's diagonal, sup 1)
+    uniform = uniform_bound(c.subject) or []
+    direct = any(bt.coef >= 1 and not bt.norms and not bt.unbounded for bt in uniform)
+    notes: list[Any] = []
+    if not data["gradient_norms"].get("recurrent_weights", {}).get(c.name, ["W_hh"]):
+        notes.append(
+            "This cell has no recurrent weight matrix (its recurrence is elementwise), so the norm column "
+            "is empty. "
+        )
+    if bound_timeout(c.subject):
+        notes.append("There is no uniform bound (J.1) to evaluate (shown as -). ")
+    elif any(bt.unbounded for bt in uniform):
+        notes.append(
+            "A factor of (J.1) is a value without a proved range, so the uniform bound is data dependent "
+            "(shown as -); the bound along the trajectory uses its measured values. "
+        )
     return [
         Para(
             (
@@ -154,6 +189,7 @@ def _condition(c: Context, data: dict[str, Any]) -> list[Block]:
                     if direct
                     else ""
                 ),
+                *notes,
                 "At the measured scales (d_h = 16, the toy text, ",
                 Code("init_params"),
                 " seed 0; the per-step factor is ",
@@ -164,7 +200,7 @@ def _condition(c: Context, data: dict[str, Any]) -> list[Block]:
         Table(
             (
                 "scale s",
-                "||W_hh||_2",
+                recurrent_label(c, data),
                 "bound (J.1)",
                 "bound along the trajectory",
                 "measured factor",
@@ -176,9 +212,21 @@ def _condition(c: Context, data: dict[str, Any]) -> list[Block]:
 
 
 def _expansion(c: Context, data: dict[str, Any]) -> list[Block]:
-    ex = expansion(c.subject)
+    try:
+        blocks = expansion(c.subject)
+    except NotExpandableError as err:
+        return [
+            Para(
+                (
+                    "At initialisation. With weights drawn from ",
+                    Math(r"N(0, s^{2})"),
+                    " and zero biases every pre-activation is O(s), but no expansion of (J) is printed or "
+                    f"measured for this cell: {err}.",
+                )
+            )
+        ]
     measured = data["expansion"]
-    order = f"O(s^{{{ex.order}}})"
+    order = f"O(s^{{{measured['order']}}})"
     rows = []
     for r in measured["rows"]:
         rows.append(
@@ -202,10 +250,13 @@ def _expansion(c: Context, data: dict[str, Any]) -> list[Block]:
                 Code("init_params"),
                 "), every pre-activation and the state are O(s). Expanding every diagonal factor of (J) in "
                 "them (SymPy, from the declaration; a weight matrix counts one power of s) and keeping the "
-                f"terms of order 0 and 1, the first dropped term is of order {ex.order}:",
+                f"terms of order 0 and 1, the first dropped term is of order {measured['order']}:",
             )
         ),
-        Equation(_parts(ex.kept, "J_{t} =", rf" + {order}"), "J.3"),
+        *(
+            Equation(parts(e.kept, f"{block_lhs(c, key)} =", rf" + {order}"), "J.3" + label_suffix(c, key))
+            for key, e in blocks.items()
+        ),
         Para(
             (
                 "Measured along the trajectory (the largest spectral norm over all T n rows; J the closed "
@@ -245,9 +296,15 @@ def _escape(c: Context, data: dict[str, Any], missing: frozenset[str]) -> list[B
                     (_sig(e["measured_range_bound"]),),
                 )
             )
-    keep = keep_gate(c.subject, c.jac)
+    keep = keep_gate(c.subject)
     what: Text
-    if keep is None:
+    direct = [t for (a, b), J in c.blocks.items() if a == b for t in J.terms if not any(f.weight for f in t)]
+    if keep is None and direct:
+        what = (
+            "The weight-free path of this cell is not a single gate with a bias of its own, so there is no "
+            "bias to set and the figure shows the initial and the trained run only.",
+        )
+    elif keep is None:
         what = (
             "This cell has no weight-free path, so no gate can hold the gradient: its per-step factor is set "
             "by the weights, as for the plain RNN.",
@@ -298,8 +355,26 @@ def _escape(c: Context, data: dict[str, Any], missing: frozenset[str]) -> list[B
 
 
 def jacobian_section(c: Context, missing: frozenset[str] = frozenset()) -> list[Block]:
-    J = c.jac
     ranges = value_ranges(c.cell)
+    names: list[Equation] = []  # diagonals too wide to print in place, defined by name
+    v = "h" if len(c.blocks) == 1 else "s"  # the full state s (the blocks below) for several states
+    block_intro: list[Block] = []
+    if len(c.blocks) > 1:
+        state_names = ", ".join(latex.name(k) for k in c.cell.states)
+        block_intro.append(
+            Para(
+                (
+                    "With several states the state is ",
+                    Math(rf"s_{{t}} = ({state_names})"),
+                    ", the states side by side, and ",
+                    Math(r"J_{t} = \partial s_{t} / \partial s_{t-1}"),
+                    " is the block matrix of the blocks below (row block a, column block b: ",
+                    Math(r"\partial a_{t} / \partial b_{t-1}"),
+                    "), each chained the same way; the bound (J.1) adds up the bounds of the blocks, since "
+                    "the spectral norm of a block matrix is at most the sum of its blocks' norms.",
+                )
+            )
+        )
     data = c.data
     bounded = ", ".join(
         f"{latex.name(v)} \\in [{lo}, {hi}]" for v, (lo, hi) in sorted(ranges.items(), key=lambda kv: kv[0])
@@ -314,9 +389,10 @@ def jacobian_section(c: Context, missing: frozenset[str] = frozenset()) -> list[
             " (SymPy finds the supremum of its right-hand side to be at most 1)",
         )
     uniform = uniform_bound(c.subject)
-    bound = _bound_tex(uniform, c)
+    readable = uniform is not None and all(v.isidentifier() for bt in uniform for v in bt.unbounded)
+    bound = _bound_tex(uniform, c) if uniform and readable else ()
     linear_note: Text = ()
-    if any(len(parts) > 1 for bt in uniform for parts in bt.norms):
+    if any(len(parts) > 1 for bt in uniform or [] for parts in bt.norms):
         linear_note = (
             " A factor in a pre-activation v = u W + b whose input u lies in [-1, 1] is bounded "
             "uniformly by ",
@@ -332,15 +408,20 @@ def jacobian_section(c: Context, missing: frozenset[str] = frozenset()) -> list[
                 " contributes ",
                 Math(r"W^{\top}"),
                 ", an elementwise step a diagonal) gives, for one row of the batch and ",
-                Math(r"J_{t}[i, j] = \partial h_{t}[i] / \partial h_{t-1}[j]"),
+                Math(rf"J_{{t}}[i, j] = \partial {v}_{{t}}[i] / \partial {v}_{{t-1}}[j]"),
                 ":",
             )
         ),
-        Equation(_parts(J, "J_{t} ="), "J"),
+        *block_intro,
+        *(
+            b
+            for key, B in c.blocks.items()
+            for b in display(B, f"{block_lhs(c, key)} =", "J" + label_suffix(c, key), names)
+        ),
         Para(
             (
                 "so a loss at step t reaches the state k steps back through a product of k Jacobians, ",
-                Math(r"\delta h_{t-k} = \delta h_{t} J_{t} J_{t-1} \cdots J_{t-k+1}"),
+                Math(rf"\delta {v}_{{t-k}} = \delta {v}_{{t}} J_{{t}} J_{{t-1}} \cdots J_{{t-k+1}}"),
                 f". {TUTORIALS['004'][0].upper()}{TUTORIALS['004'][1:]} argues that for a plain "
                 "RNN this product "
                 "behaves like a power of one matrix and vanishes or explodes; here is what the "
@@ -353,19 +434,42 @@ def jacobian_section(c: Context, missing: frozenset[str] = frozenset()) -> list[
         Heading(3, "When the gradient vanishes or explodes"),
         Para(
             (
-                "Bound. Gates lie in [0, 1] and tanh outputs in [-1, 1]: ",
-                Math(bounded),
-                *state_note,
+                *(
+                    ("Bound. Gates lie in [0, 1] and tanh outputs in [-1, 1]: ", Math(bounded), *state_note)
+                    if bounded
+                    else ("Bound. This cell has no gate or tanh output, so no value has a proved range",)
+                ),
                 ". Each diagonal factor is bounded by its supremum over these ranges (computed exactly by "
                 "SymPy).",
                 *linear_note,
                 " For every t,",
             )
         ),
-        Equation((r"\lVert J_{t} \rVert_{2} \le " + bound[0], *bound[1:]), "J.1"),
     ]
+    if bound:
+        blocks.append(Equation((r"\lVert J_{t} \rVert_{2} \le " + bound[0], *bound[1:]), "J.1"))
+    elif bound_timeout(c.subject):
+        blocks.append(
+            Para(
+                (
+                    f"(J.1) is not printed for this cell: {bound_timeout(c.subject)} (the report's time "
+                    "limit for one piece of symbolic work); the table below gives the bound along the "
+                    "measured trajectory instead.",
+                )
+            )
+        )
+    else:
+        blocks.append(
+            Para(
+                (
+                    "(J.1) For this cell some diagonal factors mix values without a proved range (a state "
+                    "other than h, or a parameter vector), so SymPy finds no uniform bound worth printing; "
+                    "the table below gives the same bound along the measured trajectory instead.",
+                )
+            )
+        )
     blocks += _condition(c, data)
-    blocks += _limits(c)
+    blocks += _limits(c, names)
     blocks += _expansion(c, data)
     blocks += _escape(c, data, missing)
     return blocks

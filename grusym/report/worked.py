@@ -17,8 +17,9 @@ from ..symbolic.cell import STATE, Cell, h
 from .adjoints import bptt_values
 from .blocks import Block, Break, Code, Equation, Heading, Math, Para, Table, Text
 from .context import Context, Subject
-from .escape import jacobian
+from .escape import state_jacobian_of
 from .sources import TOY, TUTORIALS
+from .values import initial_state
 
 __all__ = ["SCALE", "toy_batch", "worked_data", "worked_section"]
 
@@ -41,10 +42,17 @@ def toy_batch() -> tuple[np.ndarray, np.ndarray]:
     return rows[:, :S].T.copy(), nxt[:, :S].T.copy()
 
 
-def _entry(cell: Cell) -> tuple[str, tuple[int, int]]:
-    """The gradient entry checked in the text: the first recurrent weight's (0, 1) element."""
-    name = next(p.name for p in cell.params.values() if p.kind == "weight" and p.rows == h)
-    return name, (0, 1)
+def _entry(cell: Cell) -> tuple[str, tuple[int, ...]]:
+    """The gradient entry checked in the text: the first recurrent weight's (0, 1) element; for a cell
+    without one the first elementwise vector's element 1, else the first input weight's (0, 1)."""
+    weights = [p.name for p in cell.params.values() if p.kind == "weight"]
+    recurrent = [p.name for p in cell.params.values() if p.kind == "weight" and p.rows == h]
+    vectors = [p.name for p in cell.params.values() if p.kind == "vector"]
+    if recurrent:
+        return recurrent[0], (0, 1)
+    if vectors:
+        return vectors[0], (1,)
+    return weights[0], (0, 1)
 
 
 def worked_data(sub: Subject) -> dict[str, Any]:
@@ -53,9 +61,12 @@ def worked_data(sub: Subject) -> dict[str, Any]:
     X, Y = toy_batch()
     nb, hid, v = TOY["batch"], TOY["hidden"], len(TOY["vocab"])
     params = m.init_params(v, hid, v, seed=SEED, scale=SCALE)
-    h0 = np.zeros((nb, hid))
+    h0 = initial_state(sub.cell, nb, hid)
     run = bptt_values(sub, params, X, Y, h0)
-    J = jacobian(sub.cell).evaluate({k: a.reshape(-1, hid) for k, a in run["values"].items()}, params)
+    S = hid * len(sub.cell.states)  # the full state's size
+    J = state_jacobian_of(sub.cell).evaluate(
+        {k: a.reshape(-1, hid) for k, a in run["values"].items()}, params
+    )
     key, idx = _entry(sub.cell)
     plus, minus = dict(params), dict(params)
     plus[key], minus[key] = params[key].copy(), params[key].copy()
@@ -74,7 +85,7 @@ def worked_data(sub: Subject) -> dict[str, Any]:
         "loss": run["loss"],
         "adjoints": {k: a.tolist() for k, a in run["adjoints"].items()},
         "grads": {k: g.tolist() for k, g in run["grads"].items()},
-        "J": J.reshape(X.shape[0], nb, hid, hid).tolist(),
+        "J": J.reshape(X.shape[0], nb, S, S).tolist(),
         "check": {
             "param": key,
             "index": list(idx),
@@ -124,7 +135,7 @@ def worked_section(c: Context, w: dict[str, Any]) -> list[Block]:
                 f"from ",
                 Code(f"init_params(4, 2, 4, seed={w['seed']}, scale={w['scale']})"),
                 " and ",
-                Math("h_{0} = 0"),
+                Math(" = ".join(f"{k}_{{0}}" for k in c.cell.states) + " = 0"),
                 ". In the tables each line of a cell is one row of the array: for values and adjoints, "
                 "example 1 first.",
             )
@@ -205,7 +216,17 @@ def worked_section(c: Context, w: dict[str, Any]) -> list[Block]:
         Para(
             (
                 "The closed form (J) of section 4 at these values, for example 1 (superscript "
-                "1) and example 2:",
+                "1) and example 2",
+                *(
+                    (
+                        " (the full state: rows and columns of "
+                        + ", then ".join(c.cell.states)
+                        + ", the blocks of section 4 side by side)",
+                    )
+                    if len(c.cell.states) > 1
+                    else ()
+                ),
+                ":",
             )
         )
     )
@@ -221,12 +242,12 @@ def worked_section(c: Context, w: dict[str, Any]) -> list[Block]:
             )
         )
     chk = w["check"]
-    i, j = chk["index"]
+    where = ", ".join(str(k + 1) for k in chk["index"])
     blocks.append(
         Para(
             (
                 "A check by hand: ",
-                Math(rf"\partial L / \partial {_param_tex(c, chk['param'])}[{i + 1}, {j + 1}]"),
+                Math(rf"\partial L / \partial {_param_tex(c, chk['param'])}[{where}]"),
                 f" is {chk['analytic']:.10f} by the backward pass above and "
                 f"{chk['numeric']:.10f} by the central "
                 "difference (L(w + e) - L(w - e)) / 2e of the generated loss with e = "

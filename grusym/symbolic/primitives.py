@@ -111,7 +111,8 @@ class Identity(_Primitive):
 class HardSigmoid(_Primitive):
     """hard_sigmoid(x) = clip(x/5 + 1/2, 0, 1): Keras' older default (Keras 2 backend: 0.2*x + 0.5)."""
 
-    label, ufunc, latex_name = "hard_sigmoid", "rt.hard_sigmoid", r"\operatorname{hard\_sigmoid}"
+    # no "\_" in its LaTeX name: GitHub's Markdown would eat the backslash before MathJax sees it
+    label, ufunc, latex_name = "hard_sigmoid", "rt.hard_sigmoid", r"\operatorname{hardsigmoid}"
     kinks = (sp.Rational(-5, 2), sp.Rational(5, 2))
     convention = (
         "hard_sigmoid'(+-5/2) = 0 (the rule reads the output, which is 0 or 1 there); frameworks that "
