@@ -264,3 +264,19 @@ def test_symbolic_work_out_of_time_is_said_in_one_sentence_and_the_report_still_
     assert "(J.1) is not printed for this cell: SymPy's bound of J did not finish within 1e-06 s" in readme
     assert "is printed or measured for this cell: SymPy's expansion of J did not finish" in readme
     assert "NaN" not in (tmp_path / "mingru" / "figures.json").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_users_cell_report_measures_every_check_like_a_built_in(built, name):
+    """The verification block is measured for a user's cell too: every method and the Jacobian say ok."""
+    out, _ = built
+    block = (out / name / "README.md").read_text(encoding="utf-8").split("<!-- measured:begin")[1]
+    block = block.split("<!-- measured:end")[0]
+    rows = {
+        r.split("|")[1].strip(" `"): r.split("|")[-2].strip()
+        for r in block.splitlines()
+        if r.startswith("| `")
+    }
+    assert rows == {m: "ok" for m in ("fd", "directional", "complex", "taylor", "oracle", "jacobian")} | {
+        "derive --check": "not run"
+    }

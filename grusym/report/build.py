@@ -43,7 +43,7 @@ def render_files(
     names: list[str | Subject],
     formats: tuple[str, ...] = ("md", "tex"),
     *,
-    measured: Callable[[str], Measurement | None] = measure,
+    measured: Callable[[Any], Measurement | None] = measure,
     data: dict[str, dict[str, Any]] | None = None,
     index: bool | None = None,
     missing: dict[str, frozenset[str]] | None = None,
@@ -51,8 +51,8 @@ def render_files(
     """({relative path: text}, {cell name: figure data}) of the reports of ``names``.
 
     names: built-in variant names or :class:`~grusym.report.context.Subject` objects (any declared cell).
-    measured: variant -> Measurement (``verify.measure``; a stub returning None leaves the block empty;
-    cells that are not built-in variants are not measured).
+    measured: a built-in's name, or the Subject of any other cell -> Measurement (``verify.measure``; a
+    stub returning None leaves the block empty).
     data: precomputed ``figures.figure_data`` per cell name (computed when missing).
     index: also the index page and combined document (default: when ``names`` is every variant).
     missing: per cell name, the figures that will not exist (the text says so instead of linking them).
@@ -77,7 +77,7 @@ def render_files(
         if name not in data:
             data[name] = figure_data(sub)
         doc = variant_document(
-            sub, data[name], measured(name) if sub.builtin else None, missing.get(name, frozenset())
+            sub, data[name], measured(name if sub.builtin else sub), missing.get(name, frozenset())
         )
         docs.append((doc, f"{name}/"))
         files[f"{name}/figures.json"] = figures_json(data[name])

@@ -91,10 +91,10 @@ def verification_section(c: Context, measured: Measurement | None) -> list[Block
                 "Measured when this report was built (the only part of the report that changes between "
                 "builds): every gradient-check method of ",
                 Code("grusym.gradcheck"),
-                " on the variant's default random float64 problem (T=3, n=2, d=3, d_h=4, q=5, seed 0; "
+                " on the cell's default random float64 problem (T=3, n=2, d=3, d_h=4, q=5, seed 0; "
                 "the symbolic oracle unrolls a smaller one, d_h = q = 3), the "
-                "closed-form Jacobian of section 4 against central differences of the generated forward, and "
-                "the committed module against the generator.",
+                "closed-form Jacobian of section 4 against central differences of the generated step, and "
+                "(for grusym's own variants) the committed module against the generator.",
             )
         ),
         Para(

@@ -1,9 +1,11 @@
 """The measured part of a report: gradient checks run when the report is built, with versions and the date.
 
-Contract: :func:`measure` runs every method in :data:`grusym.gradcheck.TOLERANCES` on the variant's default
-random problem (:func:`grusym.gradcheck.check_variant`), checks the report's closed-form Jacobian against
-central differences of the generated ``forward``, and checks that the committed module is what the generator
-produces. It never raises for a failing check: failures are reported as rows with ``ok=False``.
+Contract: :func:`measure` runs every method in :data:`grusym.gradcheck.TOLERANCES` on the cell's default
+random problem (:func:`grusym.gradcheck.check_variant`; the oracle reads the cell's declaration), checks the
+report's closed-form Jacobian of the full state against central differences of the generated ``step``, and,
+for a built-in variant, checks that the committed module is what the generator produces. It works the same
+for a built-in's name and for any :class:`~grusym.report.context.Subject` (a user's cell). It never raises
+for a failing check: failures are reported as rows with ``ok=False``.
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ from __future__ import annotations
 import datetime
 import platform
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import GrusymError
+
+if TYPE_CHECKING:
+    from .context import Subject
 
 __all__ = ["Check", "Measurement", "jacobian_error", "measure"]
 
@@ -70,51 +76,63 @@ def _versions() -> tuple[tuple[str, str], ...]:
     )
 
 
-def jacobian_error(name: str, seed: int = 0) -> tuple[float, int]:
-    """Worst relative error of the closed-form J_t against central differences of forward w.r.t. h0.
+def jacobian_error(cell: str | Subject, seed: int = 0) -> tuple[float, int]:
+    """Worst relative error of the closed-form J_t of the full state against central differences of ``step``.
 
-    One step (T = 1), n = 2, d = 3, h = 4, weights N(0, 1): gates and tanh away from both ends.
+    cell: a built-in variant's name or a Subject. One step, n = 2, d = 3, h = 4, weights N(0, 1), biases
+    N(0, 1/4), every state uniform in (-0.9, 0.9): gates and tanh away from both ends.
     """
-    import grusym
+    from .context import subject
+    from .jacobian import state_jacobian
+    from .values import initial_state, step_values
 
-    from ..symbolic.variants import VARIANTS
-    from .jacobian import jacobian
-    from .values import step_values
-
-    m = grusym.load(name)
+    sub = subject(cell) if isinstance(cell, str) else cell
+    m, decl = sub.module, sub.cell
     rng = np.random.default_rng(seed)
-    n, d, h = 2, 3, 4
+    n, d, h, k = 2, 3, 4, len(decl.states)
     params = m.init_params(d, h, 2, seed=seed, scale=1.0)
-    for k, p in params.items():
+    for name, p in params.items():
         if p.ndim == 1:
-            params[k] = rng.normal(0.0, 0.5, p.shape)
+            params[name] = rng.normal(0.0, 0.5, p.shape)
     X = rng.normal(size=(1, n, d))
-    h0 = rng.uniform(-0.9, 0.9, (n, h))
-    values = {k: v[0] for k, v in step_values(name, params, X, h0).items()}
-    closed = jacobian(VARIANTS[name].cell()).evaluate(values, params)
+    full = rng.uniform(-0.9, 0.9, (n, k * h))
+    values = {
+        key: v[0] for key, v in step_values(decl, params, X, initial_state(decl, n, h, full), m).items()
+    }
+    closed = state_jacobian(decl).evaluate(values, params)
+
+    def step(state: np.ndarray) -> np.ndarray:
+        new = m.step(params, X[0], initial_state(decl, n, h, state))
+        return np.concatenate(new if isinstance(new, tuple) else [new], axis=1)
+
     eps = 1e-6
-    numeric = np.empty((n, h, h))
-    for j in range(h):
-        e = np.zeros((n, h))
+    numeric = np.empty((n, k * h, k * h))
+    for j in range(k * h):
+        e = np.zeros((n, k * h))
         e[:, j] = eps
-        plus = m.forward(params, X, h0 + e)[0][0]
-        minus = m.forward(params, X, h0 - e)[0][0]
-        numeric[:, :, j] = (plus - minus) / (2 * eps)  # rows are independent: one column for all rows
+        numeric[:, :, j] = (step(full + e) - step(full - e)) / (2 * eps)  # rows are independent
     err = np.abs(closed - numeric) / np.maximum(np.maximum(np.abs(closed), np.abs(numeric)), 1e-6)
     return float(err.max()), int(err.size)
 
 
-def measure(name: str) -> Measurement:
-    """Run every available check on variant ``name`` (see the module docstring)."""
+def measure(cell: str | Subject) -> Measurement:
+    """Run every available check on ``cell``, a built-in's name or a Subject (see the module docstring)."""
     from ..gradcheck import TOLERANCES, check_variant
+    from ..oracle import check_oracle
     from ..symbolic.codegen import module_source
     from ..symbolic.generate import default_dir
+    from .context import subject
 
+    sub = subject(cell) if isinstance(cell, str) else cell
+    name = sub.name
     checks = []
     for method in TOLERANCES:
         rtol = TOLERANCES[method][0]
         try:
-            report = check_variant(name, method=method)
+            if method == "oracle":  # the oracle differentiates the declaration itself, a user's too
+                report = check_oracle(sub.module, cell=sub.cell)
+            else:
+                report = check_variant(sub.module, method=method)
         except ImportError as exc:  # e.g. an oracle whose framework is not installed
             checks.append(
                 Check(method, "not run", rtol, 0, 0, str(exc).splitlines()[0], float("nan"), True, False)
@@ -137,11 +155,11 @@ def measure(name: str) -> Measurement:
                 report.ok,
             )
         )
-    err, size = jacobian_error(name)
+    err, size = jacobian_error(sub)
     checks.append(
         Check(
             "jacobian",
-            "closed-form J_t (section 4) vs central differences of forward",
+            "closed-form J_t (section 4) vs central differences of step",
             JACOBIAN_RTOL,
             1,
             size,
@@ -150,6 +168,13 @@ def measure(name: str) -> Measurement:
             err <= JACOBIAN_RTOL,
         )
     )
+    if not sub.builtin:  # a user's module lives in the user's tree: its own derive --cell --check
+        checks.append(
+            Check("derive --check", "not run: a user's cell", 0.0, 0, 0, "grusym derive --cell ... --check",
+                  float("nan"), True, False)
+        )  # fmt: skip
+        now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+        return Measurement(tuple(checks), _versions(), now.isoformat())
     path = default_dir() / f"{name}.py"
     stale = not path.exists() or path.read_text(encoding="utf-8") != module_source(name)
     checks.append(
