@@ -60,6 +60,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="threads of torch and of OpenBLAS (default: torch 2, OpenBLAS as configured)",
     )
+    p.add_argument(
+        "--inputs",
+        choices=("ids", "onehot"),
+        default="ids",
+        help="token ids, or the same tokens as one-hot float rows with no input gradient (default: ids)",
+    )
     p.add_argument("--no-torch", action="store_true", help="skip the torch comparison even if installed")
     p.add_argument(
         "--models",
@@ -70,7 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _argv(args: argparse.Namespace) -> list[str]:
     """The command line that repeats ``args``."""
-    argv = ["bench", "--config", args.config, "--dtype", args.dtype]
+    argv = ["bench", "--config", args.config, "--dtype", args.dtype, "--inputs", args.inputs]
     argv += ["--threads", str(args.threads)] if args.threads else []
     for v in args.variant or []:
         argv += ["--variant", v]
@@ -114,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         pause=args.pause,
         torch_threads=args.threads or 2,
         models=args.models,
+        inputs=args.inputs,
         **kwargs,
     )
     return 0

@@ -131,7 +131,7 @@ class _Adjoints:
 
 
 def emit_backward(w: Writer, g: Schedule) -> None:
-    """The body of ``_backward(params, cache, dH, buf)`` (see the module docstring)."""
+    """The body of ``_backward(params, cache, dH, buf, input_grad)`` (see the module docstring)."""
     w.indent = 1
     for state in g.states:
         if state != OUTPUT:
@@ -236,7 +236,7 @@ def _parameter_gradients(w: Writer, g: Schedule) -> None:
     for state, prev in zip(g.states, g.prevs, strict=True):
         w(f'    "{state}0": {adjoint_name(prev)},')
     w("}")
-    w("if not tokens:")
+    w("if input_grad:  # asked for by the caller (validate.check_input_grad)")
     w.indent = 2
     x_runs = g.runs.get(INPUT, [])
     terms = [
