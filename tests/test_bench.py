@@ -200,3 +200,18 @@ def test_cli_rerun_command_line_repeats_the_options():
     assert {k: v for k, v in vars(again).items() if k != "_run"} == {
         k: v for k, v in vars(args).items() if k != "_run"
     }
+
+
+def test_train_race_torch_side_is_the_same_training_as_grusym_train(tmp_path):
+    """Guards the race's fairness: same init, batches, clipping and SGD give the same perplexities."""
+    torch = pytest.importorskip("torch")
+    from grusym.bench_train import race
+
+    text = tmp_path / "text.txt"
+    text.write_text(("It is a truth universally acknowledged, that a single man. " * 60)[:2500])
+    lines = []
+    result = race(text, 100, 100, "float64", torch=torch, threads=1, epochs=3, out=lines.append)
+    assert len(result.grusym) == len(result.torch) == 3
+    ours, theirs = [p for _, p in result.grusym], [p for _, p in result.torch]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+    assert ours[-1] < ours[0] and "grusym reaches" in lines[0]

@@ -183,9 +183,8 @@ def _backward(params, cache, dH, buf, input_grad):
         # BPTT: the upstream gradient of step t plus what step t+1 sent back through h_prev
         np.add(dH_t, dh_prev, out=dh)
         # (8) grad of: h = h_prev*(1 - z) + h_tilde*z
-        np.subtract(one, z, out=dh_prev)
-        np.multiply(dh_prev, dh, out=dh_prev)
         np.multiply(dh, z, out=dh_tilde)
+        np.subtract(dh, dh_tilde, out=dh_prev)
         np.subtract(h_tilde, h_prev, out=dz)
         np.multiply(dz, dh, out=dz)
         # (7) grad of: h_tilde = tanh(a_h)
@@ -207,7 +206,8 @@ def _backward(params, cache, dH, buf, input_grad):
         np.multiply(tmp0, dz, out=tmp0)
         np.multiply(tmp0, z, out=da_z)
         # (1), (3) grad of the h_prev terms, fused
-        dh_prev += dA_t[:, :2*nh] @ W_h_all.T
+        np.matmul(dA_t[:, :2*nh], W_h_all.T, out=tmp0)
+        np.add(dh_prev, tmp0, out=dh_prev)
     # parameter gradients: each is a sum over t, computed as one matmul over all T*n rows
     dA_rows = dA.reshape(T * n, 3*nh)  # column blocks of it are strided BLAS operands
     if tokens:

@@ -170,7 +170,8 @@ def _backward(params, cache, dH, buf, input_grad):
         np.multiply(tmp0, dr, out=tmp0)
         np.multiply(tmp0, r, out=da_r)
         # (1) grad of the h_prev terms, fused
-        dh_prev += dA_t[:, :nh] @ W_hr.T
+        np.matmul(dA_t[:, :nh], W_hr.T, out=tmp0)
+        np.add(dh_prev, tmp0, out=dh_prev)
     # parameter gradients: each is a sum over t, computed as one matmul over all T*n rows
     dA_rows = dA.reshape(T * n, 2*nh)  # column blocks of it are strided BLAS operands
     if tokens:

@@ -162,8 +162,7 @@ def _backward(params, cache, dH, buf, input_grad):
         np.add(dH_t, dh_prev, out=dh)
         # (5) grad of: h = h_prev*z + h_tilde*(1 - z)
         np.multiply(dh, z, out=dh_prev)
-        np.subtract(one, z, out=dh_tilde)
-        np.multiply(dh_tilde, dh, out=dh_tilde)
+        np.subtract(dh, dh_prev, out=dh_tilde)
         np.subtract(h_prev, h_tilde, out=dz)
         np.multiply(dz, dh, out=dz)
         # (4) grad of: h_tilde = tanh(a_h)
@@ -175,7 +174,8 @@ def _backward(params, cache, dH, buf, input_grad):
         np.multiply(tmp0, dz, out=tmp0)
         np.multiply(tmp0, z, out=da_z)
         # (1), (3) grad of the h_prev terms, fused
-        dh_prev += dA_t @ W_h_all.T
+        np.matmul(dA_t, W_h_all.T, out=tmp0)
+        np.add(dh_prev, tmp0, out=dh_prev)
     # parameter gradients: each is a sum over t, computed as one matmul over all T*n rows
     dA_rows = dA.reshape(T * n, 2*nh)  # column blocks of it are strided BLAS operands
     if tokens:

@@ -158,19 +158,18 @@ def _backward(params, cache, dH, buf, input_grad):
     dh_prev = np.zeros((n, nh), dtype=dtype)  # not from buf: it is returned as the gradient of h0
     one = np.array(1, dtype=dtype)
     dh = buf("dh", (n, nh), dtype)
-    df = buf("df", (n, nh), dtype)
     dh_tilde = buf("dh_tilde", (n, nh), dtype)
+    df = buf("df", (n, nh), dtype)
     df_h = buf("df_h", (n, nh), dtype)
     tmp0 = buf("tmp0", (n, nh), dtype)
     for h_prev, dH_t, dA_t, f, h_tilde, da_f, da_h in zip(H[T - 1::-1], dH[::-1], dA[::-1], f_all[::-1], h_tilde_all[::-1], dA[::-1, :, :nh], dA[::-1, :, nh:2*nh], strict=True):
         # BPTT: the upstream gradient of step t plus what step t+1 sent back through h_prev
         np.add(dH_t, dh_prev, out=dh)
         # (6) grad of: h = f*h_tilde + h_prev*(1 - f)
+        np.multiply(dh, f, out=dh_tilde)
         np.subtract(h_tilde, h_prev, out=df)
         np.multiply(df, dh, out=df)
-        np.subtract(one, f, out=dh_prev)
-        np.multiply(dh_prev, dh, out=dh_prev)
-        np.multiply(dh, f, out=dh_tilde)
+        np.subtract(dh, dh_tilde, out=dh_prev)
         # (5) grad of: h_tilde = tanh(a_h)
         np.multiply(h_tilde, h_tilde, out=tmp0)
         np.subtract(one, tmp0, out=tmp0)
@@ -187,7 +186,8 @@ def _backward(params, cache, dH, buf, input_grad):
         np.multiply(tmp0, df, out=tmp0)
         np.multiply(tmp0, f, out=da_f)
         # (1) grad of the h_prev terms, fused
-        dh_prev += dA_t[:, :nh] @ W_hf.T
+        np.matmul(dA_t[:, :nh], W_hf.T, out=tmp0)
+        np.add(dh_prev, tmp0, out=dh_prev)
     # parameter gradients: each is a sum over t, computed as one matmul over all T*n rows
     dA_rows = dA.reshape(T * n, 2*nh)  # column blocks of it are strided BLAS operands
     if tokens:

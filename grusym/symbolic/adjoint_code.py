@@ -14,11 +14,13 @@ Contract: :func:`emit_backward` writes, after the ``_backward`` signature that `
 
 from __future__ import annotations
 
+import itertools
+
 import sympy as sp
 
 from .cell import INPUT, OUTPUT
 from .derive import adjoint_name
-from .emit import InPlace, Writer, cheapest, loop
+from .emit import InPlace, Writer, _cost, cheapest, loop
 from .layout import Schedule, times_h
 from .printing import equation
 
@@ -69,8 +71,11 @@ class _Adjoints:
 
     def accumulate_matmul(self, target: str, left: str, weight: str | None) -> None:
         d = adjoint_name(target)
-        if target in self.assigned:
-            self.w(f"{d} += {left} @ {weight}.T")
+        if target in self.assigned:  # through scratch: ``d += a @ b`` would allocate every step
+            t = self.em._temp()
+            self.w(f"np.matmul({left}, {weight}.T, out={t})")
+            self.w(f"np.add({d}, {t}, out={d})")
+            self.em.free.append(t)
         else:
             self.note_buffer(target)
             self.w(f"np.matmul({left}, {weight}.T, out={d})")
@@ -90,8 +95,7 @@ class _Adjoints:
             return
         w(f"# ({g.num[s.name]}) grad of: {equation(s)}")
         scalar = [c for c in emitted if c.kind in ("elementwise", "vector")]
-        exprs = [cheapest(c.expr) for c in scalar]
-        temps, reduced = sp.cse(exprs, sp.numbered_symbols("g"), optimizations=None)
+        temps, reduced = _shared_forms([c.expr for c in scalar])
         it = iter(reduced)
         rhs = {id(c): (next(it) if c.kind in ("elementwise", "vector") else None) for c in emitted}
         alias: dict[sp.Symbol, sp.Symbol] = {}
@@ -128,6 +132,28 @@ class _Adjoints:
                     self.accumulate(c.target, e.xreplace(alias))
             else:
                 self.accumulate_matmul(c.target, f"{adjoint_name(c.source)}", c.weight)
+
+
+def _calls(temps: list[tuple[sp.Symbol, sp.Expr]], reduced: list[sp.Expr]) -> int:
+    """The ufunc calls of a step's contributions after CSE (a bare shared name is computed into its host)."""
+    return sum(_cost(e)[0] for _, e in temps) + sum(0 if e.is_Symbol else _cost(e)[0] for e in reduced)
+
+
+def _shared_forms(exprs: list[sp.Expr]) -> tuple[list[tuple[sp.Symbol, sp.Expr]], list[sp.Expr]]:
+    """CSE of one step's contributions, each in its cheapest form or expanded, whichever pair of choices
+    needs the fewest calls: ``dh*z`` and ``dh*(1 - z)`` share ``dh*z`` once the second is expanded, so
+    d[h_tilde] becomes ``dh - dh_prev`` (one call instead of two)."""
+    forms = [(cheapest(e), sp.expand(e)) for e in exprs]
+    best = sp.cse([f for f, _ in forms], sp.numbered_symbols("g"), optimizations=None)
+    if len(exprs) > 4:  # 2^k CSE runs: keep derivation fast for wide steps
+        return best
+    for pick in itertools.product((0, 1), repeat=len(exprs)):
+        if any(pick) and all(forms[i][0] != forms[i][1] or not k for i, k in enumerate(pick)):
+            trial = sp.cse([f[k] for f, k in zip(forms, pick, strict=True)], sp.numbered_symbols("g"),
+                           optimizations=None)  # fmt: skip
+            if _calls(*trial) < _calls(*best):
+                best = trial
+    return best
 
 
 def emit_backward(w: Writer, g: Schedule) -> None:
