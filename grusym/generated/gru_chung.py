@@ -179,6 +179,10 @@ def _backward(params, cache, dH, buf, input_grad):
     dr_h = buf("dr_h", (n, nh), dtype)
     dr = buf("dr", (n, nh), dtype)
     tmp0 = buf("tmp0", (n, nh), dtype)
+    W_hh_T = buf("W_hh_T", W_hh.shape[::-1], dtype)  # contiguous: a .T operand is slower
+    np.copyto(W_hh_T, W_hh.T)
+    W_h_all_T = buf("W_h_all_T", W_h_all.shape[::-1], dtype)  # contiguous: a .T operand is slower
+    np.copyto(W_h_all_T, W_h_all.T)
     for h_prev, dH_t, dA_t, z, r, h_tilde, da_z, da_r, da_h in zip(H[T - 1::-1], dH[::-1], dA[::-1], z_all[::-1], r_all[::-1], h_tilde_all[::-1], dA[::-1, :, :nh], dA[::-1, :, nh:2*nh], dA[::-1, :, 2*nh:3*nh], strict=True):
         # BPTT: the upstream gradient of step t plus what step t+1 sent back through h_prev
         np.add(dH_t, dh_prev, out=dh)
@@ -192,7 +196,7 @@ def _backward(params, cache, dH, buf, input_grad):
         np.subtract(one, tmp0, out=tmp0)
         np.multiply(tmp0, dh_tilde, out=da_h)
         # (6) grad of: a_h = X @ W_xh + r_h @ W_hh + b_h
-        np.matmul(da_h, W_hh.T, out=dr_h)
+        np.matmul(da_h, W_hh_T, out=dr_h)
         # (5) grad of: r_h = h_prev*r
         np.multiply(dr_h, r, out=tmp0)
         np.add(dh_prev, tmp0, out=dh_prev)
@@ -206,7 +210,7 @@ def _backward(params, cache, dH, buf, input_grad):
         np.multiply(tmp0, dz, out=tmp0)
         np.multiply(tmp0, z, out=da_z)
         # (1), (3) grad of the h_prev terms, fused
-        np.matmul(dA_t[:, :2*nh], W_h_all.T, out=tmp0)
+        np.matmul(dA_t[:, :2*nh], W_h_all_T, out=tmp0)
         np.add(dh_prev, tmp0, out=dh_prev)
     # parameter gradients: each is a sum over t, computed as one matmul over all T*n rows
     dA_rows = dA.reshape(T * n, 3*nh)  # column blocks of it are strided BLAS operands

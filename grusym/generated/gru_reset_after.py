@@ -182,6 +182,8 @@ def _backward(params, cache, dH, buf, input_grad):
     g0 = buf("g0", (n, nh), dtype)
     dr = buf("dr", (n, nh), dtype)
     tmp0 = buf("tmp0", (n, nh), dtype)
+    W_h_all_T = buf("W_h_all_T", W_h_all.shape[::-1], dtype)  # contiguous: a .T operand is slower
+    np.copyto(W_h_all_T, W_h_all.T)
     for h_prev, dH_t, dA_t, z, r, h_tilde, da_xh, da_z, da_r, da_hh, a_hh in zip(H[T - 1::-1], dH[::-1], dA[::-1], z_all[::-1], r_all[::-1], h_tilde_all[::-1], dA[::-1, :, :nh], dA[::-1, :, nh:2*nh], dA[::-1, :, 2*nh:3*nh], dA[::-1, :, 3*nh:4*nh], a_hh_all[::-1], strict=True):
         # BPTT: the upstream gradient of step t plus what step t+1 sent back through h_prev
         np.add(dH_t, dh_prev, out=dh)
@@ -206,7 +208,7 @@ def _backward(params, cache, dH, buf, input_grad):
         np.multiply(tmp0, dz, out=tmp0)
         np.multiply(tmp0, z, out=da_z)
         # (1), (3), (6) grad of the h_prev terms, fused
-        np.matmul(dA_t[:, nh:4*nh], W_h_all.T, out=tmp0)
+        np.matmul(dA_t[:, nh:4*nh], W_h_all_T, out=tmp0)
         np.add(dh_prev, tmp0, out=dh_prev)
     # parameter gradients: each is a sum over t, computed as one matmul over all T*n rows
     dA_rows = dA.reshape(T * n, 4*nh)  # column blocks of it are strided BLAS operands

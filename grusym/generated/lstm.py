@@ -205,6 +205,8 @@ def _backward(params, cache, dH, buf, input_grad):
     dg = buf("dg", (n, nh), dtype)
     di = buf("di", (n, nh), dtype)
     tmp0 = buf("tmp0", (n, nh), dtype)
+    W_h_all_T = buf("W_h_all_T", W_h_all.shape[::-1], dtype)  # contiguous: a .T operand is slower
+    np.copyto(W_h_all_T, W_h_all.T)
     for c_prev, dH_t, dA_t, i, f, g, o, tanh_c, da_i, da_f, da_g, da_o in zip(S_c[T - 1::-1], dH[::-1], dA[::-1], i_all[::-1], f_all[::-1], g_all[::-1], o_all[::-1], tanh_c_all[::-1], dA[::-1, :, :nh], dA[::-1, :, nh:2*nh], dA[::-1, :, 2*nh:3*nh], dA[::-1, :, 3*nh:4*nh], strict=True):
         # BPTT: the upstream gradient of step t plus what step t+1 sent back through h_prev
         np.add(dH_t, dh_prev, out=dh)
@@ -239,7 +241,7 @@ def _backward(params, cache, dH, buf, input_grad):
         np.multiply(tmp0, di, out=tmp0)
         np.multiply(tmp0, i, out=da_i)
         # (1), (3), (5), (7) grad of the h_prev terms, fused
-        np.matmul(dA_t, W_h_all.T, out=dh_prev)
+        np.matmul(dA_t, W_h_all_T, out=dh_prev)
     # parameter gradients: each is a sum over t, computed as one matmul over all T*n rows
     dA_rows = dA.reshape(T * n, 4*nh)  # column blocks of it are strided BLAS operands
     if tokens:

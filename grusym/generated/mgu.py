@@ -162,6 +162,10 @@ def _backward(params, cache, dH, buf, input_grad):
     df = buf("df", (n, nh), dtype)
     df_h = buf("df_h", (n, nh), dtype)
     tmp0 = buf("tmp0", (n, nh), dtype)
+    W_hh_T = buf("W_hh_T", W_hh.shape[::-1], dtype)  # contiguous: a .T operand is slower
+    np.copyto(W_hh_T, W_hh.T)
+    W_hf_T = buf("W_hf_T", W_hf.shape[::-1], dtype)  # contiguous: a .T operand is slower
+    np.copyto(W_hf_T, W_hf.T)
     for h_prev, dH_t, dA_t, f, h_tilde, da_f, da_h in zip(H[T - 1::-1], dH[::-1], dA[::-1], f_all[::-1], h_tilde_all[::-1], dA[::-1, :, :nh], dA[::-1, :, nh:2*nh], strict=True):
         # BPTT: the upstream gradient of step t plus what step t+1 sent back through h_prev
         np.add(dH_t, dh_prev, out=dh)
@@ -175,7 +179,7 @@ def _backward(params, cache, dH, buf, input_grad):
         np.subtract(one, tmp0, out=tmp0)
         np.multiply(tmp0, dh_tilde, out=da_h)
         # (4) grad of: a_h = X @ W_xh + f_h @ W_hh + b_h
-        np.matmul(da_h, W_hh.T, out=df_h)
+        np.matmul(da_h, W_hh_T, out=df_h)
         # (3) grad of: f_h = f*h_prev
         np.multiply(df_h, h_prev, out=tmp0)
         np.add(df, tmp0, out=df)
@@ -186,7 +190,7 @@ def _backward(params, cache, dH, buf, input_grad):
         np.multiply(tmp0, df, out=tmp0)
         np.multiply(tmp0, f, out=da_f)
         # (1) grad of the h_prev terms, fused
-        np.matmul(dA_t[:, :nh], W_hf.T, out=tmp0)
+        np.matmul(dA_t[:, :nh], W_hf_T, out=tmp0)
         np.add(dh_prev, tmp0, out=dh_prev)
     # parameter gradients: each is a sum over t, computed as one matmul over all T*n rows
     dA_rows = dA.reshape(T * n, 2*nh)  # column blocks of it are strided BLAS operands

@@ -131,6 +131,8 @@ def _backward(params, cache, dH, buf, input_grad):
     one = np.array(1, dtype=dtype)
     dh = buf("dh", (n, nh), dtype)
     tmp0 = buf("tmp0", (n, nh), dtype)
+    W_hh_T = buf("W_hh_T", W_hh.shape[::-1], dtype)  # contiguous: a .T operand is slower
+    np.copyto(W_hh_T, W_hh.T)
     for h, dH_t, dA_t, da_h in zip(H[:0:-1], dH[::-1], dA[::-1], dA[::-1], strict=True):
         # BPTT: the upstream gradient of step t plus what step t+1 sent back through h_prev
         np.add(dH_t, dh_prev, out=dh)
@@ -139,7 +141,7 @@ def _backward(params, cache, dH, buf, input_grad):
         np.subtract(one, tmp0, out=tmp0)
         np.multiply(tmp0, dh, out=da_h)
         # (1) grad of the h_prev terms, fused
-        np.matmul(dA_t, W_hh.T, out=dh_prev)
+        np.matmul(dA_t, W_hh_T, out=dh_prev)
     # parameter gradients: each is a sum over t, computed as one matmul over all T*n rows
     dA_rows = dA.reshape(T * n, nh)  # column blocks of it are strided BLAS operands
     if tokens:

@@ -33,6 +33,7 @@ class _Adjoints:
         self.em = InPlace()
         self.assigned: set[str] = set()
         self.buffers: list[str] = []  # per-step adjoints that are not column blocks of dA (reused every step)
+        self.transposed: list[str] = []  # contiguous copies of the weights the per-step matmuls transpose
 
     def target(self, name: str) -> str:
         """Where contributions to d[name] go: its adjoint, or a parameter vector's per-row accumulator."""
@@ -71,14 +72,17 @@ class _Adjoints:
 
     def accumulate_matmul(self, target: str, left: str, weight: str | None) -> None:
         d = adjoint_name(target)
+        wt = f"{weight}_T"  # the weight transposed once per call (see emit_backward)
+        if wt not in self.transposed:
+            self.transposed.append(wt)
         if target in self.assigned:  # through scratch: ``d += a @ b`` would allocate every step
             t = self.em._temp()
-            self.w(f"np.matmul({left}, {weight}.T, out={t})")
+            self.w(f"np.matmul({left}, {wt}, out={t})")
             self.w(f"np.add({d}, {t}, out={d})")
             self.em.free.append(t)
         else:
             self.note_buffer(target)
-            self.w(f"np.matmul({left}, {weight}.T, out={d})")
+            self.w(f"np.matmul({left}, {wt}, out={d})")
         self.assigned.add(target)
 
     def step(self, s_name: str) -> None:
@@ -203,6 +207,10 @@ def emit_backward(w: Writer, g: Schedule) -> None:
     adj.em.define_constants(w, "dtype")
     for name in dict.fromkeys(adj.buffers + [f"tmp{i}" for i in range(adj.em.count)]):
         w(f'{name} = buf("{name}", (n, nh), dtype)')
+    for wt in adj.transposed:
+        # a transposed view as the right BLAS operand costs ~1.5x at n = 32 rows: copy it once per call
+        w(f'{wt} = buf("{wt}", {wt[:-2]}.shape[::-1], dtype)  # contiguous: a .T operand is slower')
+        w(f"np.copyto({wt}, {wt[:-2]}.T)")
     seqs: dict[str, str] = {}
     for state, prev in zip(g.states, g.prevs, strict=True):
         seqs[prev] = f"{g.seq(state)}[T - 1::-1]"
