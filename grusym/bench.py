@@ -509,7 +509,10 @@ def run(
             steps["torch lstm"] = torch_step(torch, cfg, dt, threads=torch_threads, cell="lstm")
             flops["torch lstm"] = model_flops("lstm", cfg)
     elif auto:
-        notes.append("torch is not installed: the nn.GRU comparison is skipped (pip install torch)")
+        notes.append(
+            "torch is not installed: the nn.GRU comparison is skipped; "
+            "pip install 'grusym[torch]' adds it (the pinned torch==2.13.0)"
+        )
     else:
         notes.append("the nn.GRU comparison was not asked for (no torch module given)")
     floors = {}

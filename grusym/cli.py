@@ -35,7 +35,7 @@ __all__ = [
     "positive_int",
 ]
 
-ORDER = ("train", "derive", "gradcheck", "report", "bench")  # help lists these first, in this order
+ORDER = ("train", "sample", "derive", "gradcheck", "report", "bench")  # help lists these first, in this order
 
 
 def _commands() -> list[str]:

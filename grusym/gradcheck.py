@@ -18,6 +18,7 @@ from .checks.recurrent import StepLocation, check_recurrent, localize_failures, 
 from .checks.report import Entry, GradientReport
 from .checks.tolerance import TABLE, TOLERANCES, Tolerance, relative_error, rounding_floor
 from .checks.vjp import check_layer, check_vjp
+from .problems import tupled_states
 from .problems import variant_data as _variant_data
 
 __all__ = [
@@ -70,19 +71,16 @@ def variant_problem(
 ) -> tuple[Fun, Fun, dict[str, Any]]:
     """A random float64 problem for variant ``name``: ``fun``, ``grad_fun`` and the point ``inputs``.
 
-    ``inputs`` holds every parameter, ``h0`` (and ``c0``, ... for several states) and (unless ``tokens``)
-    the float input ``X``; weights are
+    ``inputs`` holds every parameter, ``h0`` and (unless ``tokens``) the float input ``X``; weights are
     N(0, scale^2) and biases N(0, (scale/2)^2), so a scale of 3 saturates the gates.
     """
     m, params, X, Y, h0 = _variant_data(name, T=T, n=n, d=d, h=h, q=q, seed=seed, scale=scale, tokens=tokens)
-    names = [f"{s}0" for s in getattr(m, "STATES", ("h",))]  # "h0", or "h0", "c0", ... for several states
-    inputs: dict[str, Any] = {**params, **dict(zip(names, h0 if isinstance(h0, tuple) else (h0,), strict=True))}
+    inputs: dict[str, Any] = {**params, "h0": h0}
     if not tokens:
         inputs["X"] = X
 
     def split(x: dict[str, Any]) -> tuple[dict[str, Any], Any, Any]:
-        states = tuple(x[k] for k in names)
-        return {k: x[k] for k in params}, (X if tokens else x["X"]), states if len(states) > 1 else states[0]
+        return {k: x[k] for k in params}, (X if tokens else x["X"]), x["h0"]
 
     def fun(x: dict[str, Any]) -> Any:
         p, Xp, hp = split(x)
@@ -105,8 +103,8 @@ def check_variant(
     localize: bool = True,
     **sizes: Any,
 ) -> GradientReport:
-    """Check every gradient of the generated module ``name`` (a built-in's name, or a generated module) on a
-    random problem (``variant_problem``); a cell with several states checks each initial state.
+    """Check every gradient of the generated module ``name`` (a built-in's name, or a generated module such as
+    a user's cell) on a random problem (``variant_problem``); a cell with several states checks each one.
 
     loss_and_grads: check this function (same signature as the module's) instead of the generated one,
     against the generated ``loss``. method ``"oracle"`` compares with the symbolic oracle
@@ -120,20 +118,12 @@ def check_variant(
         )
     full = {"T": 3, "n": 2, "d": 3, "h": 4, "q": 5, "tokens": False, **sizes}
     m, params, X, Y, h0 = _variant_data(name, seed=seed, scale=scale, **full)
-    lg = loss_and_grads or m.loss_and_grads
-    if not isinstance(h0, tuple):
-        return check_recurrent(m.loss, lg, params, X, Y, h0, method=method, localize=localize, seed=seed)
-
-    # several states: the module takes them as one tuple, check_recurrent passes them one by one
-    def loss(p: Any, X: Any, Y: Any, *states: Any) -> Any:
-        return m.loss(p, X, Y, states)
-
-    def grads(p: Any, X: Any, Y: Any, *states: Any) -> Any:
-        return lg(p, X, Y, states)
-
-    loss.__qualname__ = getattr(m.loss, "__qualname__", "loss")
-    grads.__qualname__ = getattr(lg, "__qualname__", "loss_and_grads")
-    names = tuple(f"{s}0" for s in m.STATES)
+    loss, lag = m.loss, loss_and_grads or m.loss_and_grads
+    names = None
+    if isinstance(h0, tuple):  # the checks pass states as arguments, the generated modules take one tuple
+        names = tuple(f"{s}0" for s in m.STATES)
+        loss = tupled_states(m.loss)
+        lag = tupled_states(lag)
     return check_recurrent(
-        loss, grads, params, X, Y, h0, method=method, localize=localize, seed=seed, state_names=names
+        loss, lag, params, X, Y, h0, method=method, localize=localize, seed=seed, state_names=names
     )

@@ -27,6 +27,7 @@ import numpy as np
 from .checks.report import Entry, GradientReport
 from .checks.tolerance import TOLERANCES, relative_error, rounding_floor
 from .errors import InputError
+from .problems import tupled_states
 
 __all__ = ["LIMITS", "check_oracle", "oracle_gradients", "unrolled_loss"]
 
@@ -358,8 +359,14 @@ def check_oracle(
                 reference="oracle",
             )
         )
-    if localize and not multi:  # the time-step locator takes one state
+    if localize:
         from .checks.recurrent import localize_failures  # one way: the checks never import the oracle
 
-        localize_failures(report, m.loss, fn, params, X, Y, h0)
+        if multi:  # the locator passes several states as separate arguments, the module takes one tuple
+            names = tuple(f"{s}0" for s in m.STATES)
+            localize_failures(
+                report, tupled_states(m.loss), tupled_states(fn), params, X, Y, h0, state_names=names
+            )
+        else:
+            localize_failures(report, m.loss, fn, params, X, Y, h0)
     return report

@@ -2,23 +2,24 @@
 
 Contract: :func:`variant_data` draws (module, params, X, Y, h0) deterministically from ``seed``: weights
 N(0, scale^2), biases N(0, (scale/2)^2) (a scale of 3 saturates the gates), X (T, n, d) normal floats or
-(T, n) token ids, Y (T, n) targets, h0 (n, h) N(0, 0.25); a cell with several states gets a tuple of
-such initial states in ``STATES`` order, the later ones drawn last so one-state problems stay as they were.
+(T, n) token ids, Y (T, n) targets, h0 (n, h) N(0, 0.25).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-__all__ = ["variant_data"]
+__all__ = ["tupled_states", "variant_data"]
 
 
 def variant_data(
     name: Any, *, T: int, n: int, d: int, h: int, q: int, seed: int, scale: float, tokens: bool
 ) -> tuple[Any, dict[str, np.ndarray], np.ndarray, np.ndarray, Any]:
-    """(module, params, X, Y, h0) of ``name`` (a built-in's name, or a generated module) at the given sizes."""
+    """(module, params, X, Y, h0) of variant ``name`` (or of a generated module, e.g. a user's cell) at the
+    given sizes (see the module docstring); h0 is a tuple of states for a cell with several."""
     from . import load
 
     m = load(name) if isinstance(name, str) else name
@@ -31,7 +32,22 @@ def variant_data(
     h0 = rng.normal(0.0, 0.5, (n, h))
     X_tokens = rng.integers(0, d, (T, n))
     X = X_tokens if tokens else rng.normal(0.0, 1.0, (T, n, d))
-    later = getattr(m, "STATES", ("h",))[1:]
-    if later:
-        return m, params, X, Y, (h0, *(rng.normal(0.0, 0.5, (n, h)) for _ in later))
+    states = getattr(m, "STATES", ("h",))
+    if len(states) > 1:  # the later states drawn after everything else: one-state problems stay as they were
+        return m, params, X, Y, (h0, *(rng.normal(0.0, 0.5, (n, h)) for _ in states[1:]))
     return m, params, X, Y, h0
+
+
+def tupled_states(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """fn(params, X, Y, h0, c0, ...) calling a generated module's fn(params, X, Y, (h0, c0, ...)).
+
+    The checks pass several initial states as separate arguments; the generated modules take one tuple.
+    The wrapper keeps fn's name, so the checks' messages still name the function the caller passed.
+    """
+
+    def call(params: Any, X: Any, Y: Any, *states: Any) -> Any:
+        return fn(params, X, Y, states)
+
+    call.__qualname__ = getattr(fn, "__qualname__", "loss_and_grads")
+    call.__name__ = getattr(fn, "__name__", "loss_and_grads")
+    return call

@@ -40,12 +40,14 @@ from . import reference_autograd
 
 
 def _every_primitive(c):
-    """A test cell that uses every primitive, a vector, a constant, a bias-free step and a second state."""
+    """A test cell that uses every primitive, a vector, a constant, a bias-free step, a second state whose
+    prev is the left factor of a matmul, and a step without an input term."""
     a = c.affine("a", bias=False)
     s_prev = c.prev("s")
     u = c.let("u", softplus(a) * 0.5 + exp(-1 * s_prev * s_prev))
-    k = c.let("k", hard_sigmoid(c.affine("k")) * identity(c.vector("w") * c.h_prev))
-    c.let("s", relu(c.affine("s", recurrent=False) + s_prev) - 0.25 * u)
+    k = c.let("k", hard_sigmoid(c.affine("k", hidden=s_prev)) * identity(c.vector("w") * c.h_prev))
+    m = c.let("m", tanh(c.affine("m", x=False, hidden=u)))
+    c.let("s", relu(c.affine("s", recurrent=False) + s_prev) - 0.25 * u + 0.1 * m)
     c.let("h", tanh(u + k) * sigmoid(c.value("s")))
 
 
@@ -94,6 +96,13 @@ def test_numeric_checks_pass(label, m, cell, method):
 
 
 @pytest.mark.parametrize(("label", "m", "cell"), CELL_CASES, ids=IDS)
+def test_token_ids_take_the_gather_path_and_still_check(label, m, cell):
+    """Token ids replace the input GEMM by a row gather (blocks without an X term gather their bias)."""
+    report = check_variant(m, method="complex", seed=3, tokens=True)
+    assert report.ok and "X" not in {e.name for e in report.entries}, str(report)
+
+
+@pytest.mark.parametrize(("label", "m", "cell"), CELL_CASES, ids=IDS)
 def test_symbolic_oracle_agrees(label, m, cell):
     report = check_oracle(m, cell=cell, T=2, n=2, d=2, h=2, q=2, seed=2)
     assert report.ok, str(report)
@@ -112,6 +121,22 @@ def test_a_planted_wrong_gradient_fails_every_check():
         assert not report.ok and [e.name for e in report.failures] == ["c0"]
     report = check_oracle("lstm", T=2, n=1, d=2, h=2, q=2, loss_and_grads=wrong)
     assert [e.name for e in report.failures] == ["c0"]
+
+
+def test_a_multi_state_failure_is_located_in_time():
+    """Localisation works with several states: W_hf[0, 0] 1 % off is wrong from the first prefix, t = 0."""
+    m = grusym.load("lstm")
+
+    def wrong(params, X, Y, h0=None, lengths=None):
+        value, grads, last = m.loss_and_grads(params, X, Y, h0, lengths)
+        dW = grads["W_hf"].copy()
+        dW[0, 0] *= 1.01
+        return value, {**grads, "W_hf": dW}, last
+
+    report = check_variant("lstm", method="fd", loss_and_grads=wrong)
+    assert [(e.name, e.index, e.time_step) for e in report.failures] == [("W_hf", (0, 0), 0)]
+    report = check_oracle("lstm", T=2, n=1, d=2, h=2, q=2, loss_and_grads=wrong)
+    assert [(e.name, e.index, e.time_step) for e in report.failures] == [("W_hf", (0, 0), 0)]
 
 
 # ---- the primitives against the outside world

@@ -329,3 +329,24 @@ def test_read_text_returns_utf8_without_bom(tmp_path):
     path = tmp_path / "t.txt"
     path.write_bytes(b"\xef\xbb\xbfThe Time Machine\r\n\xc3\xa9")
     assert read_text(path) == "The Time Machine\r\né"
+
+
+def test_bench_without_torch_names_the_pinned_extra():
+    """The hint says how to get the comparison the way the project pins it, not a bare `pip install torch`."""
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from grusym.cli import main\n"
+        "sys.exit(main(['bench', '--config', 'toy', '--repeat', '1', '--no-extras']))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "torch is not installed" in run.stdout and "pip install 'grusym[torch]'" in run.stdout
+    assert "torch==2.13.0" in run.stdout and "pip install torch" not in run.stdout
+
+
+def test_help_lists_sample_after_train(capsys):
+    assert cli.main(["--help"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    listed = [line.split()[0] for line in lines if line.startswith("    ") and line[4] != " "]
+    assert listed[:2] == ["train", "sample"]

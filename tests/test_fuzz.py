@@ -3,7 +3,8 @@
 
 Each API example starts from a valid problem and applies one to three mutations (a wrong value, shape,
 dtype, NaN, a dropped or extra key, None, a list ...) to the arguments of one entry point; warnings are
-errors. The CLI examples build argv from the real options with hostile values. ``COUNTS`` tallies the
+errors. The CLI examples build argv from the real options of ``derive`` and ``gradcheck`` with hostile values
+(the other commands: ``test_fuzz_commands.py``). ``COUNTS`` tallies the
 outcomes; run with ``-s`` to see them. Examples per test: 20x the hypothesis profile's max_examples.
 """
 

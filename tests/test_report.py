@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,8 @@ from grusym.cli import main
 from grusym.gradcheck import TOLERANCES
 from grusym.report import markdown, tex
 from grusym.report.build import default_out, render_files
-from grusym.report.figures import figure_data, plot
+from grusym.report.figures import figure_data
+from grusym.report.plots import FIGURES, available, plot
 from grusym.report.verify import measure
 from grusym.symbolic.variants import VARIANTS
 
@@ -97,7 +99,7 @@ def test_measure_runs_every_gradcheck_method_and_they_pass():
 
 # ---- equation numbers <-> code comments, parsed here independently of grusym.report.codemap
 
-_EQ_LABEL = re.compile(r"\\qquad \((\d+)(?:\.(\d+))?\)\$\$")
+_EQ_LABEL = re.compile(r"\\tag\{(\d+)(?:\.(\d+))?\}\n```")
 _CODE_COMMENT = re.compile(r"^\s*# (.*)$")
 
 
@@ -151,7 +153,7 @@ def test_report_equations_name_what_the_code_comments_compute(name):
     params = set(VARIANTS[name].cell().params) | {"W_hq", "b_q"}
     assert comments, "the generated code has no '# (N) v = ...' comments"
     for number, comment in comments.items():
-        eq = re.search(rf"\$\$([^$]*) \\qquad \({number}\)\$\$", text)[1]
+        eq = re.search(rf"```math\n([^`]*) \\tag\{{{number}\}}\n```", text)[1]
         lhs, rhs = comment.split(" = ", 1)
         assert eq.startswith(tex_name(lhs.split(") ", 1)[1], params=params) + " = "), (number, comment, eq)
         for ident in set(re.findall(r"[A-Za-z_]\w*", rhs)) - {"sigmoid", "tanh"}:
@@ -186,25 +188,29 @@ def test_gradient_norms_show_the_vanishing_gradient_of_seed_004():
     assert rate["rnn_tanh"] < 0.1 < rate["gru"]
 
 
-def test_plots_are_drawn_from_the_data_and_small(tmp_path):
+def test_plots_are_drawn_from_the_data_at_200_dpi_and_small(tmp_path):
     pytest.importorskip("matplotlib")
     paths = plot(_committed_data()["rnn_tanh"], tmp_path)
-    assert [p.name for p in paths] == ["gradient_norms.png", "activations.png"]
+    assert [p.name for p in paths] == list(FIGURES)
     for p in paths:
-        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size < 150_000
+        png = p.read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size < 400_000
+        at = png.index(b"pHYs") + 4  # pixels per metre, as matplotlib records the dpi
+        dpi = int.from_bytes(png[at : at + 4], "big") * 0.0254
+        assert dpi >= 199.5, f"{p.name}: {dpi:.0f} dpi"
     for name in NAMES:
-        for p in ("gradient_norms.png", "activations.png"):
-            assert (OUT / name / p).stat().st_size < 150_000, f"{name}/{p} too large for the repository"
+        for p in FIGURES:
+            assert (OUT / name / p).stat().st_size < 400_000, f"{name}/{p} too large for the repository"
 
 
 # ---- CLI, LaTeX, determinism
 
 
 def test_cli_writes_one_variant_and_reports_bad_input(tmp_path, capsys):
-    pytest.importorskip("matplotlib")
     assert main(["report", "--variant", "rnn_tanh", "--out", str(tmp_path)]) == 0
     names = sorted(p.name for p in (tmp_path / "rnn_tanh").iterdir())
-    assert names == ["README.md", "activations.png", "figures.json", "gradient_norms.png", "rnn_tanh.tex"]
+    pngs = sorted(FIGURES) if available() else []
+    assert names == sorted(["README.md", "figures.json", "rnn_tanh.tex", *pngs])
     assert not (tmp_path / "README.md").exists()  # the index needs every variant
     capsys.readouterr()
     assert main(["report", "--variant", "lstm", "--out", str(tmp_path)]) == 2
@@ -234,6 +240,10 @@ def test_combined_latex_compiles(tmp_path):
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(p.read_bytes())
     assert tex.compile_pdf(tmp_path / "derivations.tex").stat().st_size > 100_000
+    log = _pdflatex_log(tmp_path, "derivations")
+    assert not [m[1] for m in _OVERFULL.finditer(log) if float(m[1]) > 1.0], (
+        "overfull boxes in derivations.tex"
+    )
 
 
 def test_report_text_is_identical_across_hash_seeds():
@@ -252,3 +262,67 @@ def test_report_text_is_identical_across_hash_seeds():
     data = {"gru_reset_after": json.loads(path.read_text(encoding="utf-8"))}
     here = render_files(["gru_reset_after"], ("md",), measured=lambda n: None, data=data)[0]
     assert proc.stdout == here["gru_reset_after/README.md"]
+
+
+# ---- the core install: no matplotlib (the plots extra) still builds every report and says what it skipped
+
+_NO_MATPLOTLIB = """
+import sys
+sys.modules["matplotlib"] = None  # what an install without the plots extra looks like to an import
+from grusym.cli import main
+raise SystemExit(main(["report", "--variant", "gru", "--out", sys.argv[1]]))
+"""
+
+
+def test_report_builds_without_matplotlib_and_names_the_skipped_figures(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_MATPLOTLIB, str(tmp_path)], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    for figure in FIGURES:
+        assert f"skipped {tmp_path / 'gru' / figure}: matplotlib is not installed" in proc.stdout
+    assert "3 figure(s) skipped" in proc.stdout and "pip install 'grusym[plots]'" in proc.stdout
+    assert sorted(p.name for p in (tmp_path / "gru").iterdir()) == ["README.md", "figures.json", "gru.tex"]
+    readme = (tmp_path / "gru" / "README.md").read_text(encoding="utf-8")
+    assert ".png)" not in readme  # no link to a figure that was never drawn
+    assert readme.count("was not drawn in this build: matplotlib is not installed") == len(FIGURES)
+    # the text path is the same as with matplotlib: only the figure notes differ from the committed report
+    committed = (OUT / "gru" / "README.md").read_text(encoding="utf-8")
+    begin, end = "## 1. Forward equations", "### The escape from vanishing"
+    assert (
+        readme[readme.index(begin) : readme.index(end)]
+        == committed[committed.index(begin) : committed.index(end)]
+    )
+
+
+_OVERFULL = re.compile(r"Overfull \\[hv]box \(([\d.]+)pt too (wide|high)\)")
+
+
+def _pdflatex_log(folder: Path, name: str) -> str:
+    proc = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
+    log = (folder / f"{name}.log").read_text(encoding="latin-1")
+    assert proc.returncode == 0, log[-2000:]
+    return log
+
+
+_QUICK = ("gru", "gru_reset_after")  # the widest reports; the thorough tier compiles every one
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no pdflatex installed")
+@pytest.mark.parametrize(
+    "name", [n if n in _QUICK else pytest.param(n, marks=pytest.mark.slow) for n in NAMES]
+)
+def test_latex_report_has_no_overfull_boxes(tmp_path, name):
+    """pdflatex's log names every line or page the text overfills (paths in tables did, by up to 125 pt)."""
+    for p in (OUT / name).iterdir():
+        if p.suffix in (".tex", ".png"):
+            (tmp_path / p.name).write_bytes(p.read_bytes())
+    log = _pdflatex_log(tmp_path, name)
+    bad = [(float(m[1]), m[2]) for m in _OVERFULL.finditer(log) if float(m[1]) > 1.0]
+    assert not bad, f"{name}.tex: overfull boxes {bad}"

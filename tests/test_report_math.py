@@ -107,28 +107,72 @@ def test_relations_hold_and_a_false_one_does_not():
 
 # ---- GitHub math: constructs GitHub's Markdown pass alters before MathJax (checked independently here)
 
-_MATH = re.compile(r"\$\$(.*?)\$\$|\$`(.*?)`\$", re.S)
+_INLINE = re.compile(r"\$`(.*?)`\$")
+_DISPLAY = re.compile(r"```math\n(.*?)\n```", re.S)
 
 
 def test_committed_markdown_math_is_github_safe():
     for path in default_out().rglob("*.md"):
         text = path.read_text(encoding="utf-8")
-        spans = [a or b for a, b in _MATH.findall(text)]
-        assert spans, path
-        for tex in spans:
+        inline, displays = _INLINE.findall(text), _DISPLAY.findall(text)
+        assert inline and (displays or path.parent == default_out()), path
+        for tex in inline:  # Markdown sees inline math before MathJax does
             assert "\\\\" not in tex, (path, tex)  # markdown turns \\ into \ (no line breaks)
             assert not re.search(r"\\[,;:!{}|_#%&]", tex), (path, tex)  # backslash-escapes are eaten
             assert not set(tex) & set("*<>"), (path, tex)
-            assert "\n" not in tex, (path, tex)  # one line per block
-            assert len(re.findall(r"[_^]\{", tex)) < 99, (path, tex)  # GitHub's per-block limit
+        for tex in displays:  # a ```math block reaches MathJax untouched, one block per display
+            assert "\n" not in tex and "$$" not in text, (path, tex)
+            assert len(re.findall(r"[_^]\{", tex)) < 99 * 3, (path, tex)
         for line in text.splitlines():
-            if line.startswith("$$"):
-                assert line.endswith("$$") and line.count("$$") == 2, (path, line)
             if line.startswith("|"):
-                for _, inline in re.findall(r"(\$`)(.*?)`\$", line):
-                    assert "|" not in inline, (path, line)
+                for inline_tex in _INLINE.findall(line):
+                    assert "|" not in inline_tex, (path, line)
+
+
+def test_no_display_is_wider_than_githubs_column():
+    """Every line of every display fits MAX_EX (the Jacobian of gru was 168 ex = ~1300 px on one line)."""
+    from grusym.report.width import MAX_EX, width
+
+    for path in default_out().rglob("*.md"):
+        for tex in _DISPLAY.findall(path.read_text(encoding="utf-8")):
+            # a matrix is as wide as its first row; aligned lines are measured one by one
+            body = re.sub(r"\\begin\{pmatrix\}(.*?)\\end\{pmatrix\}", lambda m: m[1].split(r"\\")[0], tex)
+            body = re.sub(r"\\(begin|end)\{aligned\}", "", body)
+            for line in body.split(r" \\ ") if "aligned" in tex else [body]:
+                assert width(line) <= MAX_EX * 1.1, (path, round(width(line)), line[:80])
+
+
+def test_width_estimate_sees_a_long_display():
+    from grusym.report.width import MAX_EX, break_lines, width
+
+    parts = tuple(
+        [r"J_{t} = \operatorname{diag}\left(z_{t}\right)"]
+        + [r"+ W_{hh}^{\top} \operatorname{diag}\left(r_{t} \odot \left(1 - r_{t}\right)\right)"] * 6
+    )
+    assert width(" ".join(parts)) > MAX_EX
+    lines = break_lines(parts)
+    assert len(lines) > 1 and all(width(x) <= MAX_EX for x in lines)
 
 
 @pytest.mark.parametrize("bad", [r"a \\ b", r"a \, b", r"\{x\}", "a*b", "a<b"])
 def test_the_renderer_refuses_unsafe_math(bad):
     assert markdown.unsafe_math(bad)
+
+
+def test_every_markdown_table_row_has_the_headers_number_of_cells():
+    """An unescaped | in a header or a cell splits it (GitHub then shifts every column after it)."""
+    cells = re.compile(r"(?<!\\)\|")
+    for path in default_out().rglob("*.md"):
+        rows: list[str] = []
+        for line in [*path.read_text(encoding="utf-8").splitlines(), ""]:
+            if line.startswith("|"):
+                rows.append(line)
+                continue
+            if rows:
+                counts = {len(cells.findall(r)) for r in rows}
+                assert len(counts) == 1, (
+                    path,
+                    rows[0],
+                    [r for r in rows if len(cells.findall(r)) != len(cells.findall(rows[0]))][:1],
+                )
+                rows = []

@@ -72,7 +72,12 @@ def _files(tmp: Path) -> dict[str, Path]:
         (["--dtype", "float16"], "--dtype must be one of float64, float32"),
         (["--variant", "lstm"], "unknown variant 'lstm'; known variants: gru"),
         (["--variant", "gru,gru"], "distinct variant names"),
-        (["--primer", "Mx"], "--primer: character 'x' is not in the vocabulary"),
+        (["--primer", "Mx"], "--primer: 'x' is not in the model's vocabulary of 4 characters 'hatM'"),
+        (["--primer", "xyx"], "--primer: 'x', 'y' are not in the model's vocabulary"),
+        (["--valid", "0.6"], "--valid must be a fraction in [0, 0.5], got 0.6"),
+        (["--valid", "nan"], "--valid must be a fraction in [0, 0.5]"),
+        (["--valid", "0.01"], "--valid 0.01 holds out 0 of 20 characters; need at least 2"),
+        (["--task", "adding", "--valid", "0.2"], "--valid only applies to --task lm"),
         (["--max-seconds", "0"], "--max-seconds must be a positive number"),
         (["--task", "adding", "--length", "1"], "--length must be an integer >= 2"),
         (["--length", "50"], "--length only applies to --task adding, not lm"),
@@ -147,3 +152,18 @@ def test_the_default_learning_rate_follows_the_optimizer():
     assert make_config().lr == 1.0 and make_config(optimizer="adam").lr == 0.01
     assert make_config(task="adding").lr == 0.01 and make_config(task="adding", optimizer="sgd").lr == 1.0
     assert make_config(optimizer="adam", lr=0.5).lr == 0.5
+
+
+def test_a_damaged_checkpoint_leaves_no_file_open(good_checkpoint, tmp_path):
+    """Regression (CLI fuzz): np.load(path) left the file of a truncated zip open (a ResourceWarning)."""
+    import gc
+    import warnings
+
+    path = tmp_path / "truncated.npz"
+    path.write_bytes(good_checkpoint[: len(good_checkpoint) // 2])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(InputError, match="corrupted"):
+            checkpoint.load(path)
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], caught

@@ -302,14 +302,14 @@ def test_gru_solves_length_100_while_rnn_tanh_stays_near_a_sixth(tmp_path):
 # ---- sampling --------------------------------------------------------------------------------------------
 
 
-def test_predict_rejects_a_primer_outside_a_closed_vocabulary():
-    from grusym.train.sample import predict
+def test_generate_rejects_a_primer_outside_the_vocabulary_naming_every_character():
+    from grusym.train.sample import generate
 
     m = grusym.load("gru")
-    vocab = data.Vocab(data.TOY_VOCAB, unk=False)
     p = m.init_params(4, 2, 4)
-    assert len(predict(m, p, vocab, "Ma", 5)) == 5
-    with pytest.raises(InputError, match="--primer"):
-        predict(m, p, vocab, "Mx", 5)
-    with pytest.raises(InputError, match="--primer"):
-        predict(m, p, vocab, "", 5)
+    assert len(generate(m, p, data.Vocab(data.TOY_VOCAB, unk=False), "Ma", 5)) == 5
+    for vocab in (data.Vocab(data.TOY_VOCAB, unk=False), data.Vocab(data.TOY_VOCAB[:3], unk=True)):
+        with pytest.raises(InputError, match=r"--primer: 'x', 'M'|--primer: 'x' is"):
+            generate(m, p, vocab, "xMx", 5)
+    with pytest.raises(InputError, match="--primer must hold at least one character"):
+        generate(m, p, data.Vocab(data.TOY_VOCAB, unk=False), "", 5)

@@ -1,9 +1,16 @@
-"""``grusym report``: write the derivation reports (Markdown, LaTeX, PDF) of one or every variant."""
+"""``grusym report``: write the derivation reports (Markdown, LaTeX, PDF) of one or every variant, or of
+a cell declared in the user's own file (``--cell FILE.py:NAME``: the same sections, under ``OUT/NAME/``)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..report.context import Subject
 
 HELP = "write the BPTT derivation report of one or every variant (Markdown, LaTeX, PDF) under derivations/"
 
@@ -12,6 +19,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--variant", help="report on this variant only (no index page)")
     which.add_argument("--all", action="store_true", help="every variant plus the index page (the default)")
+    which.add_argument(
+        "--cell",
+        metavar="FILE.py:NAME",
+        default=None,
+        help="report on the cell NAME declared in your own FILE.py (see docs/cells.md); needs --out",
+    )
     p.add_argument(
         "--format",
         default="md,tex",
@@ -21,7 +34,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         default=None,
-        help="folder to write to (default: derivations/ of the source checkout, else ./derivations)",
+        help="folder to write to (default: derivations/ of the source checkout, else ./derivations; "
+        "with --cell: required)",
+    )
+
+
+def _cell_subject(spec: str) -> Subject:
+    """A user's cell, derived in memory: the report quotes the module ``grusym derive --cell`` writes."""
+    from ..report.context import cell_subject
+    from ..symbolic.codegen import module_source
+    from ..symbolic.usercell import derive_module, load_cell
+
+    cell = load_cell(spec)
+    return cell_subject(
+        cell,
+        derive_module(cell),
+        title=cell.title or None,
+        source=module_source(cell, f"grusym derive --cell {spec} --out DIR"),
     )
 
 
@@ -29,9 +58,19 @@ def run(args: argparse.Namespace) -> int:
     from ..report.build import default_out, write_reports
     from ..symbolic.variants import VARIANTS
 
-    names = [args.variant] if args.variant else list(VARIANTS)
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    if args.cell is not None:
+        if args.out is None:  # a user's report never lands among grusym's own committed ones
+            raise InputError("--cell needs --out DIR: the folder to write the report of your cell to")
+        subjects: list[str | Subject] = [_cell_subject(args.cell)]
+    else:
+        subjects = [args.variant] if args.variant else list(VARIANTS)
     out = args.out or default_out()
-    changed = write_reports(names, formats, out)
-    print(f"{len(changed)} report file(s) changed in {out}")
+    written = write_reports(subjects, formats, out)
+    print(f"{len(written.changed)} report file(s) changed in {out}")
+    if written.skipped:
+        print(
+            f"{len(written.skipped)} figure(s) skipped because matplotlib is not installed; "
+            "pip install 'grusym[plots]' and rerun to draw them (the text says which)"
+        )
     return 0

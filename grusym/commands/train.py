@@ -1,4 +1,4 @@
-"""``grusym train``: train a char-level language model (default: seed 000's toy) or the adding problem.
+"""``grusym train``: train a char-level language model (default: the 20-character toy) or the adding problem.
 
 Every option is read as text and checked by :func:`grusym.train.make_config`, so a bad value is a one-line
 error (exit 2) naming the option. Several comma-separated variants train one after the other into
@@ -17,12 +17,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..train import Config, Result
 
-HELP = "train a GRU language model (default: the seed's 'MathMath...' toy) or the adding problem"
+HELP = "train a GRU language model (default: the toy text 'MathMath...') or the adding problem"
 
 _CONFIG_OPTIONS = {
     "task": ("lm|adding", "lm: next-character prediction (default); adding: the adding problem"),
     "variant": ("V[,V...]", "variant(s) to train, comma-separated to compare (default: gru)"),
-    "text": ("FILE", "UTF-8 text file to model (default: seed 000's toy 'MathMathMathMathMath')"),
+    "text": (
+        "FILE",
+        "UTF-8 text file to model (default: the toy 'MathMathMathMathMath'; a shipped text: "
+        "grusym/data/pride_and_prejudice_1-11.txt)",
+    ),
     "hidden": ("H", "hidden size (toy 2, text 256, adding 32)"),
     "steps": ("S", "time steps per batch, the truncated-BPTT length (toy 3, text 35)"),
     "length": ("L", "sequence length of the adding problem (default 100)"),
@@ -35,7 +39,8 @@ _CONFIG_OPTIONS = {
     "seed": ("N", "seed of the initial weights and of the data order (default: 0)"),
     "scale": ("SIGMA", "standard deviation of the initial weights (default: 0.01, as d2l)"),
     "dtype": ("float64|float32", "floating-point type of parameters and states (default: float64)"),
-    "primer": ("TEXT", "text the samples continue (toy: 'Ma'; text: its first 10 characters)"),
+    "primer": ("TEXT", "text the logged samples continue (toy: 'Ma'; text: the first words of its text)"),
+    "valid": ("FRACTION", "fraction of the text held out, never trained on (text 0.1, toy 0)"),
 }
 
 
@@ -51,6 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint.npz, bit-for-bit")
     p.add_argument("--json", metavar="METRICS.json", help="also write the metrics to this file")
     p.add_argument("--max-seconds", metavar="S", help="stop after S seconds of training (checkpointed)")
+    p.epilog = "Then: grusym sample OUT/checkpoint.npz --primer TEXT --length N (no retraining)."
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,8 +119,11 @@ def _report(r: Result) -> int:
     if r.message:
         print(r.message)
     files = sorted(p.name for p in r.out.iterdir() if p.is_file() and not p.name.startswith("."))
+    valid = m.get("final_valid_perplexity")
+    held = f" (held-out {valid:.4g})" if valid is not None else ""
     print(
-        f"done: {metric.replace('_', ' ')} {m[f'final_{metric}']:.4g} after {m['epochs_run']:.4g} epochs "
+        f"done: {metric.replace('_', ' ')} {m[f'final_{metric}']:.4g}{held} "
+        f"after {m['epochs_run']:.4g} epochs "
         f"({m['steps']} steps, {m['tokens_per_second']:,.0f} tokens/s, {m['wall_time_s']:.1f} s); "
         f"wrote {r.out}/: {', '.join(files)}"
     )
@@ -151,10 +160,11 @@ def _compare(base: Path, results: dict[str, Result], json_path: str | None) -> i
         else f"char LM, {first['data']['text']}"
     )
     title = f"{what}: " + " vs ".join(results)
-    plots.write_comparison(
+    drawn = plots.write_comparison(
         base / "comparison.png", {n: r.metrics["history"] for n, r in results.items()}, metric, title
     )
     for name, s in summary.items():
         print(f"{name:>16}: final {metric.replace('_', ' ')} {s[f'final_{metric}']:.4g}")
-    print(f"comparison written to {base}/comparison.png and comparison.json")
+    written = " and ".join([*(p.name for p in drawn), "comparison.json"])
+    print(f"comparison written to {base}/: {written}")
     return 0

@@ -17,13 +17,16 @@ __all__ = [
     "Bullets",
     "Code",
     "CodeBlock",
+    "Diagram",
     "Document",
+    "Edge",
     "Equation",
     "Figure",
     "Heading",
     "Link",
     "Math",
     "Measured",
+    "Node",
     "Para",
     "Span",
     "Table",
@@ -79,7 +82,7 @@ class Equation:
     starts with an operator), joined with spaces in Markdown."""
 
     parts: tuple[str, ...]
-    label: str = ""  # shown as (label) at the right
+    label: str = ""  # shown as (label) at the right (a LaTeX tag)
 
     @property
     def tex(self) -> str:
@@ -107,11 +110,41 @@ class Figure:
 
 
 @dataclass(frozen=True)
+class Node:
+    """A node of a :class:`Diagram`: ``tex`` for LaTeX, ``text`` for Mermaid; placed at (x, y) in cm."""
+
+    key: str
+    tex: str
+    text: str
+    x: float
+    y: float
+    group: str = ""  # nodes of one group are framed together (one time step)
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: str
+    target: str
+    tex: str = ""
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Diagram:
+    """A directed graph (a computational graph): Mermaid in Markdown, TikZ in LaTeX."""
+
+    nodes: tuple[Node, ...]
+    edges: tuple[Edge, ...]
+    caption: str
+    direction: str = "TD"  # Mermaid's flowchart direction
+
+
+@dataclass(frozen=True)
 class Measured:
     blocks: tuple[Block, ...]
 
 
-Block = Heading | Para | Bullets | Equation | Table | CodeBlock | Figure | Measured
+Block = Heading | Para | Bullets | Equation | Table | CodeBlock | Figure | Diagram | Measured
 
 
 @dataclass(frozen=True)

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
 from ..fileio import atomic_write_text
 from . import markdown, tex
+from .context import Subject, subject
 from .document import REGENERATE, index_document, variant_document
+from .plots import FIGURES, INSTALL_HINT, available
 from .verify import Measurement, measure
 
-__all__ = ["FORMATS", "default_out", "figures_json", "render_files", "write_reports"]
+__all__ = ["FORMATS", "Written", "default_out", "figures_json", "render_files", "write_reports"]
 
 FORMATS = ("md", "tex", "pdf")
 COMBINED = "derivations.tex"
@@ -37,46 +40,57 @@ def figures_json(data: dict[str, Any]) -> str:
 
 
 def render_files(
-    names: list[str],
+    names: list[str | Subject],
     formats: tuple[str, ...] = ("md", "tex"),
     *,
     measured: Callable[[str], Measurement | None] = measure,
     data: dict[str, dict[str, Any]] | None = None,
     index: bool | None = None,
+    missing: dict[str, frozenset[str]] | None = None,
 ) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
-    """({relative path: text}, {variant: figure data}) of the reports of ``names``.
+    """({relative path: text}, {cell name: figure data}) of the reports of ``names``.
 
-    measured: variant -> Measurement (``verify.measure``; a stub returning None leaves the block empty).
-    data: precomputed ``figures.figure_data`` per variant (computed when missing).
+    names: built-in variant names or :class:`~grusym.report.context.Subject` objects (any declared cell).
+    measured: variant -> Measurement (``verify.measure``; a stub returning None leaves the block empty;
+    cells that are not built-in variants are not measured).
+    data: precomputed ``figures.figure_data`` per cell name (computed when missing).
     index: also the index page and combined document (default: when ``names`` is every variant).
+    missing: per cell name, the figures that will not exist (the text says so instead of linking them).
     """
     from ..symbolic.variants import VARIANTS
     from .figures import figure_data
     from .relations import RELATIONS, check
 
-    unknown = [n for n in names if n not in VARIANTS]
+    unknown = [n for n in names if isinstance(n, str) and n not in VARIANTS]
     if unknown:
         raise InputError(f"unknown variant(s) {', '.join(unknown)}; known variants: {', '.join(VARIANTS)}")
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise InputError(f"unknown format(s) {', '.join(bad)}; known formats: {', '.join(FORMATS)}")
     data = dict(data or {})
+    missing = missing or {}
     files: dict[str, str] = {}
     docs = []
-    for name in names:
-        data.setdefault(name, figure_data(name))
-        doc = variant_document(name, data[name], measured(name))
+    subjects = [subject(n) if isinstance(n, str) else n for n in names]
+    for sub in subjects:
+        name = sub.name
+        if name not in data:
+            data[name] = figure_data(sub)
+        doc = variant_document(
+            sub, data[name], measured(name) if sub.builtin else None, missing.get(name, frozenset())
+        )
         docs.append((doc, f"{name}/"))
         files[f"{name}/figures.json"] = figures_json(data[name])
         if "md" in formats:
             files[f"{name}/README.md"] = markdown.render(doc)
         if "tex" in formats or "pdf" in formats:
             files[f"{name}/{name}.tex"] = tex.render(doc)
+    plain = [s.name for s in subjects]
     if index is None:
-        index = sorted(names) == sorted(VARIANTS)
+        index = sorted(plain) == sorted(VARIANTS) and all(s.builtin for s in subjects)
     if index:
         errors = {i: check(rel) for i, rel in enumerate(RELATIONS)}
-        idx = index_document(names, errors)
+        idx = index_document(plain, errors)
         if "md" in formats:
             files["README.md"] = markdown.render(idx)
         if "tex" in formats or "pdf" in formats:
@@ -86,20 +100,40 @@ def render_files(
     return files, data
 
 
+@dataclass(frozen=True)
+class Written:
+    """What :func:`write_reports` did: files changed, figures drawn, figures skipped (no matplotlib)."""
+
+    changed: list[Path]
+    drawn: list[Path]
+    skipped: list[Path]
+
+
 def write_reports(
-    names: list[str],
+    names: list[str | Subject],
     formats: tuple[str, ...] = ("md", "tex"),
     out: Path | None = None,
     *,
     log: Callable[[str], None] = print,
-) -> list[Path]:
-    """Write the reports of ``names`` under ``out`` (default: :func:`default_out`); return changed paths."""
-    from .figures import plot
+) -> Written:
+    """Write the reports of ``names`` under ``out`` (default: :func:`default_out`).
+
+    Figures need matplotlib (the ``plots`` extra). Without it the text and ``figures.json`` are written
+    all the same, a PNG left by an earlier build is kept (its data is the same, seeded), and the text of
+    a report whose PNG does not exist says so instead of linking it; the log names every skipped figure.
+    """
+    from .plots import plot
 
     if "pdf" in formats and tex.engine() is None:
         raise InputError("--format pdf needs pdflatex or tectonic on PATH; install TeX Live or drop pdf")
     out = Path(out or default_out())
-    files, data = render_files(names, formats)
+    subjects = [subject(n) if isinstance(n, str) else n for n in names]
+    can_draw = available()
+    missing = {
+        s.name: frozenset(f for f in FIGURES if not can_draw and not (out / s.name / f).exists())
+        for s in subjects
+    }
+    files, data = render_files(list(subjects), formats, missing=missing, index=_is_all(subjects))
     changed = []
     for rel, text in files.items():
         path = out / rel
@@ -107,11 +141,28 @@ def write_reports(
             atomic_write_text(path, text)
             changed.append(path)
             log(f"wrote {path}")
-    for name in names:
-        for path in plot(data[name], out / name):
-            log(f"drew {path}")
+    drawn, skipped = [], []
+    for s in subjects:
+        if can_draw:
+            for path in plot(data[s.name], out / s.name):
+                drawn.append(path)
+                log(f"drew {path}")
+            continue
+        for f in FIGURES:
+            path = out / s.name / f
+            if f in missing[s.name]:
+                skipped.append(path)
+                log(f"skipped {path}: matplotlib is not installed ({INSTALL_HINT} draws it)")
+            else:
+                log(f"kept {path} from an earlier build (matplotlib is not installed, so it was not redrawn)")
     if "pdf" in formats:
         for rel in files:
             if rel.endswith(".tex"):
                 log(f"compiled {tex.compile_pdf(out / rel)}")
-    return changed
+    return Written(changed, drawn, skipped)
+
+
+def _is_all(subjects: list[Subject]) -> bool:
+    from ..symbolic.variants import VARIANTS
+
+    return sorted(s.name for s in subjects) == sorted(VARIANTS) and all(s.builtin for s in subjects)

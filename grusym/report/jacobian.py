@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from ..symbolic.derive import Derivation, derive
 from ..symbolic.primitives import Sigmoid, Tanh
 from . import latex
 
-__all__ = ["Factor", "Jacobian", "jacobian"]
+__all__ = ["BoundTerm", "Factor", "Jacobian", "jacobian", "numeric"]
 
 SIGN = sp.Symbol("sign", real=True)  # +-1: the side a tanh output saturates on
 
@@ -36,6 +37,33 @@ class Factor:
 
 
 Term = tuple[Factor, ...]  # a matrix product, left to right
+Norms = tuple[tuple[str, str], ...]  # a sum of parameter norms: ((param, "2" | "1" | "inf"), ...)
+
+
+@dataclass(frozen=True)
+class BoundTerm:
+    """``coef`` times the product of the norm sums ``norms``; ``unbounded``: data-dependent factors left."""
+
+    coef: sp.Expr
+    norms: tuple[Norms, ...]
+    unbounded: tuple[str, ...] = ()
+
+    def value(self, params: dict[str, np.ndarray]) -> float:
+        """The term's value for these parameters (nan when a factor is data dependent)."""
+        if self.unbounded:
+            return float("nan")
+        out = float(self.coef)
+        for parts in self.norms:
+            out *= sum(_norm(params[p], kind) for p, kind in parts)
+        return out
+
+
+def _norm(a: np.ndarray, kind: str) -> float:
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 1 or kind == "inf":
+        return float(np.max(np.abs(a)))
+    # "1": the induced norm for row vectors times a, max_i sum_j |a[j, i]| (the largest column sum)
+    return float(np.linalg.norm(a, 2 if kind == "2" else 1))
 
 
 def _normal(term: Term) -> Term | None:
@@ -131,9 +159,8 @@ class Jacobian:
                 if f.weight is not None:
                     M = params[f.weight].T @ M
                 else:
-                    syms = sorted(f.expr.free_symbols, key=lambda s: s.name)
-                    fn = sp.lambdify(syms, f.expr, modules="numpy")
-                    c = np.broadcast_to(np.asarray(fn(*(values[s.name] for s in syms)), float), (n, h))
+                    names, fn = numeric(f.expr)
+                    c = np.broadcast_to(np.asarray(fn(*(values[v] for v in names)), float), (n, h))
                     M = c[:, :, None] * M
             total += M
         return total
@@ -151,6 +178,50 @@ class Jacobian:
                     free += unbounded
             out.append((coef, tuple(free), tuple(f.weight for f in term if f.weight is not None)))
         return out
+
+    def uniform_bound(self, ranges: dict[str, tuple[Any, Any]] | None = None) -> list[BoundTerm]:
+        """A bound on ``||J_t||_2`` that holds for every t: a sum of :class:`BoundTerm`.
+
+        Each diagonal factor is bounded by its supremum over ``ranges`` (default: the proved ranges of
+        :func:`value_ranges`); a factor ``c * v`` in a value v without a range is bounded through v's own
+        linear step when that step reads bounded values only: ``|v| <= sum ||W||_1 + ||b||_inf`` for
+        ``v = u W + b`` with ``|u| <= 1`` elementwise (``||W||_1`` the largest column sum).
+        """
+        proved = value_ranges(self.cell)
+        ranges = ranges if ranges is not None else proved
+        steps = {s.name: s for s in self.cell.steps}
+        out = []
+        for term in self.terms:
+            coef, left = sp.Integer(1), []
+            norms: list[Norms] = []
+            for f in term:
+                if f.weight is not None:
+                    norms.append(((f.weight, "2"),))
+                    continue
+                c, unbounded = _sup_abs(f.expr, ranges)
+                coef *= c
+                for v in unbounded:
+                    step = steps.get(v)
+                    if (
+                        step is not None
+                        and step.kind == "linear"
+                        and all(
+                            t.left in proved and max(abs(x) for x in proved[t.left]) <= 1 for t in step.terms
+                        )
+                    ):
+                        parts: Norms = tuple((t.weight, "1") for t in step.terms)
+                        norms.append(parts + (((str(step.bias), "inf"),) if step.bias else ()))
+                    else:
+                        left.append(v)
+            out.append(BoundTerm(coef, tuple(norms), tuple(left)))
+        return out
+
+
+@lru_cache(maxsize=1024)
+def numeric(expr: sp.Expr) -> tuple[tuple[str, ...], Any]:
+    """(argument names, NumPy function) of a diagonal's expression, compiled once per expression."""
+    syms = sorted(expr.free_symbols, key=lambda s: s.name)
+    return tuple(s.name for s in syms), sp.lambdify(syms, expr, modules="numpy")
 
 
 def _weights(term: Term) -> int:
@@ -185,7 +256,7 @@ def primitive_outputs(cell: Cell) -> dict[str, type]:
     return out
 
 
-def value_ranges(cell: Cell) -> dict[str, tuple[int, int]]:
+def value_ranges(cell: Cell) -> dict[str, tuple[Any, Any]]:
     """Bounded values: gates in [0, 1], tanh outputs in [-1, 1], and h_{t-1} in [-1, 1] when |h_0| <= 1.
 
     The state range is proved, not assumed: sup |h_t| over the other ranges with |h_{t-1}| <= 1 must be <= 1.
@@ -202,7 +273,7 @@ def value_ranges(cell: Cell) -> dict[str, tuple[int, int]]:
     return ranges
 
 
-def _sup_abs(expr: sp.Expr, ranges: dict[str, tuple[int, int]]) -> tuple[sp.Expr, list[str]]:
+def _sup_abs(expr: sp.Expr, ranges: dict[str, tuple[Any, Any]]) -> tuple[sp.Expr, list[str]]:
     """sup |expr| over the box ``ranges``: a product over factors with disjoint variables, each exact.
 
     Factors in a variable without a range are returned by name (their sup is data dependent).
@@ -233,7 +304,7 @@ def _sup_abs(expr: sp.Expr, ranges: dict[str, tuple[int, int]]) -> tuple[sp.Expr
     return coef, unbounded
 
 
-def _sup_box(g: sp.Expr, syms: list[sp.Symbol], ranges: dict[str, tuple[int, int]]) -> sp.Expr:
+def _sup_box(g: sp.Expr, syms: list[sp.Symbol], ranges: dict[str, tuple[Any, Any]]) -> sp.Expr:
     """max |g| over a box, from the critical points of every face (each variable at an end or free)."""
     best = sp.Integer(0)
     for choice in itertools.product(("lo", "hi", "free"), repeat=len(syms)):

@@ -6,6 +6,10 @@ parameter as itself (``W_hz`` -> ``W_{hz}``), an adjoint ``dv`` as ``\\delta v``
 scalar form as the matrix equation it stands for (``\\odot`` for products), ``scalar`` prints it as plain
 per-element algebra, ``matrix`` prints SymPy matrix expressions (``@`` products, ``^\\top``). The output is
 also valid GitHub math: no ``\\\\``, no backslash before punctuation, no ``*``, ``<`` or ``|``.
+
+Two names keep one letter from meaning three things: the hidden size prints as ``d_h`` (``h`` is the
+state, and a subscript meaning "hidden"), and the part of ``\\delta h_t`` that comes from the output of step
+t (the code's ``dH[t]``) prints as ``\\delta^{\\mathrm{out}} h_t``, apart from the total ``\\delta h_t``.
 """
 
 from __future__ import annotations
@@ -13,10 +17,21 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from ..symbolic.cell import INPUT, STATE, Step, scalar_form
+from ..symbolic.cell import DIM_NAMES, INPUT, STATE, Step, scalar_form
 from ..symbolic.primitives import _Primitive
 
-__all__ = ["elementwise", "matrix", "name", "scalar", "shifted", "step_equation"]
+__all__ = [
+    "adjoint",
+    "dim",
+    "elementwise",
+    "matrix",
+    "name",
+    "scalar",
+    "shape",
+    "shape_text",
+    "shifted",
+    "step_equation",
+]
 
 _SPECIAL = {
     STATE: "h_{t-1}",
@@ -27,6 +42,33 @@ _SPECIAL = {
     "logits": r"\mathrm{logits}_{t}",
     "sign": r"\epsilon",  # the side (+-1) a tanh output saturates on
 }
+
+
+_DIM_TEX = {"n": "n", "d": "d", "h": "d_{h}", "q": "q"}
+_DIM_TEXT = {"n": "n", "d": "d", "h": "d_h", "q": "q"}
+
+
+def dim(symbol: sp.Basic) -> str:
+    """The math name of a dimension symbol of ``grusym.symbolic.cell`` (1 for a bias row)."""
+    return _DIM_TEX[DIM_NAMES[symbol]] if symbol in DIM_NAMES else str(symbol)
+
+
+def shape(dims: tuple[sp.Basic, ...]) -> str:
+    """``n \\times d_{h}``: a shape for an ``\\underset``."""
+    return r" \times ".join(dim(x) for x in dims)
+
+
+def shape_text(dims: tuple[sp.Basic, ...]) -> str:
+    """``(n, d_h)`` or ``(d_h,)``: a shape for plain text."""
+    names = [_DIM_TEXT[DIM_NAMES[x]] if x in DIM_NAMES else str(x) for x in dims]
+    return "(" + ", ".join(names) + (",)" if len(names) == 1 else ")")
+
+
+def adjoint(value: str, *, params: frozenset[str] | set[str] = frozenset()) -> str:
+    """``\\delta v`` of a code name; the head's input ``H`` is the direct part ``\\delta^{out} h_t``."""
+    if value == "H":
+        return r"\delta^{\mathrm{out}} h_{t}"
+    return rf"\delta {name(value, params=params)}"
 
 
 def name(value: str, *, params: frozenset[str] | set[str] = frozenset(), t: bool = True) -> str:
@@ -57,7 +99,7 @@ class _Printer(LatexPrinter):
         if self.plain:
             return rf"\delta {s[1:]}" if s in self.adjoints else s
         if s in self.adjoints:
-            return rf"\delta {name(s[1:], params=self.params)}"
+            return adjoint(s[1:], params=self.params)
         return name(s, params=self.params)
 
     def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:

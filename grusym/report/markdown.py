@@ -1,10 +1,12 @@
 """Render a report :class:`~grusym.report.blocks.Document` as GitHub Markdown with GitHub math.
 
-Contract: display equations are one-line ``$$ ... $$`` paragraphs, inline math is ``$`...`$`` (GitHub's form
-that Markdown leaves alone); :func:`unsafe_math` lists constructs GitHub's Markdown pass would mangle before
-MathJax sees them (backslash before punctuation such as ``\\\\`` or ``\\,``; ``*``, ``<``; ``|`` in
-tables), and :func:`render` refuses to emit them. ``MEASURED_BEGIN``/``MEASURED_END`` fence the measured
-block.
+Contract: display equations are ````math`` blocks (GitHub hands their text to MathJax untouched), numbered
+by ``\\tag{N}`` and broken into ``aligned`` lines by :func:`grusym.report.width.break_lines` when wider than
+GitHub's column; inline math is ``$`...`$`` (GitHub's form that Markdown leaves alone), where
+:func:`unsafe_math` lists constructs GitHub's Markdown pass would mangle before MathJax sees them
+(backslash before punctuation such as ``\\\\`` or ``\\,``; ``*``, ``<``; ``|`` in tables), and
+:func:`render` refuses to emit them. Diagrams are ````mermaid`` blocks. ``MEASURED_BEGIN``/``MEASURED_END``
+fence the measured block.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from .blocks import (
     Bullets,
     Code,
     CodeBlock,
+    Diagram,
     Document,
     Equation,
     Figure,
@@ -28,8 +31,9 @@ from .blocks import (
     Table,
     Text,
 )
+from .width import aligned
 
-__all__ = ["MEASURED_BEGIN", "MEASURED_END", "render", "unsafe_math"]
+__all__ = ["MEASURED_BEGIN", "MEASURED_END", "display", "render", "unsafe_math"]
 
 MEASURED_BEGIN = "<!-- measured:begin (differs between builds) -->"
 MEASURED_END = "<!-- measured:end -->"
@@ -78,10 +82,12 @@ def _block(b: Block) -> str:
     if isinstance(b, Bullets):
         return "\n".join(f"- {_text(item)}" for item in b.items)
     if isinstance(b, Equation):
-        label = rf" \qquad ({b.label})" if b.label else ""
-        return f"$${_math(b.tex, False)}{label}$$"
+        return f"```math\n{display(b)}\n```"
+    if isinstance(b, Diagram):
+        return _mermaid(b)
     if isinstance(b, Table):
-        lines = ["| " + " | ".join(b.header) + " |", "|" + "---|" * len(b.header)]
+        header = (h.replace("|", "\\|") for h in b.header)  # "||W||" would split the cell
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(b.header)]
         lines += ["| " + " | ".join(_text(cell, True) for cell in row) + " |" for row in b.rows]
         return "\n".join(lines)
     if isinstance(b, CodeBlock):
@@ -91,6 +97,30 @@ def _block(b: Block) -> str:
     if isinstance(b, Measured):
         return "\n\n".join([MEASURED_BEGIN, *(_block(x) for x in b.blocks), MEASURED_END])
     raise TypeError(b)
+
+
+def display(b: Equation) -> str:
+    """The TeX of a display: one line, or ``aligned`` lines when wider than the column; ``\\tag`` last."""
+    tag = rf" \tag{{{b.label}}}" if b.label else ""
+    return aligned(b.parts) + tag
+
+
+def _mermaid(b: Diagram) -> str:
+    lines = ["```mermaid", f"flowchart {b.direction}"]
+    groups: dict[str, list[str]] = {}
+    for node in b.nodes:
+        text = node.text.replace('"', "'")
+        line = f'  {node.key}["{text}"]'
+        if node.group:
+            groups.setdefault(node.group, []).append(line)
+        else:
+            lines.append(line)
+    for i, (group, members) in enumerate(groups.items(), start=1):
+        lines += [f'  subgraph step{i}["{group}"]', *("  " + m for m in members), "  end"]
+    for e in b.edges:
+        label = f'|"{e.text}"|' if e.text else ""
+        lines.append(f"  {e.source} -->{label} {e.target}")
+    return "\n".join([*lines, "```", "", f"*{b.caption}*"])
 
 
 def render(doc: Document) -> str:

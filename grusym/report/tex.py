@@ -1,10 +1,13 @@
 """Render report documents as standalone LaTeX, and compile them to PDF when a TeX engine is installed.
 
 Contract: :func:`render` returns one standalone document (``article``; packages from TeX Live's
-latex-base/recommended sets only: amsmath, amssymb, graphicx, geometry, listings, booktabs, longtable,
-hyperref);
+latex-base/recommended sets and PGF/TikZ: amsmath, amssymb, graphicx, geometry, listings, booktabs,
+longtable, hyperref, tikz);
 :func:`render_combined` puts several documents in one, each a part of its own. Long equations break between
-their ``parts`` (``multline*``). The measured block is fenced by ``% measured:begin`` / ``% measured:end``.
+their ``parts`` into ``aligned`` lines exactly as in the Markdown (:func:`grusym.report.width.aligned`);
+diagrams are TikZ pictures, shrunk to the text width when wider. Tables short enough for a page are
+``tabular`` (``longtable`` ignores floats at the top of a page and overfills it). The measured block is
+fenced by ``% measured:begin`` / ``% measured:end``.
 :func:`compile_pdf` runs pdflatex (or tectonic) in a scratch folder and raises a GrusymError naming the
 first TeX error; :func:`engine` says which one is available.
 """
@@ -25,6 +28,7 @@ from .blocks import (
     Bullets,
     Code,
     CodeBlock,
+    Diagram,
     Document,
     Equation,
     Figure,
@@ -36,12 +40,12 @@ from .blocks import (
     Table,
     Text,
 )
+from .width import aligned, width
 
 __all__ = ["MEASURED_BEGIN", "MEASURED_END", "compile_pdf", "engine", "render", "render_combined"]
 
 MEASURED_BEGIN = "% measured:begin (differs between builds)"
 MEASURED_END = "% measured:end"
-_BREAK_AT = 140  # characters of TeX source above which an equation is broken between its parts
 _PREAMBLE = r"""\documentclass[10pt]{article}
 \usepackage[T1]{fontenc}
 \usepackage{lmodern}
@@ -51,6 +55,8 @@ _PREAMBLE = r"""\documentclass[10pt]{article}
 \usepackage{booktabs}
 \usepackage{longtable}
 \usepackage{listings}
+\usepackage{tikz}
+\usetikzlibrary{fit}
 \usepackage[hidelinks]{hyperref}
 \lstset{language=Python, basicstyle=\ttfamily\scriptsize, breaklines=true, columns=fullflexible,
   numbers=left, numberstyle=\tiny, keepspaces=true, showstringspaces=false}
@@ -72,6 +78,8 @@ _ESCAPE = {
     ">": r"\textgreater{}",
     "|": r"\textbar{}",
 }
+_LONG_ROWS = 24
+_FONTS = ((r"\small", 100), (r"\footnotesize", 112), (r"\scriptsize", 128))  # characters per line
 _SECTIONS = ("part", "section", "subsection", "subsubsection", "paragraph")
 
 
@@ -80,7 +88,10 @@ def escape(text: str) -> str:
 
 
 def _code(text: str) -> str:
-    return r"\texttt{" + escape(text).replace("-", "-{}") + "}"  # no -- ligature in code
+    # no -- ligature in code; paths and names may break after / _ . (long ones overfill table columns)
+    body = escape(text).replace("-", "-{}")
+    body = re.sub(r"(/|\\_|\.)", lambda m: m.group(1) + r"\allowbreak{}", body)
+    return r"\texttt{" + body + "}"
 
 
 def _span(s: object, prefix: str) -> str:
@@ -102,34 +113,128 @@ def _text(t: Text, prefix: str) -> str:
     return "".join(_span(s, prefix) for s in t)
 
 
-def _plain_len(t: Text) -> int:
-    return sum(len(s) if isinstance(s, str) else len(getattr(s, "tex", getattr(s, "text", ""))) for s in t)
+def _span_len(s: object) -> float:
+    if isinstance(s, str):
+        return len(s)
+    if isinstance(s, Math):
+        return 0.8 * width(s.tex)  # one character of text is about 1.25 ex of math
+    if isinstance(s, Code):
+        return 1.2 * len(s.text)  # typewriter characters are wider than the text's average
+    return len(getattr(s, "text", ""))
+
+
+def _tokens(s: object) -> list[float]:
+    """Lengths of the pieces of a span that cannot be broken across lines."""
+    if isinstance(s, str):
+        return [len(w) for w in s.split()]
+    if isinstance(s, Code):
+        return [len(w) + 1 for w in re.split(r"[/_. ]", s.text)]  # _code allows breaks there
+    return [_span_len(s)]
+
+
+def _cell_size(t: Text) -> tuple[float, float]:
+    """(natural width, narrowest possible width) of a table cell, in characters."""
+    lines, current = [], 0.0
+    for s in t:
+        if isinstance(s, Break):
+            lines.append(current)
+            current = 0.0
+        else:
+            current += _span_len(s)
+    lines.append(current)
+    return max(lines), max([0.0, *(x for s in t for x in _tokens(s))])
 
 
 def _table(b: Table, prefix: str) -> str:
-    # short columns keep their natural width; long ones share what is left in proportion to their content
-    widths = [max([len(h)] + [_plain_len(r[i]) for r in b.rows]) for i, h in enumerate(b.header)]
-    chars = 100  # characters of \small text on one line of the page
-    if sum(widths) + 2 * len(widths) <= chars:
-        spec = "l" * len(widths)
+    # short columns keep their natural width; long ones share what is left in proportion to their content,
+    # but never get narrower than their longest unbreakable piece
+    sizes = [
+        [_cell_size(r[i]) for r in b.rows] + [(len(h), max(map(len, h.split() or [""])))]
+        for i, h in enumerate(b.header)
+    ]
+    natural = [max(x for x, _ in col) for col in sizes]
+    narrow = [max(y for _, y in col) for col in sizes]
+    breaks = [any(isinstance(x, Break) for r in b.rows for x in r[i]) for i in range(len(b.header))]
+    need = sum(w if w <= 16 and not brk else m + 1 for w, m, brk in zip(natural, narrow, breaks, strict=True))
+    # a smaller font where the unbreakable pieces (rows of numbers) would not fit side by side
+    font, per_line = next(((f, c) for f, c in _FONTS if need <= c - 2 * len(natural)), _FONTS[-1])
+    chars = per_line - 2 * len(natural)  # characters on one line of the page, less the column gaps
+    if sum(natural) <= chars and not any(breaks):
+        spec = "l" * len(natural)
     else:
-        fixed = sum(w + 2 for w in widths if w <= 16)
-        wide = sum(w for w in widths if w > 16)
-        share = max(chars - fixed - 2 * len(widths), 20) / chars
-        spec = "".join("l" if w <= 16 else f"p{{{share * w / wide:.2f}\\linewidth}}" for w in widths)
-    lines = [r"{\small\setlength{\tabcolsep}{3pt}", r"\begin{longtable}{" + spec + "}", r"\toprule"]
-    lines.append(" & ".join(escape(h) for h in b.header) + r" \\ \midrule\endhead")
+        short = [w <= 16 and not brk for w, brk in zip(natural, breaks, strict=True)]
+        left = max(chars - sum(w for w, s in zip(natural, short, strict=True) if s), 20)
+        wide = sum(w for w, s in zip(natural, short, strict=True) if not s)
+        share = {i: max(left * w / wide, narrow[i] + 1) for i, w in enumerate(natural) if not short[i]}
+        # columns raised to their narrowest width take it from the others' slack
+        excess = sum(share.values()) - left
+        slack = {i: share[i] - narrow[i] - 1 for i in share}
+        room = sum(slack.values())
+        if excess > 0 and room > 0:
+            share = {i: share[i] - slack[i] * min(1.0, excess / room) for i in share}
+        spec = "".join(
+            "l" if s else f"p{{{share[i] / per_line:.2f}\\linewidth}}" for i, s in enumerate(short)
+        )
+    # longtable breaks across pages but ignores floats at the top of a page (it then overfills the page,
+    # into the page number): only tables too long for a page use it
+    env = "longtable" if len(b.rows) > _LONG_ROWS else "tabular"
+    lines = [rf"{{{font}\setlength{{\tabcolsep}}{{3pt}}"]
+    lines += (
+        [r"\begin{longtable}{" + spec + "}"]
+        if env == "longtable"
+        else [r"\par\noindent\begin{tabular}{" + spec + "}"]
+    )
+    lines.append(r"\toprule")
+    lines.append(
+        " & ".join(escape(h) for h in b.header)
+        + r" \\ \midrule"
+        + (r"\endhead" if env == "longtable" else "")
+    )
     lines += [" & ".join(_text(c, prefix) for c in row) + r" \\" for row in b.rows]
-    lines += [r"\bottomrule", r"\end{longtable}}"]
+    lines += [r"\bottomrule", rf"\end{{{env}}}" + ("}" if env == "longtable" else r"\par}")]
     return "\n".join(lines)
 
 
 def _equation(b: Equation) -> str:
     tag = rf" \tag{{{b.label}}}" if b.label else ""
-    if len(b.tex) > _BREAK_AT and len(b.parts) > 1:
-        body = " \\\\\n".join(b.parts)
-        return f"\\begin{{multline*}}\n{body}{tag}\n\\end{{multline*}}"
-    return f"\\begin{{equation*}}\n{b.tex}{tag}\n\\end{{equation*}}"
+    return f"\\begin{{equation*}}\n{aligned(b.parts)}{tag}\n\\end{{equation*}}"
+
+
+def _tikz_name(key: str) -> str:
+    return key.replace("_", "-")
+
+
+def _tikz(b: Diagram) -> str:
+    lines = [
+        r"\begin{figure}[tbp]",
+        r"\centering",
+        r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",  # shrink, never enlarge
+        r"\begin{tikzpicture}[every node/.style={font=\small}, >=stealth]",
+    ]
+    for n in b.nodes:
+        lines.append(
+            rf"\node[draw, rounded corners, inner sep=3pt] ({_tikz_name(n.key)}) at "
+            rf"({n.x:.2f}, {n.y:.2f}) {{${n.tex}$}};"
+        )
+    groups: dict[str, list[str]] = {}
+    for n in b.nodes:
+        if n.group:
+            groups.setdefault(n.group, []).append(f"({_tikz_name(n.key)})")
+    for group, members in groups.items():
+        lines.append(
+            rf"\node[draw, dashed, gray, inner sep=8pt, fit={' '.join(members)}, "
+            rf"label=above:{{{escape(group)}}}] {{}};"
+        )
+    at = {n.key: (n.x, n.y) for n in b.nodes}
+    style = r"fill=white, fill opacity=0.85, text opacity=1, inner sep=1pt, font=\scriptsize"
+    for e in b.edges:
+        (xa, ya), (xb, yb) = at[e.source], at[e.target]
+        # an edge down its own column would cross the nodes between: bend it around them
+        path = "to[bend right=35]" if abs(xa - xb) < 0.01 and abs(ya - yb) > 3.0 else "--"
+        label = rf" node[pos=0.45, {style}] {{${e.tex}$}}" if e.tex else ""
+        lines.append(rf"\draw[->] ({_tikz_name(e.source)}) {path}{label} ({_tikz_name(e.target)});")
+    lines += [r"\end{tikzpicture}}", rf"\caption{{{escape(b.caption)}}}", r"\end{figure}"]
+    return "\n".join(lines)
 
 
 def _block(b: Block, offset: int, prefix: str) -> str:
@@ -146,6 +251,8 @@ def _block(b: Block, offset: int, prefix: str) -> str:
         return f"\\begin{{itemize}}\n{items}\n\\end{{itemize}}"
     if isinstance(b, Equation):
         return _equation(b)
+    if isinstance(b, Diagram):
+        return _tikz(b)
     if isinstance(b, Table):
         return _table(b, prefix)
     if isinstance(b, CodeBlock):
@@ -153,8 +260,9 @@ def _block(b: Block, offset: int, prefix: str) -> str:
         return f"\\begin{{lstlisting}}[language=Python{first}]\n{b.text}\n\\end{{lstlisting}}"
     if isinstance(b, Figure):
         return (
-            "\\begin{figure}[!htb]\n\\centering\n"
-            f"\\includegraphics[width={b.width:g}\\textwidth]{{{prefix}{b.path}}}\n"
+            "\\begin{figure}[tbp]\n\\centering\n"
+            f"\\includegraphics[width={b.width:g}\\textwidth,height=0.3\\textheight,keepaspectratio]"
+            f"{{{prefix}{b.path}}}\n"
             f"\\caption{{{escape(b.caption)}}}\n\\end{{figure}}"
         )
     if isinstance(b, Measured):

@@ -8,12 +8,13 @@ chooses to cache. It checks its hidden states against the generated ``forward`` 
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import sympy as sp
 
-from ..symbolic.cell import INPUT, STATE, scalar_form
+from ..symbolic.cell import INPUT, STATE, Cell, scalar_form
 from ..symbolic.variants import VARIANTS
 
 __all__ = ["step_values"]
@@ -21,11 +22,25 @@ __all__ = ["step_values"]
 _NUMERIC = {"Sigmoid": lambda v: 0.5 + 0.5 * np.tanh(0.5 * v), "Tanh": np.tanh}
 
 
-def step_values(name: str, params: dict[str, Any], X: np.ndarray, h0: np.ndarray) -> dict[str, np.ndarray]:
-    """name -> (T, n, h) values of every step and ``h_prev``; X: (T, n) ids or (T, n, d); h0: (n, h)."""
+def step_values(
+    cell: Cell | str,
+    params: dict[str, Any],
+    X: np.ndarray,
+    h0: np.ndarray,
+    module: ModuleType | None = None,
+) -> dict[str, np.ndarray]:
+    """name -> (T, n, h) values of every step and ``h_prev``; X: (T, n) ids or (T, n, d); h0: (n, h).
+
+    cell: a declared cell run by the generated ``module``, or a built-in variant's name (module loaded).
+    """
     import grusym
 
-    cell = VARIANTS[name].cell()
+    if isinstance(cell, str):
+        module = module or grusym.load(cell)
+        cell = VARIANTS[cell].cell()
+    if module is None:
+        raise ValueError(f"{cell.name}: step_values needs the generated module that runs the cell")
+    name = cell.name
     tokens = X.ndim == 2
     fns = {}
     for s in cell.steps:
@@ -56,7 +71,7 @@ def step_values(name: str, params: dict[str, Any], X: np.ndarray, h0: np.ndarray
             out[k].append(env[k])
         h = env["h"]
     values = {k: np.stack(v) for k, v in out.items()}
-    H, _ = grusym.load(name).forward(params, X, h0)
+    H, _ = module.forward(params, X, h0)
     if not np.allclose(H, values["h"], rtol=1e-10, atol=1e-12):
         raise RuntimeError(
             f"{name}: the declared cell and the generated forward disagree; regenerate the code"

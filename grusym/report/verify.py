@@ -25,7 +25,7 @@ COMPARES = {
     "directional": "<gradient, v> vs central differences along random directions v",
     "complex": "generated gradients vs complex-step derivatives",
     "taylor": "Taylor remainder rate (>= 2 - tol; error = slope vs its Richardson estimate)",
-    "oracle": "generated gradients vs the symbolic derivative of the unrolled loss (h = q = 3)",
+    "oracle": "generated gradients vs the symbolic derivative of the unrolled loss (d_h = q = 3)",
 }
 
 

@@ -289,6 +289,7 @@ class Cell:
     states: list[str] = field(default_factory=list)
     title: str = ""
     doc: str = ""
+    builtin: bool = False  # one of grusym's own (symbolic/variants.py), not a user's
 
     # ---- values
     def error(self, message: str) -> CellError:

@@ -67,7 +67,7 @@ class _ModuleText:
     def docstring(self) -> str:
         c, g = self.cell, self.g
         eqs = "\n".join(f"    ({g.num[s.name]}) {equation(s)}" for s in c.steps)
-        kind = "variant" if c.name in CELLS else "cell"
+        kind = "variant" if c.builtin else "cell"
         title = c.title or f"The {c.name} cell"
         doc = f"\n{c.doc.strip()}\n" if c.doc.strip() else ""
         if self.multi:

@@ -36,20 +36,18 @@ def readme_path() -> Path | None:
 
 
 def variant_table() -> str:
-    """The README's variant table, rendered from the variant declarations."""
-    rows = [
-        "| variant | one step, h_prev -> h (`@` matrix product, `*` elementwise) | reset gate | update "
-        "| cell parameters | sources | used by |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    """The README's variant table, rendered from the variant declarations: a short Markdown table, then each
+    variant's steps in a text block, so that it reads as well in a terminal as on a rendered page."""
+    rows = ["| variant | reset gate | update |", "|---|---|---|"]
+    steps = ["One step h_prev -> h of each variant (`@` matrix product, `*` elementwise):", "", "```text"]
     for v in VARIANTS.values():
         cell = v.cell()
-        step = "<br>".join(f"`{equation(s)}`" for s in cell.steps)
-        params = ", ".join(f"`{p}`" for p in cell.params)
-        rows.append(
-            f"| `{v.name}` | {step} | {v.reset} | `{v.update}` | {params} | {v.sources} | {v.used_by} |"
-        )
-    return "\n".join(rows) + "\n"
+        rows.append(f"| `{v.name}` | {v.reset} | `{v.update}` |")
+        steps.append(f"{v.name}: {v.title}; used by {v.used_by}")
+        steps.append(f"    parameters {' '.join(cell.params)}")
+        steps.extend(f"    {equation(s)}" for s in cell.steps)
+    steps.append("```")
+    return "\n".join([*rows, "", *steps]) + "\n"
 
 
 def _with_table(readme: str) -> str:

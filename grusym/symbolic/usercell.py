@@ -46,7 +46,9 @@ def parse_spec(spec: str) -> tuple[Path, str]:
 
 def _import(path: Path) -> types.ModuleType:
     if not path.is_file():
-        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        what = "does not exist"
+        if path.exists():
+            what = "is a folder" if path.is_dir() else "is not a regular file"
         raise CellError(f"cell file {str(path)!r} {what}")
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
     spec = importlib.util.spec_from_file_location(f"grusym_cells_{path.stem}_{digest}", path)

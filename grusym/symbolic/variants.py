@@ -35,7 +35,7 @@ class Variant:
     def cell(self) -> Cell:
         doc = f"Reset gate: {self.reset}. Update: {self.update}.\n"
         doc += f"Sources: {self.sources}. Used by: {self.used_by}."
-        c = Cell(self.name, title=self.title, doc=doc)
+        c = Cell(self.name, title=self.title, doc=doc, builtin=True)
         self.declare(c)
         return c.check()
 

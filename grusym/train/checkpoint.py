@@ -6,7 +6,8 @@ complete checkpoint of this format (missing, truncated, corrupted, a foreign ``.
 parameters that do not fit the variant) into :class:`~grusym.errors.InputError` naming the file.
 
 Layout: ``meta`` is UTF-8 JSON as uint8 (format tag, version, config, vocabulary, position, progress,
-history, samples); ``param/<name>`` the model; ``optim/<name>`` the optimiser state; ``hidden`` the carried
+history, samples, the primer the samples continue, the absolute path the text was read from); ``param/<name>``
+the model; ``optim/<name>`` the optimiser state; ``hidden`` the carried
 hidden state (n, h). Every random draw is a function of ``(seed, epoch, index)``, so the position
 ``(epoch, batch)`` together with the seed is the RNG state.
 """
@@ -31,7 +32,8 @@ __all__ = ["FORMAT", "VERSION", "Checkpoint", "load", "save"]
 Array = NDArray[Any]
 
 FORMAT = "grusym-train-checkpoint"
-VERSION = 1
+VERSION = 2  # 2 added the held-out fraction (config "valid"), the primer and the text's absolute path
+READABLE = (1, 2)  # a version-1 checkpoint held out nothing: its config's missing "valid" means 0
 
 
 @dataclass
@@ -46,7 +48,9 @@ class Checkpoint:
     batch: int = 0
     step: int = 0
     vocab: dict[str, Any] | None = None
-    fingerprint: str = ""  # sha256 of the training text
+    fingerprint: str = ""  # sha256 of the training text: what identifies it, at whatever path
+    primer: str = ""  # the primer of the logged samples (the default one when none was given)
+    text_path: str = ""  # the absolute path the text was last read from (a hint for resuming elsewhere)
     progress: dict[str, float] = field(default_factory=dict)  # running sums of the unfinished epoch and run
     history: list[dict[str, Any]] = field(default_factory=list)
     samples: list[str] = field(default_factory=list)
@@ -64,6 +68,8 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
         "step": ckpt.step,
         "vocab": ckpt.vocab,
         "fingerprint": ckpt.fingerprint,
+        "primer": ckpt.primer,
+        "text_path": ckpt.text_path,
         "progress": ckpt.progress,
         "history": ckpt.history,
         "samples": ckpt.samples,
@@ -85,20 +91,24 @@ def load(path: str | Path) -> Checkpoint:
     what = f"checkpoint {path}"
     if not path.is_file():
         raise InputError(f"{what}: no such file" if not path.exists() else f"{what} is not a file")
+    # our own handle: np.load leaves a file it opened unclosed when the zip is damaged (a fuzz finding)
     with path.open("rb") as f:
         if f.read(4) != b"PK\x03\x04":  # np.load would take anything else for a .npy or a pickle
             raise InputError(f"{what} is not an .npz file (no zip signature); corrupted or not a checkpoint")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except ValueError as exc:
-        if "allow_pickle" in str(exc):
+        f.seek(0)
+        try:
+            with np.load(f, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except ValueError as exc:
+            if "allow_pickle" in str(exc):
+                raise InputError(
+                    f"{what} holds pickled objects; refusing to load it (not a grusym checkpoint)"
+                ) from None
+            raise InputError(f"{what} is not a readable .npz file ({exc})") from None
+        except Exception as exc:  # untrusted bytes: zipfile and numpy raise many kinds on damaged input
             raise InputError(
-                f"{what} holds pickled objects; refusing to load it (not a grusym checkpoint)"
+                f"{what} is corrupted or not an .npz file ({type(exc).__name__}: {exc})"
             ) from None
-        raise InputError(f"{what} is not a readable .npz file ({exc})") from None
-    except Exception as exc:  # untrusted bytes: zipfile and numpy raise many kinds on damaged input
-        raise InputError(f"{what} is corrupted or not an .npz file ({type(exc).__name__}: {exc})") from None
     meta_bytes = arrays.pop("meta", None)
     if meta_bytes is None or meta_bytes.dtype != np.uint8 or meta_bytes.ndim != 1:
         raise InputError(f"{what} is not a grusym training checkpoint (no grusym metadata)")
@@ -108,8 +118,11 @@ def load(path: str | Path) -> Checkpoint:
         raise InputError(f"{what} has unreadable metadata (corrupted)") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise InputError(f"{what} is not a grusym training checkpoint (format tag missing)")
-    if meta.get("version") != VERSION:
-        raise InputError(f"{what} has version {meta.get('version')!r}; this grusym reads version {VERSION}")
+    if meta.get("version") not in READABLE:
+        raise InputError(
+            f"{what} has format version {meta.get('version')!r}; this grusym {_version()} reads versions "
+            f"{', '.join(map(str, READABLE))} (written by another grusym release)"
+        )
     try:
         ckpt = Checkpoint(
             config=Config.from_dict(meta["config"]),
@@ -121,6 +134,8 @@ def load(path: str | Path) -> Checkpoint:
             step=_count(meta["step"]),
             vocab=meta["vocab"],
             fingerprint=str(meta["fingerprint"]),
+            primer=_text(meta.get("primer", "")),
+            text_path=_text(meta.get("text_path", "")),
             progress=_numbers(meta["progress"]),
             history=[_record(r) for r in meta["history"]],
             samples=[s if isinstance(s, str) else str(s) for s in meta["samples"]],
@@ -132,6 +147,18 @@ def load(path: str | Path) -> Checkpoint:
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{what} has incomplete metadata ({type(exc).__name__}: {exc})") from None
     return ckpt
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InputError(f"expected text, got {value!r:.80}")
+    return value
 
 
 def _count(value: Any) -> int:

@@ -1,8 +1,11 @@
 """Text data for the char-level language model: reading, the vocabulary, and batches.
 
 Contract: ``read_text`` returns the contents of a UTF-8 text file or raises :class:`~grusym.errors.InputError`
-saying what is wrong with it (missing, a folder, empty, binary, not UTF-8). A :class:`Vocab` maps characters
-to ids; characters it does not know map to its unknown token. Batches are pairs ``(X, Y)`` of time-major
+saying what is wrong with it (missing, a folder, empty, binary, not UTF-8). ``SAMPLE_TEXT`` is the path of the
+text shipped with the package (chapters 1-11 of *Pride and Prejudice*, public domain; see
+``grusym/data/README.md``). A :class:`Vocab` maps characters to ids; in a text the characters it does not know
+map to its unknown token, while a primer must consist of known characters (``check_primer``).
+``split_held_out`` keeps the tail of a text apart for validation. Batches are pairs ``(X, Y)`` of time-major
 token ids, ``X, Y: (T, n)`` int64 with ``Y`` the next character of ``X``:
 
 * ``sequential_batches``: the corpus is cut into ``n`` contiguous rows, and batch ``k + 1`` continues each row
@@ -25,24 +28,29 @@ from .. import fileio
 from ..errors import InputError
 
 __all__ = [
+    "SAMPLE_TEXT",
     "TOY_TEXT",
     "TOY_VOCAB",
     "UNK",
     "Vocab",
     "batches_for_epoch",
+    "default_primer",
     "min_length",
     "one_hot",
     "random_batches",
     "read_text",
     "sequential_batches",
+    "split_held_out",
 ]
 
 Ids = NDArray[np.int64]
 Batch = tuple[Ids, Ids]
 
-TOY_TEXT = "Math" * 5  # seed 000: "MathMathMathMathMath"
-TOY_VOCAB = ("h", "a", "t", "M")  # seed 000's character dictionary, in its order
+TOY_TEXT = "Math" * 5  # the toy of "GRUs explained using matrices": "MathMathMathMathMath"
+TOY_VOCAB = ("h", "a", "t", "M")  # that tutorial's character dictionary, in its order
 UNK = "<unk>"  # longer than one character, so it never collides with a character of the text
+SAMPLE_TEXT = Path(__file__).resolve().parent.parent / "data" / "pride_and_prejudice_1-11.txt"
+PRIMER_CHARS = 16  # a default primer holds whole words up to about this many characters
 
 
 def read_text(path: str | Path) -> str:
@@ -54,7 +62,8 @@ class Vocab:
     """Characters <-> ids. ``tokens[i]`` is the character of id ``i``; ``unk`` (id 0) stands for unknown ones.
 
     ``Vocab.from_text(text)`` puts the unknown token first and then the characters by falling frequency
-    (ties in code-point order), as d2l does; ``Vocab(TOY_VOCAB, unk=False)`` is the seed's exact dictionary.
+    (ties in code-point order), as d2l does; ``Vocab(TOY_VOCAB, unk=False)`` is the toy tutorial's exact
+    dictionary.
     """
 
     def __init__(self, tokens: Sequence[str], *, unk: bool = True) -> None:
@@ -96,6 +105,24 @@ class Vocab:
                 f"{what}: character {exc.args[0]!r} is not in the vocabulary {''.join(self.tokens)!r}"
             ) from None
 
+    def unknown(self, text: str) -> list[str]:
+        """The distinct characters of ``text`` that are not in the vocabulary, in order of appearance."""
+        return [c for c in dict.fromkeys(text) if c not in self._ids or c == UNK]
+
+    def check_primer(self, primer: str, what: str = "--primer") -> Ids:
+        """Ids of ``primer``; InputError naming every character the model has never seen (even with an
+        unknown token: a primer of unknowns would condition the model on a token it never read)."""
+        if not isinstance(primer, str) or not primer:
+            raise InputError(f"{what} must hold at least one character")
+        missing = self.unknown(primer)
+        if missing:
+            known = "".join(t for t in self.tokens if t != UNK)
+            raise InputError(
+                f"{what}: {', '.join(map(repr, missing))} {'is' if len(missing) == 1 else 'are'} not in the "
+                f"model's vocabulary of {len(known)} characters {known!r}"
+            )
+        return self.encode(primer, what)
+
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.tokens[int(i)] for i in ids)
 
@@ -109,6 +136,28 @@ class Vocab:
                 f"a stored vocabulary must be {{'tokens': [...], 'unk': bool}}, got {data!r:.80}"
             )
         return cls(data["tokens"], unk=bool(data.get("unk")))
+
+
+def default_primer(text: str) -> str:
+    """A readable primer from ``text``: the whole words (up to about 16 characters) that open its first
+    line holding a letter or digit, followed by the space after them when there is one."""
+    for line in text.splitlines():
+        words = line.split()
+        if not any(ch.isalnum() for ch in line):
+            continue
+        if len(words[0]) >= PRIMER_CHARS:
+            return words[0][:PRIMER_CHARS]
+        used = 1
+        while used < len(words) and len(" ".join(words[: used + 1])) <= PRIMER_CHARS:
+            used += 1
+        return " ".join(words[:used]) + (" " if used < len(words) else "")
+    return text[: min(PRIMER_CHARS, len(text))]
+
+
+def split_held_out(ids: Ids, fraction: float) -> tuple[Ids, Ids]:
+    """(training ids, held-out ids): the last ``round(fraction * len(ids))`` ids are held out."""
+    held = round(fraction * len(ids))
+    return ids[: len(ids) - held], ids[len(ids) - held :]
 
 
 def one_hot(X: Ids, size: int, dtype: Any = np.float64) -> NDArray[Any]:

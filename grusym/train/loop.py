@@ -2,17 +2,23 @@
 
 Contract: ``train(config, out)`` trains a model of ``config.variant`` on ``config.task`` using only the
 generated module's functions and writes to folder ``out``: ``checkpoint.npz``, ``metrics.json``,
-``samples.txt`` and PNG curves. It returns a :class:`Result` whose ``status`` is
+``samples.txt`` and PNG curves (with matplotlib). The folder is created only once the inputs have been
+checked, just before the first checkpoint, so a run refused for its input leaves nothing behind. A language
+model's held-out tail (``config.valid``) is evaluated at every logged epoch (``valid_perplexity``). It returns
+a :class:`Result` whose ``status`` is
 
 * ``"finished"``: every epoch ran; the checkpoint holds the final state;
-* ``"time limit"``: ``max_seconds`` ran out; the checkpoint holds the state after the last step;
+* ``"time limit"``: ``max_seconds`` ran out before the last epoch; the checkpoint holds the state after the
+  last step;
 * ``"diverged"``: a loss, gradient or parameter stopped being finite; nothing after the last finite state
   is saved, so the checkpoint on disk is the last good one.
 
 Ctrl-C (SIGINT) is deferred to the end of the current step: the checkpoint is saved there, then
 ``KeyboardInterrupt`` propagates. ``train(config, out, resume=path)`` continues from a checkpoint so that
 the parameters equal those of an uninterrupted run bit for bit (the batches of an epoch are a function of
-``(seed, epoch)``, and the position, optimiser state and carried hidden state are all stored).
+``(seed, epoch)``, and the position, optimiser state and carried hidden state are all stored). The text is
+identified by its sha256, not its path: a resumed run accepts the same text at any path, and finds it by
+itself at the path it was given or the absolute path it was read from.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +38,16 @@ from ..fileio import atomic_write_text
 from . import checkpoint, plots
 from .checkpoint import Checkpoint
 from .config import Config
-from .data import Vocab
+from .data import Vocab, read_text
 from .optim import clip_grads, make_optimizer
 from .progress import STATUS_SECONDS, Progress, deferred_sigint
-from .tasks import LanguageModel, make_task
+from .tasks import LanguageModel, fingerprint, make_task
 
-__all__ = ["CHECKPOINT", "Result", "merge_resume", "train"]
+__all__ = ["CHECKPOINT", "RESUMABLE", "Result", "merge_resume", "train"]
 
 CHECKPOINT = "checkpoint.npz"
 CHECKPOINT_SECONDS = 30.0  # also save at an epoch's end once this long has passed since the last save
+RESUMABLE = ("epochs", "primer", "text")  # what a resumed run may change (the text only its path: sha256)
 LOG_LINES = 10  # epochs logged (with a sample) per run, besides the last
 TRACE_POINTS = 10  # points per epoch on the loss trace (mean loss of the last 1/10 epoch)
 
@@ -58,19 +65,25 @@ class Result:
 
 
 def merge_resume(stored: Config, options: Mapping[str, Any]) -> Config:
-    """The stored config with ``epochs`` (and only that) replaced from ``options`` (``None`` = keep).
+    """The stored config with the ``RESUMABLE`` options replaced from ``options`` (``None`` = keep).
 
-    Any other option given must equal the stored value: a resumed run is the same run, continued.
+    Any other option given must equal the stored value: a resumed run is the same run, continued. A new
+    ``text`` path is allowed here; ``train`` checks that it holds the same text (sha256).
     """
     from .config import make_config
 
     given = {k: v for k, v in options.items() if v is not None}
+    if stored.text is None and given.get("text") is not None:
+        raise InputError(
+            "--text: the checkpoint was trained on the built-in toy text; omit --text when resuming"
+        )
     merged = make_config(**{**stored.to_dict(), **given})
     for name, value in merged.to_dict().items():
-        if name != "epochs" and value != getattr(stored, name):
+        if name not in RESUMABLE and value != getattr(stored, name):
             raise InputError(
                 f"--{name} {value!r} disagrees with the checkpoint's {getattr(stored, name)!r}; "
-                "omit it when resuming (only --epochs may change)"
+                "omit it when resuming (only --epochs and --primer may change, and --text may name the "
+                "same text at another path)"
             )
     return merged
 
@@ -100,15 +113,24 @@ def train(
         raise InputError("train needs a config, or a checkpoint to resume from")
     if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
         raise InputError(f"--max-seconds must be a positive number, got {max_seconds!r}")
-    out = _prepare_out(Path(out), json_path)
+    out = _check_out(Path(out), json_path)
 
     from .. import load
 
     module = load(config.variant)
     vocab = Vocab.from_json(ckpt.vocab) if ckpt is not None and ckpt.vocab else None
-    task = make_task(config, vocab)
-    if ckpt is not None and ckpt.fingerprint != task.fingerprint:
-        raise InputError(f"--text {config.text} is not the text the checkpoint was trained on (it changed)")
+    text = None
+    if ckpt is not None and config.text is not None:  # the same text, identified by its sha256
+        path = _find_text(config.text, ckpt)
+        config, text = replace(config, text=path), read_text(path)
+        if fingerprint(text) != ckpt.fingerprint:
+            raise InputError(
+                f"--text {path} is not the text the checkpoint was trained on (sha256 "
+                f"{fingerprint(text)[:12]}... vs {ckpt.fingerprint[:12]}...)"
+            )
+    task = make_task(config, vocab, text)
+    if ckpt is not None and ckpt.fingerprint != task.fingerprint:  # the toy: only if damaged
+        raise InputError(f"checkpoint {resume} was trained on other data than its config describes")
     if ckpt is not None and ckpt.epoch > config.epochs:
         raise InputError(f"--epochs {config.epochs} is fewer than the {ckpt.epoch} the checkpoint has done")
     dtype = np.dtype(config.dtype)
@@ -124,7 +146,10 @@ def train(
         except InputError as exc:
             raise InputError(f"checkpoint {resume} is inconsistent: {exc}") from None
     ckpt.config = config
+    ckpt.primer = task.primer if isinstance(task, LanguageModel) else ""
+    ckpt.text_path = str(Path(config.text).resolve()) if config.text is not None else ""
 
+    _make_out(out)
     run = _Run(config, task, module, params, optimizer, ckpt, out, log, write_plots)
     run.save()  # fails early, before any training, if out cannot be written
     try:
@@ -225,7 +250,8 @@ class _Run:
                         f"interrupted after step {self.step}: checkpoint saved to {path}; "
                         f"continue with --resume {path}"
                     )
-                if max_seconds is not None and time.perf_counter() - started > max_seconds:
+                out_of_time = max_seconds is not None and time.perf_counter() - started > max_seconds
+                if out_of_time and self.epoch < c.epochs:  # all epochs done in time: finished
                     self.save()
                     return (
                         "time limit",
@@ -276,6 +302,7 @@ class _Run:
         every = max(1, c.epochs // LOG_LINES)
         slow = time.perf_counter() - self.last_log >= STATUS_SECONDS  # long epochs: log each one
         if last or self.epoch == 0 or (self.epoch + 1) % every == 0 or slow:
+            record.update(self.task.valid_metrics(self.module, self.params))
             self.last_log = time.perf_counter()
             sample = self.task.sample(self.module, self.params)
             self.samples.append(f"epoch {self.epoch + 1}: {sample}")
@@ -317,6 +344,7 @@ class _Run:
             mean = sums["loss"] / self.batch
             partial = {"epoch": self.epoch + self.batch / self.epoch_len}
             partial.update(task.epoch_metrics(self.module, self.params, mean))
+            partial.update(task.valid_metrics(self.module, self.params))
         final = partial or (self.history[-1] if self.history else {})
         metrics: dict[str, Any] = {
             "status": status,
@@ -324,6 +352,7 @@ class _Run:
             "variant": c.variant,
             f"final_{task.metric}": final.get(task.metric),
             "final_loss": final.get("loss"),
+            **({"final_valid_perplexity": final.get("valid_perplexity")} if c.task == "lm" else {}),
             "tokens_per_second": sums["train_tokens"] / max(sums["train_seconds"], 1e-12),
             "epochs": len(self.history),
             "epochs_run": final.get("epoch", 0),
@@ -334,9 +363,12 @@ class _Run:
         }
         if c.task == "lm":
             metrics["data"] = {
-                "text": c.text or "built-in toy (seed 000)",
+                "text": c.text or "built-in toy text",
                 "sha256": task.fingerprint,
                 "characters": len(task.text),
+                "trained_on": len(task.ids),
+                "held_out": len(task.held_out),
+                "primer": task.primer,
                 "vocabulary": list(task.vocab.tokens),
             }
         else:
@@ -380,7 +412,8 @@ def _header(c: Config, task: Any, out: Path) -> str:
         source = f"toy text {task.text!r}" if c.text is None else c.text
         tokens = task.vocab.tokens
         listed = f" {{{', '.join(tokens)}}}" if len(tokens) <= 10 else ""
-        what = f"{source} ({len(task.text)} characters, vocabulary of {len(tokens)}{listed})"
+        held = f", the last {len(task.held_out)} held out" if len(task.held_out) else ""
+        what = f"{source} ({len(task.text)} characters{held}, vocabulary of {len(tokens)}{listed})"
         shape = f"batch {c.batch} x {c.steps} steps, {c.sampling} sampling"
     else:
         what = f"the adding problem, length {c.length}"
@@ -396,19 +429,39 @@ def _header(c: Config, task: Any, out: Path) -> str:
 def _epoch_line(c: Config, record: Mapping[str, Any], metric: str, sample: str) -> str:
     width = len(str(c.epochs))
     value = f"{metric.replace('_', ' ')} {record[metric]:.4g}"
+    if "valid_perplexity" in record:
+        value += f"  valid {record['valid_perplexity']:.4g}"
     return (
         f"epoch {record['epoch']:>{width}}/{c.epochs}  loss {record['loss']:.4f}  {value}  "
         f"{record['tokens_per_s']:,.0f} tok/s  {sample}"
     )
 
 
-def _prepare_out(out: Path, json_path: str | Path | None) -> Path:
+def _find_text(path: str, ckpt: Checkpoint) -> str:
+    """Where to read a resumed run's text: ``path`` when it exists or was given anew, else the absolute path
+    it was read from last time if that holds the same text (a relative path breaks in another folder)."""
+    if Path(path).exists() or path != ckpt.config.text or not ckpt.text_path:
+        return path
+    try:
+        same = fingerprint(read_text(ckpt.text_path)) == ckpt.fingerprint
+    except InputError:
+        same = False
+    if same:
+        return ckpt.text_path
+    raise InputError(
+        f"--text {path} does not exist; the checkpoint was trained on a text with sha256 "
+        f"{ckpt.fingerprint[:12]}... (last read from {ckpt.text_path}): give its path with --text"
+    )
+
+
+def _check_out(out: Path, json_path: str | Path | None) -> Path:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"--out: cannot create folder {out}: {exc.strerror}") from None
+    for parent in out.parents:  # a file on the way cannot become a folder: say so before any work
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"--out: cannot create folder {out}: {parent} is not a folder")
+            break
     if json_path is not None:
         parent = Path(json_path).parent
         if not parent.is_dir():
@@ -416,3 +469,10 @@ def _prepare_out(out: Path, json_path: str | Path | None) -> Path:
         if Path(json_path).is_dir():
             raise InputError(f"--json {json_path} is a folder; give a file name")
     return out
+
+
+def _make_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out: cannot create folder {out}: {exc.strerror}") from None

@@ -93,7 +93,8 @@ def write_curves(
     trace: Sequence[Sequence[float]] = (),
     steps_per_epoch: int = 1,
 ) -> list[Path]:
-    """loss.png and perplexity.png (language model) or mse.png (adding problem) in folder ``out``.
+    """loss.png and perplexity.png (language model; with the held-out figures of the logged epochs) or
+    mse.png (adding problem) in folder ``out``.
 
     trace: [step, mean loss since the previous point] pairs, drawn faintly against step / steps_per_epoch.
     """
@@ -112,13 +113,21 @@ def write_curves(
         _curve(
             out / "loss.png",
             title,
-            {"running train loss": running, "train (epoch mean)": _points(history, "loss")},
+            {
+                "running train loss": running,
+                "train (epoch mean)": _points(history, "loss"),
+                "held-out": _points(history, "valid_loss"),
+            },
             "cross-entropy per character",
         ),
         _curve(
             out / "perplexity.png",
             title,
-            {"running train perplexity": perplexity, "train (epoch)": _points(history, "perplexity")},
+            {
+                "running train perplexity": perplexity,
+                "train (epoch)": _points(history, "perplexity"),
+                "held-out (never trained on)": _points(history, "valid_perplexity"),
+            },
             "perplexity",
         ),
     ]

@@ -25,20 +25,25 @@ from numpy.typing import NDArray
 from ..errors import InputError
 from . import data
 from .config import Config
-from .sample import predict
+from .sample import generate
 
-__all__ = ["Adding", "LanguageModel", "adding_batch", "adding_loss_and_grads", "make_task"]
+__all__ = ["Adding", "LanguageModel", "adding_batch", "adding_loss_and_grads", "fingerprint", "make_task"]
 
 Array = NDArray[Any]
 
 ADDING_BATCHES_PER_EPOCH = 100
 ADDING_TEST_SIZE = 1000
 ADDING_BASELINE = 1 / 6  # MSE of always predicting 1: Var(u1 + u2) = 2/12 for u ~ U(0, 1)
+VALID_ROW = 1000  # held-out rows are at most this long
 _TEST_STREAM = 2**32 - 1  # seeds the held-out set apart from every training epoch
 
 
 class LanguageModel:
-    """Next-character prediction on a text (the seed-000 toy when ``config.text`` is None)."""
+    """Next-character prediction on a text (the toy "MathMath..." when ``config.text`` is None).
+
+    The last ``config.valid`` of the text is held out: never trained on, its perplexity is the validation
+    figure (``valid_metrics``). The vocabulary comes from the whole text, so held-out characters are known.
+    """
 
     metric = "perplexity"
 
@@ -50,23 +55,29 @@ class LanguageModel:
         else:
             self.text = data.read_text(config.text) if text is None else text
             self.vocab = vocab or data.Vocab.from_text(self.text)
-        self.ids = self.vocab.encode(self.text)
+        self.ids, self.held_out = data.split_held_out(self.vocab.encode(self.text), config.valid)
         need = data.min_length(config.batch, config.steps)
         if len(self.ids) < need:
+            kept = f" (after holding out {len(self.held_out)} with --valid)" if len(self.held_out) else ""
             raise InputError(
-                f"--text: {len(self.ids)} characters are too few for --batch {config.batch} x --steps "
+                f"--text: {len(self.ids)} characters{kept} are too few for --batch {config.batch} x --steps "
                 f"{config.steps}; need at least {need} (lower --batch or --steps)"
             )
-        self.primer = config.primer or self.text[: min(10, len(self.text))]
-        self.vocab.encode(self.primer, "--primer")  # fails early if the primer cannot be encoded
+        if config.valid > 0 and len(self.held_out) < 2:
+            raise InputError(
+                f"--valid {config.valid:g} holds out {len(self.held_out)} of {len(self.text)} characters; "
+                "need at least 2 (raise --valid, or --valid 0 for none)"
+            )
+        self.primer = config.primer or data.default_primer(self.text)
+        self.vocab.check_primer(self.primer)  # fails early if the primer cannot be encoded
         self.carries_state = config.sampling == "sequential"
         self.sizes = (len(self.vocab), config.hidden, len(self.vocab))
         self.tokens_per_batch = config.steps * config.batch
 
     @property
     def fingerprint(self) -> str:
-        """sha256 of the training text: a resumed run must train on the same one."""
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+        """sha256 of the training text: a resumed run must train on the same one (at any path)."""
+        return fingerprint(self.text)
 
     def batches(self, epoch: int) -> list[tuple[Array, Array]]:
         c = self.config
@@ -79,12 +90,38 @@ class LanguageModel:
         return module.loss_and_grads(params, X, Y, h0)
 
     def epoch_metrics(self, module: ModuleType, params: Mapping[str, Array], mean_loss: float) -> dict:
-        return {"loss": mean_loss, "perplexity": math.exp(mean_loss) if mean_loss < 700 else math.inf}
+        return {"loss": mean_loss, "perplexity": _exp(mean_loss)}
+
+    def valid_metrics(self, module: ModuleType, params: Mapping[str, Array]) -> dict:
+        """Loss and perplexity on the held-out tail ({} without one): contiguous rows of it (``batch`` rows,
+        more when a row would exceed ``VALID_ROW`` characters), each read from a zero state, every next
+        character predicted (the generated ``loss``)."""
+        if len(self.held_out) < 2:
+            return {}
+        X, Y = self.held_out[:-1], self.held_out[1:]
+        # at least `batch` rows, at most VALID_ROW characters each (one long row would be a slow loop)
+        wanted = max(self.config.batch, -(-len(X) // VALID_ROW))
+        rows = max(1, min(wanted, len(X) // self.config.steps))
+        T = len(X) // rows
+        X, Y = (a[: rows * T].reshape(rows, T).T for a in (X, Y))
+        h0 = np.zeros((rows, self.config.hidden), dtype=np.dtype(self.config.dtype))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            loss = float(module.loss(params, X, Y, h0))
+        return {"valid_loss": loss, "valid_perplexity": _exp(loss)}
 
     def sample(self, module: ModuleType, params: Mapping[str, Array], chars: int | None = None) -> str:
         """Greedy continuation of the primer, ``primer -> continuation`` (toy: 16 characters, else 50)."""
         chars = chars or (16 if self.config.text is None else 50)
-        return f"{self.primer!r} -> {predict(module, params, self.vocab, self.primer, chars)!r}"
+        return f"{self.primer!r} -> {generate(module, params, self.vocab, self.primer, chars)!r}"
+
+
+def fingerprint(text: str) -> str:
+    """sha256 of a text, the identity of a run's data whatever path it is read from."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _exp(loss: float) -> float:
+    return math.exp(loss) if loss < 700 else math.inf
 
 
 def adding_batch(
@@ -163,6 +200,9 @@ class Adding:
         test = float(np.mean((self.predictions(module, params, X) - y) ** 2))
         return {"loss": mean_loss, "test_mse": test}
 
+    def valid_metrics(self, module: ModuleType, params: Mapping[str, Array]) -> dict:
+        return {}  # the test set of epoch_metrics is already held out
+
     def sample(self, module: ModuleType, params: Mapping[str, Array], chars: int = 3) -> str:
         X, y = self.test
         got = self.predictions(module, params, X[:, :chars])
@@ -185,6 +225,9 @@ class _LazyBatches(Sequence[tuple[Array, Array]]):
         return adding_batch(rng, self.length, self.batch, self.dtype)
 
 
-def make_task(config: Config, vocab: data.Vocab | None = None) -> LanguageModel | Adding:
-    """The task of ``config``; ``vocab``: a language model's stored vocabulary (when resuming)."""
-    return LanguageModel(config, vocab=vocab) if config.task == "lm" else Adding(config)
+def make_task(
+    config: Config, vocab: data.Vocab | None = None, text: str | None = None
+) -> LanguageModel | Adding:
+    """The task of ``config``; ``vocab``: a language model's stored vocabulary (when resuming); ``text``: the
+    contents of ``config.text`` when already read."""
+    return LanguageModel(config, text, vocab) if config.task == "lm" else Adding(config)

@@ -1,0 +1,128 @@
+"""What a report is about (a :class:`Subject`: a cell, its generated module and its description) and the
+derived objects every section reads (:class:`Context`), computed once.
+
+Contract: a report is built from a :class:`~grusym.symbolic.cell.Cell` and the generated module that runs
+it (``init_params``, ``forward``, ``backward``, ``loss``, ``loss_and_grads``), never from a variant name
+alone: :func:`subject` makes the Subject of a built-in variant, :func:`cell_subject` the Subject of any
+declared cell (a user's), so every section works for both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import sympy as sp
+
+from ..errors import InputError
+from ..symbolic.cell import INPUT, STATE, Cell, Step, d, h, n, q
+from ..symbolic.codegen import numbered
+from ..symbolic.derive import Derivation, adjoint_name, derive, derive_head
+from ..symbolic.variants import HEAD_PARAMS, VARIANTS
+from . import latex
+from .jacobian import Jacobian, jacobian, primitive_outputs
+from .sources import cite
+
+__all__ = ["REGENERATE", "SIZES", "Context", "Subject", "cell_subject", "subject"]
+
+REGENERATE = "grusym report --all"
+# example sizes: the toy of tutorials 000/001 and the d2l char LM of tutorial 003
+SIZES = {"toy": {n: 2, d: 4, h: 2, q: 4}, "d2l": {n: 32, d: 28, h: 256, q: 28}}
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A cell to report on, the generated module that runs it, and what to say about it."""
+
+    cell: Cell
+    module: ModuleType
+    title: str
+    source: str | None = None  # the generated module's text (section "generated code"); None: not shown
+    reset: str = ""
+    update: str = ""
+    sources: str = ""
+    used_by: str = ""
+    builtin: bool = False  # a built-in variant: measured by grusym.gradcheck.check_variant
+
+    @property
+    def name(self) -> str:
+        return self.cell.name
+
+
+def subject(name: str) -> Subject:
+    """The Subject of built-in variant ``name``."""
+    import grusym
+
+    from ..symbolic.codegen import module_source
+
+    if name not in VARIANTS:
+        raise InputError(f"unknown variant(s) {name}; known variants: {', '.join(VARIANTS)}")
+    v = VARIANTS[name]
+    return Subject(
+        v.cell(),
+        grusym.load(name),
+        v.title,
+        module_source(name),
+        v.reset,
+        v.update,
+        cite(v.sources),
+        cite(v.used_by),
+        True,
+    )
+
+
+def cell_subject(
+    cell: Cell,
+    module: ModuleType,
+    *,
+    title: str | None = None,
+    source: str | None = None,
+    reset: str = "",
+    update: str = "",
+    sources: str = "",
+    used_by: str = "",
+) -> Subject:
+    """The Subject of a declared cell (e.g. a user's) run by its generated ``module``.
+
+    source: the module's text (shown in the code section); the other fields describe the cell in words.
+    """
+    return Subject(cell, module, title or f"Cell {cell.name}", source, reset, update, sources, used_by)
+
+
+@dataclass
+class Context:
+    """Everything one report reads, computed once."""
+
+    subject: Subject
+    data: dict[str, Any] = field(default_factory=dict)  # the build's numbers (figures.json)
+
+    def __post_init__(self) -> None:
+        self.name = self.subject.name
+        self.cell: Cell = self.subject.cell
+        self.der: Derivation = derive(self.cell)
+        self.head_step, self.head_der = derive_head()
+        self.num = numbered(self.cell)
+        self.params = frozenset(self.cell.params) | frozenset(HEAD_PARAMS)
+        values = [s.name for s in self.cell.steps] + [INPUT, STATE, "H", "logits"]
+        self.adjoints = frozenset(adjoint_name(v) for v in values)
+        self.jac: Jacobian = jacobian(self.cell, self.der)
+        self.primitives = primitive_outputs(self.cell)
+
+    def eq(self, step: Step) -> str:
+        return latex.step_equation(step, self.params)
+
+    def shape(self, value: str) -> tuple[sp.Basic, ...]:
+        """The shape of a value or parameter (biases as rows (1, .))."""
+        if value == INPUT:
+            return (n, d)
+        if value in ("logits", "dlogits"):
+            return (n, q)
+        if value in self.cell.params:
+            p = self.cell.params[value]
+            return (1, p.cols) if p.kind == "bias" else (p.rows, p.cols)
+        if value == "W_hq":
+            return (h, q)
+        if value == "b_q":
+            return (1, q)
+        return (n, h)
