@@ -11,8 +11,11 @@ this process:
   ``cross_entropy`` with autograd, the same clipping (``clip_grad_norm_``) and plain SGD, for its own
   number of seconds.
 
-Both report the training perplexity of every finished epoch (exp of the mean batch loss over the epoch)
-with the wall time at its end. Nothing here asserts a time.
+The verdict compares held-out perplexities: the text's tail (``config.valid``, 10 % by the ``lm`` defaults)
+is never trained on by either side, and each side's final model (after its budget) is scored on it by the
+same evaluator (the task's ``valid_metrics``, the generated ``loss``; torch's weights are converted back with
+:func:`~grusym.interop.from_torch_gru`). Both sides also report the training perplexity of every finished
+epoch (exp of the mean batch loss over the epoch) with the wall time at its end. Nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -37,18 +40,20 @@ VARIANT = "gru_reset_after"
 
 @dataclass(frozen=True)
 class Race:
-    """(seconds at the end of the epoch, training perplexity of the epoch) of each side."""
+    """(seconds at the end of the epoch, training perplexity of the epoch) of each side, and the held-out
+    perplexity of each side's final model."""
 
     grusym: list[tuple[float, float]]
     torch: list[tuple[float, float]]
     seconds: tuple[float, float]  # (grusym's budget, torch's budget)
+    held_out: tuple[float, float]  # (grusym's, torch's) held-out perplexity after its budget
 
     def best(self, side: str) -> float:
         points = getattr(self, side)
         return min((p for _, p in points), default=math.inf)
 
     def report(self) -> str:
-        g, t = self.best("grusym"), self.best("torch")
+        g, t = self.held_out
         verdict = "reaches" if g <= t * (1 + 1e-6) else "does not reach"  # equal up to rounding: reached
         lines = [
             f"## grusym train vs torch, {VARIANT}, d2l hyperparameters",
@@ -66,16 +71,20 @@ class Race:
             lines.append(f"| {k + 1} | {cells[0]} | {cells[1]} |")
         lines += [
             "",
-            f"grusym in {self.seconds[0]:g} s: training perplexity {g:.3f} ({len(self.grusym)} epochs); "
-            f"torch in {self.seconds[1]:g} s: {t:.3f} ({len(self.torch)} epochs). grusym {verdict} "
-            "torch's perplexity in its shorter budget.",
+            f"Held-out perplexity (never trained on) of the final model: grusym after {self.seconds[0]:g} s "
+            f"{g:.3f} ({len(self.grusym)} epochs, best training perplexity {self.best('grusym'):.3f}); "
+            f"torch after {self.seconds[1]:g} s {t:.3f} ({len(self.torch)} epochs, best training perplexity "
+            f"{self.best('torch'):.3f}). grusym {verdict} torch's held-out perplexity in its shorter budget.",
         ]
         return "\n".join(lines)
 
 
-def _torch_run(torch: ModuleType, config: Any, seconds: float, threads: int) -> list[tuple[float, float]]:
+def _torch_run(
+    torch: ModuleType, config: Any, seconds: float, threads: int
+) -> tuple[list[tuple[float, float]], dict[str, Any]]:
+    """The per-epoch points and the final parameters (grusym's names) of the torch side."""
     from . import load
-    from .interop import to_torch_gru
+    from .interop import from_torch_gru, to_torch_gru
     from .train.tasks import make_task
 
     torch.manual_seed(config.seed)
@@ -93,6 +102,12 @@ def _torch_run(torch: ModuleType, config: Any, seconds: float, threads: int) -> 
     weights = [*gru.parameters(), *linear.parameters()]
     eye = torch.eye(V, dtype=tdt)
     points: list[tuple[float, float]] = []
+
+    def final() -> dict[str, Any]:
+        with torch.no_grad():
+            state = {k: v.numpy().copy() for k, v in gru.state_dict().items()}
+            return from_torch_gru(state, {k: v.numpy().copy() for k, v in linear.state_dict().items()})
+
     started = time.perf_counter()
     for epoch in range(config.epochs):
         h = torch.zeros(1, config.batch, nh, dtype=tdt)
@@ -113,9 +128,9 @@ def _torch_run(torch: ModuleType, config: Any, seconds: float, threads: int) -> 
                     p -= config.lr * p.grad
             total, count = total + loss.item(), count + 1
             if time.perf_counter() - started > seconds:
-                return points
+                return points, final()
         points.append((time.perf_counter() - started, math.exp(total / count)))
-    return points
+    return points, final()
 
 
 def race(
@@ -139,10 +154,12 @@ def race(
         except ImportError as exc:
             raise InputError("the training race needs torch (pip install torch)") from exc
         torch = imported
+    from . import load
     from .train.tasks import make_task
 
     config = make_config(task="lm", text=str(text), variant=VARIANT, dtype=dtype, epochs=epochs)
-    per_epoch = len(make_task(config).batches(0))
+    task = make_task(config)
+    per_epoch = len(task.batches(0))
     ends: dict[int, float] = {}  # wall seconds since train() was called, at the end of each epoch
 
     def on_step(step: int) -> None:
@@ -154,7 +171,10 @@ def race(
         result = train(config, tmp, max_seconds=grusym_seconds, on_step=on_step, log=lambda _: None,
                        write_plots=False)  # fmt: skip
     ours = [(ends[r["epoch"]], r["perplexity"]) for r in result.metrics["history"] if r["epoch"] in ends]
-    theirs = _torch_run(torch, config, torch_seconds, threads)
-    result_race = Race(ours, theirs, (grusym_seconds, torch_seconds))
+    theirs, torch_params = _torch_run(torch, config, torch_seconds, threads)
+    module = load(VARIANT)
+    held_out = tuple(task.valid_metrics(module, p).get("valid_perplexity", math.nan)
+                     for p in (result.params, torch_params))  # fmt: skip
+    result_race = Race(ours, theirs, (grusym_seconds, torch_seconds), (held_out[0], held_out[1]))
     out(result_race.report())
     return result_race
