@@ -105,13 +105,25 @@ def problem(cfg: Config, dtype: Any, seed: int = 0) -> tuple[np.ndarray, np.ndar
     return X, Y, np.zeros((cfg.n, cfg.h), dtype=dtype)
 
 
-def numpy_step(variant: str, cfg: Config, dtype: Any, seed: int = 0) -> Callable[[], object]:
-    """One ``loss_and_grads`` call of the generated module on the config's problem."""
+INPUTS = ("ids", "onehot")  # token ids, or the same tokens as one-hot float rows (T, n, V)
+
+
+def _inputs(X: np.ndarray, V: int, dtype: Any, inputs: str) -> np.ndarray:
+    """X as the step receives it: the ids themselves, or one-hot float rows built once, outside the timing."""
+    return X if inputs == "ids" else np.eye(V, dtype=dtype)[X]
+
+
+def numpy_step(
+    variant: str, cfg: Config, dtype: Any, seed: int = 0, inputs: str = "ids"
+) -> Callable[[], object]:
+    """One ``loss_and_grads`` call of the generated module on the config's problem. One-hot rows ask for
+    no input gradient (``input_grad=False``), as torch's one-hot tensor needs none."""
     m = load(variant)
     params = m.init_params(cfg.V, cfg.h, cfg.V, seed=seed, dtype=dtype)
     X, Y, h0 = problem(cfg, dtype, seed)
+    X = _inputs(X, cfg.V, dtype, inputs)
     state = _initial(m, h0)
-    return lambda: m.loss_and_grads(params, X, Y, state)
+    return lambda: m.loss_and_grads(params, X, Y, state, input_grad=False)
 
 
 def _initial(m: ModuleType, h0: np.ndarray) -> Any:
@@ -164,16 +176,19 @@ def model_memory_vs_T(variant: str, cfg: Config, dtype: Any, num_layers: int, bi
     )
 
 
-def phase_steps(variant: str, cfg: Config, dtype: Any, seed: int = 0) -> dict[str, Callable[[], object]]:
+def phase_steps(
+    variant: str, cfg: Config, dtype: Any, seed: int = 0, inputs: str = "ids"
+) -> dict[str, Callable[[], object]]:
     """Parts of one ``loss_and_grads`` call, alone: its ``validate`` calls, the forward loop and BPTT with
     the weight gradients (the generated ``_forward``/``_backward``, each on its own workspace)."""
     m = load(variant)
     params = m.init_params(cfg.V, cfg.h, cfg.V, seed=seed, dtype=dtype)
     X, Y, h0 = problem(cfg, dtype, seed)
+    X, tokens = _inputs(X, cfg.V, dtype, inputs), inputs == "ids"
     dt = np.dtype(dtype)
     states = _initial(m, h0)
     args = states if isinstance(states, tuple) else (states,)
-    H, cache = m._forward(params, X, True, *args, dt, runtime.fresh)
+    H, cache = m._forward(params, X, tokens, *args, dt, runtime.fresh)
     dH = np.random.default_rng(seed).normal(0, 1e-3, H.shape).astype(dt)
     ws_f, ws_b = runtime.Workspace(), runtime.Workspace()
 
@@ -184,8 +199,8 @@ def phase_steps(variant: str, cfg: Config, dtype: Any, seed: int = 0) -> dict[st
 
     return {
         "validation": validation,
-        "forward": lambda: m._forward(params, X, True, *args, dt, ws_f),
-        "backward": lambda: m._backward(params, cache, dH, ws_b),
+        "forward": lambda: m._forward(params, X, tokens, *args, dt, ws_f),
+        "backward": lambda: m._backward(params, cache, dH, ws_b, False),
     }
 
 
@@ -247,16 +262,20 @@ class Floor:
     phases: dict[str, Callable[[], None]] = field(default_factory=dict)  # the same matmuls, per phase
 
 
-def gemm_floor(variant: str, cfg: Config, dtype: Any, tokens: bool = True, seed: int = 0) -> Floor:
+def gemm_floor(
+    variant: str, cfg: Config, dtype: Any, tokens: bool = True, seed: int = 0, input_grad: bool | None = None
+) -> Floor:
     """The exact matmul sequence of the variant's generated step alone, on preallocated operands.
 
     Per-step products run inside a loop over T, in the generated order (forward loop, head, backward
-    loop, parameter gradients), each as ``np.matmul(a, b, out=c)``.
+    loop, parameter gradients), each as ``np.matmul(a, b, out=c)``. input_grad: include the dX GEMM
+    (default: for float inputs, as ``loss_and_grads`` does by default).
     """
     from .symbolic.codegen import gemm_plan
 
     dims = {"T": cfg.T, "n": cfg.n, "d": cfg.V, "h": cfg.h, "q": cfg.V}
     keep = {"always", "tokens" if tokens else "floats"}
+    keep |= {"dX"} if (not tokens if input_grad is None else input_grad) else set()
     rng = np.random.default_rng(seed)
     phases: dict[tuple[str, bool], list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
     shapes, flops = [], 0
@@ -426,6 +445,7 @@ class Result:
     imports: dict[str, dict[str, float]] = field(default_factory=dict)
     memory: dict[str, Memory] = field(default_factory=dict)
     report: str = ""
+    inputs: str = "ids"
 
     def median(self, name: str) -> float:
         return statistics.median(self.times[name])
@@ -454,6 +474,7 @@ def run(
     out: Callable[[str], object] = print,
     torch_threads: int = TORCH_THREADS,
     models: bool = False,
+    inputs: str = "ids",
 ) -> Result:
     """Time one training step of each variant against torch and the GEMM floor; print and return the report.
 
@@ -463,7 +484,11 @@ def run(
     models: also time whole models of the first variant (:data:`MODELS`: 2 layers, bidirectional, padded
     batches) and, with torch, nn.GRU with 2 layers and bidirectional.
     pause: seconds of sleep before each timed call (default: the config's).
+    inputs: ``"ids"`` (token ids) or ``"onehot"`` (the same tokens as one-hot float rows, no dX asked for;
+    torch always gets one-hot rows).
     """
+    if inputs not in INPUTS:
+        raise InputError(f"inputs must be one of {', '.join(INPUTS)}, got {inputs!r}")
     if config not in CONFIGS:
         raise InputError(f"config must be one of {', '.join(CONFIGS)}, got {config!r}")
     if dtype not in ("float32", "float64"):
@@ -492,8 +517,8 @@ def run(
         notes.append("the nn.GRU comparison was not asked for (no torch module given)")
     floors = {}
     for v in variants:
-        steps[v] = numpy_step(v, cfg, dt)
-        floors[v] = gemm_floor(v, cfg, dt)
+        steps[v] = numpy_step(v, cfg, dt, inputs=inputs)
+        floors[v] = gemm_floor(v, cfg, dt, tokens=inputs == "ids", input_grad=False)
         steps[f"floor:{v}"] = floors[v].step
         flops[v] = flops[f"floor:{v}"] = model_flops(v, cfg)
     if models:
@@ -503,7 +528,7 @@ def run(
             for row, (layers, bi, _) in list(MODELS.items())[:2]:
                 steps[f"torch:{row}"] = torch_step(torch, cfg, dt, threads=torch_threads, num_layers=layers,
                                                    bidirectional=bi)  # fmt: skip
-    parts = phase_steps(variants[0], cfg, dt)
+    parts = phase_steps(variants[0], cfg, dt, inputs=inputs)
     steps["validation"] = parts["validation"]
     if phases:
         steps |= {f"part:{k}": f for k, f in parts.items() if k != "validation"}
@@ -511,6 +536,7 @@ def run(
         steps |= {f"part:floor {k}": fl.phases[k] for k in ("forward", "backward", "gradients", "head")}
     pause = cfg.pause if pause is None else pause
     result = Result(cfg, dtype, interleaved(steps, repeat, pause), flops, notes, floors, pause=pause)
+    result.inputs = inputs
     if extras:
         result.codegen = codegen_time()
         result.imports = {v: import_time(v) for v in variants}
@@ -562,7 +588,8 @@ def format_report(result: Result, variants: Sequence[str], torch: ModuleType | N
     cfg = result.config
     rounds = len(next(iter(result.times.values())))
     lines = [
-        f"## grusym bench: {cfg.describe()}, {result.dtype}, token ids",
+        f"## grusym bench: {cfg.describe()}, {result.dtype}, "
+        + ("token ids" if result.inputs == "ids" else "one-hot float rows (no input gradient asked for)"),
         "",
         "One step = forward over T + BPTT + every gradient + head + mean cross-entropy. "
         f"{rounds} interleaved rounds ({result.pause * 1e3:.0f} ms sleep + one untimed call before each "
@@ -611,7 +638,11 @@ def format_report(result: Result, variants: Sequence[str], torch: ModuleType | N
         + ", ".join(f"{v} {_si(model_flops(v, cfg), 'FLOP')}" for v in variants)
         + ". The floors execute "
         + ", ".join(f"{v} {_si(fl.flops, 'FLOP')}" for v, fl in result.floors.items())
-        + " (token ids: the input projection is a row gather, not a GEMM).",
+        + (
+            " (token ids: the input projection is a row gather, not a GEMM)."
+            if result.inputs == "ids"
+            else " (one-hot rows: the input projection and its weight gradient are GEMMs; no dX)."
+        ),
     ]
     if "model:2 layers" in result.times:
         one = result.median(variants[0])

@@ -30,6 +30,7 @@ __all__ = [
     "check_final",
     "check_head",
     "check_init",
+    "check_input_grad",
     "check_inputs",
     "check_lengths",
     "check_params",
@@ -350,6 +351,18 @@ def check_targets(Y: ArrayLike, T: int, n: int, q: int) -> Array:
         raise ShapeError(f"Y must have shape (T={T}, n={n}) like X, got {_shape(Y)}")
     _check_ids("target", "Y", Y, q, "q = output size")
     return Y
+
+
+def check_input_grad(input_grad: object, tokens: bool) -> bool:
+    """Whether to compute the input gradient ``grads["X"]``: ``input_grad`` None means "when X is floats";
+    True with token ids is an error (ids have no gradient), never a silently missing key."""
+    if input_grad is None:
+        return not tokens
+    if not isinstance(input_grad, (bool, np.bool_)):
+        raise InputError(f"input_grad must be True, False or None, got {type(input_grad).__name__}")
+    if input_grad and tokens:
+        raise InputError("input_grad=True needs float inputs X (T, n, d): token ids have no gradient")
+    return bool(input_grad)
 
 
 def check_upstream(dH: ArrayLike, H: Array) -> Array:

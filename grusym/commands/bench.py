@@ -11,6 +11,7 @@ import argparse
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..cli import non_negative_float, positive_int
@@ -60,6 +61,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="threads of torch and of OpenBLAS (default: torch 2, OpenBLAS as configured)",
     )
+    p.add_argument(
+        "--inputs",
+        choices=("ids", "onehot"),
+        default="ids",
+        help="token ids, or the same tokens as one-hot float rows with no input gradient (default: ids)",
+    )
+    p.add_argument(
+        "--train-race",
+        metavar="TEXT",
+        default=None,
+        help="instead: train gru_reset_after on TEXT with grusym train and with torch (same init, batches, "
+        "SGD with clipping) and print both perplexity curves",
+    )
+    p.add_argument(
+        "--race-seconds",
+        nargs=2,
+        type=non_negative_float,
+        default=(40.0, 60.0),
+        metavar=("GRUSYM", "TORCH"),
+        help="seconds of training of each side in --train-race (default: 40 60)",
+    )
     p.add_argument("--no-torch", action="store_true", help="skip the torch comparison even if installed")
     p.add_argument(
         "--models",
@@ -70,7 +92,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _argv(args: argparse.Namespace) -> list[str]:
     """The command line that repeats ``args``."""
-    argv = ["bench", "--config", args.config, "--dtype", args.dtype]
+    argv = ["bench", "--config", args.config, "--dtype", args.dtype, "--inputs", args.inputs]
     argv += ["--threads", str(args.threads)] if args.threads else []
     for v in args.variant or []:
         argv += ["--variant", v]
@@ -80,6 +102,8 @@ def _argv(args: argparse.Namespace) -> list[str]:
         argv += ["--pause", str(args.pause)]
     argv += ["--no-extras"] * args.no_extras + ["--no-torch"] * args.no_torch + ["--phases"] * args.phases
     argv += ["--models"] * args.models
+    if args.train_race is not None:
+        argv += ["--train-race", args.train_race, "--race-seconds", *map(str, args.race_seconds)]
     return argv
 
 
@@ -100,6 +124,16 @@ def run(args: argparse.Namespace) -> int:
             )
         return subprocess.run(argv, env=env, check=False).returncode
 
+    if args.train_race is not None:
+        from grusym.bench_train import race
+
+        if not Path(args.train_race).is_file():
+            raise grusym.InputError(f"--train-race: no such text file: {args.train_race}")
+        if min(args.race_seconds) <= 0:
+            raise grusym.InputError(f"--race-seconds must be positive, got {args.race_seconds}")
+        grusym_s, torch_s = args.race_seconds
+        race(args.train_race, grusym_s, torch_s, args.dtype, threads=args.threads or 2)
+        return 0
     variants = [grusym.load(v).VARIANT for v in (args.variant or ["gru", "gru_reset_after"])]
     kwargs: dict[str, Any] = {"torch": None} if args.no_torch else {}
     if args.pause is not None and not 0 <= args.pause <= 10:
@@ -114,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         pause=args.pause,
         torch_threads=args.threads or 2,
         models=args.models,
+        inputs=args.inputs,
         **kwargs,
     )
     return 0

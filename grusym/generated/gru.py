@@ -143,22 +143,24 @@ def _forward(params, X, tokens, h0, dtype, buf):
     return H[1:], cache
 
 
-def backward(params, cache, dH):
+def backward(params, cache, dH, input_grad=None):
     """Backpropagation through time: gradients of sum(dH * H) for the H that ``forward`` returned.
 
     dH: (T, n, h), the upstream gradient on every hidden state. Returns a dict with a gradient for every
     key of ``params`` (the head's W_hq and b_q are not used by the recurrence: their gradients are zero
-    here, ``loss_and_grads`` fills them), ``"h0"``, and ``"X"`` when X was floats. dH at padded
-    positions (t >= lengths[i]) is ignored.
+    here, ``loss_and_grads`` fills them), ``"h0"``, and ``"X"`` (T, n, d) when asked for: input_grad
+    None (the default) asks for it when X was floats, False skips it (one GEMM less), True demands it
+    (an InputError for token ids). dH at padded positions (t >= lengths[i]) is ignored.
     """
     params, dims, dtype = validate.check_params(PARAMS, params, allow_complex=False)
     H = validate.check_cache(cache, SAVED, dims, dtype)
+    input_grad = validate.check_input_grad(input_grad, cache["tokens"])
     dH = validate.check_upstream(dH, H[1:])
     dH = rt.mask_upstream(dH, cache.get("lengths"))  # padded positions contribute nothing
-    return _backward(params, cache, dH, rt.fresh)
+    return _backward(params, cache, dH, rt.fresh, input_grad)
 
 
-def _backward(params, cache, dH, buf):
+def _backward(params, cache, dH, buf, input_grad):
     X, tokens, H = cache["X"], cache["tokens"], cache["H"]
     T, n, nh = dH.shape
     dtype = dH.dtype
@@ -177,13 +179,16 @@ def _backward(params, cache, dH, buf):
     dr_h = buf("dr_h", (n, nh), dtype)
     dr = buf("dr", (n, nh), dtype)
     tmp0 = buf("tmp0", (n, nh), dtype)
+    W_hh_T = buf("W_hh_T", W_hh.shape[::-1], dtype)  # contiguous: a .T operand is slower
+    np.copyto(W_hh_T, W_hh.T)
+    W_h_all_T = buf("W_h_all_T", W_h_all.shape[::-1], dtype)  # contiguous: a .T operand is slower
+    np.copyto(W_h_all_T, W_h_all.T)
     for h_prev, dH_t, dA_t, z, r, h_tilde, da_z, da_r, da_h in zip(H[T - 1::-1], dH[::-1], dA[::-1], z_all[::-1], r_all[::-1], h_tilde_all[::-1], dA[::-1, :, :nh], dA[::-1, :, nh:2*nh], dA[::-1, :, 2*nh:3*nh], strict=True):
         # BPTT: the upstream gradient of step t plus what step t+1 sent back through h_prev
         np.add(dH_t, dh_prev, out=dh)
         # (8) grad of: h = h_prev*z + h_tilde*(1 - z)
         np.multiply(dh, z, out=dh_prev)
-        np.subtract(one, z, out=dh_tilde)
-        np.multiply(dh_tilde, dh, out=dh_tilde)
+        np.subtract(dh, dh_prev, out=dh_tilde)
         np.subtract(h_prev, h_tilde, out=dz)
         np.multiply(dz, dh, out=dz)
         # (7) grad of: h_tilde = tanh(a_h)
@@ -191,7 +196,7 @@ def _backward(params, cache, dH, buf):
         np.subtract(one, tmp0, out=tmp0)
         np.multiply(tmp0, dh_tilde, out=da_h)
         # (6) grad of: a_h = X @ W_xh + r_h @ W_hh + b_h
-        np.matmul(da_h, W_hh.T, out=dr_h)
+        np.matmul(da_h, W_hh_T, out=dr_h)
         # (5) grad of: r_h = h_prev*r
         np.multiply(dr_h, r, out=tmp0)
         np.add(dh_prev, tmp0, out=dh_prev)
@@ -205,7 +210,8 @@ def _backward(params, cache, dH, buf):
         np.multiply(tmp0, dz, out=tmp0)
         np.multiply(tmp0, z, out=da_z)
         # (1), (3) grad of the h_prev terms, fused
-        dh_prev += dA_t[:, :2*nh] @ W_h_all.T
+        np.matmul(dA_t[:, :2*nh], W_h_all_T, out=tmp0)
+        np.add(dh_prev, tmp0, out=dh_prev)
     # parameter gradients: each is a sum over t, computed as one matmul over all T*n rows
     dA_rows = dA.reshape(T * n, 3*nh)  # column blocks of it are strided BLAS operands
     if tokens:
@@ -235,7 +241,7 @@ def _backward(params, cache, dH, buf):
         "b_q": np.zeros_like(params["b_q"]),
         "h0": dh_prev,
     }
-    if not tokens:
+    if input_grad:  # asked for by the caller (validate.check_input_grad)
         grads["X"] = dA @ np.concatenate((params["W_xz"], params["W_xr"], params["W_xh"]), axis=1).T
     return grads
 
@@ -257,14 +263,18 @@ def loss(params, X, Y, h0=None, lengths=None):
     return rt.mean_cross_entropy(head(params, H).reshape(T * n, -1), Y.reshape(-1), valid)
 
 
-def loss_and_grads(params, X, Y, h0=None, lengths=None) -> tuple[float, dict[str, Any], Any]:
+def loss_and_grads(params, X, Y, h0=None, lengths=None, input_grad=None) -> tuple[float, dict[str, Any], Any]:
     """The loss (10), the gradient of every parameter and of h0, and the last hidden state (n, h).
 
     X: (T, n, d) floats or (T, n) token ids; Y: (T, n) integer targets; h0: None (zeros) or (n, h);
     lengths: None or (n,) true lengths (the mean runs over the sum(lengths) valid positions).
+    ``grads["X"]`` (T, n, d) is computed only when asked for: input_grad None (the default) asks for it
+    when X is floats, False skips it (a training step on one-hot rows needs no dX: one GEMM less), True
+    demands it (an InputError for token ids, which have no gradient).
     """
     params, dims, dtype = validate.check_params(PARAMS, params, allow_complex=False)
     X, tokens, h0 = validate.check_inputs(X, h0, dims, dtype, STATES)
+    input_grad = validate.check_input_grad(input_grad, tokens)
     T, n = X.shape[:2]
     lengths = validate.check_lengths(lengths, T, n)
     valid = None if lengths is None else rt.valid_rows(lengths, T)
@@ -282,7 +292,7 @@ def loss_and_grads(params, X, Y, h0=None, lengths=None) -> tuple[float, dict[str
         value, dlogits = rt.softmax_cross_entropy(logits, Y.reshape(-1), overwrite=True, valid=valid)
         # grad of (9)
         dH = np.matmul(dlogits, W_hq.T, out=buf("dH", (T * n, nh), dtype)).reshape(T, n, nh)
-        grads = _backward(params, cache, dH, buf)
+        grads = _backward(params, cache, dH, buf, input_grad)
         grads["W_hq"] = H_rows.T @ dlogits
         grads["b_q"] = dlogits.sum(axis=0)
         return float(value), grads, rt.last_state(cache["H"], lengths)

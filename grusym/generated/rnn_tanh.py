@@ -104,22 +104,24 @@ def _forward(params, X, tokens, h0, dtype, buf):
     return H[1:], cache
 
 
-def backward(params, cache, dH):
+def backward(params, cache, dH, input_grad=None):
     """Backpropagation through time: gradients of sum(dH * H) for the H that ``forward`` returned.
 
     dH: (T, n, h), the upstream gradient on every hidden state. Returns a dict with a gradient for every
     key of ``params`` (the head's W_hq and b_q are not used by the recurrence: their gradients are zero
-    here, ``loss_and_grads`` fills them), ``"h0"``, and ``"X"`` when X was floats. dH at padded
-    positions (t >= lengths[i]) is ignored.
+    here, ``loss_and_grads`` fills them), ``"h0"``, and ``"X"`` (T, n, d) when asked for: input_grad
+    None (the default) asks for it when X was floats, False skips it (one GEMM less), True demands it
+    (an InputError for token ids). dH at padded positions (t >= lengths[i]) is ignored.
     """
     params, dims, dtype = validate.check_params(PARAMS, params, allow_complex=False)
     H = validate.check_cache(cache, SAVED, dims, dtype)
+    input_grad = validate.check_input_grad(input_grad, cache["tokens"])
     dH = validate.check_upstream(dH, H[1:])
     dH = rt.mask_upstream(dH, cache.get("lengths"))  # padded positions contribute nothing
-    return _backward(params, cache, dH, rt.fresh)
+    return _backward(params, cache, dH, rt.fresh, input_grad)
 
 
-def _backward(params, cache, dH, buf):
+def _backward(params, cache, dH, buf, input_grad):
     X, tokens, H = cache["X"], cache["tokens"], cache["H"]
     T, n, nh = dH.shape
     dtype = dH.dtype
@@ -129,6 +131,8 @@ def _backward(params, cache, dH, buf):
     one = np.array(1, dtype=dtype)
     dh = buf("dh", (n, nh), dtype)
     tmp0 = buf("tmp0", (n, nh), dtype)
+    W_hh_T = buf("W_hh_T", W_hh.shape[::-1], dtype)  # contiguous: a .T operand is slower
+    np.copyto(W_hh_T, W_hh.T)
     for h, dH_t, dA_t, da_h in zip(H[:0:-1], dH[::-1], dA[::-1], dA[::-1], strict=True):
         # BPTT: the upstream gradient of step t plus what step t+1 sent back through h_prev
         np.add(dH_t, dh_prev, out=dh)
@@ -137,7 +141,7 @@ def _backward(params, cache, dH, buf):
         np.subtract(one, tmp0, out=tmp0)
         np.multiply(tmp0, dh, out=da_h)
         # (1) grad of the h_prev terms, fused
-        np.matmul(dA_t, W_hh.T, out=dh_prev)
+        np.matmul(dA_t, W_hh_T, out=dh_prev)
     # parameter gradients: each is a sum over t, computed as one matmul over all T*n rows
     dA_rows = dA.reshape(T * n, nh)  # column blocks of it are strided BLAS operands
     if tokens:
@@ -156,7 +160,7 @@ def _backward(params, cache, dH, buf):
         "b_q": np.zeros_like(params["b_q"]),
         "h0": dh_prev,
     }
-    if not tokens:
+    if input_grad:  # asked for by the caller (validate.check_input_grad)
         grads["X"] = dA @ params["W_xh"].T
     return grads
 
@@ -178,14 +182,18 @@ def loss(params, X, Y, h0=None, lengths=None):
     return rt.mean_cross_entropy(head(params, H).reshape(T * n, -1), Y.reshape(-1), valid)
 
 
-def loss_and_grads(params, X, Y, h0=None, lengths=None) -> tuple[float, dict[str, Any], Any]:
+def loss_and_grads(params, X, Y, h0=None, lengths=None, input_grad=None) -> tuple[float, dict[str, Any], Any]:
     """The loss (4), the gradient of every parameter and of h0, and the last hidden state (n, h).
 
     X: (T, n, d) floats or (T, n) token ids; Y: (T, n) integer targets; h0: None (zeros) or (n, h);
     lengths: None or (n,) true lengths (the mean runs over the sum(lengths) valid positions).
+    ``grads["X"]`` (T, n, d) is computed only when asked for: input_grad None (the default) asks for it
+    when X is floats, False skips it (a training step on one-hot rows needs no dX: one GEMM less), True
+    demands it (an InputError for token ids, which have no gradient).
     """
     params, dims, dtype = validate.check_params(PARAMS, params, allow_complex=False)
     X, tokens, h0 = validate.check_inputs(X, h0, dims, dtype, STATES)
+    input_grad = validate.check_input_grad(input_grad, tokens)
     T, n = X.shape[:2]
     lengths = validate.check_lengths(lengths, T, n)
     valid = None if lengths is None else rt.valid_rows(lengths, T)
@@ -203,7 +211,7 @@ def loss_and_grads(params, X, Y, h0=None, lengths=None) -> tuple[float, dict[str
         value, dlogits = rt.softmax_cross_entropy(logits, Y.reshape(-1), overwrite=True, valid=valid)
         # grad of (3)
         dH = np.matmul(dlogits, W_hq.T, out=buf("dH", (T * n, nh), dtype)).reshape(T, n, nh)
-        grads = _backward(params, cache, dH, buf)
+        grads = _backward(params, cache, dH, buf, input_grad)
         grads["W_hq"] = H_rows.T @ dlogits
         grads["b_q"] = dlogits.sum(axis=0)
         return float(value), grads, rt.last_state(cache["H"], lengths)

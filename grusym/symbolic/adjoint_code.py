@@ -14,11 +14,13 @@ Contract: :func:`emit_backward` writes, after the ``_backward`` signature that `
 
 from __future__ import annotations
 
+import itertools
+
 import sympy as sp
 
 from .cell import INPUT, OUTPUT
 from .derive import adjoint_name
-from .emit import InPlace, Writer, cheapest, loop
+from .emit import InPlace, Writer, _cost, cheapest, loop
 from .layout import Schedule, times_h
 from .printing import equation
 
@@ -31,6 +33,7 @@ class _Adjoints:
         self.em = InPlace()
         self.assigned: set[str] = set()
         self.buffers: list[str] = []  # per-step adjoints that are not column blocks of dA (reused every step)
+        self.transposed: list[str] = []  # contiguous copies of the weights the per-step matmuls transpose
 
     def target(self, name: str) -> str:
         """Where contributions to d[name] go: its adjoint, or a parameter vector's per-row accumulator."""
@@ -69,11 +72,17 @@ class _Adjoints:
 
     def accumulate_matmul(self, target: str, left: str, weight: str | None) -> None:
         d = adjoint_name(target)
-        if target in self.assigned:
-            self.w(f"{d} += {left} @ {weight}.T")
+        wt = f"{weight}_T"  # the weight transposed once per call (see emit_backward)
+        if wt not in self.transposed:
+            self.transposed.append(wt)
+        if target in self.assigned:  # through scratch: ``d += a @ b`` would allocate every step
+            t = self.em._temp()
+            self.w(f"np.matmul({left}, {wt}, out={t})")
+            self.w(f"np.add({d}, {t}, out={d})")
+            self.em.free.append(t)
         else:
             self.note_buffer(target)
-            self.w(f"np.matmul({left}, {weight}.T, out={d})")
+            self.w(f"np.matmul({left}, {wt}, out={d})")
         self.assigned.add(target)
 
     def step(self, s_name: str) -> None:
@@ -90,8 +99,7 @@ class _Adjoints:
             return
         w(f"# ({g.num[s.name]}) grad of: {equation(s)}")
         scalar = [c for c in emitted if c.kind in ("elementwise", "vector")]
-        exprs = [cheapest(c.expr) for c in scalar]
-        temps, reduced = sp.cse(exprs, sp.numbered_symbols("g"), optimizations=None)
+        temps, reduced = _shared_forms([c.expr for c in scalar])
         it = iter(reduced)
         rhs = {id(c): (next(it) if c.kind in ("elementwise", "vector") else None) for c in emitted}
         alias: dict[sp.Symbol, sp.Symbol] = {}
@@ -130,8 +138,30 @@ class _Adjoints:
                 self.accumulate_matmul(c.target, f"{adjoint_name(c.source)}", c.weight)
 
 
+def _calls(temps: list[tuple[sp.Symbol, sp.Expr]], reduced: list[sp.Expr]) -> int:
+    """The ufunc calls of a step's contributions after CSE (a bare shared name is computed into its host)."""
+    return sum(_cost(e)[0] for _, e in temps) + sum(0 if e.is_Symbol else _cost(e)[0] for e in reduced)
+
+
+def _shared_forms(exprs: list[sp.Expr]) -> tuple[list[tuple[sp.Symbol, sp.Expr]], list[sp.Expr]]:
+    """CSE of one step's contributions, each in its cheapest form or expanded, whichever pair of choices
+    needs the fewest calls: ``dh*z`` and ``dh*(1 - z)`` share ``dh*z`` once the second is expanded, so
+    d[h_tilde] becomes ``dh - dh_prev`` (one call instead of two)."""
+    forms = [(cheapest(e), sp.expand(e)) for e in exprs]
+    best = sp.cse([f for f, _ in forms], sp.numbered_symbols("g"), optimizations=None)
+    if len(exprs) > 4:  # 2^k CSE runs: keep derivation fast for wide steps
+        return best
+    for pick in itertools.product((0, 1), repeat=len(exprs)):
+        if any(pick) and all(forms[i][0] != forms[i][1] or not k for i, k in enumerate(pick)):
+            trial = sp.cse([f[k] for f, k in zip(forms, pick, strict=True)], sp.numbered_symbols("g"),
+                           optimizations=None)  # fmt: skip
+            if _calls(*trial) < _calls(*best):
+                best = trial
+    return best
+
+
 def emit_backward(w: Writer, g: Schedule) -> None:
-    """The body of ``_backward(params, cache, dH, buf)`` (see the module docstring)."""
+    """The body of ``_backward(params, cache, dH, buf, input_grad)`` (see the module docstring)."""
     w.indent = 1
     for state in g.states:
         if state != OUTPUT:
@@ -177,6 +207,10 @@ def emit_backward(w: Writer, g: Schedule) -> None:
     adj.em.define_constants(w, "dtype")
     for name in dict.fromkeys(adj.buffers + [f"tmp{i}" for i in range(adj.em.count)]):
         w(f'{name} = buf("{name}", (n, nh), dtype)')
+    for wt in adj.transposed:
+        # a transposed view as the right BLAS operand costs ~1.5x at n = 32 rows: copy it once per call
+        w(f'{wt} = buf("{wt}", {wt[:-2]}.shape[::-1], dtype)  # contiguous: a .T operand is slower')
+        w(f"np.copyto({wt}, {wt[:-2]}.T)")
     seqs: dict[str, str] = {}
     for state, prev in zip(g.states, g.prevs, strict=True):
         seqs[prev] = f"{g.seq(state)}[T - 1::-1]"
@@ -236,7 +270,7 @@ def _parameter_gradients(w: Writer, g: Schedule) -> None:
     for state, prev in zip(g.states, g.prevs, strict=True):
         w(f'    "{state}0": {adjoint_name(prev)},')
     w("}")
-    w("if not tokens:")
+    w("if input_grad:  # asked for by the caller (validate.check_input_grad)")
     w.indent = 2
     x_runs = g.runs.get(INPUT, [])
     terms = [

@@ -239,22 +239,24 @@ def _forward(params, X, tokens, {self.state_args}, dtype, buf):
         grads0 = ", ".join(f'``"{s}0"``' for s in self.states)
         seqs = "" if not self.multi else f", sequences={self.seqs[1:]!r}"
         w.block(f'''
-def backward(params, cache, dH):
+def backward(params, cache, dH, input_grad=None):
     """Backpropagation through time: gradients of sum(dH * H) for the H that ``forward`` returned.
 
     dH: (T, n, h), the upstream gradient on every hidden state. Returns a dict with a gradient for every
     key of ``params`` (the head's W_hq and b_q are not used by the recurrence: their gradients are zero
-    here, ``loss_and_grads`` fills them), {grads0}, and ``"X"`` when X was floats. dH at padded
-    positions (t >= lengths[i]) is ignored.
+    here, ``loss_and_grads`` fills them), {grads0}, and ``"X"`` (T, n, d) when asked for: input_grad
+    None (the default) asks for it when X was floats, False skips it (one GEMM less), True demands it
+    (an InputError for token ids). dH at padded positions (t >= lengths[i]) is ignored.
     """
     params, dims, dtype = validate.check_params(PARAMS, params, allow_complex=False)
     H = validate.check_cache(cache, SAVED, dims, dtype{seqs})
+    input_grad = validate.check_input_grad(input_grad, cache["tokens"])
     dH = validate.check_upstream(dH, H[1:])
     dH = rt.mask_upstream(dH, cache.get("lengths"))  # padded positions contribute nothing
-    return _backward(params, cache, dH, rt.fresh)
+    return _backward(params, cache, dH, rt.fresh, input_grad)
 
 
-def _backward(params, cache, dH, buf):
+def _backward(params, cache, dH, buf, input_grad):
     X, tokens, H = cache["X"], cache["tokens"], cache["H"]
     T, n, nh = dH.shape
     dtype = dH.dtype
@@ -297,14 +299,18 @@ def loss(params, X, Y, h0=None, lengths=None):
     return rt.mean_cross_entropy(head(params, H).reshape(T * n, -1), Y.reshape(-1), valid)
 
 
-def loss_and_grads(params, X, Y, h0=None, lengths=None) -> tuple[float, dict[str, Any], Any]:
+def loss_and_grads(params, X, Y, h0=None, lengths=None, input_grad=None) -> tuple[float, dict[str, Any], Any]:
     """The loss ({ls}), the gradient of every parameter and {what}.
 
     X: (T, n, d) floats or (T, n) token ids; Y: (T, n) integer targets; {h0};
     lengths: None or (n,) true lengths (the mean runs over the sum(lengths) valid positions).
+    ``grads["X"]`` (T, n, d) is computed only when asked for: input_grad None (the default) asks for it
+    when X is floats, False skips it (a training step on one-hot rows needs no dX: one GEMM less), True
+    demands it (an InputError for token ids, which have no gradient).
     """
     params, dims, dtype = validate.check_params(PARAMS, params, allow_complex=False)
     X, tokens, {self.unpacked()} = validate.check_inputs(X, h0, dims, dtype, STATES)
+    input_grad = validate.check_input_grad(input_grad, tokens)
     T, n = X.shape[:2]
     lengths = validate.check_lengths(lengths, T, n)
     valid = None if lengths is None else rt.valid_rows(lengths, T)
@@ -321,7 +327,7 @@ def loss_and_grads(params, X, Y, h0=None, lengths=None) -> tuple[float, dict[str
         value, dlogits = rt.softmax_cross_entropy(logits, Y.reshape(-1), overwrite=True, valid=valid)
         # grad of ({lg})
         dH = {self.head_code(dH, 'buf("dH", (T * n, nh), dtype)')}.reshape(T, n, nh)
-        grads = _backward(params, cache, dH, buf)
+        grads = _backward(params, cache, dH, buf, input_grad)
         grads["W_hq"] = {self.head_code(dW)}
         grads["b_q"] = {self.head_code(db)}
         return float(value), grads, {self.last("cache", "lengths")}

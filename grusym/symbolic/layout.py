@@ -220,8 +220,8 @@ class Gemm:
     """One matrix product a generated ``loss_and_grads`` runs: (m, k) @ (k, n), T times or once.
 
     Sizes are products of the dimension names T, n, d, h, q and integers (``"T*n"``, ``"2*h"``). ``when``
-    is ``"always"``, ``"floats"`` (float X only) or ``"tokens"`` (token ids: the one-hot GEMM of the
-    input-weight gradient, used while d <= 512).
+    is ``"always"``, ``"floats"`` (float X only), ``"tokens"`` (token ids: the one-hot GEMM of the
+    input-weight gradient, used while d <= 512) or ``"dX"`` (the input gradient: float X, when asked for).
     """
 
     phase: str  # "forward", "head", "backward" or "gradients" (after the loop)
@@ -277,5 +277,5 @@ def gemm_plan(cell: Cell | str) -> list[Gemm]:
                 plan.append(Gemm("gradients", f"{stacked}.T @ dA -> d{g.fused(run)}", "h", "T*n", width(run)))
     plan.append(Gemm("gradients", f"H.T @ dlogits -> d{lg}", "h", "T*n", "q"))
     for run in g.runs.get(INPUT, []):
-        plan.append(Gemm("gradients", f"dA @ {g.fused(run)}.T -> dX", "T*n", width(run), "d", when="floats"))
+        plan.append(Gemm("gradients", f"dA @ {g.fused(run)}.T -> dX", "T*n", width(run), "d", when="dX"))
     return plan
