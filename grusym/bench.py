@@ -12,29 +12,27 @@ mean cross-entropy -- of
   and nothing else.
 
 Extras: derivation + code generation time of every variant and ``import grusym`` + ``load`` time without
-SymPy (both in fresh subprocesses), and the peak memory of one step versus T (tracemalloc). Nothing here
-asserts a time: numbers depend on the machine and its load, so the report prints the load average.
+SymPy (both in fresh subprocesses, :mod:`grusym.bench_costs`), and the peak memory of one step versus T
+(tracemalloc). Nothing here asserts a time: numbers depend on the machine and its load, so the report
+(:mod:`grusym.bench_report`) prints the load average.
 """
 
 from __future__ import annotations
 
 import gc
-import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from . import load, runtime, validate
+from .bench_costs import codegen_time, import_time
+from .bench_report import format_report
 from .errors import InputError
 
 __all__ = ["CONFIGS", "Config", "Result", "gemm_floor", "interleaved", "run", "torch_step"]
@@ -316,77 +314,6 @@ def model_flops(variant: str, cfg: Config) -> int:
 # ---- extras
 
 
-def _child_env() -> dict[str, str]:
-    root = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
-
-
-def _child(code: str) -> tuple[dict[str, Any], float]:
-    t0 = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=_child_env(), check=False
-    )
-    wall = time.perf_counter() - t0
-    if out.returncode != 0:
-        raise InputError(f"benchmark subprocess failed: {out.stderr.strip().splitlines()[-1:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1]), wall
-
-
-_CODEGEN = """
-import json, time
-t0 = time.perf_counter()
-import sympy
-t1 = time.perf_counter()
-from grusym.symbolic.codegen import module_source
-from grusym.symbolic.derive import derive
-from grusym.symbolic.variants import CELLS as VARIANTS
-names = {names!r} or list(VARIANTS)
-derived, generated = {{}}, {{}}
-for name in names:
-    s = time.perf_counter(); derive(VARIANTS[name].cell()); derived[name] = time.perf_counter() - s
-    s = time.perf_counter(); module_source(name); generated[name] = time.perf_counter() - s
-print(json.dumps({{"sympy_import": t1 - t0, "derive": derived, "module_source": generated,
-                  "total": time.perf_counter() - t0}}))
-"""
-
-
-def codegen_time(variants: Sequence[str] = ()) -> dict[str, Any]:
-    """Derivation and code generation of ``variants`` (default: all) in a fresh process, seconds.
-
-    ``derive`` is the cold derivation; ``module_source`` the whole module text (it derives again, warm);
-    ``total`` runs from before ``import sympy`` to the end; ``process`` is the subprocess wall time.
-    """
-    result, wall = _child(_CODEGEN.format(names=list(variants)))
-    result["process"] = wall
-    return result
-
-
-_IMPORT = """
-import json, sys, time
-sys.modules["sympy"] = None  # importing SymPy now fails: the measured path must not need it
-t0 = time.perf_counter()
-import grusym
-m = grusym.load({name!r})
-t1 = time.perf_counter()
-print(json.dumps({{"import_load": t1 - t0, "numpy_loaded": "numpy" in sys.modules}}))
-"""
-
-
-def import_time(variant: str, repeat: int = 3) -> dict[str, float]:
-    """``import grusym`` + ``grusym.load(variant)`` with SymPy blocked, in fresh processes (median, s).
-
-    ``import_load`` is measured inside the child (NumPy's import included); ``process`` is the wall time of
-    the whole child, interpreter start-up included.
-    """
-    runs = [_child(_IMPORT.format(name=variant)) for _ in range(repeat)]
-    return {
-        "import_load": statistics.median(r["import_load"] for r, _ in runs),
-        "process": statistics.median(w for _, w in runs),
-    }
-
-
 @dataclass(frozen=True)
 class Memory:
     """Peak traced memory of one cold ``loss_and_grads`` call for each T, and its straight-line fit."""
@@ -551,134 +478,3 @@ def run(
 
 
 # ---- the report
-
-
-def _machine(torch: ModuleType | None) -> str:
-    load1, load5, load15 = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    blas = "?"
-    try:
-        info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        blas = f"{info.get('name', '?')} {info.get('version', '')}".strip()
-    except Exception:  # pragma: no cover - older NumPy: no dict mode
-        pass
-    threads = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "default"
-    parts = [
-        f"{os.cpu_count()} CPUs, load average {load1:.2f} {load5:.2f} {load15:.2f}",
-        f"Python {sys.version.split()[0]}, NumPy {np.__version__} ({blas}, BLAS threads: {threads})",
-    ]
-    if torch is not None:
-        parts.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
-    return "; ".join(parts)
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.3g}" if seconds < 0.1 else f"{seconds * 1e3:.0f}"
-
-
-def _si(value: float, unit: str) -> str:
-    """3 significant digits with a k/M/G prefix: 1.51 GFLOP, 912 kB."""
-    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= factor:
-            return f"{value / factor:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
-
-
-def format_report(result: Result, variants: Sequence[str], torch: ModuleType | None) -> str:
-    """The Markdown report of a :class:`Result`."""
-    cfg = result.config
-    rounds = len(next(iter(result.times.values())))
-    lines = [
-        f"## grusym bench: {cfg.describe()}, {result.dtype}, "
-        + ("token ids" if result.inputs == "ids" else "one-hot float rows (no input gradient asked for)"),
-        "",
-        "One step = forward over T + BPTT + every gradient + head + mean cross-entropy. "
-        f"{rounds} interleaved rounds ({result.pause * 1e3:.0f} ms sleep + one untimed call before each "
-        "timed call).",
-        f"Machine: {_machine(torch)}.",
-        "",
-        "| step | median ms | min ms | tokens/s | vs torch (lstm: nn.LSTM) | GFLOP/s |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, ts in result.times.items():
-        med = statistics.median(ts)
-        lstm = name in ("lstm", "floor:lstm", "torch lstm")
-        against = "torch lstm" if lstm else "torch"
-        ref = result.median(against) if against in result.times else None
-        if name == "torch":
-            label = "torch nn.GRU + Linear + CE, autograd"
-        elif name == "torch lstm":
-            label = "torch nn.LSTM + Linear + CE, autograd"
-        elif name == "validation":
-            label = f"of which validation ({variants[0]})"
-        elif name.startswith("part:"):
-            what = {
-                "forward": "forward loop",
-                "backward": "BPTT loop + weight gradients",
-                "floor forward": "floor: forward-loop matmuls",
-                "floor backward": "floor: BPTT-loop matmuls",
-                "floor gradients": "floor: weight-gradient matmuls",
-                "floor head": "floor: head matmuls",
-            }[name[5:]]
-            label = f"of which {what} ({variants[0]})"
-        elif name.startswith(("model:", "torch:")):
-            who = f"grusym {variants[0]}" if name.startswith("model:") else "torch nn.GRU"
-            label = f"{who}, {name[6:]}"
-        else:
-            label = f"GEMM floor of {name[6:]}" if name.startswith("floor:") else f"grusym {name}"
-        ratio = f"{med / ref:.2f}" if ref else "-"
-        flops = result.flops.get(name)
-        gflops = f"{flops / med / 1e9:.3g}" if flops else "-"
-        part = name == "validation" or name.startswith("part:")
-        tps = "-" if part else f"{cfg.T * cfg.n / med:,.0f}"
-        gflops, ratio = ("-", "-") if part else (gflops, ratio)
-        lines.append(f"| {label} | {_ms(med)} | {_ms(min(ts))} | {tps} | {ratio} | {gflops} |")
-    lines += [
-        "",
-        "GFLOP/s divides the dense model FLOPs, 6*T*n*(number of weights), by each row's time: "
-        + ", ".join(f"{v} {_si(model_flops(v, cfg), 'FLOP')}" for v in variants)
-        + ". The floors execute "
-        + ", ".join(f"{v} {_si(fl.flops, 'FLOP')}" for v, fl in result.floors.items())
-        + (
-            " (token ids: the input projection is a row gather, not a GEMM)."
-            if result.inputs == "ids"
-            else " (one-hot rows: the input projection and its weight gradient are GEMMs; no dX)."
-        ),
-    ]
-    if "model:2 layers" in result.times:
-        one = result.median(variants[0])
-        ratios = ", ".join(f"{row} x{result.median('model:' + row) / one:.2f}" for row in MODELS)
-        lines += ["", f"Whole models of {variants[0]}, step time over the 1-layer step: {ratios}."]
-        if "torch:2 layers" in result.times:
-            ref = result.median("torch")
-            lines[-1] += (
-                " torch: "
-                + ", ".join(f"{row} x{result.median('torch:' + row) / ref:.2f}" for row in list(MODELS)[:2])
-                + "."
-            )
-    lines += [f"Note: {note}" for note in result.notes]
-    if result.codegen:
-        c = result.codegen
-        each = ", ".join(f"{v} {c['derive'][v]:.2f} + {c['module_source'][v]:.2f}" for v in c["derive"])
-        lines += [
-            "",
-            f"Derivation + code generation of all {len(c['derive'])} variants in a fresh process: "
-            f"{c['process']:.2f} s wall (import sympy {c['sympy_import']:.2f} s; "
-            f"derive + generate, s: {each}).",
-        ]
-    for v, t in result.imports.items():
-        lines.append(
-            f"`import grusym` + `load({v!r})` with SymPy blocked: {t['import_load']:.3f} s in the process "
-            f"(NumPy's import included), {t['process']:.3f} s for the whole subprocess."
-        )
-    for v, mem in result.memory.items():
-        peaks = ", ".join(f"T={T}: {_si(p, 'B')}" for T, p in zip(mem.Ts, mem.peaks, strict=True))
-        grow = ", ".join(f"{k} {_si(b, 'B')}" for k, b in mem.workspace_per_step.items()) or "none"
-        lines += [
-            "",
-            f"Peak memory of one cold step of {v} (tracemalloc): {peaks}. Linear fit: "
-            f"{_si(mem.slope, 'B')} per time step + {_si(mem.intercept, 'B')} (worst residual "
-            f"{mem.worst_residual:.1%}). Activations forward keeps for BPTT: "
-            f"{_si(mem.kept_per_step, 'B')} per time step (slope / kept = "
-            f"{mem.slope / mem.kept_per_step:.2f}); workspace buffers growing with T, per step: {grow}.",
-        ]
-    return "\n".join(lines)

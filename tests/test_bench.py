@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import grusym
-from grusym import bench, runtime
+from grusym import bench, bench_costs, runtime
 from grusym.cli import main
 from grusym.symbolic.codegen import gemm_plan
 
@@ -42,7 +42,7 @@ def test_run_notes_an_absent_torch():
         "print('torch' in r.times, r.notes)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env=bench._child_env()).stdout  # fmt: skip
+                         env=bench_costs._child_env()).stdout  # fmt: skip
     assert out.startswith("False") and "torch is not installed" in out
 
 

@@ -1,0 +1,158 @@
+"""The Markdown report of one :func:`grusym.bench.run`: the table of medians, ratios and GFLOP/s, the floors,
+the extras (derivation, import, memory) and the machine it ran on."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .bench import Result
+
+__all__ = ["format_report"]
+
+
+def _rows(result: Result, prefix: str) -> list[str]:
+    """The model rows timed under ``prefix`` ("model:" grusym's, "torch:" torch's), in run order."""
+    return [name.removeprefix(prefix) for name in result.times if name.startswith(prefix)]
+
+
+def _machine(torch: ModuleType | None) -> str:
+    load1, load5, load15 = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    blas = "?"
+    try:
+        info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        blas = f"{info.get('name', '?')} {info.get('version', '')}".strip()
+    except Exception:  # pragma: no cover - older NumPy: no dict mode
+        pass
+    threads = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "default"
+    parts = [
+        f"{os.cpu_count()} CPUs, load average {load1:.2f} {load5:.2f} {load15:.2f}",
+        f"Python {sys.version.split()[0]}, NumPy {np.__version__} ({blas}, BLAS threads: {threads})",
+    ]
+    if torch is not None:
+        parts.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    return "; ".join(parts)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g}" if seconds < 0.1 else f"{seconds * 1e3:.0f}"
+
+
+def _si(value: float, unit: str) -> str:
+    """3 significant digits with a k/M/G prefix: 1.51 GFLOP, 912 kB."""
+    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def format_report(result: Result, variants: Sequence[str], torch: ModuleType | None) -> str:
+    """The Markdown report of a :class:`Result`."""
+    cfg = result.config
+    rounds = len(next(iter(result.times.values())))
+    lines = [
+        f"## grusym bench: {cfg.describe()}, {result.dtype}, "
+        + ("token ids" if result.inputs == "ids" else "one-hot float rows (no input gradient asked for)"),
+        "",
+        "One step = forward over T + BPTT + every gradient + head + mean cross-entropy. "
+        f"{rounds} interleaved rounds ({result.pause * 1e3:.0f} ms sleep + one untimed call before each "
+        "timed call).",
+        f"Machine: {_machine(torch)}.",
+        "",
+        "| step | median ms | min ms | tokens/s | vs torch (lstm: nn.LSTM) | GFLOP/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, ts in result.times.items():
+        med = statistics.median(ts)
+        lstm = name in ("lstm", "floor:lstm", "torch lstm")
+        against = "torch lstm" if lstm else "torch"
+        ref = result.median(against) if against in result.times else None
+        if name == "torch":
+            label = "torch nn.GRU + Linear + CE, autograd"
+        elif name == "torch lstm":
+            label = "torch nn.LSTM + Linear + CE, autograd"
+        elif name == "validation":
+            label = f"of which validation ({variants[0]})"
+        elif name.startswith("part:"):
+            what = {
+                "forward": "forward loop",
+                "backward": "BPTT loop + weight gradients",
+                "floor forward": "floor: forward-loop matmuls",
+                "floor backward": "floor: BPTT-loop matmuls",
+                "floor gradients": "floor: weight-gradient matmuls",
+                "floor head": "floor: head matmuls",
+            }[name[5:]]
+            label = f"of which {what} ({variants[0]})"
+        elif name.startswith(("model:", "torch:")):
+            who = f"grusym {variants[0]}" if name.startswith("model:") else "torch nn.GRU"
+            label = f"{who}, {name[6:]}"
+        else:
+            label = f"GEMM floor of {name[6:]}" if name.startswith("floor:") else f"grusym {name}"
+        ratio = f"{med / ref:.2f}" if ref else "-"
+        flops = result.flops.get(name)
+        gflops = f"{flops / med / 1e9:.3g}" if flops else "-"
+        part = name == "validation" or name.startswith("part:")
+        tps = "-" if part else f"{cfg.T * cfg.n / med:,.0f}"
+        gflops, ratio = ("-", "-") if part else (gflops, ratio)
+        lines.append(f"| {label} | {_ms(med)} | {_ms(min(ts))} | {tps} | {ratio} | {gflops} |")
+    lines += [
+        "",
+        "GFLOP/s divides the dense model FLOPs, 6*T*n*(number of weights), by each row's time: "
+        + ", ".join(f"{v} {_si(result.flops[v], 'FLOP')}" for v in variants)
+        + ". The floors execute "
+        + ", ".join(f"{v} {_si(fl.flops, 'FLOP')}" for v, fl in result.floors.items())
+        + (
+            " (token ids: the input projection is a row gather, not a GEMM)."
+            if result.inputs == "ids"
+            else " (one-hot rows: the input projection and its weight gradient are GEMMs; no dX)."
+        ),
+    ]
+    if "model:2 layers" in result.times:
+        one = result.median(variants[0])
+        ratios = ", ".join(
+            f"{row} x{result.median('model:' + row) / one:.2f}" for row in _rows(result, "model:")
+        )
+        lines += ["", f"Whole models of {variants[0]}, step time over the 1-layer step: {ratios}."]
+        if "torch:2 layers" in result.times:
+            ref = result.median("torch")
+            lines[-1] += (
+                " torch: "
+                + ", ".join(
+                    f"{row} x{result.median('torch:' + row) / ref:.2f}" for row in _rows(result, "torch:")
+                )
+                + "."
+            )
+    lines += [f"Note: {note}" for note in result.notes]
+    if result.codegen:
+        c = result.codegen
+        each = ", ".join(f"{v} {c['derive'][v]:.2f} + {c['module_source'][v]:.2f}" for v in c["derive"])
+        lines += [
+            "",
+            f"Derivation + code generation of all {len(c['derive'])} variants in a fresh process: "
+            f"{c['process']:.2f} s wall (import sympy {c['sympy_import']:.2f} s; "
+            f"derive + generate, s: {each}).",
+        ]
+    for v, t in result.imports.items():
+        lines.append(
+            f"`import grusym` + `load({v!r})` with SymPy blocked: {t['import_load']:.3f} s in the process "
+            f"(NumPy's import included), {t['process']:.3f} s for the whole subprocess."
+        )
+    for v, mem in result.memory.items():
+        peaks = ", ".join(f"T={T}: {_si(p, 'B')}" for T, p in zip(mem.Ts, mem.peaks, strict=True))
+        grow = ", ".join(f"{k} {_si(b, 'B')}" for k, b in mem.workspace_per_step.items()) or "none"
+        lines += [
+            "",
+            f"Peak memory of one cold step of {v} (tracemalloc): {peaks}. Linear fit: "
+            f"{_si(mem.slope, 'B')} per time step + {_si(mem.intercept, 'B')} (worst residual "
+            f"{mem.worst_residual:.1%}). Activations forward keeps for BPTT: "
+            f"{_si(mem.kept_per_step, 'B')} per time step (slope / kept = "
+            f"{mem.slope / mem.kept_per_step:.2f}); workspace buffers growing with T, per step: {grow}.",
+        ]
+    return "\n".join(lines)
