@@ -152,7 +152,9 @@ def race(
         try:
             import torch as imported
         except ImportError as exc:
-            raise InputError("the training race needs torch (pip install torch)") from exc
+            raise InputError(
+                "the training race needs torch (pip install 'grusym[torch]' adds the pinned torch==2.13.0)"
+            ) from exc
         torch = imported
     from . import load
     from .train.tasks import make_task

@@ -345,6 +345,19 @@ def test_bench_without_torch_names_the_pinned_extra():
     assert "torch==2.13.0" in run.stdout and "pip install torch" not in run.stdout
 
 
+def test_training_race_without_torch_names_the_pinned_extra():
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from grusym.cli import main\n"
+        "sys.exit(main(['bench', '--train-race', 'grusym/data/pride_and_prejudice_1-11.txt']))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert "pip install 'grusym[torch]'" in run.stderr and "torch==2.13.0" in run.stderr
+    assert "pip install torch" not in run.stderr
+
+
 def test_help_lists_sample_after_train(capsys):
     assert cli.main(["--help"]) == 0
     lines = capsys.readouterr().out.splitlines()
