@@ -35,6 +35,8 @@ from .bench_costs import codegen_time, import_time
 from .bench_report import format_report
 from .errors import InputError
 
+TORCH_HINT = "pip install 'grusym[torch]' adds it (the pinned torch==2.13.0)"
+
 __all__ = ["CONFIGS", "Config", "Result", "gemm_floor", "interleaved", "run", "torch_step"]
 
 TORCH_THREADS = 2
@@ -436,10 +438,7 @@ def run(
             steps["torch lstm"] = torch_step(torch, cfg, dt, threads=torch_threads, cell="lstm")
             flops["torch lstm"] = model_flops("lstm", cfg)
     elif auto:
-        notes.append(
-            "torch is not installed: the nn.GRU comparison is skipped; "
-            "pip install 'grusym[torch]' adds it (the pinned torch==2.13.0)"
-        )
+        notes.append(f"torch is not installed: the nn.GRU comparison is skipped; {TORCH_HINT}")
     else:
         notes.append("the nn.GRU comparison was not asked for (no torch module given)")
     floors = {}

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .bench import TORCH_HINT
 from .errors import InputError
 
 __all__ = ["Race", "race"]
@@ -152,9 +153,7 @@ def race(
         try:
             import torch as imported
         except ImportError as exc:
-            raise InputError(
-                "the training race needs torch (pip install 'grusym[torch]' adds the pinned torch==2.13.0)"
-            ) from exc
+            raise InputError(f"the training race needs torch: {TORCH_HINT}") from exc
         torch = imported
     from . import load
     from .train.tasks import make_task
