@@ -154,6 +154,32 @@ def test_width_estimate_sees_a_long_display():
     assert len(lines) > 1 and all(width(x) <= MAX_EX for x in lines)
 
 
+# widths in ex that MathJax 3 (SVG output, display style) gave for these lines of the reports; the first
+# is the lstm bound (J.1), which the estimate once put at 85 ex and so left on one 107 ex line
+MATHJAX_EX = [
+    (93.8, r"\lVert J_{t} \rVert_{2} \le \frac{1}{4} \lVert W_{ho} \rVert_{2} + \frac{1}{4} "
+     r"\lVert W_{hf} \rVert_{2} \lVert c_{t-1} \rVert_{\infty} + \lVert W_{hg} \rVert_{2} + \frac{1}{4} "
+     r"\lVert W_{hi} \rVert_{2} + 1 + \frac{1}{4} \lVert W_{hf} \rVert_{2} \lVert c_{t-1} \rVert_{\infty} "
+     r"+ \lVert W_{hg} \rVert_{2}"),
+    (31.7, r"J_{t} = \operatorname{diag}\left(1 - h_{t}^{\odot 2}\right) W_{hh}^{\top} "
+     r"\operatorname{diag}\left(r_{t}\right)"),
+    (25.4, r"\underset{n \times d_{h}}{\delta h_{t}} = \delta^{\mathrm{out}} h_{t} "
+     r"+ \delta a_{o,t+1} W_{ho}^{\top}"),
+    (33.9, r"a_{i,t} = X_{t} W_{xi} + h_{t-1} W_{hi} + b_{xi} + b_{hi}"),
+    (17.9, r"\mathrm{tanh}_{c,t} = \tanh\left(c_{t}\right)"),
+    (26.2, r"y = \tanh\left(x\right) = \frac{- e^{- x} + e^{x}}{e^{x} + e^{- x}}"),
+    (4.0, r"W_{ho}"),
+    (2.1, r"\frac{1}{4}"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("measured", "tex"), MATHJAX_EX)
+def test_width_estimate_is_within_15_percent_of_mathjax(measured, tex):
+    from grusym.report.width import width
+
+    assert abs(width(tex) / measured - 1) <= 0.15, (round(width(tex), 1), measured)
+
+
 @pytest.mark.parametrize("bad", [r"a \\ b", r"a \, b", r"\{x\}", "a*b", "a<b"])
 def test_the_renderer_refuses_unsafe_math(bad):
     assert markdown.unsafe_math(bad)

@@ -1,5 +1,6 @@
-"""``grusym report``: write the derivation reports (Markdown, LaTeX, PDF) of one or every variant, or of
-a cell declared in the user's own file (``--cell FILE.py:NAME``: the same sections, under ``OUT/NAME/``)."""
+"""``grusym report``: write the derivation reports (Markdown, LaTeX, PDF) of one built-in cell or all of
+them, or of a cell declared in the user's own file (``--cell FILE.py:NAME``: the same sections, under
+``OUT/NAME/``)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ from ..errors import InputError
 if TYPE_CHECKING:
     from ..report.context import Subject
 
-HELP = "write the BPTT derivation report of one or every variant (Markdown, LaTeX, PDF) under derivations/"
+HELP = "write the BPTT derivation report of one or every built-in cell (Markdown, LaTeX, PDF) in derivations/"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--variant", help="report on this variant only (no index page)")
-    which.add_argument("--all", action="store_true", help="every variant plus the index page (the default)")
+    which.add_argument("--variant", help="this built-in cell only (a GRU variant or lstm; no index page)")
+    which.add_argument("--all", action="store_true", help="every built-in cell and the index (the default)")
     which.add_argument(
         "--cell",
         metavar="FILE.py:NAME",
@@ -56,7 +57,7 @@ def _cell_subject(spec: str) -> Subject:
 
 def run(args: argparse.Namespace) -> int:
     from ..report.build import default_out, write_reports
-    from ..symbolic.variants import VARIANTS
+    from ..symbolic.variants import CELLS
 
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     if args.cell is not None:
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--cell needs --out DIR: the folder to write the report of your cell to")
         subjects: list[str | Subject] = [_cell_subject(args.cell)]
     else:
-        subjects = [args.variant] if args.variant else list(VARIANTS)
+        subjects = [args.variant] if args.variant else list(CELLS)
     out = args.out or default_out()
     written = write_reports(subjects, formats, out)
     print(f"{len(written.changed)} report file(s) changed in {out}")

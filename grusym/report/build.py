@@ -1,8 +1,8 @@
 """Build the derivation reports: the text of every file, and writing them (plus figures and PDFs) to disk.
 
 Contract: :func:`render_files` returns ``{relative path: text}`` for the requested variants and formats
-without touching the disk; with every variant it adds the index page (``README.md``) and the combined LaTeX
-document (``derivations.tex``). :func:`write_reports` writes those files, the figures (``figures.json``
+without touching the disk; with every built-in cell it adds the index page (``README.md``) and the combined
+LaTeX document (``derivations.tex``). :func:`write_reports` writes those files, the figures (``figures.json``
 and PNGs drawn from it) and, for ``pdf``, compiles every LaTeX file. Only the measured verification block
 differs between two builds on one machine (see ``markdown.MEASURED_BEGIN``).
 """
@@ -54,16 +54,16 @@ def render_files(
     measured: a built-in's name, or the Subject of any other cell -> Measurement (``verify.measure``; a
     stub returning None leaves the block empty).
     data: precomputed ``figures.figure_data`` per cell name (computed when missing).
-    index: also the index page and combined document (default: when ``names`` is every variant).
+    index: also the index page and combined document (default: when ``names`` is every built-in cell).
     missing: per cell name, the figures that will not exist (the text says so instead of linking them).
     """
-    from ..symbolic.variants import VARIANTS
+    from ..symbolic.variants import CELLS
     from .figures import figure_data
     from .relations import RELATIONS, check
 
-    unknown = [n for n in names if isinstance(n, str) and n not in VARIANTS]
+    unknown = [n for n in names if isinstance(n, str) and n not in CELLS]
     if unknown:
-        raise InputError(f"unknown variant(s) {', '.join(unknown)}; known variants: {', '.join(VARIANTS)}")
+        raise InputError(f"unknown variant(s) {', '.join(unknown)}; known variants: {', '.join(CELLS)}")
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise InputError(f"unknown format(s) {', '.join(bad)}; known formats: {', '.join(FORMATS)}")
@@ -87,7 +87,7 @@ def render_files(
             files[f"{name}/{name}.tex"] = tex.render(doc)
     plain = [s.name for s in subjects]
     if index is None:
-        index = sorted(plain) == sorted(VARIANTS) and all(s.builtin for s in subjects)
+        index = sorted(plain) == sorted(CELLS) and all(s.builtin for s in subjects)
     if index:
         errors = {i: check(rel) for i, rel in enumerate(RELATIONS)}
         idx = index_document(plain, errors)
@@ -95,7 +95,7 @@ def render_files(
             files["README.md"] = markdown.render(idx)
         if "tex" in formats or "pdf" in formats:
             files[COMBINED] = tex.render_combined(
-                "grusym: the BPTT derivation of every GRU variant", [(idx, ""), *docs], REGENERATE
+                "grusym: the BPTT derivation of every built-in cell", [(idx, ""), *docs], REGENERATE
             )
     return files, data
 
@@ -163,6 +163,6 @@ def write_reports(
 
 
 def _is_all(subjects: list[Subject]) -> bool:
-    from ..symbolic.variants import VARIANTS
+    from ..symbolic.variants import CELLS
 
-    return sorted(s.name for s in subjects) == sorted(VARIANTS) and all(s.builtin for s in subjects)
+    return sorted(s.name for s in subjects) == sorted(CELLS) and all(s.builtin for s in subjects)

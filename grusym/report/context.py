@@ -19,7 +19,7 @@ from ..errors import InputError
 from ..symbolic.cell import INPUT, STATE, Cell, Step, d, h, n, q
 from ..symbolic.codegen import numbered
 from ..symbolic.derive import Derivation, adjoint_name, derive, derive_head
-from ..symbolic.variants import HEAD_PARAMS, VARIANTS
+from ..symbolic.variants import CELLS, HEAD_PARAMS
 from . import latex
 from .jacobian import Jacobian, jacobian, primitive_outputs, state_jacobian
 from .sources import cite
@@ -56,9 +56,9 @@ def subject(name: str) -> Subject:
 
     from ..symbolic.codegen import module_source
 
-    if name not in VARIANTS:
-        raise InputError(f"unknown variant(s) {name}; known variants: {', '.join(VARIANTS)}")
-    v = VARIANTS[name]
+    if name not in CELLS:
+        raise InputError(f"unknown variant(s) {name}; known variants: {', '.join(CELLS)}")
+    v = CELLS[name]
     return Subject(
         v.cell(),
         grusym.load(name),

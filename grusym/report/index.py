@@ -11,7 +11,7 @@ from typing import Any
 import sympy as sp
 
 from ..symbolic.cell import Cell
-from ..symbolic.variants import VARIANTS
+from ..symbolic.variants import CELLS
 from . import latex
 from .blocks import Block, Break, Bullets, Code, Document, Heading, Link, Math, Para, Table, Text
 from .context import REGENERATE, SIZES
@@ -37,10 +37,10 @@ def index_document(names: list[str], relation_errors: dict[int, float]) -> Docum
     """The comparison page: conventions, equations, sizes, users and the checked relations of the variants."""
     from .relations import RELATIONS
 
-    cells = {name: VARIANTS[name].cell() for name in names}
+    cells = {name: CELLS[name].cell() for name in names}
     rows, eqs, users = [], [], []
     for name in names:
-        v, cell = VARIANTS[name], cells[name]
+        v, cell = CELLS[name], cells[name]
         total = parameter_count(cell)
         link = (Link(name, f"{name}/README.md"),)
         rows.append(
@@ -68,18 +68,19 @@ def index_document(names: list[str], relation_errors: dict[int, float]) -> Docum
                 claim.append(Code(piece) if j % 2 else piece)
         rel_rows.append((tuple(cite(x) if isinstance(x, str) else x for x in claim), (rel.why,), (verdict,)))
     blocks: list[Block] = [
-        Heading(1, "grusym derivations: every GRU variant, derived"),
+        Heading(1, "grusym derivations: every built-in cell, derived"),
         Para(
             (
-                "One report per variant: the forward equations, the local derivatives SymPy derives, the "
-                "adjoint of one step, BPTT with the one-step Jacobian in closed form and when the gradient "
-                "vanishes or explodes, the generated code labelled with the equation numbers, the gradient "
-                "checks measured when the report was built, and figures. All of it is rendered from the "
-                "objects that generate the code (",
+                "One report per built-in cell (the seven GRU variants and the LSTM): the forward "
+                "equations, the local derivatives SymPy derives, the adjoint of one step, BPTT with the "
+                "one-step Jacobian in closed form and when the gradient vanishes or explodes, the "
+                "generated code labelled with the equation numbers, the gradient checks measured when "
+                "the report was built, and figures. All of it is rendered from the objects that generate "
+                "the code (",
                 Code("grusym.symbolic"),
                 "); regenerate with ",
                 Code(REGENERATE),
-                ". LaTeX: one standalone file per variant and ",
+                ". LaTeX: one standalone file per cell and ",
                 Link("derivations.tex", "derivations.tex"),
                 " with everything (",
                 Code("grusym report --format pdf"),

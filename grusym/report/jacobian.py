@@ -220,7 +220,7 @@ class Jacobian:
                         )
                     ):
                         parts: Norms = tuple((t.weight, "1") for t in step.terms)
-                        norms.append(parts + (((str(step.bias), "inf"),) if step.bias else ()))
+                        norms.append(parts + tuple((b, "inf") for b in step.biases))
                     else:
                         left.append(v)
             out.append(BoundTerm(coef, tuple(norms), tuple(left)))

@@ -83,6 +83,8 @@ def name(value: str, *, params: frozenset[str] | set[str] = frozenset(), t: bool
     if value.endswith("_prev") and len(value) > 5:  # a state's previous value: c_prev -> c_{t-1}
         return name(value[:-5], params=params).replace(",t}", ",t-1}").replace("_{t}", "_{t-1}")
     base, _, sub = value.partition("_")
+    if len(base) > 1:  # a word (lstm's tanh_c, a user's names) is upright, not a product of letters
+        base = rf"\mathrm{{{base}}}"
     if not t:
         return f"{base}_{{{sub}}}" if sub else base
     return f"{base}_{{{sub},t}}" if sub else f"{base}_{{t}}"
@@ -182,8 +184,7 @@ def step_equation(step: Step, params: set[str] | frozenset[str]) -> str:
     lhs = name(step.name)
     if step.kind == "linear":
         terms = [f"{name(t.left)} {name(t.weight, params=params)}" for t in step.terms]
-        if step.bias:
-            terms.append(name(step.bias, params=params))
+        terms += [name(b, params=params) for b in step.biases]  # torch-style cells keep two rows
         return f"{lhs} = {' + '.join(terms)}"
     return f"{lhs} = {elementwise(scalar_form(step.expr), params=params)}"
 

@@ -17,7 +17,7 @@ import sympy as sp
 from .. import runtime
 from ..symbolic.cell import INPUT, OUTPUT, Cell, prev_name, scalar_form
 from ..symbolic.primitives import PRIMITIVES
-from ..symbolic.variants import VARIANTS
+from ..symbolic.variants import CELLS
 
 __all__ = ["compile_scalar", "initial_state", "split_state", "state_grads", "step_values"]
 
@@ -79,7 +79,7 @@ def step_values(
 
     if isinstance(cell, str):
         module = module or grusym.load(cell)
-        cell = VARIANTS[cell].cell()
+        cell = CELLS[cell].cell()
     if module is None:
         raise ValueError(f"{cell.name}: step_values needs the generated module that runs the cell")
     name = cell.name

@@ -74,7 +74,7 @@ def _width(tokens: list[str]) -> float:
             a, i = _group(tokens, i + 1)
             b, i = _group(tokens, i)
             wa, wb = _width(a), _width(b)
-            total += max(wa, wb) + 0.4 if tok == "\\frac" else max(_SCRIPT * wa, wb)
+            total += max(wa, wb) + 1.0 if tok == "\\frac" else max(_SCRIPT * wa, wb)
             continue
         if tok in ("\\begin", "\\end", "\\tag", "\\text", "\\mathrm", "\\operatorname"):
             group, i = _group(tokens, i + 1)
@@ -93,6 +93,8 @@ def _width(tokens: list[str]) -> float:
             total += 2.6  # the glyph and the spaces around a relation or a binary operator
         elif tok in "(),[]|;:.":
             total += 0.9
+        elif tok.isupper():  # capitals are wider (MathJax: W, M 2.4 ex; H, N, X 2.0; J 1.4; lower case ~1.2)
+            total += 2.4 if tok in "WM" else 2.0
         else:
             total += 1.2
     return total

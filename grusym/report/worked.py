@@ -232,15 +232,12 @@ def worked_section(c: Context, w: dict[str, Any]) -> list[Block]:
     )
     for t in range(T):
         J = w["J"][t]
-        blocks.append(
-            Equation(
-                (
-                    rf"J_{{{t + 1}}}^{{(1)}} = {_pmatrix(J[0])}, \qquad J_{{{t + 1}}}^{{(2)}} = "
-                    rf"{_pmatrix(J[1])}",
-                ),
-                f"W.{t + 1}",
-            )
-        )
+        one, two = (rf"J_{{{t + 1}}}^{{({k + 1})}}" for k in range(2))
+        if len(c.cell.states) == 1:
+            tex = rf"{one} = {_pmatrix(J[0])}, \qquad {two} = {_pmatrix(J[1])}"
+        else:  # two full-state matrices side by side are wider than GitHub's column: one per line
+            tex = rf"\begin{{aligned}} {one} &= {_pmatrix(J[0])} \\ {two} &= {_pmatrix(J[1])} \end{{aligned}}"
+        blocks.append(Equation((tex,), f"W.{t + 1}"))
     chk = w["check"]
     where = ", ".join(str(k + 1) for k in chk["index"])
     blocks.append(
