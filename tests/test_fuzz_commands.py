@@ -127,7 +127,7 @@ def command_argv(files: dict[str, str], text_strategy):
         path_opt("--resume", checkpoints),
         path_opt("--json", jsons),
         opt("--task", ["lm", "adding", "LM", ""]),
-        opt("--variant", [*NAMES, "gru,rnn_tanh", "gru,gru", ",", "lstm"]),
+        opt("--variant", [*NAMES, "gru,rnn_tanh", "gru,gru", ",", "lstm", "lstn"]),
         *(opt(f"--{n}", SIZES) for n in ("hidden", "steps", "batch", "epochs", "length")),
         *(opt(f"--{n}", REAL) for n in ("lr", "clip", "scale", "max-seconds")),
         opt("--valid", FRACTIONS),

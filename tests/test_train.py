@@ -75,8 +75,9 @@ def test_curves_are_png_files_with_matplotlib(tmp_path):
     [
         {"epochs": 12},  # toy: SGD, sequential, carried state
         {"epochs": 12, "optimizer": "adam", "lr": 0.05, "sampling": "random", "dtype": "float32"},
+        {"epochs": 12, "variant": "lstm"},  # two carried states, h and c
     ],
-    ids=["sgd-sequential", "adam-random-float32"],
+    ids=["sgd-sequential", "adam-random-float32", "lstm"],
 )
 def test_resume_is_bit_exact(tmp_path, options):
     straight = train(make_config(**options), tmp_path / "a", log=quiet, write_plots=False)
@@ -94,10 +95,11 @@ def test_resume_is_bit_exact(tmp_path, options):
     assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
 
 
-def test_ctrl_c_mid_epoch_saves_a_checkpoint_that_resumes_bit_exact(tmp_path):
+@pytest.mark.parametrize("variant", ["gru", "lstm"])
+def test_ctrl_c_mid_epoch_saves_a_checkpoint_that_resumes_bit_exact(tmp_path, variant):
     text = tmp_path / "t.txt"
     text.write_text("a stitch in time saves nine; " * 20)
-    config = make_config(text=str(text), hidden=6, steps=5, batch=4, epochs=4)
+    config = make_config(text=str(text), hidden=6, steps=5, batch=4, epochs=4, variant=variant)
     straight = train(config, tmp_path / "a", log=quiet, write_plots=False)
     before = signal.getsignal(signal.SIGINT)  # SIG_IGN when pytest runs as a background job
 
@@ -111,6 +113,7 @@ def test_ctrl_c_mid_epoch_saves_a_checkpoint_that_resumes_bit_exact(tmp_path):
     assert "continue with --resume" in lines[-1]
     saved = checkpoint.load(tmp_path / "b" / "checkpoint.npz")
     assert (saved.epoch, saved.batch, saved.step) == (0, 11, 11) and saved.hidden is not None
+    assert len(saved.hidden) == len(grusym.load(variant).STATES)  # every carried state (lstm: h and c)
     assert json.loads((tmp_path / "b" / "metrics.json").read_text())["status"] == "interrupted"
     resumed = train(
         None, tmp_path / "b", resume=tmp_path / "b" / "checkpoint.npz", log=quiet, write_plots=False
@@ -248,6 +251,26 @@ def test_checkpoint_with_parameters_that_do_not_fit_is_rejected(saved, tmp_path)
     checkpoint.save(tmp_path / "bad2.npz", ckpt)
     with pytest.raises(InputError, match="Adam state"):
         train(None, tmp_path / "out", resume=tmp_path / "bad2.npz", log=quiet, write_plots=False)
+
+
+def test_checkpoint_missing_one_of_the_cells_states_is_rejected(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("a stitch in time saves nine; " * 20)
+    config = make_config(text=str(text), hidden=3, steps=5, batch=2, epochs=1, variant="lstm")
+    stop = {"at": 3}
+
+    def interrupt(step):
+        if step == stop["at"]:
+            signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "run", on_step=interrupt, log=quiet, write_plots=False)
+    ckpt = checkpoint.load(tmp_path / "run" / "checkpoint.npz")
+    assert ckpt.hidden is not None and len(ckpt.hidden) == 2  # h and c, each (batch, hidden)
+    ckpt.hidden = ckpt.hidden[:1]  # as a checkpoint written for a one-state cell would be
+    checkpoint.save(tmp_path / "bad.npz", ckpt)
+    with pytest.raises(InputError, match=r"lstm carries 2 state\(s\), the checkpoint holds 1"):
+        checkpoint.load(tmp_path / "bad.npz")
 
 
 def test_resume_refuses_changed_settings_or_a_changed_text(saved, tmp_path, capsys):

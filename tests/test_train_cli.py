@@ -70,7 +70,7 @@ def _files(tmp: Path) -> dict[str, Path]:
         (["--sampling", "shuffled"], "--sampling must be one of sequential, random"),
         (["--task", "copy"], "--task must be one of lm, adding"),
         (["--dtype", "float16"], "--dtype must be one of float64, float32"),
-        (["--variant", "lstm"], "unknown variant 'lstm'; known variants: gru"),
+        (["--variant", "lstn"], "unknown variant 'lstn'; known variants: gru"),
         (["--variant", "gru,gru"], "distinct variant names"),
         (["--primer", "Mx"], "--primer: 'x' is not in the model's vocabulary of 4 characters 'hatM'"),
         (["--primer", "xyx"], "--primer: 'x', 'y' are not in the model's vocabulary"),

@@ -134,7 +134,7 @@ def test_resume_may_change_the_primer(tmp_path):
         ["--text", "{short}"],
         ["--text", "{text}", "--primer", "\u20ac"],
         ["--text", "{text}", "--valid", "0.001"],
-        ["--variant", "gru,lstm"],
+        ["--variant", "gru,lstn"],
         ["--resume", "{tmp}/missing.npz"],
     ],
 )

@@ -7,9 +7,10 @@ parameters that do not fit the variant) into :class:`~grusym.errors.InputError` 
 
 Layout: ``meta`` is UTF-8 JSON as uint8 (format tag, version, config, vocabulary, position, progress,
 history, samples, the primer the samples continue, the absolute path the text was read from); ``param/<name>``
-the model; ``optim/<name>`` the optimiser state; ``hidden`` the carried
-hidden state (n, h). Every random draw is a function of ``(seed, epoch, index)``, so the position
-``(epoch, batch)`` together with the seed is the RNG state.
+the model; ``optim/<name>`` the optimiser state; ``hidden`` the carried hidden state (n, h), and
+``hidden/1``, ... the cell's further states in its ``STATES`` order (an LSTM's c). Every random draw is a
+function of ``(seed, epoch, index)``, so the position ``(epoch, batch)`` together with the seed is the RNG
+state.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Checkpoint:
     config: Config
     params: dict[str, Array]
     optimizer: dict[str, Array]
-    hidden: Array | None
+    hidden: tuple[Array, ...] | None  # the carried states, in the module's STATES order
     epoch: int = 0
     batch: int = 0
     step: int = 0
@@ -78,11 +79,21 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
     arrays: dict[str, Array] = {"meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
     arrays.update({f"param/{k}": v for k, v in ckpt.params.items()})
     arrays.update({f"optim/{k}": v for k, v in ckpt.optimizer.items()})
-    if ckpt.hidden is not None:
-        arrays["hidden"] = ckpt.hidden
+    for k, state in enumerate(ckpt.hidden or ()):
+        arrays["hidden" if k == 0 else f"hidden/{k}"] = state
     buffer = io.BytesIO()
     np.savez(buffer, allow_pickle=False, **arrays)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def _states(arrays: dict[str, Array]) -> tuple[Array, ...] | None:
+    """The carried states ``hidden``, ``hidden/1``, ... (None when the run carries none)."""
+    if "hidden" not in arrays:
+        return None
+    states = [arrays["hidden"]]
+    while f"hidden/{len(states)}" in arrays:
+        states.append(arrays[f"hidden/{len(states)}"])
+    return tuple(states)
 
 
 def load(path: str | Path) -> Checkpoint:
@@ -128,7 +139,7 @@ def load(path: str | Path) -> Checkpoint:
             config=Config.from_dict(meta["config"]),
             params={k[6:]: v for k, v in arrays.items() if k.startswith("param/")},
             optimizer={k[6:]: v for k, v in arrays.items() if k.startswith("optim/")},
-            hidden=arrays.get("hidden"),
+            hidden=_states(arrays),
             epoch=_count(meta["epoch"]),
             batch=_count(meta["batch"]),
             step=_count(meta["step"]),
@@ -209,10 +220,14 @@ def _check_params(ckpt: Checkpoint) -> None:
             )
     if dims["h"] != ckpt.config.hidden:
         raise InputError(f"parameters have hidden size {dims['h']} but the config says {ckpt.config.hidden}")
-    hidden, shape = ckpt.hidden, (ckpt.config.batch, dims["h"])
-    if hidden is not None and (
-        hidden.shape != shape or hidden.dtype != dtype or not np.isfinite(hidden).all()
-    ):
+    shape, states = (ckpt.config.batch, dims["h"]), len(module.STATES)
+    if ckpt.hidden is not None and len(ckpt.hidden) != states:
         raise InputError(
-            f"carried hidden state must be finite {dtype} of shape {shape}, got {hidden.dtype} {hidden.shape}"
+            f"{ckpt.config.variant} carries {states} state(s), the checkpoint holds {len(ckpt.hidden)}"
         )
+    for hidden in ckpt.hidden or ():
+        if hidden.shape != shape or hidden.dtype != dtype or not np.isfinite(hidden).all():
+            raise InputError(
+                f"carried hidden state must be finite {dtype} of shape {shape}, "
+                f"got {hidden.dtype} {hidden.shape}"
+            )

@@ -185,7 +185,7 @@ class _Run:
         self.params, self.optimizer, self.ckpt = params, optimizer, ckpt
         self.write_plots = write_plots
         self.epoch, self.batch, self.step = ckpt.epoch, ckpt.batch, ckpt.step
-        self.hidden = None if ckpt.hidden is None else ckpt.hidden.copy()
+        self.hidden = None if ckpt.hidden is None else tuple(s.copy() for s in ckpt.hidden)
         self.progress_sums = {
             "loss": 0.0,
             "seconds": 0.0,
@@ -217,12 +217,13 @@ class _Run:
         c, task = self.config, self.task
         if self.epoch == 0 and self.batch == 0:
             self.log(_header(c, task, self.out))
-        zeros = np.zeros((c.batch, c.hidden), dtype=np.dtype(c.dtype))
+        zeros = tuple(np.zeros((c.batch, c.hidden), dtype=np.dtype(c.dtype)) for _ in self.module.STATES)
         while self.epoch < c.epochs:
             batches = task.batches(self.epoch)
             epoch, self.epoch_len = self.epoch, len(batches)
             while self.epoch == epoch:
-                h0 = self.hidden if task.carries_state and self.batch > 0 else zeros
+                states = self.hidden if task.carries_state and self.batch > 0 and self.hidden else zeros
+                h0 = states[0] if len(states) == 1 else states  # a tuple for several, as the modules take it
                 tick = time.perf_counter()
                 problem = self._train_step(batches[self.batch], h0)
                 if problem:
@@ -276,7 +277,7 @@ class _Run:
             self.optimizer.step(self.params, grads)
         self.progress_sums["loss"] += loss
         self.progress_sums["window_loss"] += loss
-        self.hidden = h_T
+        self.hidden = h_T if isinstance(h_T, tuple) else (h_T,)
         return ""
 
     def _trace(self) -> None:
@@ -326,7 +327,8 @@ class _Run:
         ckpt = self.ckpt
         ckpt.params = {k: v.copy() for k, v in self.params.items()}
         ckpt.optimizer = {k: np.copy(v) for k, v in self.optimizer.state().items()}
-        ckpt.hidden = None if self.hidden is None or not self.task.carries_state else self.hidden.copy()
+        carried = self.hidden is not None and self.task.carries_state
+        ckpt.hidden = tuple(s.copy() for s in self.hidden) if carried and self.hidden else None
         ckpt.epoch, ckpt.batch, ckpt.step = self.epoch, self.batch, self.step
         ckpt.progress = {
             **self.progress_sums,

@@ -104,9 +104,8 @@ class LanguageModel:
         rows = max(1, min(wanted, len(X) // self.config.steps))
         T = len(X) // rows
         X, Y = (a[: rows * T].reshape(rows, T).T for a in (X, Y))
-        h0 = np.zeros((rows, self.config.hidden), dtype=np.dtype(self.config.dtype))
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            loss = float(module.loss(params, X, Y, h0))
+            loss = float(module.loss(params, X, Y))  # from zeros (every state, for several)
         return {"valid_loss": loss, "valid_perplexity": _exp(loss)}
 
     def sample(self, module: ModuleType, params: Mapping[str, Array], chars: int | None = None) -> str:
@@ -191,8 +190,7 @@ class Adding:
         return adding_loss_and_grads(module, params, X, y, h0)
 
     def predictions(self, module: ModuleType, params: Mapping[str, Array], X: Array) -> Array:
-        h0 = np.zeros((X.shape[1], self.config.hidden), dtype=self.dtype)
-        H, _ = module.forward(params, X, h0)
+        H, _ = module.forward(params, X)  # from zeros
         return module.head(params, H[-1])[:, 0]
 
     def epoch_metrics(self, module: ModuleType, params: Mapping[str, Array], mean_loss: float) -> dict:
