@@ -13,7 +13,7 @@ CHOICES = ("fd", "directional", "complex", "taylor", "oracle")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--variant", default="gru", help="variant to check (default: gru)")
-    which.add_argument("--all", action="store_true", help="check every variant")
+    which.add_argument("--all", action="store_true", help="check every built-in cell (GRU variants, lstm)")
     which.add_argument(
         "--cell",
         metavar="FILE.py:NAME",
@@ -45,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--method: unknown {unknown or 'empty list'}; choose from {','.join(CHOICES)}")
     if args.cell is not None:
         return _check_cell(args.cell, methods, args.seed, args.scale)
-    names = grusym.variants() if args.all else [grusym.load(args.variant).VARIANT]
+    from grusym.generated import CELLS
+
+    names = list(CELLS) if args.all else [grusym.load(args.variant).VARIANT]
     failed = False
     for name in names:
         for method in methods:
