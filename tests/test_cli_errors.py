@@ -331,28 +331,23 @@ def test_read_text_returns_utf8_without_bom(tmp_path):
     assert read_text(path) == "The Time Machine\r\né"
 
 
+def _cli_without_torch(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """``grusym argv`` in a fresh process where ``import torch`` fails, as on the core install."""
+    code = f"import sys; sys.modules['torch'] = None\nfrom grusym.cli import main\nsys.exit(main({argv!r}))\n"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+
+
 def test_bench_without_torch_names_the_pinned_extra():
     """The hint says how to get the comparison the way the project pins it, not a bare `pip install torch`."""
-    code = (
-        "import sys; sys.modules['torch'] = None\n"
-        "from grusym.cli import main\n"
-        "sys.exit(main(['bench', '--config', 'toy', '--repeat', '1', '--no-extras']))\n"
-    )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    run = _cli_without_torch(["bench", "--config", "toy", "--repeat", "1", "--no-extras"])
     assert run.returncode == 0, run.stderr
     assert "torch is not installed" in run.stdout and "pip install 'grusym[torch]'" in run.stdout
     assert "torch==2.13.0" in run.stdout and "pip install torch" not in run.stdout
 
 
 def test_training_race_without_torch_names_the_pinned_extra():
-    code = (
-        "import sys; sys.modules['torch'] = None\n"
-        "from grusym.cli import main\n"
-        "sys.exit(main(['bench', '--train-race', 'grusym/data/pride_and_prejudice_1-11.txt']))\n"
-    )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    run = _cli_without_torch(["bench", "--train-race", "grusym/data/pride_and_prejudice_1-11.txt"])
     assert run.returncode != 0 and "Traceback" not in run.stderr
     assert "pip install 'grusym[torch]'" in run.stderr and "torch==2.13.0" in run.stderr
     assert "pip install torch" not in run.stderr
