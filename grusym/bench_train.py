@@ -81,16 +81,16 @@ class Race:
 
 
 def _torch_run(
-    torch: ModuleType, config: Any, seconds: float, threads: int
+    torch: ModuleType, task: Any, seconds: float, threads: int
 ) -> tuple[list[tuple[float, float]], dict[str, Any]]:
-    """The per-epoch points and the final parameters (grusym's names) of the torch side."""
+    """The per-epoch points and the final parameters (grusym's names) of the torch side, on the batches
+    of ``task`` (the one grusym's side trained on)."""
     from . import load
     from .interop import from_torch_gru, to_torch_gru
-    from .train.tasks import make_task
 
+    config = task.config
     torch.manual_seed(config.seed)
     torch.set_num_threads(threads)
-    task = make_task(config)
     V, nh, _ = task.sizes
     dt = np.dtype(config.dtype)
     tdt = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[dt]
@@ -172,7 +172,7 @@ def race(
         result = train(config, tmp, max_seconds=grusym_seconds, on_step=on_step, log=lambda _: None,
                        write_plots=False)  # fmt: skip
     ours = [(ends[r["epoch"]], r["perplexity"]) for r in result.metrics["history"] if r["epoch"] in ends]
-    theirs, torch_params = _torch_run(torch, config, torch_seconds, threads)
+    theirs, torch_params = _torch_run(torch, task, torch_seconds, threads)
     module = load(VARIANT)
     held_out = tuple(task.valid_metrics(module, p).get("valid_perplexity", math.nan)
                      for p in (result.params, torch_params))  # fmt: skip
