@@ -20,7 +20,7 @@ import sympy as sp
 
 from .cell import INPUT, OUTPUT
 from .derive import adjoint_name
-from .emit import InPlace, Writer, _cost, cheapest, loop
+from .emit import InPlace, Writer, cheapest, cost, loop
 from .layout import Schedule, times_h
 from .printing import equation
 
@@ -53,12 +53,12 @@ class _Adjoints:
         """d[target] = e for its first contribution in a step, d[target] += e for the others."""
         w, em, d = self.w, self.em, self.target(target)
         if target in self.assigned:
-            for line in em._fold("np.add", e, d):
+            for line in em.fold("np.add", e, d):
                 w(line)
         elif target in self.g.slot and len(em.emit(e, d)) > 1:
             # a column block of dA is strided, and a ufunc touching a strided (n, h) view costs about twice
             # a contiguous one: work in a contiguous scratch buffer, only the last call writes the block
-            t = em._temp()
+            t = em.scratch()
             lines = em.emit(e, t)
             em.free.append(t)
             lines[-1] = lines[-1].removesuffix(f"out={t})") + f"out={d})"
@@ -76,7 +76,7 @@ class _Adjoints:
         if wt not in self.transposed:
             self.transposed.append(wt)
         if target in self.assigned:  # through scratch: ``d += a @ b`` would allocate every step
-            t = self.em._temp()
+            t = self.em.scratch()
             self.w(f"np.matmul({left}, {wt}, out={t})")
             self.w(f"np.add({d}, {t}, out={d})")
             self.em.free.append(t)
@@ -140,7 +140,7 @@ class _Adjoints:
 
 def _calls(temps: list[tuple[sp.Symbol, sp.Expr]], reduced: list[sp.Expr]) -> int:
     """The ufunc calls of a step's contributions after CSE (a bare shared name is computed into its host)."""
-    return sum(_cost(e)[0] for _, e in temps) + sum(0 if e.is_Symbol else _cost(e)[0] for e in reduced)
+    return sum(cost(e)[0] for _, e in temps) + sum(0 if e.is_Symbol else cost(e)[0] for e in reduced)
 
 
 def _shared_forms(exprs: list[sp.Expr]) -> tuple[list[tuple[sp.Symbol, sp.Expr]], list[sp.Expr]]:

@@ -15,7 +15,7 @@ import sympy as sp
 from .primitives import _Primitive
 from .printing import code
 
-__all__ = ["InPlace", "Writer", "cheapest", "loop"]
+__all__ = ["InPlace", "Writer", "cheapest", "cost", "loop"]
 
 
 class Writer:
@@ -86,16 +86,18 @@ class InPlace:
         for name, value in self.constants.items():
             w(f"{name} = np.array({value}, dtype={dtype})")
 
-    def _temp(self) -> str:
+    def scratch(self) -> str:
+        """A free scratch buffer's name (``tmp0``, ...); give it back by appending it to ``free``."""
         if self.free:
             return self.free.pop()
         self.count += 1
         return f"tmp{self.count - 1}"
 
-    def _fold(self, op: str, e: sp.Expr, out: str) -> list[str]:
+    def fold(self, op: str, e: sp.Expr, out: str) -> list[str]:
+        """The calls that apply ``out = op(out, e)`` in place (``e`` through a scratch buffer if needed)."""
         if _atom(e):
             return [f"{op}({out}, {self.lit(e)}, out={out})"]
-        t = self._temp()
+        t = self.scratch()
         lines = [*self.emit(e, t), f"{op}({out}, {t}, out={out})"]
         self.free.append(t)
         return lines
@@ -128,7 +130,7 @@ class InPlace:
             if rest:
                 lines = self.emit(rest[0], out)
                 for f in rest[1:]:
-                    lines += self._fold("np.multiply", f, out)
+                    lines += self.fold("np.multiply", f, out)
                 lines += [f"np.multiply({out}, {a.name}, out={out})" for a in atoms]
             elif len(atoms) >= 2:
                 lines = [f"np.multiply({atoms[0].name}, {atoms[1].name}, out={out})"]
@@ -166,14 +168,15 @@ class InPlace:
                     lines.append(f"np.subtract({self.lit(flip[1])}, {out}, out={out})")
                     sign = 1
             for s, a in terms:
-                lines += self._fold("np.add" if s * sign > 0 else "np.subtract", a, out)
+                lines += self.fold("np.add" if s * sign > 0 else "np.subtract", a, out)
             if sign < 0:
                 lines.append(f"np.negative({out}, out={out})")
             return lines
         raise NotImplementedError(f"no in-place emission for {e}")
 
 
-def _cost(e: sp.Expr) -> tuple[int, int]:
+def cost(e: sp.Expr) -> tuple[int, int]:
+    """(in-place NumPy calls, scratch buffers) that emitting ``e`` needs."""
     em = InPlace()
     return len(em.emit(e, "out")), em.count
 
@@ -188,7 +191,7 @@ def cheapest(e: sp.Expr) -> sp.Expr:
     expanded = sp.expand(e)
     candidates = [e, expanded, *(sp.collect(expanded, s) for s in sorted(e.free_symbols, key=str))]
     candidates.append(sp.factor(e))
-    best = min(candidates, key=_cost)
+    best = min(candidates, key=cost)
     if sp.expand(best - e) != 0:  # pragma: no cover - collect/factor are identities
         raise AssertionError(f"rewrite of {e} as {best} is not an identity")
     return best
