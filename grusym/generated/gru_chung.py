@@ -216,8 +216,10 @@ def _backward(params, cache, dH, buf, input_grad):
     dA_rows = dA.reshape(T * n, 3*nh)  # column blocks of it are strided BLAS operands
     if tokens:
         dW = rt.token_weight_grad(X, dA_rows, params["W_xz"].shape[0])
+        db = dW.sum(axis=0)
     else:
         dW = X.reshape(T * n, -1).T @ dA_rows
+        db = dA_rows.sum(axis=0)
     dW_xz = dW[:, :nh]
     dW_xr = dW[:, nh:2*nh]
     dW_xh = dW[:, 2*nh:3*nh]
@@ -226,7 +228,6 @@ def _backward(params, cache, dH, buf, input_grad):
     dW_hr = dW[:, nh:2*nh]
     dW = r_h_all.reshape(T * n, nh).T @ dA_rows[:, 2*nh:3*nh]
     dW_hh = dW
-    db = dA_rows.sum(axis=0)
     grads = {
         "W_xz": dW_xz,
         "W_hz": dW_hz,

@@ -214,8 +214,10 @@ def _backward(params, cache, dH, buf, input_grad):
     dA_rows = dA.reshape(T * n, 4*nh)  # column blocks of it are strided BLAS operands
     if tokens:
         dW = rt.token_weight_grad(X, dA_rows[:, :3*nh], params["W_xh"].shape[0])
+        db = np.concatenate((dW.sum(axis=0), dA_rows[:, 3*nh:4*nh].sum(axis=0)))
     else:
         dW = X.reshape(T * n, -1).T @ dA_rows[:, :3*nh]
+        db = dA_rows.sum(axis=0)
     dW_xh = dW[:, :nh]
     dW_xz = dW[:, nh:2*nh]
     dW_xr = dW[:, 2*nh:3*nh]
@@ -223,7 +225,6 @@ def _backward(params, cache, dH, buf, input_grad):
     dW_hz = dW[:, :nh]
     dW_hr = dW[:, nh:2*nh]
     dW_hh = dW[:, 2*nh:3*nh]
-    db = dA_rows.sum(axis=0)
     grads = {
         "W_xz": dW_xz,
         "W_hz": dW_hz,

@@ -182,14 +182,15 @@ def _backward(params, cache, dH, buf, input_grad):
     dA_rows = dA.reshape(T * n, 2*nh)  # column blocks of it are strided BLAS operands
     if tokens:
         dW = rt.token_weight_grad(X, dA_rows, params["W_xz"].shape[0])
+        db = dW.sum(axis=0)
     else:
         dW = X.reshape(T * n, -1).T @ dA_rows
+        db = dA_rows.sum(axis=0)
     dW_xz = dW[:, :nh]
     dW_xh = dW[:, nh:2*nh]
     dW = H[:-1].reshape(T * n, nh).T @ dA_rows
     dW_hz = dW[:, :nh]
     dW_hh = dW[:, nh:2*nh]
-    db = dA_rows.sum(axis=0)
     grads = {
         "W_xz": dW_xz,
         "W_hz": dW_hz,

@@ -246,8 +246,10 @@ def _backward(params, cache, dH, buf, input_grad):
     dA_rows = dA.reshape(T * n, 4*nh)  # column blocks of it are strided BLAS operands
     if tokens:
         dW = rt.token_weight_grad(X, dA_rows, params["W_xi"].shape[0])
+        db = dW.sum(axis=0)
     else:
         dW = X.reshape(T * n, -1).T @ dA_rows
+        db = dA_rows.sum(axis=0)
     dW_xi = dW[:, :nh]
     dW_xf = dW[:, nh:2*nh]
     dW_xg = dW[:, 2*nh:3*nh]
@@ -257,7 +259,6 @@ def _backward(params, cache, dH, buf, input_grad):
     dW_hf = dW[:, nh:2*nh]
     dW_hg = dW[:, 2*nh:3*nh]
     dW_ho = dW[:, 3*nh:4*nh]
-    db = dA_rows.sum(axis=0)
     grads = {
         "W_xi": dW_xi,
         "W_hi": dW_hi,

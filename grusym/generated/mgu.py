@@ -196,15 +196,16 @@ def _backward(params, cache, dH, buf, input_grad):
     dA_rows = dA.reshape(T * n, 2*nh)  # column blocks of it are strided BLAS operands
     if tokens:
         dW = rt.token_weight_grad(X, dA_rows, params["W_xf"].shape[0])
+        db = dW.sum(axis=0)
     else:
         dW = X.reshape(T * n, -1).T @ dA_rows
+        db = dA_rows.sum(axis=0)
     dW_xf = dW[:, :nh]
     dW_xh = dW[:, nh:2*nh]
     dW = H[:-1].reshape(T * n, nh).T @ dA_rows[:, :nh]
     dW_hf = dW
     dW = f_h_all.reshape(T * n, nh).T @ dA_rows[:, nh:2*nh]
     dW_hh = dW
-    db = dA_rows.sum(axis=0)
     grads = {
         "W_xf": dW_xf,
         "W_hf": dW_hf,

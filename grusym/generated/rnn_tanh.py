@@ -146,12 +146,13 @@ def _backward(params, cache, dH, buf, input_grad):
     dA_rows = dA.reshape(T * n, nh)  # column blocks of it are strided BLAS operands
     if tokens:
         dW = rt.token_weight_grad(X, dA_rows, params["W_xh"].shape[0])
+        db = dW.sum(axis=0)
     else:
         dW = X.reshape(T * n, -1).T @ dA_rows
+        db = dA_rows.sum(axis=0)
     dW_xh = dW
     dW = H[:-1].reshape(T * n, nh).T @ dA_rows
     dW_hh = dW
-    db = dA_rows.sum(axis=0)
     grads = {
         "W_xh": dW_xh,
         "W_hh": dW_hh,

@@ -234,14 +234,28 @@ def _parameter_gradients(w: Writer, g: Schedule) -> None:
     w("# parameter gradients: each is a sum over t, computed as one matmul over all T*n rows")
     grads: dict[str, str] = {}
     w(f"dA_rows = dA.reshape(T * n, {times_h(g.G)})  # column blocks of it are strided BLAS operands")
+    x_runs = g.runs.get(INPUT, [])
+    # token ids send each row of dA to exactly one row of dW: the bias gradient of the columns the X run
+    # covers, a sum of T*n rows, is the sum of dW's V rows (one run: a pass over V rows, not T*n)
+    token_db = len(x_runs) == 1
+    if token_db:
+        lo, hi = x_runs[0].lo, x_runs[0].hi
+        parts = [f"dA_rows[:, {g.cols(0, lo)}].sum(axis=0)"] if lo > 0 else []
+        parts.append("dW.sum(axis=0)")
+        parts += [f"dA_rows[:, {g.cols(hi, g.G)}].sum(axis=0)"] if hi < g.G else []
+        token_sum = parts[0] if len(parts) == 1 else f"np.concatenate(({', '.join(parts)}))"
     for left, runs in g.runs.items():
         for run in runs:
             rows = "dA_rows" if (run.lo, run.hi) == (0, g.G) else f"dA_rows[:, {g.cols(run.lo, run.hi)}]"
             if left == INPUT:
                 w("if tokens:")
                 w(f'    dW = rt.token_weight_grad(X, {rows}, params["{run.weights[0]}"].shape[0])')
+                if token_db:
+                    w(f"    db = {token_sum}")
                 w("else:")
                 w(f"    dW = X.reshape(T * n, -1).T @ {rows}")
+                if token_db:
+                    w("    db = dA_rows.sum(axis=0)")
             else:
                 stacked = f"{g.seq(g.state_of(left))}[:-1]" if left in g.prevs else f"{left}_all"
                 w(f"dW = {stacked}.reshape(T * n, nh).T @ {rows}")
@@ -252,7 +266,8 @@ def _parameter_gradients(w: Writer, g: Schedule) -> None:
                     w(f"d{name} = dW[:, {g.cols(k, k + 1)}]")
             for name in run.weights:
                 grads[name] = f"d{name}"
-    w("db = dA_rows.sum(axis=0)")
+    if not token_db:
+        w("db = dA_rows.sum(axis=0)")
     for s in g.order:
         i = g.slot[s.name]
         for k, bias in enumerate(s.biases):
@@ -272,7 +287,6 @@ def _parameter_gradients(w: Writer, g: Schedule) -> None:
     w("}")
     w("if input_grad:  # asked for by the caller (validate.check_input_grad)")
     w.indent = 2
-    x_runs = g.runs.get(INPUT, [])
     terms = [
         f"{'dA' if (r.lo, r.hi) == (0, g.G) else f'dA[:, :, {g.cols(r.lo, r.hi)}]'} @ {g.fused_x(r)}.T"
         for r in x_runs
