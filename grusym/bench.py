@@ -32,6 +32,7 @@ import numpy as np
 
 from . import load, runtime, validate
 from .bench_costs import codegen_time, import_time
+from .bench_elementwise import elementwise_bound
 from .bench_report import format_report
 from .errors import InputError
 
@@ -176,17 +177,23 @@ def model_memory_vs_T(variant: str, cfg: Config, dtype: Any, num_layers: int, bi
     )
 
 
+def _phase_problem(
+    variant: str, cfg: Config, dtype: Any, seed: int, inputs: str
+) -> tuple[ModuleType, dict[str, np.ndarray], np.ndarray, np.ndarray, bool, Any]:
+    """The module, parameters, X, Y, whether X is token ids, and the initial state(s) of one step."""
+    m = load(variant)
+    params = m.init_params(cfg.V, cfg.h, cfg.V, seed=seed, dtype=dtype)
+    X, Y, h0 = problem(cfg, dtype, seed)
+    return m, params, _inputs(X, cfg.V, dtype, inputs), Y, inputs == "ids", _initial(m, h0)
+
+
 def phase_steps(
     variant: str, cfg: Config, dtype: Any, seed: int = 0, inputs: str = "ids"
 ) -> dict[str, Callable[[], object]]:
     """Parts of one ``loss_and_grads`` call, alone: its ``validate`` calls, the forward loop and BPTT with
     the weight gradients (the generated ``_forward``/``_backward``, each on its own workspace)."""
-    m = load(variant)
-    params = m.init_params(cfg.V, cfg.h, cfg.V, seed=seed, dtype=dtype)
-    X, Y, h0 = problem(cfg, dtype, seed)
-    X, tokens = _inputs(X, cfg.V, dtype, inputs), inputs == "ids"
+    m, params, X, Y, tokens, states = _phase_problem(variant, cfg, dtype, seed, inputs)
     dt = np.dtype(dtype)
-    states = _initial(m, h0)
     args = states if isinstance(states, tuple) else (states,)
     H, cache = m._forward(params, X, tokens, *args, dt, runtime.fresh)
     dH = np.random.default_rng(seed).normal(0, 1e-3, H.shape).astype(dt)
@@ -375,6 +382,7 @@ class Result:
     memory: dict[str, Memory] = field(default_factory=dict)
     report: str = ""
     inputs: str = "ids"
+    elementwise_calls: int = 0  # ufunc calls the elementwise bound replays (with phases)
 
     def median(self, name: str) -> float:
         return statistics.median(self.times[name])
@@ -456,13 +464,19 @@ def run(
                                                    bidirectional=bi)  # fmt: skip
     parts = phase_steps(variants[0], cfg, dt, inputs=inputs)
     steps["validation"] = parts["validation"]
+    bound = None
     if phases:
         steps |= {f"part:{k}": f for k, f in parts.items() if k != "validation"}
         fl = floors[variants[0]]
         steps |= {f"part:floor {k}": fl.phases[k] for k in ("forward", "backward", "gradients", "head")}
+        _, params, X, _, tokens, states = _phase_problem(variants[0], cfg, dt, 0, inputs)
+        bound = elementwise_bound(variants[0], params, X, tokens,
+                                  states if isinstance(states, tuple) else (states,), dt)  # fmt: skip
+        steps["part:elementwise"] = bound.step
     pause = cfg.pause if pause is None else pause
     result = Result(cfg, dtype, interleaved(steps, repeat, pause), flops, notes, floors, pause=pause)
     result.inputs = inputs
+    result.elementwise_calls = bound.calls if bound else 0
     if extras:
         result.codegen = codegen_time()
         result.imports = {v: import_time(v) for v in variants}

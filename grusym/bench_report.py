@@ -88,6 +88,7 @@ def format_report(result: Result, variants: Sequence[str], torch: ModuleType | N
                 "floor backward": "floor: BPTT-loop matmuls",
                 "floor gradients": "floor: weight-gradient matmuls",
                 "floor head": "floor: head matmuls",
+                "elementwise": "bound: the elementwise calls alone, hot operands",
             }[name[5:]]
             label = f"of which {what} ({variants[0]})"
         elif name.startswith(("model:", "torch:")):
@@ -114,6 +115,17 @@ def format_report(result: Result, variants: Sequence[str], torch: ModuleType | N
             else " (one-hot rows: the input projection and its weight gradient are GEMMs; no dX)."
         ),
     ]
+    if "part:elementwise" in result.times:
+        v, bound = variants[0], result.median("part:elementwise")
+        floor, calls = result.median(f"floor:{v}"), result.elementwise_calls
+        lines += [
+            "",
+            f"The elementwise bound replays the {calls:,} elementwise ufunc calls of one {v} step "
+            f"({calls / cfg.T:.0f} per time step) alone, every operand contiguous and "
+            f"in cache: {_ms(bound)} ms. The floor plus it, {(floor + bound) / floor:.2f}x the floor "
+            f"({v} itself: {result.median(v) / floor:.2f}x), bounds from below what these NumPy calls "
+            "can take in any memory layout.",
+        ]
     if "model:2 layers" in result.times:
         one = result.median(variants[0])
         ratios = ", ".join(

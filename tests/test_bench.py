@@ -6,13 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from typing import ClassVar
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import grusym
 from grusym import bench, bench_costs, runtime
+from grusym.bench_elementwise import elementwise_bound, record
 from grusym.cli import main
 from grusym.symbolic.codegen import gemm_plan
 
@@ -51,8 +52,11 @@ def test_phases_time_the_parts_of_the_step_and_of_its_floor():
                        out=lambda s: None)  # fmt: skip
     parts = {k for k in result.times if k.startswith("part:")}
     assert parts == {"part:forward", "part:backward", "part:floor forward", "part:floor backward",
-                     "part:floor gradients", "part:floor head"}  # fmt: skip
+                     "part:floor gradients", "part:floor head", "part:elementwise"}  # fmt: skip
     assert "of which BPTT loop + weight gradients (gru)" in result.report
+    assert result.elementwise_calls > 0
+    calls = result.elementwise_calls
+    assert f"replays the {calls:,} elementwise ufunc calls of one gru step" in result.report
 
 
 def test_run_with_torch_compares_against_nn_gru():
@@ -92,38 +96,17 @@ def test_floor_flops_equal_the_dense_model_count(name, tokens):
     assert floor.flops == expected
 
 
-class _Recorder(np.ndarray):
-    """An array that logs the (m, k, n) of every matrix product it takes part in."""
-
-    log: ClassVar[list[tuple[int, int, int]]] = []
-
-    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
-        args = [np.asarray(a) if isinstance(a, _Recorder) else a for a in inputs]
-        if out is not None:
-            kwargs["out"] = tuple(np.asarray(o) if isinstance(o, _Recorder) else o for o in out)
-        if ufunc is np.matmul and method == "__call__":
-            _Recorder.log.append((args[0].shape[-2], args[0].shape[-1], args[1].shape[-1]))
-        result = getattr(ufunc, method)(*args, **kwargs)
-        if out is not None:
-            return out[0] if len(out) == 1 else out
-        return result.view(_Recorder) if isinstance(result, np.ndarray) else result
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_floor_replays_the_matmuls_the_generated_step_runs(name):
     """Guards the floor against drifting from the generator: the generated forward and BPTT, run on arrays
     that log every matmul, perform exactly the plan's products (head products are loss_and_grads')."""
     cfg = bench.Config("odd", T=3, n=2, V=5, h=4, repeat=1, Ts=())  # distinct sizes: no coincidences
     m = grusym.load(name)
-    p = {k: v.view(_Recorder) for k, v in m.init_params(cfg.V, cfg.h, cfg.V, seed=0).items()}
+    p = m.init_params(cfg.V, cfg.h, cfg.V, seed=0)
     X, _, h0 = bench.problem(cfg, np.float64)
-
-    def buf(name, shape, dtype):
-        return np.empty(shape, dtype).view(_Recorder)
-
-    _Recorder.log = []
-    H, cache = m._forward(p, X, True, h0.view(_Recorder), np.dtype(np.float64), buf)
-    m._backward(p, cache, np.ones(H.shape).view(_Recorder), buf, False)
+    states = tuple(h0 for _ in m.STATES)
+    calls = record(m, p, X, True, states, np.dtype(np.float64))
+    log = [(s[0][1][-2], s[0][1][-1], s[1][1][-1]) for u, s, _ in calls if u is np.matmul]
     dims = {"T": cfg.T, "n": cfg.n, "d": cfg.V, "h": cfg.h, "q": cfg.V}
     expected = []
     plan = [g for g in gemm_plan(name) if g.when in ("always", "tokens") and "W_hq" not in g.label]
@@ -132,7 +115,43 @@ def test_floor_replays_the_matmuls_the_generated_step_runs(name):
         per_step = [g.per_step for g in plan if g.phase == phase]
         assert len(set(per_step)) <= 1
         expected += products * (cfg.T if per_step and per_step[0] else 1)
-    assert _Recorder.log == expected
+    assert log == expected
+
+
+def _loop_calls(source: str) -> int:
+    """Elementwise ufunc calls per time step, read off the generated text: the statements of the loops of
+    _forward and _backward (a sigmoid is 4 calls: x/2, tanh, /2, + 1/2)."""
+    count, in_loop = 0, False
+    for line in source.splitlines():
+        stripped = line.strip()
+        if line.startswith("    for ") and "zip(" in line:
+            in_loop = True
+        elif in_loop and not line.startswith("        "):
+            in_loop = False
+        if in_loop and stripped.startswith("np.") and not stripped.startswith(("np.matmul(", "np.copyto(")):
+            count += 1
+        elif in_loop and stripped.startswith("rt.sigmoid("):
+            count += 4
+    return count
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_elementwise_bound_replays_every_elementwise_call_of_the_loops(name):
+    """The recorded calls grow by the generated loops' elementwise statements per extra time step, and the
+    replay runs each recorded call once (matmuls excluded)."""
+    m = grusym.load(name)
+    source = (Path(grusym.__file__).parent / "generated" / f"{name}.py").read_text()
+    counts = {}
+    for T in (3, 4):
+        cfg = bench.Config("odd", T=T, n=2, V=5, h=4, repeat=1, Ts=())
+        p = m.init_params(cfg.V, cfg.h, cfg.V, seed=0)
+        X, _, h0 = bench.problem(cfg, np.float64)
+        calls = record(m, p, X, True, (h0,), np.dtype(np.float64))
+        counts[T] = sum(u is not np.matmul for u, _, _ in calls)
+        bound = elementwise_bound(name, p, X, True, (h0,), np.float64)
+        assert bound.calls == counts[T]
+        bound.step()
+    assert counts[4] - counts[3] == _loop_calls(source) > 0
 
 
 def test_memory_grows_linearly_with_T():

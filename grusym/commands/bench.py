@@ -42,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--phases",
         action="store_true",
-        help="also time the forward loop, the BPTT loop and the floor's phases (where the time goes)",
+        help="also time the forward loop, the BPTT loop, the floor's phases and the elementwise bound "
+        "(where the time goes)",
     )
     p.add_argument(
         "--no-extras",
