@@ -32,7 +32,7 @@ import numpy as np
 
 from . import load, runtime, validate
 from .bench_costs import codegen_time, import_time
-from .bench_elementwise import elementwise_bound
+from .bench_elementwise import ElementwiseBound, elementwise_bound
 from .bench_report import format_report
 from .errors import InputError
 
@@ -177,22 +177,17 @@ def model_memory_vs_T(variant: str, cfg: Config, dtype: Any, num_layers: int, bi
     )
 
 
-def _phase_problem(
-    variant: str, cfg: Config, dtype: Any, seed: int, inputs: str
-) -> tuple[ModuleType, dict[str, np.ndarray], np.ndarray, np.ndarray, bool, Any]:
-    """The module, parameters, X, Y, whether X is token ids, and the initial state(s) of one step."""
+def phase_steps(
+    variant: str, cfg: Config, dtype: Any, seed: int = 0, inputs: str = "ids", bound: bool = False
+) -> tuple[dict[str, Callable[[], object]], ElementwiseBound | None]:
+    """Parts of one ``loss_and_grads`` call, alone: its ``validate`` calls, the forward loop and BPTT with
+    the weight gradients (the generated ``_forward``/``_backward``, each on its own workspace); with
+    ``bound``, also the step's elementwise bound (:mod:`grusym.bench_elementwise`)."""
     m = load(variant)
     params = m.init_params(cfg.V, cfg.h, cfg.V, seed=seed, dtype=dtype)
     X, Y, h0 = problem(cfg, dtype, seed)
-    return m, params, _inputs(X, cfg.V, dtype, inputs), Y, inputs == "ids", _initial(m, h0)
-
-
-def phase_steps(
-    variant: str, cfg: Config, dtype: Any, seed: int = 0, inputs: str = "ids"
-) -> dict[str, Callable[[], object]]:
-    """Parts of one ``loss_and_grads`` call, alone: its ``validate`` calls, the forward loop and BPTT with
-    the weight gradients (the generated ``_forward``/``_backward``, each on its own workspace)."""
-    m, params, X, Y, tokens, states = _phase_problem(variant, cfg, dtype, seed, inputs)
+    X, tokens = _inputs(X, cfg.V, dtype, inputs), inputs == "ids"
+    states = _initial(m, h0)
     dt = np.dtype(dtype)
     args = states if isinstance(states, tuple) else (states,)
     H, cache = m._forward(params, X, tokens, *args, dt, runtime.fresh)
@@ -204,11 +199,12 @@ def phase_steps(
         validate.check_inputs(X, states, dims, d, m.STATES)
         return validate.check_targets(Y, cfg.T, cfg.n, cfg.V)
 
-    return {
+    parts: dict[str, Callable[[], object]] = {
         "validation": validation,
         "forward": lambda: m._forward(params, X, tokens, *args, dt, ws_f),
         "backward": lambda: m._backward(params, cache, dH, ws_b, False),
     }
+    return parts, elementwise_bound(variant, params, X, tokens, args, dt) if bound else None
 
 
 def torch_step(
@@ -462,16 +458,13 @@ def run(
             for row, (layers, bi, _) in list(MODELS.items())[:2]:
                 steps[f"torch:{row}"] = torch_step(torch, cfg, dt, threads=torch_threads, num_layers=layers,
                                                    bidirectional=bi)  # fmt: skip
-    parts = phase_steps(variants[0], cfg, dt, inputs=inputs)
+    parts, bound = phase_steps(variants[0], cfg, dt, inputs=inputs, bound=phases)
     steps["validation"] = parts["validation"]
-    bound = None
     if phases:
         steps |= {f"part:{k}": f for k, f in parts.items() if k != "validation"}
         fl = floors[variants[0]]
         steps |= {f"part:floor {k}": fl.phases[k] for k in ("forward", "backward", "gradients", "head")}
-        _, params, X, _, tokens, states = _phase_problem(variants[0], cfg, dt, 0, inputs)
-        bound = elementwise_bound(variants[0], params, X, tokens,
-                                  states if isinstance(states, tuple) else (states,), dt)  # fmt: skip
+    if bound is not None:
         steps["part:elementwise"] = bound.step
     pause = cfg.pause if pause is None else pause
     result = Result(cfg, dtype, interleaved(steps, repeat, pause), flops, notes, floors, pause=pause)

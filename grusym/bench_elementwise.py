@@ -5,9 +5,10 @@ every ufunc call they take part in (:class:`_Logged`) and returns the calls in o
 specs, output shapes); matrix products are ``np.matmul`` calls among them. :func:`elementwise_bound`
 replays the others on a few small preallocated arrays per shape, so every operand is contiguous and in
 cache and no matmul runs in between.
-The GEMM floor plus this time is the least a step that makes one NumPy call per operation can take,
-whatever its layout: it keeps the passes and drops cold memory, strided blocks and the matmuls' cache
-traffic. ``grusym bench --phases`` prints it.
+
+The GEMM floor plus this time bounds from below what the step's NumPy calls can take in any memory
+layout: it keeps the passes and drops cold memory, strided blocks and the matmuls' cache traffic.
+``grusym bench --phases`` prints it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _spec(x: Any) -> Spec:
 
 
 class _Logged(np.ndarray):
-    """An array that logs every elementwise ufunc call it takes part in (``log``), then runs it plainly."""
+    """An array that logs every ufunc call it takes part in (``log``), then runs it on plain arrays."""
 
     log: ClassVar[list[Call]] = []
 
