@@ -204,7 +204,7 @@ def phase_steps(
         "forward": lambda: m._forward(params, X, tokens, *args, dt, ws_f),
         "backward": lambda: m._backward(params, cache, dH, ws_b, False),
     }
-    return parts, elementwise_bound(variant, params, X, tokens, args, dt) if bound else None
+    return parts, elementwise_bound(m, params, X, tokens, args, dt) if bound else None
 
 
 def torch_step(

@@ -19,8 +19,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from . import load
-
 __all__ = ["ElementwiseBound", "elementwise_bound", "record"]
 
 # an operand: ("array", shape, dtype) for an array with elements, ("value", v) for a 0-d array or scalar
@@ -84,10 +82,10 @@ class ElementwiseBound:
     calls: int
 
 
-def elementwise_bound(variant: str, params: dict[str, np.ndarray], X: np.ndarray, tokens: bool,
+def elementwise_bound(module: Any, params: dict[str, np.ndarray], X: np.ndarray, tokens: bool,
                       states: tuple, dtype: Any) -> ElementwiseBound:  # fmt: skip
-    """The replay of ``variant``'s elementwise calls (see the module docstring)."""
-    calls = record(load(variant), params, X, tokens, states, np.dtype(dtype))
+    """The replay of the generated ``module``'s elementwise calls (see the module docstring)."""
+    calls = record(module, params, X, tokens, states, np.dtype(dtype))
     rng = np.random.default_rng(0)
     pool: dict[tuple[Any, ...], list[np.ndarray]] = {}
 

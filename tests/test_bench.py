@@ -148,7 +148,7 @@ def test_elementwise_bound_replays_every_elementwise_call_of_the_loops(name):
         X, _, h0 = bench.problem(cfg, np.float64)
         calls = record(m, p, X, True, (h0,), np.dtype(np.float64))
         counts[T] = sum(u is not np.matmul for u, _, _ in calls)
-        bound = elementwise_bound(name, p, X, True, (h0,), np.float64)
+        bound = elementwise_bound(m, p, X, True, (h0,), np.float64)
         assert bound.calls == counts[T]
         bound.step()
     assert counts[4] - counts[3] == _loop_calls(source) > 0
