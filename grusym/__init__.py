@@ -56,23 +56,36 @@ def variants() -> list[str]:
     return list(VARIANTS)
 
 
+BACKENDS = ("numpy", "fused")  # the generated modules: plain NumPy, or the same with Numba kernels
+FUSED_HINT = 'the fused backend needs numba: pip install "grusym[fused]"'
+
+
 @overload
 def load(
     name: str,
     num_layers: Literal[1] = 1,
     bidirectional: Literal[False] = False,
     batch_first: Literal[False] = False,
+    backend: str = "numpy",
 ) -> ModuleType: ...
 
 
 @overload
 def load(
-    name: str, num_layers: int = 1, bidirectional: bool = False, batch_first: bool = False
+    name: str,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    batch_first: bool = False,
+    backend: str = "numpy",
 ) -> ModuleType | Model: ...
 
 
 def load(
-    name: str, num_layers: int = 1, bidirectional: bool = False, batch_first: bool = False
+    name: str,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    batch_first: bool = False,
+    backend: str = "numpy",
 ) -> ModuleType | Model:
     """The generated NumPy module of built-in cell ``name`` (a GRU variant of ``variants()``, or ``lstm``),
     or a whole model of it.
@@ -81,13 +94,24 @@ def load(
     and ``loss_and_grads``. Otherwise a :class:`grusym.model.Model` with the same functions (and ``step``
     when unidirectional), shaped like ``torch.nn.GRU(d, h, num_layers, bidirectional=..., batch_first=...)``
     (``nn.LSTM`` for ``lstm``). A user's cell module: ``grusym.model.build(module, ...)``.
+
+    backend: ``"numpy"`` (the default: the generated NumPy module) or ``"fused"`` (the same module with
+    each run of elementwise calls of its loops as one Numba kernel; same results, needs ``numba``).
     """
     from .generated import CELLS
 
     known = list(CELLS)
     if not isinstance(name, str) or name not in known:
         raise UnknownVariantError(f"unknown variant {name!r}; known variants: {', '.join(known)}")
-    module = importlib.import_module(f"{__name__}.generated.{name}")
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; known backends: {', '.join(BACKENDS)}")
+    if backend == "fused":
+        try:
+            import numba  # noqa: F401
+        except ImportError:
+            raise InputError(FUSED_HINT) from None
+    package = "generated" if backend == "numpy" else "generated.fused"
+    module = importlib.import_module(f"{__name__}.{package}.{name}")
     if num_layers == 1 and bidirectional is False and batch_first is False:
         return module
     if not isinstance(bidirectional, (bool, np.bool_)):

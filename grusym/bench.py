@@ -115,11 +115,12 @@ def _inputs(X: np.ndarray, V: int, dtype: Any, inputs: str) -> np.ndarray:
 
 
 def numpy_step(
-    variant: str, cfg: Config, dtype: Any, seed: int = 0, inputs: str = "ids"
+    variant: str, cfg: Config, dtype: Any, seed: int = 0, inputs: str = "ids", backend: str = "numpy"
 ) -> Callable[[], object]:
-    """One ``loss_and_grads`` call of the generated module on the config's problem. One-hot rows ask for
-    no input gradient (``input_grad=False``), as torch's one-hot tensor needs none."""
-    m = load(variant)
+    """One ``loss_and_grads`` call of the generated module (``backend="fused"``: its Numba-fused twin) on
+    the config's problem. One-hot rows ask for no input gradient (``input_grad=False``), as torch's one-hot
+    tensor needs none."""
+    m = load(variant, backend=backend)
     params = m.init_params(cfg.V, cfg.h, cfg.V, seed=seed, dtype=dtype)
     X, Y, h0 = problem(cfg, dtype, seed)
     X = _inputs(X, cfg.V, dtype, inputs)
@@ -387,6 +388,15 @@ class Result:
 _AUTO: Any = object()
 
 
+def fused_available() -> bool:
+    """Whether numba imports, so the fused modules can run."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _import_torch() -> ModuleType | None:
     try:
         import torch
@@ -408,6 +418,7 @@ def run(
     torch_threads: int = TORCH_THREADS,
     models: bool = False,
     inputs: str = "ids",
+    fused: bool | None = None,
 ) -> Result:
     """Time one training step of each variant against torch and the GEMM floor; print and return the report.
 
@@ -419,6 +430,7 @@ def run(
     pause: seconds of sleep before each timed call (default: the config's).
     inputs: ``"ids"`` (token ids) or ``"onehot"`` (the same tokens as one-hot float rows, no dX asked for;
     torch always gets one-hot rows).
+    fused: also time each variant's fused module (default: when numba is installed).
     """
     if inputs not in INPUTS:
         raise InputError(f"inputs must be one of {', '.join(INPUTS)}, got {inputs!r}")
@@ -445,9 +457,18 @@ def run(
         notes.append(f"torch is not installed: the nn.GRU comparison is skipped; {TORCH_HINT}")
     else:
         notes.append("the nn.GRU comparison was not asked for (no torch module given)")
+    if fused is None:
+        fused = fused_available()
+        if not fused:
+            notes.append(
+                'numba is not installed: the fused rows are skipped; pip install "grusym[fused]" adds it'
+            )
     floors = {}
     for v in variants:
         steps[v] = numpy_step(v, cfg, dt, inputs=inputs)
+        if fused:
+            steps[f"fused:{v}"] = numpy_step(v, cfg, dt, inputs=inputs, backend="fused")
+            flops[f"fused:{v}"] = model_flops(v, cfg)
         floors[v] = gemm_floor(v, cfg, dt, tokens=inputs == "ids", input_grad=False)
         steps[f"floor:{v}"] = floors[v].step
         flops[v] = flops[f"floor:{v}"] = model_flops(v, cfg)

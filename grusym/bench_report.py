@@ -71,7 +71,7 @@ def format_report(result: Result, variants: Sequence[str], torch: ModuleType | N
     ]
     for name, ts in result.times.items():
         med = statistics.median(ts)
-        lstm = name in ("lstm", "floor:lstm", "torch lstm")
+        lstm = name in ("lstm", "floor:lstm", "fused:lstm", "torch lstm")
         against = "torch lstm" if lstm else "torch"
         ref = result.median(against) if against in result.times else None
         if name == "torch":
@@ -94,6 +94,8 @@ def format_report(result: Result, variants: Sequence[str], torch: ModuleType | N
         elif name.startswith(("model:", "torch:")):
             who = f"grusym {variants[0]}" if name.startswith("model:") else "torch nn.GRU"
             label = f"{who}, {name[6:]}"
+        elif name.startswith("fused:"):
+            label = f"grusym {name[6:]}, fused (Numba kernels)"
         else:
             label = f"GEMM floor of {name[6:]}" if name.startswith("floor:") else f"grusym {name}"
         ratio = f"{med / ref:.2f}" if ref else "-"
@@ -124,7 +126,13 @@ def format_report(result: Result, variants: Sequence[str], torch: ModuleType | N
             f"({calls / cfg.T:.0f} per time step) alone, every operand contiguous and "
             f"in cache: {_ms(bound)} ms. The floor plus it, {(floor + bound) / floor:.2f}x the floor "
             f"({v} itself: {result.median(v) / floor:.2f}x), bounds from below what these NumPy calls "
-            "can take in any memory layout.",
+            "can take in any memory layout."
+            + (
+                f" The fused module, which replaces runs of them by Numba kernels, takes "
+                f"{result.median('fused:' + v) / floor:.2f}x the floor."
+                if f"fused:{v}" in result.times
+                else ""
+            ),
         ]
     if "model:2 layers" in result.times:
         one = result.median(variants[0])

@@ -48,6 +48,7 @@ class Race:
     torch: list[tuple[float, float]]
     seconds: tuple[float, float]  # (grusym's budget, torch's budget)
     held_out: tuple[float, float]  # (grusym's, torch's) held-out perplexity after its budget
+    backend: str = "numpy"  # the generated modules grusym trained with
 
     def best(self, side: str) -> float:
         points = getattr(self, side)
@@ -57,7 +58,7 @@ class Race:
         g, t = self.held_out
         verdict = "reaches" if g <= t * (1 + 1e-6) else "does not reach"  # equal up to rounding: reached
         lines = [
-            f"## grusym train vs torch, {VARIANT}, d2l hyperparameters",
+            f"## grusym train (backend {self.backend}) vs torch, {VARIANT}, d2l hyperparameters",
             "",
             "| epoch | grusym s | grusym perplexity | torch s | torch perplexity |",
             "|---|---|---|---|---|",
@@ -143,10 +144,11 @@ def race(
     threads: int = 2,
     epochs: int = 1000,
     out: Callable[[str], object] = print,
+    backend: str = "numpy",
 ) -> Race:
     """Train on ``text`` for ``grusym_seconds`` with ``grusym.train.train`` and ``torch_seconds`` in torch
     (see the module docstring); print and return the per-epoch perplexities. ``torch``: the torch module
-    (default: import it)."""
+    (default: import it); backend: the generated modules grusym trains with (``grusym.load``'s)."""
     from .train import make_config, train
 
     if torch is None:
@@ -170,12 +172,12 @@ def race(
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         result = train(config, tmp, max_seconds=grusym_seconds, on_step=on_step, log=lambda _: None,
-                       write_plots=False)  # fmt: skip
+                       write_plots=False, backend=backend)  # fmt: skip
     ours = [(ends[r["epoch"]], r["perplexity"]) for r in result.metrics["history"] if r["epoch"] in ends]
     theirs, torch_params = _torch_run(torch, task, torch_seconds, threads)
     module = load(VARIANT)
     held_out = tuple(task.valid_metrics(module, p).get("valid_perplexity", math.nan)
                      for p in (result.params, torch_params))  # fmt: skip
-    result_race = Race(ours, theirs, (grusym_seconds, torch_seconds), (held_out[0], held_out[1]))
+    result_race = Race(ours, theirs, (grusym_seconds, torch_seconds), (held_out[0], held_out[1]), backend)
     out(result_race.report())
     return result_race

@@ -3,6 +3,7 @@ the generated code really runs, and the workspace the fast path reuses across ca
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import threading
@@ -24,7 +25,7 @@ TOY = bench.CONFIGS["toy"]
 def test_run_without_torch_prints_the_table_and_a_note():
     printed: list[str] = []
     result = bench.run("toy", "float64", ["gru", "rnn_tanh"], repeat=2, torch=None, extras=False,
-                       pause=0, out=printed.append)  # fmt: skip
+                       pause=0, out=printed.append, fused=False)  # fmt: skip
     assert printed == [result.report]
     text = result.report
     assert "nn.GRU comparison was not asked for" in text
@@ -32,6 +33,23 @@ def test_run_without_torch_prints_the_table_and_a_note():
         assert row in text
     assert set(result.times) == {"gru", "floor:gru", "rnn_tanh", "floor:rnn_tanh", "validation"}
     assert all(len(ts) == 2 and min(ts) > 0 for ts in result.times.values())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
+def test_run_times_the_fused_modules_when_numba_is_installed():
+    result = bench.run("toy", "float32", ["gru"], repeat=1, torch=None, extras=False, pause=0,
+                       out=lambda s: None)  # fmt: skip
+    assert {"gru", "fused:gru", "floor:gru"} <= set(result.times)
+    assert "| grusym gru, fused (Numba kernels) |" in result.report
+    assert not any("numba" in note for note in result.notes)
+
+
+def test_run_notes_an_absent_numba(monkeypatch):
+    monkeypatch.setattr(bench, "fused_available", lambda: False)
+    result = bench.run("toy", "float32", ["gru"], repeat=1, torch=None, extras=False, pause=0,
+                       out=lambda s: None)  # fmt: skip
+    assert not any(k.startswith("fused:") for k in result.times)
+    assert 'numba is not installed: the fused rows are skipped; pip install "grusym[fused]"' in result.report
 
 
 def test_run_notes_an_absent_torch():

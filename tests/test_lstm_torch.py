@@ -2,10 +2,13 @@
 
 The test maps nn.LSTM's weights itself (row blocks i, f, g, o of weight_ih_l0 / weight_hh_l0, bias_ih_l0 and
 bias_hh_l0 kept apart as b_x<gate> and b_h<gate>), so it shares nothing with grusym.interop. Forward H, the
-last states, the loss and every gradient (all parameters, h0, c0, X) agree to 1e-12, norm-wise per array.
+last states, the loss and every gradient (all parameters, h0, c0, X) agree to 1e-12, norm-wise per array;
+for the plain module and for the fused one (when numba is installed).
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 import numpy as np
 import pytest
@@ -64,9 +67,19 @@ def _torch_grads(lstm, lin) -> dict[str, np.ndarray]:
     return out
 
 
+BACKENDS = [
+    "numpy",
+    pytest.param(
+        "fused",
+        marks=pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed"),
+    ),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("lengths", [None, [6, 2, 4]])
-def test_lstm_matches_torch_nn_lstm(lengths):
-    m = grusym.load("lstm")
+def test_lstm_matches_torch_nn_lstm(lengths, backend):
+    m = grusym.load("lstm", backend=backend)
     assert m.STATES == ("h", "c") and m.OUTPUT == "h"
     lstm, lin = _model()
     rng = np.random.default_rng(1)

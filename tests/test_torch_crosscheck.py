@@ -1,9 +1,10 @@
 """Cross-checks against PyTorch autograd (float64), skipped cleanly where torch is not installed.
 
 1. A real nn.GRU + nn.Linear + cross-entropy, converted by grusym.interop, gives the same loss and every
-   gradient (all parameters, h0, X) as the generated gru_reset_after module, to 1e-12 relative; and so
-   does a 2-layer bidirectional batch-first nn.GRU (and nn.LSTM, as grusym's lstm) fed a padded batch
-   through pack_padded_sequence, as a grusym model with lengths, for several length patterns.
+   gradient (all parameters, h0, X) as the generated gru_reset_after module (plain and, with numba, fused),
+   to 1e-12 relative; and so does a 2-layer bidirectional batch-first nn.GRU (and nn.LSTM, as grusym's
+   lstm) fed a padded batch through pack_padded_sequence, as a grusym model with lengths, for several
+   length patterns.
 2. The torch round trip reproduces nn.GRU's outputs H and h_T (one cell, and stacks).
 3. Every variant's generated gradients agree with torch autograd run on the variant's declared SymPy cell
    steps, interpreted op by op as torch operations (as tests/reference_autograd.py does on a NumPy tape).
@@ -12,6 +13,8 @@
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 import numpy as np
 import pytest
@@ -84,8 +87,18 @@ def _torch_grads_in_our_layout(gru, lin, cells=(("_l0", ""),)) -> dict:
     return out
 
 
+BACKENDS = [
+    "numpy",
+    pytest.param(
+        "fused",
+        marks=pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed"),
+    ),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("tokens", [False, True], ids=["floats", "token-ids"])
-def test_nn_gru_loss_and_every_gradient_match(tokens):
+def test_nn_gru_loss_and_every_gradient_match(tokens, backend):
     gru, lin = _torch_model()
     X, ids, Y, h0 = _data()
     x = F.one_hot(torch.from_numpy(ids), D).to(f64) if tokens else torch.from_numpy(X)
@@ -96,7 +109,8 @@ def test_nn_gru_loss_and_every_gradient_match(tokens):
     loss.backward()
 
     params = from_torch_gru(gru.state_dict(), head=lin.state_dict())
-    value, grads, _ = grusym.load("gru_reset_after").loss_and_grads(params, ids if tokens else X, Y, h0)
+    m = grusym.load("gru_reset_after", backend=backend)
+    value, grads, _ = m.loss_and_grads(params, ids if tokens else X, Y, h0)
     assert _rel(value, loss) <= 1e-12
     ref = {**_torch_grads_in_our_layout(gru, lin), "h0": h0_t.grad[0]}
     if not tokens:

@@ -85,6 +85,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-torch", action="store_true", help="skip the torch comparison even if installed")
     p.add_argument(
+        "--no-fused",
+        action="store_true",
+        help="skip the fused (Numba) modules' rows even if numba is installed",
+    )
+    p.add_argument(
         "--models",
         action="store_true",
         help="also time whole models of the first variant: 2 layers, bidirectional, padded batches",
@@ -102,6 +107,7 @@ def _argv(args: argparse.Namespace) -> list[str]:
     if args.pause is not None:
         argv += ["--pause", str(args.pause)]
     argv += ["--no-extras"] * args.no_extras + ["--no-torch"] * args.no_torch + ["--phases"] * args.phases
+    argv += ["--no-fused"] * args.no_fused
     argv += ["--models"] * args.models
     if args.train_race is not None:
         argv += ["--train-race", args.train_race, "--race-seconds", *map(str, args.race_seconds)]
@@ -133,10 +139,15 @@ def run(args: argparse.Namespace) -> int:
         if min(args.race_seconds) <= 0:
             raise grusym.InputError(f"--race-seconds must be positive, got {args.race_seconds}")
         grusym_s, torch_s = args.race_seconds
-        race(args.train_race, grusym_s, torch_s, args.dtype, threads=args.threads or 2)
+        from grusym.bench import fused_available
+
+        backend = "fused" if fused_available() and not args.no_fused else "numpy"
+        race(args.train_race, grusym_s, torch_s, args.dtype, threads=args.threads or 2, backend=backend)
         return 0
     variants = [grusym.load(v).VARIANT for v in (args.variant or ["gru", "gru_reset_after"])]
     kwargs: dict[str, Any] = {"torch": None} if args.no_torch else {}
+    if args.no_fused:
+        kwargs["fused"] = False
     if args.pause is not None and not 0 <= args.pause <= 10:
         raise grusym.InputError(f"--pause must be between 0 and 10 seconds, got {args.pause}")
     bench(

@@ -28,6 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="derive the cell function NAME declared in your own FILE.py (see docs/cells.md) to OUT/NAME.py",
     )
+    p.add_argument(
+        "--fused",
+        action="store_true",
+        help="with --cell: write the Numba-fused module OUT/NAME_fused.py instead (numba runs it; writing "
+        "it needs none); the built-ins' fused modules are under grusym/generated/fused",
+    )
 
 
 def _folder(out: Path) -> None:
@@ -44,12 +50,12 @@ def _run_cell(args: argparse.Namespace) -> int:
     out = args.out or Path(".")
     _folder(out)
     cell = load_cell(args.cell)
-    command = regenerate_command(args.cell, str(out))
+    command = regenerate_command(args.cell, str(out), args.fused)
     if args.check:
-        path, bad = module_drifted(cell, out, command)
+        path, bad = module_drifted(cell, out, command, args.fused)
         print(f"drifted: {path} (regenerate with: {command})" if bad else f"{path} is current")
         return 1 if bad else 0
-    path, changed = write_module(cell, out, command)
+    path, changed = write_module(cell, out, command, args.fused)
     print(f"wrote {path}" if changed else f"{path} is current")
     return 0
 
@@ -57,6 +63,10 @@ def _run_cell(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.cell is not None:
         return _run_cell(args)
+    if args.fused:
+        from ..errors import InputError
+
+        raise InputError("--fused goes with --cell; the built-ins' fused modules are written with the others")
     from ..symbolic.generate import default_dir, drifted, write_all
 
     out = args.out or default_dir()

@@ -25,6 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="fd",
         help=f"comma-separated checks out of {','.join(CHOICES)} (default: fd)",
     )
+    p.add_argument(
+        "--backend",
+        choices=("numpy", "fused"),
+        default="numpy",
+        help="check the plain NumPy modules or the fused (Numba) ones (default: numpy)",
+    )
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random problem (default: 0)")
     p.add_argument(
         "--scale",
@@ -44,15 +50,30 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not methods:
         raise InputError(f"--method: unknown {unknown or 'empty list'}; choose from {','.join(CHOICES)}")
     if args.cell is not None:
+        if args.backend != "numpy":
+            raise InputError(
+                "--backend fused checks the built-ins; for your cell: grusym derive --cell ... --fused"
+            )
         return _check_cell(args.cell, methods, args.seed, args.scale)
     from grusym.generated import CELLS
 
     names = list(CELLS) if args.all else [grusym.load(args.variant).VARIANT]
     failed = False
     for name in names:
+        fused = args.backend == "fused"
+        label = f"{name}, fused" if fused else name
         for method in methods:
-            report = check_variant(name, method=method, seed=args.seed, scale=args.scale)
-            print(f"[{name}] {report}\n")
+            if (
+                fused and method != "oracle"
+            ):  # the fused module's own loss too (the complex step runs its kernels)
+                target = grusym.load(name, backend="fused")
+                report = check_variant(target, method=method, seed=args.seed, scale=args.scale)
+            else:  # the oracle reads the built-in's declaration; it checks the fused gradients when asked
+                lag = grusym.load(name, backend="fused").loss_and_grads if fused else None
+                report = check_variant(
+                    name, method=method, seed=args.seed, scale=args.scale, loss_and_grads=lag
+                )
+            print(f"[{label}] {report}\n")
             failed |= not report.ok
     return 1 if failed else 0
 

@@ -56,6 +56,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint.npz, bit-for-bit")
     p.add_argument("--json", metavar="METRICS.json", help="also write the metrics to this file")
     p.add_argument("--max-seconds", metavar="S", help="stop after S seconds of training (checkpointed)")
+    p.add_argument(
+        "--backend",
+        choices=("numpy", "fused"),
+        default="numpy",
+        help="the generated modules to train with: plain NumPy (default) or fused with Numba (the same "
+        "numbers, faster; pip install 'grusym[fused]')",
+    )
     p.epilog = "Then: grusym sample OUT/checkpoint.npz --primer TEXT --length N (no retraining)."
 
 
@@ -75,15 +82,26 @@ def run(args: argparse.Namespace) -> int:
         stored = checkpoint.load(args.resume).config
         config = merge_resume(stored, options)
         out = Path(args.out) if args.out else Path(args.resume).parent
-        result = train(config, out, resume=args.resume, max_seconds=max_seconds, json_path=args.json)
+        result = train(
+            config,
+            out,
+            resume=args.resume,
+            max_seconds=max_seconds,
+            json_path=args.json,
+            backend=args.backend,
+        )
         return _report(result)
     configs = [make_config(**{**options, "variant": name}) for name in names]
     base = Path(args.out) if args.out else Path("runs") / _run_name(configs[0], names)
     if len(configs) == 1:
-        return _report(train(configs[0], base, max_seconds=max_seconds, json_path=args.json))
+        return _report(
+            train(configs[0], base, max_seconds=max_seconds, json_path=args.json, backend=args.backend)
+        )
     results = {}
     for config in configs:
-        results[config.variant] = result = train(config, base / config.variant, max_seconds=max_seconds)
+        results[config.variant] = result = train(
+            config, base / config.variant, max_seconds=max_seconds, backend=args.backend
+        )
         if _report(result):
             return 1
     return _compare(base, results, args.json)

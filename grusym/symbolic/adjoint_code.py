@@ -21,6 +21,7 @@ import sympy as sp
 from .cell import INPUT, OUTPUT
 from .derive import adjoint_name
 from .emit import InPlace, Writer, cheapest, cost, loop
+from .fuse import Fuser
 from .layout import Schedule, times_h
 from .printing import equation
 
@@ -160,8 +161,9 @@ def _shared_forms(exprs: list[sp.Expr]) -> tuple[list[tuple[sp.Symbol, sp.Expr]]
     return best
 
 
-def emit_backward(w: Writer, g: Schedule) -> None:
-    """The body of ``_backward(params, cache, dH, buf, input_grad)`` (see the module docstring)."""
+def emit_backward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
+    """The body of ``_backward(params, cache, dH, buf, input_grad)`` (see the module docstring); with a
+    fuser, its loop with the elementwise runs as kernels (the fused module)."""
     w.indent = 1
     for state in g.states:
         if state != OUTPUT:
@@ -204,7 +206,10 @@ def emit_backward(w: Writer, g: Schedule) -> None:
     body = w.lines[body_start:]
     del w.lines[body_start:]
     w.indent = 1
+    if fuser is not None and fuser.needs_half(body):
+        adj.em.lit(sp.Rational(1, 2))
     adj.em.define_constants(w, "dtype")
+    alloc_start = len(w.lines)
     for name in dict.fromkeys(adj.buffers + [f"tmp{i}" for i in range(adj.em.count)]):
         w(f'{name} = buf("{name}", (n, nh), dtype)')
     for wt in adj.transposed:
@@ -225,7 +230,16 @@ def emit_backward(w: Writer, g: Schedule) -> None:
             seqs[lin.name] = f"{lin.name}_all[::-1]"
         elif lin.name in g.saved_linear:
             seqs[lin.name] = g.block("A[::-1]", "A[::-1, :, {}]", lin)
-    loop(w, seqs, body)
+    if fuser is None:
+        loop(w, seqs, body)
+    else:
+        returned = tuple(adjoint_name(p) for p in g.prevs) + tuple(f"d{v}_rows" for v in g.vectors)
+        loop_start = len(w.lines)
+        fuser.loop(
+            w, seqs, body, prefix="_backward", constants=list(adj.em.constants), views={},
+            vectors=tuple(g.vectors), live_out=returned, reverse=True,
+        )  # fmt: skip
+        fuser.prune(w, alloc_start, loop_start)
     w.indent = 1
     _parameter_gradients(w, g)
 

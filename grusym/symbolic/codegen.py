@@ -22,6 +22,7 @@ from .cell import OUTPUT, Cell
 from .derive import Contribution, adjoint_name
 from .emit import InPlace, Writer, cheapest
 from .forward_code import emit_forward
+from .fuse import Fuser
 from .layout import Gemm, Schedule, gemm_plan, numbered
 from .printing import equation
 from .variants import CELLS, VARIANTS, build
@@ -31,6 +32,7 @@ __all__ = [
     "Gemm",
     "InPlace",
     "cheapest",
+    "fused_index_source",
     "gemm_plan",
     "header",
     "index_source",
@@ -50,8 +52,9 @@ HEADER = header()
 
 
 class _ModuleText:
-    def __init__(self, cell: Cell, regenerate: str) -> None:
+    def __init__(self, cell: Cell, regenerate: str, fused: bool = False) -> None:
         self.cell = cell
+        self.fuser = Fuser() if fused else None
         self.g = Schedule(cell)
         self.regenerate = regenerate
         self.states = self.g.states
@@ -83,7 +86,20 @@ class _ModuleText:
                 "the matrix\nproduct, ``*`` elementwise, biases broadcast over the batch:"
             )
             states = "h0 (n, h)"
-        return f'''"""{title} ({kind} ``{c.name}``): forward pass and BPTT derived by grusym, in plain NumPy.
+        how = "in plain NumPy" if self.fuser is None else "fused with Numba"
+        if self.fuser is not None:
+            plain = f"grusym/generated/{c.name}.py" if c.builtin else f"{c.name}.py"
+            load = (
+                f'``grusym.load("{c.name}", backend="fused")`` loads it.'
+                if c.builtin
+                else "Import it as a file."
+            )
+            doc += (
+                f"\nThe fused module: ``{plain}`` with each run of elementwise calls between the matmuls\n"
+                "and NumPy's tanh done by one Numba kernel (below the functions), in the same order; the\n"
+                f"same API and the same results. It needs numba (the ``fused`` extra). {load}\n"
+            )
+        return f'''"""{title} ({kind} ``{c.name}``): forward pass and BPTT derived by grusym, {how}.
 {doc}
 {when}
 
@@ -105,7 +121,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
+{"import numba" + chr(10) if self.fuser is not None else ""}import numpy as np
 
 from grusym import runtime as rt
 from grusym import validate
@@ -132,14 +148,20 @@ def init_params(input_size, hidden_size, output_size, seed=0, dtype=np.float64, 
         w()
         w()
         self.forward(w)
-        emit_forward(w, g)
+        emit_forward(w, g, self.fuser)
         w()
         w()
         self.backward(w)
-        emit_backward(w, g)
+        emit_backward(w, g, self.fuser)
         w()
         w()
         self.loss_functions(w)
+        if self.fuser is not None:
+            w.indent = 0
+            w()
+            w()
+            w("# ---- the fused kernels: one per run of elementwise calls in the loops above")
+            self.fuser.emit_kernels(w)
         return "\n".join(w.lines).rstrip("\n") + "\n"
 
     # ---- the public functions around the emitted bodies
@@ -355,12 +377,22 @@ def loss_and_grads(params, X, Y, h0=None, lengths=None, input_grad=None) -> tupl
         return f"{src}.sum(axis=0)"
 
 
-def module_source(cell: Cell | str, regenerate: str = REGENERATE) -> str:
+def module_source(cell: Cell | str, regenerate: str = REGENERATE, fused: bool = False) -> str:
     """The text of the generated module of ``cell`` (a declared :class:`Cell`, or a built-in's name).
 
-    regenerate: the command the do-not-edit header names (a user's cell: its ``grusym derive --cell``).
+    regenerate: the command the do-not-edit header names (a user's cell: its ``grusym derive --cell``);
+    fused: the Numba-fused module instead of the plain NumPy one (see :mod:`grusym.symbolic.fuse`).
     """
-    return _ModuleText(build(cell) if isinstance(cell, str) else cell, regenerate).source()
+    return _ModuleText(build(cell) if isinstance(cell, str) else cell, regenerate, fused).source()
+
+
+def fused_index_source() -> str:
+    """The text of ``grusym/generated/fused/__init__.py``."""
+    return (
+        HEADER
+        + '"""The fused modules: each built-in cell\'s module with the runs of elementwise calls of its\n'
+        + 'loops as Numba kernels (``grusym.load(name, backend="fused")``; the ``fused`` extra)."""\n'
+    )
 
 
 def index_source() -> str:

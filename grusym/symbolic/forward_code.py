@@ -13,6 +13,7 @@ import sympy as sp
 
 from .cell import INPUT, OUTPUT, scalar_form
 from .emit import InPlace, Writer, cheapest, loop
+from .fuse import Fuser
 from .layout import Schedule, cols, times_h
 from .printing import equation, text
 
@@ -57,6 +58,7 @@ class _Matmuls:
     def __init__(self, g: Schedule) -> None:
         self.g = g
         self.products: list[str] = []
+        self.views: dict[str, str] = {}  # name -> its column block of a fused run's product
         self.started: set[str] = set()
 
     def emit(self, w: Writer, left: str) -> None:
@@ -73,7 +75,8 @@ class _Matmuls:
                 out = f"P_{left}" if len(g.runs[left]) == 1 else f"P_{left}{g.runs[left].index(run)}"
                 self.products.append(f'{out} = buf("{out}", (n, {times_h(k)}), dtype)')
                 for i, s in enumerate(run.steps):
-                    view = f"{s.name}_{left} = {out}[:, {cols(i, i + 1, k)}]"
+                    self.views[f"{s.name}_{left}"] = f"{out}[:, {cols(i, i + 1, k)}]"
+                    view = f"{s.name}_{left} = {self.views[f'{s.name}_{left}']}"
                     self.products.append(f"{view}  # the {left} term of {s.name}")
             w(f"np.matmul({left}, {g.fused(run)}, out={out})")
             for s in run.steps:
@@ -83,8 +86,9 @@ class _Matmuls:
                     self.started.add(s.name)
 
 
-def emit_forward(w: Writer, g: Schedule) -> None:
-    """The body of ``_forward(params, X, tokens, <state>0..., dtype, buf)`` (see the module docstring)."""
+def emit_forward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
+    """The body of ``_forward(params, X, tokens, <state>0..., dtype, buf)`` (see the module docstring);
+    with a fuser, its loop with the elementwise runs as kernels (the fused module)."""
     w.indent = 1
     g.unpack(w, g.cell_params)
     g.fused_weights(w, list(g.runs))
@@ -129,7 +133,10 @@ def emit_forward(w: Writer, g: Schedule) -> None:
     del w.lines[body_start:]
     scratch += [f"tmp{i}" for i in range(em.count)]
     w.indent = 1
+    if fuser is not None and fuser.needs_half(body):
+        em.lit(sp.Rational(1, 2))
     em.define_constants(w, "dtype")
+    alloc_start = len(w.lines)
     for name in scratch:
         w(f'{name} = buf("{name}", (n, nh), dtype)')
     for line in matmuls.products:
@@ -142,7 +149,15 @@ def emit_forward(w: Writer, g: Schedule) -> None:
     for st in g.order:
         seqs[f"{st.name}_x" if st.name in g.materialized else st.name] = g.block("A", "A[:, :, {}]", st)
     seqs |= {name: f"{name}_all" for name in g.saved + kept}
-    loop(w, seqs, body)
+    if fuser is None:
+        loop(w, seqs, body)
+    else:
+        loop_start = len(w.lines)
+        fuser.loop(
+            w, seqs, body, prefix="_forward", constants=list(em.constants), views=matmuls.views,
+            vectors=tuple(g.vectors),
+        )  # fmt: skip
+        fuser.prune(w, alloc_start, loop_start)
     w.indent = 1
     cache = ['"X": X', '"tokens": tokens', '"H": H']
     cache += [f'"{g.seq(state)}": {g.seq(state)}' for state in g.states if state != OUTPUT]

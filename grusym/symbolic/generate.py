@@ -1,8 +1,8 @@
 """Write the generated modules to disk, or report which committed ones drifted from the generator.
 
-Besides ``grusym/generated/``, a source checkout's ``README.md`` holds one generated block, the variant
-table, between the markers below. Files are compared as bytes, so a CRLF checkout or a stray byte-order
-mark counts as drift.
+Besides ``grusym/generated/`` (the plain modules; under ``fused/`` the same with Numba kernels), a source
+checkout's ``README.md`` holds one generated block, the variant table, between the markers below. Files
+are compared as bytes, so a CRLF checkout or a stray byte-order mark counts as drift.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..fileio import atomic_write_text
-from .codegen import index_source, module_source
+from .codegen import fused_index_source, index_source, module_source
 from .printing import equation
 from .variants import CELLS, VARIANTS
 
@@ -65,6 +65,8 @@ def expected_files(out: Path | None = None, readme: Path | None = None) -> dict[
     folder = out or default_dir()
     files = {folder / f"{name}.py": module_source(name) for name in CELLS}
     files[folder / "__init__.py"] = index_source()
+    files |= {folder / "fused" / f"{name}.py": module_source(name, fused=True) for name in CELLS}
+    files[folder / "fused" / "__init__.py"] = fused_index_source()
     if readme is None and out is None:
         readme = readme_path()
     if readme is not None:

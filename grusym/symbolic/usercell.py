@@ -112,9 +112,9 @@ def load_cell(spec: str | Path, name: str | None = None) -> Cell:
     return declare(fn, cell_name)
 
 
-def regenerate_command(spec: str, out: str) -> str:
+def regenerate_command(spec: str, out: str, fused: bool = False) -> str:
     """The command the header of a user's generated module names."""
-    return f"grusym derive --cell {spec} --out {out}"
+    return f"grusym derive --cell {spec} --out {out}" + " --fused" * fused
 
 
 def derive_module(
@@ -132,22 +132,24 @@ def derive_module(
     return module
 
 
-def _target(cell: Cell, out: Path) -> Path:
+def _target(cell: Cell, out: Path, fused: bool) -> Path:
     if out.exists() and not out.is_dir():
         raise CellError(f"--out {out} is a file, not a folder")
-    return out / f"{cell.name}.py"
+    return out / f"{cell.name}{'_fused' * fused}.py"
 
 
-def write_module(cell: Cell, out: Path, regenerate: str) -> tuple[Path, bool]:
-    """Write ``out/NAME.py`` if it differs from the generator's text; return (path, whether it changed)."""
-    path, text = _target(cell, out), module_source(cell, regenerate)
+def write_module(cell: Cell, out: Path, regenerate: str, fused: bool = False) -> tuple[Path, bool]:
+    """Write ``out/NAME.py`` (fused: the Numba-fused ``out/NAME_fused.py``) if it differs from the
+    generator's text; return (path, whether it changed)."""
+    path, text = _target(cell, out, fused), module_source(cell, regenerate, fused)
     if path.exists() and path.read_bytes() == text.encode("utf-8"):
         return path, False
     atomic_write_text(path, text)
     return path, True
 
 
-def module_drifted(cell: Cell, out: Path, regenerate: str) -> tuple[Path, bool]:
-    """(``out/NAME.py``, whether it is missing or differs from what the generator writes)."""
-    path, text = _target(cell, out), module_source(cell, regenerate)
+def module_drifted(cell: Cell, out: Path, regenerate: str, fused: bool = False) -> tuple[Path, bool]:
+    """(``out/NAME.py`` or ``NAME_fused.py``, whether it is missing or differs from what the generator
+    writes)."""
+    path, text = _target(cell, out, fused), module_source(cell, regenerate, fused)
     return path, not (path.exists() and path.read_bytes() == text.encode("utf-8"))

@@ -98,12 +98,15 @@ def train(
     on_step: Callable[[int], None] | None = None,
     log: Callable[[str], None] = print,
     write_plots: bool = True,
+    backend: str = "numpy",
 ) -> Result:
     """Train and write outputs to ``out``; see the module docstring for the statuses.
 
     config: None only when resuming (the checkpoint's config is then used). max_seconds: stop (and
     checkpoint) once this much training time has passed. json_path: a second copy of metrics.json.
     on_step(step): called after every optimiser step (progress hooks, tests). write_plots=False: no PNGs.
+    backend: the generated modules to train with (``grusym.load``'s; "fused" gives the same numbers faster),
+    so it is not part of the config: a run may resume on either.
     """
     started = time.perf_counter()
     ckpt = checkpoint.load(resume) if resume is not None else None
@@ -117,7 +120,7 @@ def train(
 
     from .. import load
 
-    module = load(config.variant)
+    module = load(config.variant, backend=backend)
     vocab = Vocab.from_json(ckpt.vocab) if ckpt is not None and ckpt.vocab else None
     text = None
     if ckpt is not None and config.text is not None:  # the same text, identified by its sha256
