@@ -3,7 +3,6 @@ the generated code really runs, and the workspace the fast path reuses across ca
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import threading
@@ -17,6 +16,8 @@ from grusym import bench, bench_costs, runtime
 from grusym.bench_elementwise import elementwise_bound, record
 from grusym.cli import main
 from grusym.symbolic.codegen import gemm_plan
+
+from .backends import needs_numba
 
 NAMES = grusym.variants()
 TOY = bench.CONFIGS["toy"]
@@ -35,7 +36,7 @@ def test_run_without_torch_prints_the_table_and_a_note():
     assert all(len(ts) == 2 and min(ts) > 0 for ts in result.times.values())
 
 
-@pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
+@needs_numba
 def test_run_times_the_fused_modules_when_numba_is_installed():
     result = bench.run("toy", "float32", ["gru"], repeat=1, torch=None, extras=False, pause=0,
                        out=lambda s: None)  # fmt: skip

@@ -14,7 +14,7 @@ writes and of the errors a user without numba sees.
 from __future__ import annotations
 
 import ast
-import importlib
+import importlib.util
 import itertools
 import re
 import sys
@@ -33,8 +33,9 @@ from grusym.symbolic.codegen import module_source
 from grusym.symbolic.generate import default_dir
 from grusym.symbolic.usercell import derive_module, load_cell
 
+from .backends import needs_numba
+
 NAMES = list(CELLS)
-needs_numba = pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
 
 
 def _functions(source: str) -> dict[str, str]:

@@ -8,14 +8,14 @@ for the plain module and for the fused one (when numba is installed).
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
 import grusym  # noqa: E402
+
+from .backends import BACKENDS  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -65,15 +65,6 @@ def _torch_grads(lstm, lin) -> dict[str, np.ndarray]:
     out["W_hq"] = lin.weight.grad.numpy().T
     out["b_q"] = lin.bias.grad.numpy()
     return out
-
-
-BACKENDS = [
-    "numpy",
-    pytest.param(
-        "fused",
-        marks=pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed"),
-    ),
-]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -14,8 +14,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
@@ -29,6 +27,8 @@ from grusym.interop import from_torch_gru, from_torch_lstm, to_torch_gru, to_tor
 from grusym.symbolic import cell as cell_dims  # noqa: E402
 from grusym.symbolic.primitives import Sigmoid, Tanh  # noqa: E402
 from grusym.symbolic.variants import VARIANTS, build, head  # noqa: E402
+
+from .backends import BACKENDS  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -85,15 +85,6 @@ def _torch_grads_in_our_layout(gru, lin, cells=(("_l0", ""),)) -> dict:
             "b_r": b_i[0], "b_z": b_i[1], "b_xh": b_i[2], "b_hh": b_h[2],
         }.items()})  # fmt: skip
     return out
-
-
-BACKENDS = [
-    "numpy",
-    pytest.param(
-        "fused",
-        marks=pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed"),
-    ),
-]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
