@@ -264,3 +264,19 @@ def test_training_with_the_fused_backend_gives_the_same_run(tmp_path):
     for key in runs[0].params:
         np.testing.assert_array_equal(runs[0].params[key], runs[1].params[key], err_msg=key)
     assert runs[0].metrics["final_perplexity"] == runs[1].metrics["final_perplexity"]
+
+
+def test_the_fuser_refuses_what_it_cannot_place():
+    """A per-step sequence or an overlap the fuser does not know is a generation-time error, never a wrong
+    kernel."""
+    from grusym.symbolic.emit import Writer
+    from grusym.symbolic.fuse import Fuser
+
+    def fuse(seqs, body):
+        Fuser().loop(Writer(), seqs, body, prefix="_f", constants=[], views={})
+
+    with pytest.raises(NotImplementedError, match=r"cannot fuse a loop over 'H\[2:\]'"):
+        fuse({"h": "H[2:]"}, ["np.add(h, h, out=h)"])
+    body = ["np.add(a, b, out=tmp0)", "np.multiply(tmp0, a, out=b)"]
+    with pytest.raises(NotImplementedError, match="overlap in one kernel"):
+        fuse({"a": "dA[::-1]", "b": "dA[::-1, :, :nh]"}, body)

@@ -148,16 +148,15 @@ def _expand_sigmoid(line: str, half: str) -> list[str] | None:
 
 
 class Fuser:
-    """Collects the kernels of one module; :meth:`loop` writes one fused loop and queues its kernels.
-
-    prefix: the kernels' name prefix (``_forward``, ``_backward``); constants: the names of the 0-d dtype
-    constants defined before the loop (``one``, ``half``, ...), which kernels take as arguments.
-    """
+    """Collects the kernels of one module; :meth:`loop` writes one fused loop and queues its kernels,
+    :meth:`emit_kernels` writes them all at the end of the module."""
 
     def __init__(self) -> None:
         self.kernels: list[str] = []
+        self.count: dict[str, int] = {}  # kernels so far per name prefix
 
-    def needs_half(self, body: list[str]) -> bool:
+    @staticmethod
+    def needs_half(body: list[str]) -> bool:
         """Whether the body's sigmoids, split around NumPy's tanh, need the constant ``half``."""
         return any(ln.strip().startswith("rt.sigmoid(") for ln in body)
 
@@ -176,10 +175,12 @@ class Fuser:
     ) -> None:
         """Write ``for t in range(T)`` (reverse: T-1 down to 0) with the body fused (see the module doc).
 
-        seqs: the per-step sequences of emit.loop (name -> e.g. ``H[:-1]``, ``dA[::-1, :, :nh]``); views:
-        per-call column views of buffers (name -> e.g. ``P_h_prev[:, :nh]``); vectors: the cell's (h,)
-        parameter vectors, broadcast over the batch; live_out: per-call buffers read after the loop (the
-        gradients of the initial states).
+        prefix: the kernels' name prefix (``_forward``, ``_backward``); constants: the 0-d dtype constants
+        defined before the loop (``one``, ``half``, ...), which kernels take as arguments; seqs: the
+        per-step sequences of emit.loop (name -> e.g. ``H[:-1]``, ``dA[::-1, :, :nh]``); views: per-call
+        column views of buffers (name -> e.g. ``P_h_prev[:, :nh]``); vectors: the cell's (h,) parameter
+        vectors, broadcast over the batch; live_out: per-call buffers read after the loop (the gradients
+        of the initial states).
         """
         where = {name: _where(seq) for name, seq in seqs.items()}
         for name, view in views.items():
@@ -237,7 +238,8 @@ class Fuser:
                     return True
                 return next((a[n] for a in later if n in a), "w") == "r"  # noqa: B023 - used in this pass
 
-            name = f"{prefix}_k{sum(k.startswith(f'def {prefix}_k') for k in self._defs())}"
+            self.count[prefix] = self.count.get(prefix, -1) + 1
+            name = f"{prefix}_k{self.count[prefix]}"
             args = self._kernel(name, ops, where, live, constants)
             nums = sorted({int(x) for op in ops for c in op.notes for x in re.findall(r"^# \((\d+)\)", c)})
             what = ", ".join(f"({x})" for x in nums)
@@ -337,9 +339,6 @@ class Fuser:
             text(f"R_{c}[_j] = {c}")
         self.kernels.append("\n".join(text.lines))
         return ["t", "n", "nh", *arrays, *used_consts]
-
-    def _defs(self) -> list[str]:
-        return [line for k in self.kernels for line in k.split("\n") if line.startswith("def ")]
 
     @staticmethod
     def prune(w: Writer, start: int, loop_start: int) -> None:
