@@ -60,16 +60,15 @@ def run(args: argparse.Namespace) -> int:
     names = list(CELLS) if args.all else [grusym.load(args.variant).VARIANT]
     failed = False
     for name in names:
-        fused = args.backend == "fused"
-        label = f"{name}, fused" if fused else name
+        # fused: the fused module is checked with its own loss (the complex step runs its kernels); the
+        # oracle reads the built-in's declaration and checks the fused gradients against it
+        fused = grusym.load(name, backend="fused") if args.backend == "fused" else None
+        label = name if fused is None else f"{name}, fused"
         for method in methods:
-            if (
-                fused and method != "oracle"
-            ):  # the fused module's own loss too (the complex step runs its kernels)
-                target = grusym.load(name, backend="fused")
-                report = check_variant(target, method=method, seed=args.seed, scale=args.scale)
-            else:  # the oracle reads the built-in's declaration; it checks the fused gradients when asked
-                lag = grusym.load(name, backend="fused").loss_and_grads if fused else None
+            if fused is not None and method != "oracle":
+                report = check_variant(fused, method=method, seed=args.seed, scale=args.scale)
+            else:
+                lag = None if fused is None else fused.loss_and_grads
                 report = check_variant(
                     name, method=method, seed=args.seed, scale=args.scale, loss_and_grads=lag
                 )
