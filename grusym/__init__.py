@@ -42,6 +42,7 @@ __all__ = [
     "UnknownVariantError",
     "__version__",
     "check_gradients",
+    "fused_available",
     "load",
     "variants",
 ]
@@ -58,6 +59,15 @@ def variants() -> list[str]:
 
 BACKENDS = ("numpy", "fused")  # the generated modules: plain NumPy, or the same with Numba kernels
 FUSED_HINT = 'the fused backend needs numba: pip install "grusym[fused]"'
+
+
+def fused_available() -> bool:
+    """Whether numba imports, so ``load(name, backend="fused")`` can run."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 @overload
@@ -105,11 +115,8 @@ def load(
         raise UnknownVariantError(f"unknown variant {name!r}; known variants: {', '.join(known)}")
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; known backends: {', '.join(BACKENDS)}")
-    if backend == "fused":
-        try:
-            import numba  # noqa: F401
-        except ImportError:
-            raise InputError(FUSED_HINT) from None
+    if backend == "fused" and not fused_available():
+        raise InputError(FUSED_HINT)
     package = "generated" if backend == "numpy" else "generated.fused"
     module = importlib.import_module(f"{__name__}.{package}.{name}")
     if num_layers == 1 and bidirectional is False and batch_first is False:

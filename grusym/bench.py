@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from . import load, runtime, validate
+from . import fused_available, load, runtime, validate
 from .bench_costs import codegen_time, import_time
 from .bench_elementwise import ElementwiseBound, elementwise_bound
 from .bench_report import format_report
@@ -386,15 +386,6 @@ class Result:
 
 
 _AUTO: Any = object()
-
-
-def fused_available() -> bool:
-    """Whether numba imports, so the fused modules can run."""
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _import_torch() -> ModuleType | None:

@@ -139,9 +139,7 @@ def run(args: argparse.Namespace) -> int:
         if min(args.race_seconds) <= 0:
             raise grusym.InputError(f"--race-seconds must be positive, got {args.race_seconds}")
         grusym_s, torch_s = args.race_seconds
-        from grusym.bench import fused_available
-
-        backend = "fused" if fused_available() and not args.no_fused else "numpy"
+        backend = "fused" if grusym.fused_available() and not args.no_fused else "numpy"
         race(args.train_race, grusym_s, torch_s, args.dtype, threads=args.threads or 2, backend=backend)
         return 0
     variants = [grusym.load(v).VARIANT for v in (args.variant or ["gru", "gru_reset_after"])]
