@@ -189,3 +189,31 @@ def test_a_dense_head_with_an_activation_is_refused():
     )
     with pytest.raises(InputError, match="activation='softmax'"):
         from_keras_layers(model)
+
+
+@pytest.mark.parametrize("kind", ["GRU", "LSTM", "Bidirectional"])
+def test_a_stateful_layer_is_refused_or_imported_with_its_current_states(kind):
+    """Regression: a stateful=True layer imported silently and started every batch from zeros (37 % off on
+    the second batch); now it is refused by name, or states=True returns where its next batch starts."""
+    inner = (keras.layers.LSTM if kind == "LSTM" else keras.layers.GRU)(
+        H, return_sequences=True, stateful=True
+    )
+    layer = keras.layers.Bidirectional(inner) if kind == "Bidirectional" else inner
+    model = _randomize(keras.Sequential([keras.Input((T, D), batch_size=N), layer, keras.layers.Dense(Q)]))
+    first, second = _data(6), _data(7)
+    model(first)  # the layer now holds the states the first batch left
+    with pytest.raises(InputError, match=r"stateful=True.*states=True"):
+        from_keras_layers(model)
+    ours, params, h0 = from_keras_layers(model, states=True)
+    assert np.abs(h0[0] if kind == "LSTM" else h0).max() > 0.05  # not zeros: the first batch moved them
+    H2, cache = ours.forward(params, second, h0)
+    assert _rel(ours.head(params, H2), keras.ops.convert_to_numpy(model(second))) <= RTOL
+    h0_next = ours.final_states(cache)  # Keras carries on from here: so does grusym
+    third = _data(8)
+    H3, _ = ours.forward(params, third, h0_next)
+    assert _rel(ours.head(params, H3), keras.ops.convert_to_numpy(model(third))) <= RTOL
+
+
+def test_states_true_without_a_stateful_layer_gives_none():
+    _, _, h0 = from_keras_layers(_stack([_gru(True)]), states=True)
+    assert h0 is None

@@ -321,3 +321,27 @@ def test_every_variant_matches_torch_autograd_of_its_declared_equations(name):
     assert abs(value - ref_value) <= 1e-9 * abs(ref_value)
     assert set(grads) == set(ref)
     _assert_all_close(grads, ref, 1e-9)
+
+
+@pytest.mark.parametrize("kind", list(RNNS))
+def test_to_torch_with_gradients_true_is_every_torch_grad(kind):
+    """Regression: to_torch_gru(grads) left zeros in bias_hh's r and z rows where torch's .grad is not
+    zero; with gradients=True every array, both biases included, is torch's .grad."""
+    _, cell, from_torch, to_torch, _ = RNNS[kind]
+    rnn, lin = _torch_stack(kind, 2, True, True, seed=5)
+    lengths = np.array([5, 2, 4])
+    X, _, Y, _ = _data(9)
+    X, Y = X.swapaxes(0, 1).copy(), Y.T.copy()
+    x = torch.from_numpy(X)
+    packed = pack_padded_sequence(x, torch.from_numpy(lengths), batch_first=True, enforce_sorted=False)
+    out, _ = pad_packed_sequence(rnn(packed)[0], batch_first=True, total_length=T)
+    real = torch.arange(T)[None, :] < torch.from_numpy(lengths)[:, None]
+    F.cross_entropy(lin(out)[real], torch.from_numpy(Y)[real]).backward()
+
+    m = grusym.load(cell, 2, True, True)
+    _, grads, _ = m.loss_and_grads(from_torch(rnn.state_dict(), head=lin.state_dict()), X, Y, None, lengths)
+    g_rnn, g_lin = to_torch(grads, gradients=True)
+    assert set(g_rnn) == {k for k, _ in rnn.named_parameters()}
+    _assert_all_close(g_rnn, {k: p.grad for k, p in rnn.named_parameters()}, 1e-12)
+    _assert_all_close(g_lin, {k: p.grad for k, p in lin.named_parameters()}, 1e-12)
+    assert any(np.abs(g_rnn[k][: 2 * H]).max() > 1e-3 for k in g_rnn if k.startswith("bias_hh"))

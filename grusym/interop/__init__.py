@@ -15,22 +15,26 @@ Which variant a framework's GRU is: PyTorch and Keras ``reset_after=True`` and O
 from __future__ import annotations
 
 from .keras_layers import from_keras_gru, from_keras_layers, from_keras_lstm, to_keras_gru
+from .onnx_graph import OnnxImport, from_onnx, read_onnx
 from .onnx_nodes import from_onnx_gru, from_onnx_lstm
 from .pytorch import from_torch_gru, from_torch_lstm, to_torch_gru, to_torch_lstm
 from .relations import RELATIONS, Relation, convert, pull_back_grads
 
 __all__ = [
     "RELATIONS",
+    "OnnxImport",
     "Relation",
     "convert",
     "from_keras_gru",
     "from_keras_layers",
     "from_keras_lstm",
+    "from_onnx",
     "from_onnx_gru",
     "from_onnx_lstm",
     "from_torch_gru",
     "from_torch_lstm",
     "pull_back_grads",
+    "read_onnx",
     "to_keras_gru",
     "to_torch_gru",
     "to_torch_lstm",

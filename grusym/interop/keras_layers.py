@@ -13,14 +13,12 @@ Contract: NumPy only, Keras is never imported: layers are read through ``get_con
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from .. import load
 from ..errors import InputError, ShapeError
-from ..model import Model
 from ..model.structure import Structure
 from ..validate import shape_text
 from ._common import (
@@ -229,7 +227,22 @@ def _cell(
     return from_keras_gru(weights[0], weights[1], bias, reset_after=ra), ra, units
 
 
-def from_keras_layers(layers: Any) -> tuple[ModuleType | Model, Params]:
+def _current_states(rnn: Any, kind: str, units: int, dtype: Any) -> tuple[Array, ...]:
+    """A stateful layer's states now, (n, h) each in Keras' order (h, or h and c): where its next batch
+    starts."""
+    held = list(getattr(rnn, "states", None) or [])
+    if len(held) != (2 if kind == "LSTM" else 1) or any(s is None for s in held):
+        raise InputError(f"{_name(rnn)} is stateful but holds no states yet; call it on a batch first")
+    arrays = tuple(array(f"{_name(rnn)} state", s).astype(dtype) for s in held)
+    for a in arrays:
+        if a.ndim != 2 or a.shape[1] != units:
+            raise ShapeError(
+                f"{_name(rnn)} holds a state of shape {shape_text(a.shape)}, expected (n, {units})"
+            )
+    return arrays
+
+
+def from_keras_layers(layers: Any, states: bool = False) -> Any:
     """The grusym model and params of a stack of Keras ``GRU``/``LSTM`` or ``Bidirectional`` layers.
 
     layers: a Keras model (its ``.layers``) or a list of layers: one or more ``GRU`` (or ``LSTM``) layers,
@@ -238,6 +251,12 @@ def from_keras_layers(layers: Any) -> tuple[ModuleType | Model, Params]:
     last must have ``return_sequences=True``; all share ``units`` (and ``reset_after``); activations must
     be the defaults tanh and sigmoid. Dropout, being off at inference, is ignored; masks are not read
     (pass ``lengths``).
+
+    Stateful layers (``stateful=True``) start each batch from the states the previous one left, so their
+    current states are part of the model: they are refused unless ``states=True``, which returns them as
+    a third value ``h0``, stacked as ``model.forward`` takes it ((num_layers * num_directions, n, h), a
+    tuple (h0, c0) for LSTM; zeros for layers that are not stateful). Feed ``model.final_states(cache)``
+    as the next batch's ``h0``, as Keras does.
 
     Returns ``(model, params)``: ``model = grusym.load(variant, num_layers, bidirectional, batch_first=True)``
     (Keras is batch-major: X (n, T, d), H (n, T, o)), with variant ``gru_reset_after`` for
@@ -260,7 +279,10 @@ def from_keras_layers(layers: Any) -> tuple[ModuleType | Model, Params]:
     kind = next(iter(inner))
     if len(inner) != 1 or kind not in _CELLS:
         raise InputError(f"expected GRU or LSTM layers (all of one kind), got {sorted(inner)}")
+    if not isinstance(states, (bool, np.bool_)):
+        raise InputError(f"states must be True or False, got {states!r}")
     cells: dict[Cell, Params] = {}
+    current: dict[Cell, tuple[Array, ...]] = {}
     reset_after: bool | None = None
     units: int | None = None
     for k, layer in enumerate(found):
@@ -282,6 +304,15 @@ def from_keras_layers(layers: Any) -> tuple[ModuleType | Model, Params]:
             if units is not None and size != units:
                 raise ShapeError(f"{_name(rnn)} has units={size} but the layers below have {units}")
             units = size
+            if _config(rnn).get("stateful", False):
+                if not states:
+                    raise InputError(
+                        f"{_name(rnn)} has stateful=True: each batch starts from the states the previous "
+                        "one left, not from zeros; from_keras_layers(model, states=True) returns them as h0 "
+                        "(model, params, h0 = ...)"
+                    )
+                dtype = cells[(k, direction)]["W_hz" if kind == "GRU" else "W_hi"].dtype
+                current[(k, direction)] = _current_states(rnn, kind, size, dtype)
     assert units is not None
     structure = Structure(len(found), ("forward", "reverse") if bidirectional else ("forward",), True)
     head = None
@@ -302,4 +333,24 @@ def from_keras_layers(layers: Any) -> tuple[ModuleType | Model, Params]:
     params = join_cells(structure, cells, head)
     one_dtype(params)
     model = load(variant, structure.num_layers, bidirectional, batch_first=True)
-    return model, params
+    if not states:
+        return model, params
+    return model, params, _stacked_states(structure, current, len(model.STATES), units, params)
+
+
+def _stacked_states(
+    structure: Structure, current: dict[Cell, tuple[Array, ...]], count: int, units: int, params: Params
+) -> Any:
+    """The states of every cell stacked as torch stacks them (zeros for cells that are not stateful)."""
+    if not current:
+        return None  # no layer is stateful: every batch starts from zeros
+    sizes = {a.shape[0] for held in current.values() for a in held}
+    if len(sizes) > 1:
+        raise ShapeError(f"the stateful layers hold states of different batch sizes {sorted(sizes)}")
+    n = sizes.pop()
+    dtype = next(iter(params.values())).dtype
+    stacks = [
+        np.stack([current[c][i] if c in current else np.zeros((n, units), dtype) for c in structure.cells])
+        for i in range(count)
+    ]
+    return stacks[0] if count == 1 else tuple(stacks)

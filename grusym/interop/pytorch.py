@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ParameterError, ShapeError
+from ..errors import InputError, ParameterError, ShapeError
 from ..model.structure import Structure
 from ..validate import shape_text
 from ._common import (
@@ -187,20 +187,38 @@ def from_torch_gru(state_dict: Mapping[str, Any], head: Mapping[str, Any] | None
     return join_cells(structure, out, lin)
 
 
-def to_torch_gru(params: Mapping[str, Any]) -> tuple[dict[str, Array], dict[str, Array] | None]:
+_STATE_KEYS = ("h0", "c0", "X")  # what loss_and_grads returns besides the parameters' gradients
+
+
+def _params_or_grads(params: Mapping[str, Any], gradients: object) -> Mapping[str, Any]:
+    if not isinstance(gradients, (bool, np.bool_)):
+        raise InputError(f"gradients must be True or False, got {gradients!r}")
+    values = mapping("grads" if gradients else "params", params)
+    # a gradient dict from backward / loss_and_grads also holds the states' and the input's gradients
+    return {k: v for k, v in values.items() if k not in _STATE_KEYS} if gradients else values
+
+
+def to_torch_gru(
+    params: Mapping[str, Any], gradients: bool = False
+) -> tuple[dict[str, Array], dict[str, Array] | None]:
     """The ``torch.nn.GRU`` and ``nn.Linear`` state dicts of ``gru_reset_after`` parameters (a cell's or a
-    model's: the layers and directions are read from the keys).
+    model's: the layers and directions are read from the keys), or with ``gradients=True`` the ``.grad`` of
+    every torch parameter from grusym's gradients.
 
     Returns ``(gru_state, linear_state)``: ``gru_state`` has ``weight_ih_l<k>[_reverse]`` (3h, d_k),
     ``weight_hh_...`` (3h, h), ``bias_ih_...``, ``bias_hh_...`` (3h,); ``linear_state`` has ``weight``
     (q, o), ``bias`` (q,), or is None without a head. Values are NumPy arrays: load them with
     ``gru.load_state_dict({k: torch.from_numpy(v) for k, v in gru_state.items()})``.
 
-    The r and z biases go whole into ``bias_ih`` and ``bias_hh`` gets zeros there (PyTorch only uses their
-    sum). So params -> torch -> params is exact, while torch -> params -> torch computes the same function
-    but moves the r and z parts of ``bias_hh`` into ``bias_ih``.
+    Parameters: the r and z biases go whole into ``bias_ih`` and ``bias_hh`` gets zeros there (PyTorch only
+    uses their sum), so params -> torch -> params is exact, while torch -> params -> torch computes the same
+    function but moves the r and z parts of ``bias_hh`` into ``bias_ih``. Gradients (``gradients=True``;
+    the dict of ``backward``/``loss_and_grads``, whose ``h0``, ``c0``, ``X`` are ignored): torch's r and z
+    rows of ``bias_ih`` and ``bias_hh`` enter only through their sum, so both get grusym's ``db_r``,
+    ``db_z``: each array is what torch's ``.grad`` holds.
     """
-    _, cells, head, dims, dtype = check_model("gru_reset_after", params)
+    values = _params_or_grads(params, gradients)
+    _, cells, head, dims, dtype = check_model("gru_reset_after", values)
     zeros = np.zeros(dims["h"], dtype)
     gru_state: dict[str, Array] = {}
     for (layer, d), p in cells.items():
@@ -208,7 +226,8 @@ def to_torch_gru(params: Mapping[str, Any]) -> tuple[dict[str, Array], dict[str,
         gru_state["weight_ih" + s] = np.concatenate([p["W_xr"].T, p["W_xz"].T, p["W_xh"].T])
         gru_state["weight_hh" + s] = np.concatenate([p["W_hr"].T, p["W_hz"].T, p["W_hh"].T])
         gru_state["bias_ih" + s] = np.concatenate([p["b_r"], p["b_z"], p["b_xh"]])
-        gru_state["bias_hh" + s] = np.concatenate([zeros, zeros, p["b_hh"]])
+        shared = (p["b_r"], p["b_z"]) if gradients else (zeros, zeros)
+        gru_state["bias_hh" + s] = np.concatenate([*shared, p["b_hh"]])
     linear_state = {"weight": head["W_hq"].T.copy(), "bias": head["b_q"].copy()} if head else None
     return gru_state, linear_state
 
@@ -245,10 +264,13 @@ def from_torch_lstm(state_dict: Mapping[str, Any], head: Mapping[str, Any] | Non
     return join_cells(structure, out, lin)
 
 
-def to_torch_lstm(params: Mapping[str, Any]) -> tuple[dict[str, Array], dict[str, Array] | None]:
+def to_torch_lstm(
+    params: Mapping[str, Any], gradients: bool = False
+) -> tuple[dict[str, Array], dict[str, Array] | None]:
     """The ``torch.nn.LSTM`` and ``nn.Linear`` state dicts of ``lstm`` parameters (a cell's or a model's);
-    the inverse of :func:`from_torch_lstm`, exactly."""
-    _, cells, head, _, _ = check_model("lstm", params)
+    the inverse of :func:`from_torch_lstm`, exactly. ``gradients=True``: grusym's gradients (``h0``, ``c0``,
+    ``X`` ignored) as torch's ``.grad`` of every parameter (grusym's lstm keeps torch's two bias rows)."""
+    _, cells, head, _, _ = check_model("lstm", _params_or_grads(params, gradients))
     state: dict[str, Array] = {}
     for (layer, d), p in cells.items():
         s = _suffix(layer, d)

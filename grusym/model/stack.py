@@ -92,10 +92,16 @@ class Model:
         params.update(rt.init_params(head_spec, 1, width, output_size, _child(rng), dtype, scale))
         return params
 
-    def _params(self, params: object, allow_complex: bool = True) -> tuple[Params, dict[str, int], Any]:
-        self.structure.check_keys(self.PARAMS, params, self.VARIANT)
+    def _params(
+        self, params: object, allow_complex: bool = True, head: bool = False
+    ) -> tuple[Params, dict[str, int], Any]:
+        """Check params; the head W_hq, b_q is optional unless ``head`` (head, loss, loss_and_grads)."""
+        spec = self.PARAMS
+        if not head and isinstance(params, Mapping) and not any(k in params for k in HEAD):
+            spec = {k: v for k, v in spec.items() if k not in HEAD}  # a headless model: the cells alone
+        self.structure.check_keys(spec, params, self.VARIANT)
         assert isinstance(params, Mapping)
-        arrays, dims, dtype = validate.check_params(self.PARAMS, params, allow_complex=allow_complex)
+        arrays, dims, dtype = validate.check_params(spec, params, allow_complex=allow_complex)
         width = len(self.structure.directions) * dims["h"]
         if dims.get("o", width) != width:
             raise ShapeError(
@@ -225,7 +231,8 @@ class Model:
             )
             raise ShapeError(f"dH must have the shape of H, {shape_text(want)}, got {shape_text(dH.shape)}")
         grads = self._backward(p, cache, dH, dims["h"], dtype)
-        grads["W_hq"], grads["b_q"] = np.zeros_like(p["W_hq"]), np.zeros_like(p["b_q"])
+        if "W_hq" in p:
+            grads["W_hq"], grads["b_q"] = np.zeros_like(p["W_hq"]), np.zeros_like(p["b_q"])
         return self._ordered(grads)
 
     def _backward(self, p: Params, cache: dict[str, Any], dH: Array, nh: int, dtype: Any) -> Params:
@@ -264,7 +271,7 @@ class Model:
 
     def head(self, params: Mapping[str, Any], H: Any) -> Array:
         """logits = H @ W_hq + b_q for H (..., o), the cell module's head (9) on the concatenated outputs."""
-        p, _, _ = self._params(params)
+        p, _, _ = self._params(params, head=True)
         Ha = np.asarray(H)
         width = p["W_hq"].shape[0]
         if Ha.ndim == 0 or Ha.shape[-1] != width:
@@ -285,6 +292,7 @@ class Model:
 
     def loss(self, params: Mapping[str, Any], X: Any, Y: Any, h0: Any = None, lengths: Any = None) -> Any:
         """Mean softmax cross-entropy over the real positions (complex-analytic, for checks)."""
+        self._params(params, head=True)
         H, cache = self.forward(params, X, h0, lengths)
         rows, targets, _ = self._rows(
             self._time_major("H", H, 3), Y, cache["lengths"], params["W_hq"].shape[1]
@@ -296,7 +304,7 @@ class Model:
     ) -> tuple[float, Params, Any]:
         """The loss, the gradient of every parameter, of the state stacks and of float X, and the last
         states (as ``final_states``)."""
-        p, dims, dtype = self._params(params, allow_complex=False)
+        p, dims, dtype = self._params(params, allow_complex=False, head=True)
         H, cache = self._forward(p, dims, dtype, X, h0, lengths)
         Ht = np.asarray(self._time_major("H", H, 3))
         W_hq, b_q = p["W_hq"], p["b_q"]
