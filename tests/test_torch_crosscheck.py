@@ -345,3 +345,40 @@ def test_to_torch_with_gradients_true_is_every_torch_grad(kind):
     _assert_all_close(g_rnn, {k: p.grad for k, p in rnn.named_parameters()}, 1e-12)
     _assert_all_close(g_lin, {k: p.grad for k, p in lin.named_parameters()}, 1e-12)
     assert any(np.abs(g_rnn[k][: 2 * H]).max() > 1e-3 for k in g_rnn if k.startswith("bias_hh"))
+
+
+@pytest.mark.parametrize("pattern", ["full", "mixed-unsorted"])
+@pytest.mark.parametrize("stack", STACKS, ids=_stack_id)
+@pytest.mark.parametrize("kind", list(RNNS))
+def test_a_loss_on_the_last_states_backpropagates_as_in_torch(kind, stack, pattern):
+    """An encoder: the loss sits on h_n (and c_n) and on part of the outputs; backward(params, cache, dH,
+    dstates) gives torch's gradient of every parameter, X and the initial states (float64, 1e-12)."""
+    num_layers, bidirectional, batch_first = stack
+    _, cell, from_torch, to_torch, _ = RNNS[kind]
+    rnn, _ = _torch_stack(kind, *stack, seed=11)
+    m = grusym.load(cell, num_layers, bidirectional, batch_first)
+    lengths = np.array(LENGTH_PATTERNS[pattern])
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(N, T, D) if batch_first else (T, N, D))
+    K = num_layers * (1 + bidirectional)
+    states = tuple(rng.normal(0, 0.5, (K, N, H)) for _ in m.STATES)
+    weights = tuple(rng.normal(size=(K, N, H)) for _ in m.STATES)  # loss = sum(w * last) + sum(v * out)
+    v = rng.normal(size=(N, T, H * (1 + bidirectional)) if batch_first else (T, N, H * (1 + bidirectional)))
+
+    x = torch.from_numpy(X).requires_grad_(True)
+    states_t = tuple(torch.from_numpy(s).requires_grad_(True) for s in states)
+    packed = pack_padded_sequence(x, torch.from_numpy(lengths), batch_first=batch_first, enforce_sorted=False)
+    out, last_t = rnn(packed, states_t[0] if len(states) == 1 else states_t)
+    out, _ = pad_packed_sequence(out, batch_first=batch_first, total_length=T)
+    last_t = (last_t,) if len(states) == 1 else last_t
+    loss = sum((torch.from_numpy(w) * s).sum() for w, s in zip(weights, last_t, strict=True))
+    (loss + (torch.from_numpy(v) * out).sum()).backward()
+
+    params = from_torch(rnn.state_dict())
+    h0 = states[0] if len(states) == 1 else states
+    _, cache = m.forward(params, X, h0, lengths)
+    grads = m.backward(params, cache, v, weights[0] if len(weights) == 1 else weights)
+    g_torch, _ = to_torch({k: g for k, g in grads.items() if k in params}, gradients=True)
+    _assert_all_close(g_torch, {k: p.grad for k, p in rnn.named_parameters()}, 1e-12)
+    ref = {"X": x.grad, **{f"{s}0": t.grad for s, t in zip(m.STATES, states_t, strict=True)}}
+    _assert_all_close(grads, ref, 1e-12)

@@ -84,8 +84,7 @@ class OnnxImport:
             h0 = states[0] if len(states) == 1 else tuple(states)
         lengths = feeds.get(self.inputs.get("lengths", ""), None)
         X = feeds[self.inputs["X"]]
-        H, cache = self.model.forward(self.params, X, h0, lengths)
-        last = self.model.final_states(cache)
+        H, last = self.model.predict(self.params, X, h0, lengths)
         last = (last,) if len(self.model.STATES) == 1 else tuple(last)
         out = []
         for role in self.outputs.values():
