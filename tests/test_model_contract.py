@@ -371,3 +371,25 @@ def test_an_unknown_name_says_how_to_load_a_cell_of_your_own():
         grusym.load("leaky_rnn", num_layers=2)
     with pytest.raises(InputError, match="not a grusym cell module"):
         build(np)
+
+
+@pytest.mark.parametrize("directions", [("forward",), ("reverse",), ("forward", "reverse")])
+def test_carried_padded_outputs_and_their_gradients(directions):
+    """pad_outputs="carry" (a Keras layer with a mask): after a sequence's real steps its last real output,
+    before them zeros (the reverse direction: before them the output at its first real step)."""
+    m = build(grusym.load("gru"), 2, directions, True, pad_outputs="carry")
+    zeros = build(grusym.load("gru"), 2, directions, True)
+    T, n = 6, 4
+    p, X, h0 = _problem(m, T=T, n=n)
+    starts, lengths = np.array([0, 2, 5, 1]), np.array([6, 4, 1, 3])
+    real = ((np.arange(T)[:, None] >= starts) & (np.arange(T)[:, None] < starts + lengths)).T  # (n, T)
+    Hc, Hz = m.forward(p, X, h0, real)[0], zeros.forward(p, X, h0, real)[0]
+    for i, (s, L) in enumerate(zip(starts, lengths, strict=True)):
+        for j, d in enumerate(directions):
+            cols = slice(j * H, (j + 1) * H)
+            assert np.array_equal(Hc[i, s : s + L, cols], Hz[i, s : s + L, cols])
+            first, last = Hz[i, s, cols], Hz[i, s + L - 1, cols]
+            before, after = (0 * first, last) if d == "forward" else (first, 0 * last)
+            assert all(np.array_equal(Hc[i, t, cols], before) for t in range(s))
+            assert all(np.array_equal(Hc[i, t, cols], after) for t in range(s + L, T))
+    _check_backward(m, p, X, h0, real)

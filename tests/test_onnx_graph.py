@@ -251,3 +251,88 @@ def test_glue_grusym_cannot_place_is_refused_by_name(case):
         from_onnx(make())
     for word in words:
         assert word in str(info.value), (word, str(info.value))
+
+
+# ---- grusym -> ONNX
+
+
+EXPORTS = [  # (cell, layers, bidirectional, batch_first, initial states, lengths, head)
+    ("gru_reset_after", 2, True, True, True, True, True),
+    ("gru", 1, False, False, False, True, False),
+    ("gru", 2, True, False, True, False, True),
+    ("lstm", 2, True, True, True, True, False),
+    ("lstm", 1, False, False, False, False, True),
+    ("rnn_tanh", 3, False, True, True, True, False),
+]
+
+
+@pytest.mark.parametrize("case", EXPORTS, ids=lambda c: f"{c[0]}-{c[1]}l-{'bi' if c[2] else 'uni'}")
+def test_to_onnx_writes_what_onnxruntime_runs_as_grusym(case, tmp_path):
+    """Regression: there was no exporter. The file onnxruntime runs gives grusym's outputs, last states and
+    logits (float32, 2e-6), and from_onnx reads it back to the same params, exactly."""
+    import grusym
+    from grusym.interop import to_onnx
+
+    cell, layers, bidirectional, batch_first, initial, lengths, head = case
+    m = grusym.load(cell, layers, bidirectional, batch_first)
+    rng = np.random.default_rng(0)
+    params = {k: rng.normal(0, 0.5, v.shape).astype(np.float32) for k, v in m.init_params(D, H, 5).items()}
+    if not head:
+        params = {k: v for k, v in params.items() if k not in ("W_hq", "b_q")}
+    path = tmp_path / "model.onnx"
+    to_onnx(m, params, path, initial_states=initial, lengths=lengths)
+    X = rng.normal(size=(N, T, D) if batch_first else (T, N, D)).astype(np.float32)
+    feeds = {"X": X}
+    K = layers * (1 + bidirectional)
+    states = [rng.normal(0, 0.5, (K, N, H)).astype(np.float32) for _ in m.STATES]
+    if initial:
+        feeds |= {f"{s}0": a for s, a in zip(m.STATES, states, strict=True)}
+    if lengths:
+        feeds["lengths"] = np.array([T, 2, 4], np.int32)
+    theirs = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+    h0 = (states[0] if len(states) == 1 else tuple(states)) if initial else None
+    H_ours, last = m.predict(params, X, h0, feeds.get("lengths"))
+    ours = [H_ours, *((last,) if len(states) == 1 else last), *([m.head(params, H_ours)] if head else [])]
+    errors = [_rel(a, b) for a, b in zip(ours, theirs, strict=True)]
+    assert max(errors) <= 2e-6, errors
+    found = read_onnx(onnx.load(str(path)))
+    assert found.model.structure == m.structure and found.inputs == {
+        "X": "X",
+        **{k: k for k in feeds if k != "X"},
+    }
+    assert list(found.params) == list(params) and all(
+        np.array_equal(found.params[k], params[k]) for k in params
+    )
+    errors = [_rel(a, b) for a, b in zip(found.run(feeds), theirs, strict=True)]
+    assert max(errors) <= 2e-6, errors
+
+
+def test_a_torch_linear_head_is_read_as_grusyms_head():
+    class Tagger(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = torch.nn.GRU(D, H, num_layers=2, bidirectional=True, batch_first=True)
+            self.fc = torch.nn.Linear(2 * H, 5)
+
+        def forward(self, x):
+            return self.fc(self.rnn(x)[0])
+
+    torch.manual_seed(2)
+    x = torch.randn(N, T, D)
+    data = export(Tagger(), (x,), ["X"])
+    found = read_onnx(onnx.load_from_string(data))
+    assert list(found.outputs.values()) == [("logits",)] and "W_hq" in found.params
+    theirs = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"X": x.numpy()})
+    assert _rel(found.run({"X": x.numpy()})[0], theirs[0]) <= 2e-6
+
+
+def test_to_onnx_refuses_what_onnx_cannot_express():
+    import grusym
+    from grusym.interop import to_onnx
+    from grusym.model import build
+
+    with pytest.raises(InputError, match="ONNX has no node for grusym's 'mgu'"):
+        to_onnx(grusym.load("mgu"), grusym.load("mgu").init_params(D, H, 5))
+    summed = build(grusym.load("gru"), 1, True, merge="sum")
+    with pytest.raises(InputError, match="merge='sum'"):
+        to_onnx(summed, summed.init_params(D, H, 5))

@@ -23,7 +23,14 @@ import sympy as sp  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
 import grusym  # noqa: E402
-from grusym.interop import from_torch_gru, from_torch_lstm, to_torch_gru, to_torch_lstm  # noqa: E402
+from grusym.interop import (  # noqa: E402
+    from_torch_gru,
+    from_torch_lstm,
+    from_torch_rnn,
+    to_torch_gru,
+    to_torch_lstm,
+    to_torch_rnn,
+)
 from grusym.symbolic import cell as cell_dims  # noqa: E402
 from grusym.symbolic.primitives import Sigmoid, Tanh  # noqa: E402
 from grusym.symbolic.variants import VARIANTS, build, head  # noqa: E402
@@ -174,9 +181,21 @@ def _lstm_grads_in_our_layout(lstm, lin, cells) -> dict:
     return out
 
 
+def _rnn_grads_in_our_layout(rnn, lin, cells) -> dict:
+    """nn.RNN's gradients under rnn_tanh's names: b_h is bias_ih + bias_hh, so either's gradient."""
+    g = {name: p.grad.numpy() for name, p in rnn.named_parameters()}
+    out = {"W_hq": lin.weight.grad.numpy().T, "b_q": lin.bias.grad.numpy()}
+    for theirs, ours in cells:
+        assert _rel(g["bias_ih" + theirs], g["bias_hh" + theirs]) <= 1e-14
+        out |= {"W_xh" + ours: g["weight_ih" + theirs].T, "W_hh" + ours: g["weight_hh" + theirs].T}
+        out["b_h" + ours] = g["bias_ih" + theirs]
+    return out
+
+
 RNNS = {  # torch module, grusym cell, converters, torch's gradients in grusym's layout
     "gru": (torch.nn.GRU, "gru_reset_after", from_torch_gru, to_torch_gru, _torch_grads_in_our_layout),
     "lstm": (torch.nn.LSTM, "lstm", from_torch_lstm, to_torch_lstm, _lstm_grads_in_our_layout),
+    "rnn": (torch.nn.RNN, "rnn_tanh", from_torch_rnn, to_torch_rnn, _rnn_grads_in_our_layout),
 }
 
 

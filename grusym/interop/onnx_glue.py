@@ -28,6 +28,7 @@ __all__ = [
     "Const",
     "Dirs",
     "Feat",
+    "Head",
     "Hid",
     "In",
     "Ints",
@@ -138,6 +139,16 @@ class Ints:
 class Zeros:
     """A float tensor of zeros (Expand or ConstantOfShape of 0, a zero constant): a zero initial state."""
 
+    producer: str
+
+
+@dataclass(frozen=True)
+class Head:
+    """Logits: a placed tensor's features times a constant ``weight`` (o, q), plus ``bias`` (q,) or None."""
+
+    tensor: Tensor
+    weight: Any
+    bias: Any
     producer: str
 
 
@@ -400,8 +411,33 @@ def _constant_of_shape(r: Reader, node: Any, label: str) -> Any:
     raise InputError(f"{label} fills with a nonzero value; grusym places zero initial states only")
 
 
+def _matmul(r: Reader, node: Any, label: str) -> Any:
+    x, w = r.arg(node, 0), r.arg(node, 1)
+    if isinstance(x, Tensor) and x.axes and isinstance(x.axes[-1], Feat) and isinstance(w, Const):
+        weight = tensor(f"{label} weight", w.value)
+        if weight.ndim == 2:
+            return Head(x, weight, None, label)
+    raise InputError(
+        f"{label} multiplies {getattr(x, 'producer', '?')} by {getattr(w, 'producer', '?')}; grusym places a "
+        "head only: the outputs times a constant (o, q) matrix, plus a constant (q,) bias"
+    )
+
+
+def _add(r: Reader, node: Any, label: str) -> Any:
+    a, b = r.arg(node, 0), r.arg(node, 1)
+    head, bias = (a, b) if isinstance(a, Head) else (b, a)
+    if isinstance(head, Head) and head.bias is None and isinstance(bias, Const):
+        return Head(head.tensor, head.weight, tensor(f"{label} bias", bias.value), label)
+    raise InputError(
+        f"{label} adds {getattr(a, 'producer', '?')} and {getattr(b, 'producer', '?')}; grusym "
+        "places the bias of a head only"
+    )
+
+
 GLUE = {
     "Transpose": _transpose,
+    "MatMul": _matmul,
+    "Add": _add,
     "Squeeze": _squeeze,
     "Unsqueeze": _unsqueeze,
     "Slice": _slice,

@@ -34,6 +34,7 @@ from .onnx_glue import (
     Const,
     Dirs,
     Feat,
+    Head,
     Hid,
     In,
     One,
@@ -57,7 +58,8 @@ class OnnxImport:
 
     inputs: role -> graph input name, roles ``"X"``, ``"h0"``, ``"c0"`` (the initial-state stacks, when the
     graph takes them) and ``"lengths"`` (``sequence_lens``). outputs: graph output name -> ``("H",)`` (the
-    model's H), ``("Y",)`` (a node's raw Y: H with the direction axis apart), or ``("state", kind, start,
+    model's H), ``("logits",)`` (``model.head(params, H)``: a MatMul by a constant and an Add of one on
+    H), ``("Y",)`` (a node's raw Y: H with the direction axis apart), or ``("state", kind, start,
     stop)`` (rows start:stop of ``final_states`` for state kind ``"h"``/``"c"``; ``stop - start == 1``
     squeezed: ``("state", kind, k, None)`` is row k without its axis).
     """
@@ -90,6 +92,8 @@ class OnnxImport:
         for role in self.outputs.values():
             if role[0] == "H":
                 out.append(H)
+            elif role[0] == "logits":
+                out.append(self.model.head(self.params, H))
             elif role[0] == "Y":
                 D = len(self.model.structure.directions)
                 lead = H.shape[:2]
@@ -342,13 +346,24 @@ class _Reader:
         if not self.layers:
             raise InputError(f"the graph holds no {', '.join(self.ops)} node its outputs depend on")
         structure, variant = self._structure()
+        heads: list[Head] = []
         for name, v in values.items():
+            if isinstance(v, Head):
+                heads.append(v)
+                v = v.tensor
             outputs[name] = self._output_role(name, v, structure)
+            if heads and heads[-1].tensor is v:
+                if outputs[name] != ("H",):
+                    raise InputError(
+                        f"graph output {name!r} ({heads[-1].producer}) is a head on {v.producer}, "
+                        "not on the top layer's outputs"
+                    )
+                outputs[name] = ("logits",)
         cells: dict[Cell, Params] = {}
         for layer, nodes in self.layers.items():
             for nd in nodes:
                 cells.update(cells_of(nd, layer))
-        params = join_cells(structure, cells)
+        params = join_cells(structure, cells, self._head(heads))
         model = build(load(variant), structure.num_layers, structure.directions, structure.batch_first)
         assert self.x_input is not None
         inputs = {"X": self.x_input[0], **self._state_inputs(structure, model.STATES)}
@@ -359,6 +374,28 @@ class _Reader:
             inputs["lengths"] = given[0]
         names = [nd.name for layer in sorted(self.layers) for nd in self.layers[layer]]
         return OnnxImport(model, params, inputs, outputs, names)
+
+    def _head(self, heads: list[Head]) -> Params | None:
+        """W_hq, b_q of the graph's logits output(s) (one head, however many outputs show it)."""
+        if not heads:
+            return None
+        first = heads[0]
+        for other in heads[1:]:
+            same = np.array_equal(other.weight, first.weight) and np.array_equal(
+                np.zeros(0) if other.bias is None else other.bias,
+                np.zeros(0) if first.bias is None else first.bias,
+            )
+            if not same:
+                raise InputError(
+                    f"{other.producer} and {first.producer} are two different heads; grusym has one"
+                )
+        q = first.weight.shape[1]
+        bias = np.zeros(q, first.weight.dtype) if first.bias is None else np.ravel(first.bias)
+        if bias.shape != (q,):
+            raise InputError(
+                f"{first.producer} adds a bias of shape {first.bias.shape}; a head's is (q = {q},)"
+            )
+        return {"W_hq": first.weight.copy(), "b_q": bias.copy()}
 
     def _structure(self) -> tuple[Structure, str]:
         num_layers = 1 + max(self.layers)

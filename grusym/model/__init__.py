@@ -31,6 +31,7 @@ def build(
     *,
     merge: str = "concat",
     flip_output: bool = False,
+    pad_outputs: str = "zeros",
     mask_value: float | None = None,
 ) -> Model:
     """The model of ``cell`` (a generated cell module: a built-in's, or your own from
@@ -38,7 +39,8 @@ def build(
     ``torch.nn.GRU(d, h, num_layers, bidirectional=..., batch_first=...)``.
 
     bidirectional: True or False (a tuple of directions, ("forward",), ("reverse",) or ("forward",
-    "reverse"), is read as the directions). merge, flip_output: see :class:`Structure`; mask_value: see
+    "reverse"), is read as the directions). merge, flip_output, pad_outputs: see :class:`Structure`;
+    mask_value: see
     :class:`Model`. ``grusym.load(name_or_module, num_layers, bidirectional, batch_first)`` calls this.
     """
     for name in (
@@ -62,4 +64,5 @@ def build(
         directions = ("forward", "reverse") if bidirectional else ("forward",)
     else:
         raise InputError(f"bidirectional must be True or False, got {bidirectional!r}")
-    return Model(cell, Structure(num_layers, directions, batch_first, merge, flip_output), mask_value)
+    structure = Structure(num_layers, directions, batch_first, merge, flip_output, pad_outputs)
+    return Model(cell, structure, mask_value)

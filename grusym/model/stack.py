@@ -29,7 +29,7 @@ from .. import runtime as rt
 from .. import validate
 from ..errors import InputError, ShapeError
 from ..validate import shape_text
-from .structure import HEAD, Structure, mask, read_lengths, reversal, reverse_time, rotation
+from .structure import HEAD, Structure, carried, mask, read_lengths, reversal, reverse_time, rotation
 
 __all__ = ["Model"]
 
@@ -201,9 +201,9 @@ class Model:
             return np.stack(per_cell)
         return tuple(np.stack([s[i] for s in per_cell]) for i in range(len(self.STATES)))
 
-    def _lengths(self, X: Array, lengths: Any) -> tuple[Array | None, Index, Index]:
-        """Each sequence's length and, for a mask with padding in front, the rotations that align the
-        real steps to the front and back."""
+    def _lengths(self, X: Array, lengths: Any) -> tuple[Array | None, Array | None, Index, Index]:
+        """Each sequence's length and first step and, for a mask with padding in front, the rotations that
+        align the real steps to the front and back."""
         T, n = X.shape[:2]
         batch_first = self.structure.batch_first
         if lengths is None and self.mask_value is not None:
@@ -212,7 +212,7 @@ class Model:
             real = np.not_equal(X, self.mask_value).any(axis=-1)  # Keras' Masking, (T, n)
             lengths, batch_first = real, False
         starts, counts = read_lengths(lengths, T, n, batch_first)
-        return counts, rotation(starts, T, n), rotation(starts, T, n, inverse=True)
+        return counts, starts, rotation(starts, T, n), rotation(starts, T, n, inverse=True)
 
     # ---- running the layers
 
@@ -227,29 +227,40 @@ class Model:
                 f"X must have shape (T, n, d) floats or (T, n) token ids, got {shape_text(Xa.shape)}"
             )
         T, n = Xa.shape[:2]
-        counts, align, unalign = self._lengths(Xa, lengths)
+        counts, starts, align, unalign = self._lengths(Xa, lengths)
         Xa = _at(Xa, align)
         states = self._per_cell("h0", h0, n, dims["h"], T)
         index = reversal(counts, T, n) if "reverse" in self.structure.directions else None
+        carry = self._carry(counts, starts, T)
         results: list[Any] = []
         outputs: list[list[Array]] = []
         inputs: Any = Xa
-        for _layer in range(self.structure.num_layers):
+        for layer in range(self.structure.num_layers):
             outs = []
             for direction in self.structure.directions:
                 k = len(results)
                 x = inputs if direction == "forward" else reverse_time(np.asarray(inputs), index)
                 run = self.cell.forward if keep else self.cell.predict
                 H, result = run(self._cell_params(p, k), x, states[k], counts)
-                outs.append(H if direction == "forward" else reverse_time(H, index))
+                H = H if direction == "forward" else reverse_time(H, index)
+                if carry and layer == self.structure.num_layers - 1:  # only the top layer's are seen
+                    rows, used = carry[direction]
+                    H = np.where(used[:, :, None], H[rows, np.arange(n)], 0)
+                outs.append(H)
                 results.append(result)
             outputs.append(outs if keep and self.structure.merge == "mul" else [])
             inputs = self._merge(outs)
-        run_info = {"model": self, "lengths": counts, "index": index, "shape": inputs.shape}
+        run_info = {"model": self, "lengths": counts, "index": index, "shape": inputs.shape, "carry": carry}
         run_info |= {"align": align, "unalign": unalign}
         run_info["cells" if keep else "last"] = results
         run_info["outputs"] = outputs
         return inputs, run_info
+
+    def _carry(self, counts: Array | None, starts: Array | None, T: int) -> dict[str, tuple[Array, Array]]:
+        """Per direction, where the top layer's padded outputs read from (``pad_outputs="carry"``)."""
+        if counts is None or self.structure.pad_outputs != "carry":
+            return {}
+        return {d: carried(counts, starts, T, d) for d in self.structure.directions}
 
     def _merge(self, outs: list[Array]) -> Array:
         if len(outs) == 1:
@@ -359,6 +370,11 @@ class Model:
             for j, direction in enumerate(directions):
                 k = layer * len(directions) + j
                 part = self._part(upstream, j, nh, cache["outputs"][layer])
+                if cache["carry"] and layer == self.structure.num_layers - 1:
+                    rows, used = cache["carry"][direction]  # each carried copy's gradient to its source
+                    back = np.zeros_like(part)
+                    np.add.at(back, (rows[used], np.nonzero(used)[1]), part[used])
+                    part = back
                 if direction == "reverse":
                     part = reverse_time(part, index)
                 wants_x = True if layer else input_grad

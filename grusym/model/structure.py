@@ -26,7 +26,9 @@ from ..validate import shape_text
 __all__ = [
     "HEAD",
     "MERGES",
+    "PAD_OUTPUTS",
     "Structure",
+    "carried",
     "check_lengths",
     "check_mask",
     "read_lengths",
@@ -41,6 +43,7 @@ _SUFFIX = re.compile(r"^.+_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
 
 
 MERGES = ("concat", "sum", "ave", "mul")  # how the directions' outputs combine (Keras' merge_mode names)
+PAD_OUTPUTS = ("zeros", "carry")  # what H holds at padded steps: zeros (torch), or Keras' carried outputs
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,10 @@ class Structure:
     merge: how a bidirectional layer's two outputs combine into what the layer above (and H) sees: side by
     side (``"concat"``, torch and ONNX: o = 2h) or elementwise ``"sum"``, ``"ave"``, ``"mul"`` (Keras'
     ``merge_mode``: o = h). flip_output: H is returned in reverse time order (Keras ``go_backwards``
-    returns its outputs in the order it reads the inputs: last step first).
+    returns its outputs in the order it reads the inputs: last step first). pad_outputs: what H holds at
+    padded steps, zeros (torch's packed sequences) or ``"carry"`` (a Keras RNN layer with a mask and
+    ``zero_output_for_mask=False``: after a sequence's real steps the last real output, before them
+    zeros; a reverse direction carries back the output at the first real step).
     """
 
     num_layers: int = 1
@@ -58,6 +64,7 @@ class Structure:
     batch_first: bool = False
     merge: str = "concat"
     flip_output: bool = False
+    pad_outputs: str = "zeros"
 
     def __post_init__(self) -> None:
         layers = self.num_layers
@@ -74,6 +81,8 @@ class Structure:
             raise InputError(f"merge must be one of {', '.join(MERGES)}, got {self.merge!r}")
         if not isinstance(self.flip_output, (bool, np.bool_)):
             raise InputError(f"flip_output must be True or False, got {self.flip_output!r}")
+        if self.pad_outputs not in PAD_OUTPUTS:
+            raise InputError(f"pad_outputs must be one of {', '.join(PAD_OUTPUTS)}, got {self.pad_outputs!r}")
 
     @property
     def single(self) -> bool:
@@ -93,6 +102,7 @@ class Structure:
             *(["batch-first"] if self.batch_first else []),
             *([f"merge {self.merge}"] if self.merge != "concat" and len(self.directions) == 2 else []),
             *(["outputs last step first"] if self.flip_output else []),
+            *(["padded outputs carried"] if self.pad_outputs == "carry" else []),
         ]
         return f"{self.num_layers}-layer {kind}" + "".join(" " + e for e in extra)
 
@@ -245,6 +255,23 @@ def rotation(starts: Array | None, T: int, n: int, inverse: bool = False) -> tup
         return None
     shift = -starts if inverse else starts
     return (np.arange(T)[:, None] + shift[None, :]) % T, np.arange(n)[None, :]
+
+
+def carried(lengths: Array, starts: Array | None, T: int, direction: str) -> tuple[Array, Array]:
+    """Where each step of a direction's aligned outputs (T, n) reads from when padded outputs carry
+    (``pad_outputs="carry"``): (rows (T, n), used (T, n) bool). Real steps read themselves; for the forward
+    direction the steps after the real run read its last step, for the reverse direction the steps before
+    it (aligned to the end by the rotation) read its first; the others are zero (unused)."""
+    t = np.arange(T)[:, None]
+    s = np.zeros_like(lengths) if starts is None else starts
+    real = t < lengths[None, :]
+    after = ~real & (
+        t < (T - s)[None, :]
+    )  # aligned positions of the steps after the run; the rest are before
+    source = lengths[None, :] - 1 if direction == "forward" else np.zeros_like(lengths)[None, :]
+    used = real | (after if direction == "forward" else ~real & ~after)
+    rows = np.where(real, t, np.broadcast_to(source, (T, lengths.size)))
+    return np.where(used, rows, t), used
 
 
 def reversal(lengths: Array | None, T: int, n: int) -> tuple[Array, Array] | None:
