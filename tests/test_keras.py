@@ -1,156 +1,43 @@
 """Keras 3 stacks against grusym's model from ``from_keras_layers`` and back through ``to_keras``: GRU
 (reset_after True and False), LSTM and SimpleRNN layers, stacked, Bidirectional with every merge mode, a
 lone go_backwards layer, masks (a Masking layer; padded before or after the real steps), stateful layers,
-Dense heads. In float64 (Keras on the torch backend computes it in float64): outputs, last states and
-every gradient (each Keras variable's, through torch autograd, and X's) to 1e-12. Skipped without Keras.
-
-The backend must be chosen before keras is first imported, so it is set here, at import; without torch
-Keras runs on numpy and the gradient checks skip.
+Dense heads. In float64 (Keras told to compute in float64: tests/keras_harness.py): outputs, last states
+and every gradient (each Keras variable's, through torch autograd, and X's) to 1e-12. Skipped without Keras.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
-HAVE_TORCH = importlib.util.find_spec("torch") is not None
-os.environ["KERAS_BACKEND"] = "torch" if HAVE_TORCH else "numpy"
-keras = pytest.importorskip("keras")
+from grusym.errors import InputError
+from grusym.interop import from_keras_layers, to_keras, to_keras_gru
 
-from grusym.errors import InputError  # noqa: E402
-from grusym.interop import from_keras_layers, to_keras, to_keras_gru  # noqa: E402
+from .keras_harness import (
+    RTOL,
+    D,
+    H,
+    N,
+    Q,
+    T,
+    bi,
+    check,
+    data,
+    float64,
+    keras,
+    randomize,
+    rel,
+    rnn,
+    stack,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # keras's own np.array(copy=...) use
-
-T, N, D, H, Q = 6, 3, 4, 5, 7
-RTOL = 1e-12
-F64 = "float64"
-LAYERS = {"GRU": keras.layers.GRU, "LSTM": keras.layers.LSTM, "SimpleRNN": keras.layers.SimpleRNN}
 
 
 @pytest.fixture(autouse=True)
 def _float64():
-    """Keras 3 on a non-TensorFlow backend computes float64 matmuls in float32: its type promotion maps
-    float64 to float32 ("aligned with JAX's default", BIT64_TO_BIT32_DTYPE in keras/src/backend/common/
-    dtypes.py) and NumPy inputs are converted to floatx. Told otherwise for the duration of each test, a
-    float64 Keras model computes in float64, and agrees with grusym to 1e-15."""
-    from unittest import mock
-
-    from keras.src.backend.common import dtypes
-
-    before = keras.config.floatx()
-    keras.config.set_floatx(F64)
-    with mock.patch.dict(dtypes.BIT64_TO_BIT32_DTYPE, {"float64": "float64"}):
+    with float64():
         yield
-    keras.config.set_floatx(before)
-
-
-def randomize(model, seed=0):
-    """Every weight N(0, 0.5^2), biases included (Keras initialises them to zero)."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        layer.set_weights([rng.normal(0, 0.5, w.shape).astype(w.dtype) for w in layer.get_weights()])
-    return model
-
-
-def rnn(kind="GRU", **kw):
-    kw.setdefault("return_sequences", True)
-    return LAYERS[kind](H, dtype=F64, **kw)
-
-
-def bi(inner, merge="concat"):
-    return keras.layers.Bidirectional(inner, merge_mode=merge, dtype=F64)
-
-
-def stack(layers, head=True, masking=None, batch_size=None, seed=0):
-    front = [keras.layers.Masking(masking, dtype=F64)] if masking is not None else []
-    tail = [keras.layers.Dense(Q, dtype=F64)] if head else []
-    inputs = keras.Input((T, D), batch_size=batch_size, dtype=F64)
-    return randomize(keras.Sequential([inputs, *front, *layers, *tail]), seed)
-
-
-def data(seed=1, pad=None):
-    """X (n, T, d); pad: (starts, lengths) whose outside steps are zero (what Masking(0.0) masks)."""
-    X = np.random.default_rng(seed).normal(size=(N, T, D))
-    if pad is not None:
-        real = (np.arange(T) >= pad[0][:, None]) & (np.arange(T) < (pad[0] + pad[1])[:, None])
-        X = X * real[:, :, None]
-    return X
-
-
-def rel(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
-
-
-def keras_run(model, X, weight):
-    """Keras' output for X and, on the torch backend, the gradient of sum(weight * output) with respect to
-    every variable (per layer with weights, in order) and X."""
-    if not HAVE_TORCH:
-        return keras.ops.convert_to_numpy(model(X)), None
-    import torch
-
-    x = torch.tensor(X, requires_grad=True)
-    out = model(x)
-    (torch.from_numpy(weight) * out).sum().backward()
-    layers = [layer for layer in model.layers if layer.get_weights()]
-    grads = [[v.value.grad.numpy() for v in layer.weights] for layer in layers]
-    return out.detach().numpy(), {"layers": grads, "X": x.grad.numpy()}
-
-
-def check(model, X, *, lengths=None, last=False, seed=2):
-    """grusym's model of ``model`` computes Keras' output for X and every gradient of a weighted sum of it.
-
-    last: the top layer has return_sequences=False, its output is the top rows of final_states (merged as
-    its merge mode says); lengths: what grusym is given as lengths (None: the model's own Masking)."""
-    ours, params = from_keras_layers(model)
-    has_head = "W_hq" in params
-    out_shape = keras.ops.convert_to_numpy(model(X)).shape
-    weight = np.random.default_rng(seed).normal(size=out_shape)
-    theirs, grads = keras_run(model, X, weight)
-    Hs, cache = ours.forward(params, X, None, lengths)
-    s = ours.structure
-    if last:  # Keras' last output: the top layer's last states, merged
-        top = ours.final_states(cache)
-        top = top if len(ours.STATES) == 1 else top[0]
-        parts = list(top[-len(s.directions) :])
-        mine = ours._merge([p[:, None] for p in parts])[:, 0] if len(parts) == 2 else parts[0]
-    else:
-        mine = Hs
-    got = ours.head(params, mine) if has_head else mine
-    assert rel(got, theirs) <= RTOL
-    if grads is None:
-        return ours, params
-    if last:
-        dlast = np.zeros((len(s.cells), N, H))
-        w_o = weight @ params["W_hq"].T if has_head else weight
-        if len(s.directions) == 2:  # the merge's gradient, for concat/sum/ave/mul
-            a, b = parts
-            if s.merge == "concat":
-                split = (w_o[:, :H], w_o[:, H:])
-            else:
-                split = {"sum": (w_o, w_o), "ave": (w_o / 2, w_o / 2), "mul": (w_o * b, w_o * a)}[s.merge]
-            dlast[-2], dlast[-1] = split
-        else:
-            dlast[-1] = w_o
-        g = ours.backward(params, cache, None, dlast if len(ours.STATES) == 1 else (dlast, None))
-        if has_head:
-            g["W_hq"], g["b_q"] = mine.T @ weight, weight.sum(axis=0)
-    else:
-        g = ours.backward(params, cache, weight @ params["W_hq"].T if has_head else weight)
-        if has_head:
-            g["W_hq"] = Hs.reshape(-1, Hs.shape[-1]).T @ weight.reshape(-1, Q)
-            g["b_q"] = weight.reshape(-1, Q).sum(axis=0)
-    ours_k = to_keras(ours, g, model, gradients=True)
-    assert len(ours_k) == len(grads["layers"])
-    for layer, (a, b) in enumerate(zip(ours_k, grads["layers"], strict=True)):
-        assert all(rel(x, y) <= RTOL for x, y in zip(a, b, strict=True)), layer
-    assert rel(g["X"], grads["X"]) <= RTOL
-    return ours, params
 
 
 STACKS = {  # name -> layers
