@@ -376,7 +376,7 @@ def _to_torch(
             if nonzero:
                 raise InputError(
                     f"params[{nonzero[0] + _suffix(layer, d) * (not structure.single)!r}] is not zero, but "
-                    f"a {module}(bias=False) has no bias to hold it"
+                    f"an {module}(bias=False) has no bias to hold it"
                 )
     linear_state = {"weight": head["W_hq"].T.copy(), "bias": head["b_q"].copy()} if head else None
     return state, linear_state

@@ -137,6 +137,11 @@ class Structure:
         extra = [k for k in params if k not in spec]
         if not (missing or extra):
             return
+        if sorted(missing) == sorted(HEAD) and not extra:
+            raise ParameterError(
+                f"params of this {self.describe()} {variant!r} model lack the head W_hq (o, q), b_q (q,): "
+                "head, loss and loss_and_grads need it (forward, backward and predict run without)"
+            )
         guess = structure_of(map(str, params))
         looks = (
             "; the keys look like a single cell (no _l<k> suffixes)"
