@@ -393,3 +393,24 @@ def test_carried_padded_outputs_and_their_gradients(directions):
             assert all(np.array_equal(Hc[i, t, cols], before) for t in range(s))
             assert all(np.array_equal(Hc[i, t, cols], after) for t in range(s + L, T))
     _check_backward(m, p, X, h0, real)
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_the_fused_backend_gives_predict_and_dstates_as_the_plain_one(name):
+    """The fused modules (Numba kernels) run the same emitted statements: predict and a backward with
+    dstates (LSTM's c enters through its per-step upstream) equal the plain module's."""
+    pytest.importorskip("numba")
+    plain, fused = grusym.load(name), grusym.load(name, backend="fused")
+    p, X, h0 = _problem(plain)
+    Hp, lp = plain.predict(p, X, h0, LENGTHS)
+    Hf, lf = fused.predict(p, X, h0, LENGTHS)
+    np.testing.assert_allclose(Hf, Hp, rtol=1e-13, atol=1e-15)
+    for a, b in zip(_states(lf), _states(lp), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+    ds = tuple(np.random.default_rng(4).normal(size=a.shape) for a in _states(lp))
+    ds = ds[0] if len(ds) == 1 else ds
+    dH = np.random.default_rng(5).normal(size=Hp.shape)
+    gp = plain.backward(p, plain.forward(p, X, h0, LENGTHS)[1], dH, ds)
+    gf = fused.backward(p, fused.forward(p, X, h0, LENGTHS)[1], dH, ds)
+    for k in gp:
+        np.testing.assert_allclose(gf[k], gp[k], rtol=1e-12, atol=1e-15, err_msg=k)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -121,7 +121,15 @@ def _stack(layers: Any) -> tuple[list[Any], Any, Any]:
     return found, masking, dense
 
 
-def from_keras_layers(layers: Any, states: bool = False) -> Any:
+@overload
+def from_keras_layers(layers: Any, states: Literal[False] = False) -> tuple[Model, Params]: ...
+
+
+@overload
+def from_keras_layers(layers: Any, states: Literal[True]) -> tuple[Model, Params, Any]: ...
+
+
+def from_keras_layers(layers: Any, states: bool = False) -> tuple[Model, Params] | tuple[Model, Params, Any]:
     """The grusym model and params of a stack of Keras ``GRU``/``LSTM``/``SimpleRNN`` or ``Bidirectional``
     layers.
 
