@@ -171,8 +171,13 @@ def _cell_module(name: object, backend: str) -> ModuleType:
             raise InputError(FUSED_HINT)
         package = "generated" if backend == "numpy" else "generated.fused"
         return importlib.import_module(f"{__name__}.{package}.{name}")
-    if isinstance(name, str) and ":" in name and backend == "numpy":
-        return _derived(name)
+    if isinstance(name, str) and name.rpartition(":")[0].endswith(".py") and backend == "numpy":
+        try:
+            return _derived(name)
+        except GrusymError as exc:  # the cell file's own problem, named with what else load takes
+            raise UnknownVariantError(
+                f"{name!r} is no cell grusym can load: {exc} (known variants: {', '.join(known)})"
+            ) from None
     hint = (
         "; a cell of your own: grusym.load('FILE.py:NAME') or grusym.load(module) with the module "
         "grusym derive --cell writes"
