@@ -336,3 +336,15 @@ def test_to_onnx_refuses_what_onnx_cannot_express():
     summed = build(grusym.load("gru"), 1, True, merge="sum")
     with pytest.raises(InputError, match="merge='sum'"):
         to_onnx(summed, summed.init_params(D, H, 5))
+
+
+def test_from_onnx_gru_keeps_a_graphs_own_head():
+    """from_onnx_gru pads a headless graph with a zero head (as for one node); a graph's own head stays."""
+    import grusym
+    from grusym.interop import to_onnx
+
+    m = grusym.load("gru_reset_after", num_layers=1)
+    params = {k: v.astype(np.float32) for k, v in m.init_params(D, H, 5, scale=0.5).items()}
+    params["b_q"] = np.arange(5, dtype=np.float32)
+    _, got = from_onnx_gru(to_onnx(m, params))
+    assert np.array_equal(got["W_hq"], params["W_hq"]) and np.array_equal(got["b_q"], params["b_q"])

@@ -296,6 +296,8 @@ def _convert(node: Any, initializers: Any, op: str) -> tuple[ModuleType | Model,
         from .onnx_graph import read_onnx
 
         found = read_onnx(node, ops=(op,), initializers=initializers)
+        if "W_hq" in found.params:  # the graph's own head (a MatMul + Add on its outputs)
+            return found.model, found.params
         dtype = next(iter(found.params.values())).dtype
         width = len(found.model.structure.directions) * found.params[next(iter(found.params))].shape[1]
         head = {"W_hq": np.zeros((width, 1), dtype), "b_q": np.zeros(1, dtype)}  # as the node path gives
