@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -70,59 +70,130 @@ def fused_available() -> bool:
     return True
 
 
-@overload
-def load(
-    name: str,
-    num_layers: Literal[1] = 1,
-    bidirectional: Literal[False] = False,
-    batch_first: Literal[False] = False,
-    backend: str = "numpy",
-) -> ModuleType: ...
+class _Default:
+    """A layout argument left out: ``load(name)`` alone is the cell module itself."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+_LAYERS, _BIDIRECTIONAL, _BATCH_FIRST = _Default(1), _Default(False), _Default(False)
 
 
 @overload
+def load(name: str | ModuleType, *, backend: str = "numpy") -> ModuleType: ...
+
+
+@overload
 def load(
-    name: str,
-    num_layers: int = 1,
-    bidirectional: bool = False,
-    batch_first: bool = False,
+    name: str | ModuleType,
+    num_layers: int,
+    bidirectional: bool = ...,
+    batch_first: bool = ...,
     backend: str = "numpy",
-) -> ModuleType | Model: ...
+) -> Model: ...
+
+
+@overload
+def load(
+    name: str | ModuleType,
+    *,
+    bidirectional: bool,
+    batch_first: bool = ...,
+    backend: str = "numpy",
+) -> Model: ...
+
+
+@overload
+def load(name: str | ModuleType, *, batch_first: bool, backend: str = "numpy") -> Model: ...
 
 
 def load(
-    name: str,
-    num_layers: int = 1,
-    bidirectional: bool = False,
-    batch_first: bool = False,
+    name: str | ModuleType,
+    num_layers: Any = _LAYERS,
+    bidirectional: Any = _BIDIRECTIONAL,
+    batch_first: Any = _BATCH_FIRST,
     backend: str = "numpy",
 ) -> ModuleType | Model:
-    """The generated NumPy module of built-in cell ``name`` (a GRU variant of ``variants()``, or ``lstm``),
-    or a whole model of it.
+    """The generated NumPy module of a cell, or a whole model of it.
 
-    With the defaults, the module itself: ``init_params``, ``forward``, ``backward``, ``head``, ``loss``
-    and ``loss_and_grads``. Otherwise a :class:`grusym.model.Model` with the same functions (and ``step``
-    when unidirectional), shaped like ``torch.nn.GRU(d, h, num_layers, bidirectional=..., batch_first=...)``
-    (``nn.LSTM`` for ``lstm``). A user's cell module: ``grusym.model.build(module, ...)``.
+    name: a built-in cell (a GRU variant of ``variants()``, or ``lstm``); a cell module of your own (what
+    ``grusym derive --cell`` writes, imported, or ``grusym.symbolic.usercell.derive_module`` returns); or
+    ``"FILE.py:NAME"``, a cell declared in your file (derived in memory: this needs SymPy).
+
+    With no layout argument, the cell module itself: ``init_params``, ``forward``, ``predict``,
+    ``backward``, ``final_states``, ``step``, ``head``, ``loss`` and ``loss_and_grads``. With any of
+    ``num_layers`` (default 1), ``bidirectional`` (False) and ``batch_first`` (False) given, a
+    :class:`grusym.model.Model` with the same functions, shaped like ``torch.nn.GRU(d, h, num_layers,
+    bidirectional=..., batch_first=...)`` (``nn.LSTM`` for ``lstm``), states in torch's layout
+    (num_layers * num_directions, n, h) even for one layer.
 
     backend: ``"numpy"`` (the default: the generated NumPy module) or ``"fused"`` (the same module with
-    each run of elementwise calls of its loops as one Numba kernel; same results, needs ``numba``).
+    each run of elementwise calls of its loops as one Numba kernel; same results, needs ``numba``; for a
+    built-in cell).
     """
-    from .generated import CELLS
-
-    known = list(CELLS)
-    if not isinstance(name, str) or name not in known:
-        raise UnknownVariantError(f"unknown variant {name!r}; known variants: {', '.join(known)}")
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; known backends: {', '.join(BACKENDS)}")
-    if backend == "fused" and not fused_available():
-        raise InputError(FUSED_HINT)
-    package = "generated" if backend == "numpy" else "generated.fused"
-    module = importlib.import_module(f"{__name__}.{package}.{name}")
-    if num_layers == 1 and bidirectional is False and batch_first is False:
+    module = _cell_module(name, backend)
+    given = [a for a in (num_layers, bidirectional, batch_first) if not isinstance(a, _Default)]
+    if not given:
         return module
-    if not isinstance(bidirectional, (bool, np.bool_)):
-        raise InputError(f"bidirectional must be True or False, got {bidirectional!r}")
-    from .model import build  # imported on use: the defaults never need it
+    layers = num_layers.value if isinstance(num_layers, _Default) else num_layers
+    both = bidirectional.value if isinstance(bidirectional, _Default) else bidirectional
+    first = batch_first.value if isinstance(batch_first, _Default) else batch_first
+    if not isinstance(both, (bool, np.bool_)):
+        raise InputError(f"bidirectional must be True or False, got {both!r}")
+    from .model import build  # imported on use: the module alone never needs it
 
-    return build(module, num_layers, ("forward", "reverse") if bidirectional else ("forward",), batch_first)
+    return build(module, layers, bool(both), first)
+
+
+_DERIVED: dict[tuple[str, float, str], ModuleType] = {}  # "FILE.py:NAME" cells derived this session
+
+
+def _cell_module(name: object, backend: str) -> ModuleType:
+    """The cell module ``load`` stacks: a built-in by name, a module given, or a cell file's."""
+    from .generated import CELLS
+
+    if isinstance(name, ModuleType):
+        if backend == "fused":
+            raise InputError(
+                "backend='fused' loads a built-in's fused module; for your own cell, derive it with "
+                "grusym derive --cell FILE.py:NAME --fused and pass that module"
+            )
+        return name
+    known = list(CELLS)
+    if isinstance(name, str) and name in known:
+        if backend == "fused" and not fused_available():
+            raise InputError(FUSED_HINT)
+        package = "generated" if backend == "numpy" else "generated.fused"
+        return importlib.import_module(f"{__name__}.{package}.{name}")
+    if isinstance(name, str) and name.rpartition(":")[0].endswith(".py") and backend == "numpy":
+        try:
+            return _derived(name)
+        except GrusymError as exc:  # the cell file's own problem, named with what else load takes
+            raise UnknownVariantError(
+                f"{name!r} is no cell grusym can load: {exc} (known variants: {', '.join(known)})"
+            ) from None
+    hint = (
+        "; a cell of your own: grusym.load('FILE.py:NAME') or grusym.load(module) with the module "
+        "grusym derive --cell writes"
+        if isinstance(name, str)
+        else ""
+    )
+    raise UnknownVariantError(f"unknown variant {name!r}; known variants: {', '.join(known)}{hint}")
+
+
+def _derived(spec: str) -> ModuleType:
+    from pathlib import Path
+
+    from .symbolic.usercell import derive_module, load_cell, parse_spec
+
+    path, cell_name = parse_spec(spec)
+    key = (str(path.resolve()), path.stat().st_mtime if path.is_file() else 0.0, cell_name)
+    if key not in _DERIVED:
+        _DERIVED[key] = derive_module(load_cell(Path(path), cell_name))
+    return _DERIVED[key]

@@ -20,19 +20,24 @@ from numpy.typing import NDArray
 from .validate import check_init
 
 __all__ = [
+    "Inference",
     "Workspace",
     "clear_workspaces",
     "fresh",
     "hard_sigmoid",
+    "head_zeros",
     "init_params",
     "last_state",
     "mask_upstream",
     "mean_cross_entropy",
+    "ordered",
     "project",
     "relu",
+    "seed_last_states",
     "sigmoid",
     "softmax_cross_entropy",
     "softplus",
+    "state_upstream",
     "token_weight_grad",
     "valid_rows",
     "zero_padded",
@@ -267,6 +272,85 @@ def clear_workspaces() -> None:
 def fresh(name: str, shape: tuple[int, ...], dtype: Any) -> Array:
     """The allocator of public ``forward``/``backward``: a new array every call (their results escape)."""
     return np.empty(shape, dtype)
+
+
+class Inference:
+    """The allocator of ``predict``: forward only, nothing kept for a backward pass.
+
+    ``H`` (returned) is new on every call; the per-step values the forward loop saves for backward
+    (``saved``, but not the input projections ``A``) share one (n, h) block across all T steps (a
+    zero-stride view: each step writes over the last), and everything else comes from the workspace.
+    """
+
+    def __init__(self, workspace: Workspace, saved: tuple[str, ...]) -> None:
+        self.workspace = workspace
+        self.per_step = frozenset(saved) - {"A"}
+
+    def __call__(self, name: str, shape: tuple[int, ...], dtype: Any) -> Array:
+        if name == "H":
+            return np.empty(shape, dtype)
+        if name in self.per_step:
+            block = self.workspace(name + "@step", shape[1:], dtype)
+            return np.lib.stride_tricks.as_strided(block, shape, (0, *block.strides))
+        return self.workspace(name, shape, dtype)
+
+
+def seed_last_states(
+    dH: Array,
+    dlast: tuple[Array | None, ...] | None,
+    states: tuple[str, ...],
+    output: str,
+    lengths: Array | None,
+) -> tuple[Array, dict[str, Array]]:
+    """Put the gradient on each sequence's last state where that state was made: at step ``lengths[i] - 1``
+    (T - 1 without lengths). The output state's goes into dH (a copy) there; every other state's into an
+    upstream array (T, n, h) of its own, zero elsewhere, which ``_backward`` adds to the gradient it
+    carries back through that state. Returns (dH, {state: upstream})."""
+    if dlast is None:
+        return dH, {}
+    T, n = dH.shape[:2]
+    last = np.full(n, T - 1) if lengths is None else lengths - 1
+    rows = np.arange(n)
+    upstream: dict[str, Array] = {}
+    for state, seed in zip(states, dlast, strict=True):
+        if seed is None:
+            continue
+        if state == output:
+            dH = dH.copy()
+            dH[last, rows] += seed
+        else:
+            a = upstream[state] = np.zeros(dH.shape, dH.dtype)
+            a[last, rows] = seed
+    return dH, upstream
+
+
+def state_upstream(upstream: dict[str, Array] | None, state: str, like: Array, buf: Any) -> Array:
+    """The upstream gradient (T, n, h) of a state other than the output: ``seed_last_states``' array, or
+    zeros when there is none."""
+    if upstream and state in upstream:
+        return upstream[state]
+    a = buf("d" + state + "@upstream", like.shape, like.dtype)
+    a.fill(0)
+    return a
+
+
+def ordered(grads: dict[str, Array], spec: Mapping[str, Any]) -> dict[str, Array]:
+    """grads with the parameters first, in ``spec`` order (the head among them when present), then the
+    initial states' and the input's gradients."""
+    out = {k: grads[k] for k in spec if k in grads}
+    out.update((k, v) for k, v in grads.items() if k not in out)
+    return out
+
+
+def head_zeros(
+    grads: dict[str, Array], params: Mapping[str, Any], spec: Mapping[str, Any]
+) -> dict[str, Array]:
+    """``backward``'s gradients: the head's are zero (the recurrence does not read it), present when params
+    hold the head."""
+    for k in ("W_hq", "b_q"):
+        if k in params:
+            grads[k] = np.zeros_like(params[k])
+    return ordered(grads, spec)
 
 
 def init_params(

@@ -27,6 +27,7 @@ from .errors import DTypeError, InputError, NonFiniteError, ParameterError, Shap
 __all__ = [
     "Dims",
     "check_cache",
+    "check_dstates",
     "check_final",
     "check_head",
     "check_init",
@@ -153,14 +154,31 @@ def _params_fast_path(
     return dict(params), dims, dtype
 
 
+HEAD = ("W_hq", "b_q")  # the output head every cell module shares
+
+
 def check_params(
-    spec: Mapping[str, tuple[str, ...]], params: Mapping[str, ArrayLike], *, allow_complex: bool = True
+    spec: Mapping[str, tuple[str, ...]],
+    params: Mapping[str, ArrayLike],
+    *,
+    allow_complex: bool = True,
+    head: bool = True,
 ) -> tuple[dict[str, Array], Dims, np.dtype[Any]]:
     """Check a parameter dict against ``spec`` (name -> dimension names); return arrays, sizes and dtype.
 
     Every value must be a NumPy array (not a list: optimisers update parameters in place) of the shape the
     spec names, all sharing one float dtype, finite, with consistent sizes d, h, q across parameters.
+    head=False: the head ``W_hq``, ``b_q`` is optional (forward, backward and predict need only the cell's
+    parameters): params hold both or neither.
     """
+    if not head and isinstance(params, Mapping) and HEAD[0] not in params:
+        if HEAD[1] in params:
+            raise ParameterError(
+                "params has 'b_q' but not 'W_hq': give the head W_hq, b_q whole or not at all"
+            )
+        spec = {k: v for k, v in spec.items() if k not in HEAD}
+    elif not head and isinstance(params, Mapping) and HEAD[1] not in params:
+        raise ParameterError("params has 'W_hq' but not 'b_q': give the head W_hq, b_q whole or not at all")
     fast = _params_fast_path(spec, params)
     if fast is not None:
         return fast
@@ -176,7 +194,10 @@ def check_params(
             parts.append(f"missing {missing}")
         if extra:
             parts.append(f"unexpected {extra}")
-        raise ParameterError(f"params: {'; '.join(parts)} (expected exactly {list(spec)})")
+        note = ""
+        if set(missing) == set(HEAD) and not extra:
+            note = "; the head W_hq (h, q), b_q (q,) is needed by head, loss and loss_and_grads"
+        raise ParameterError(f"params: {'; '.join(parts)} (expected exactly {list(spec)}){note}")
     arrays: dict[str, Array] = {}
     dims: Dims = {}
     dtype: np.dtype[Any] | None = None
@@ -295,6 +316,8 @@ def _check_state(name: str, h0: object, X: Array, n: int, nh: int, dtype: np.dty
     if h0 is None:
         return np.zeros((n, nh), dtype=dtype)
     a = _as_array(name, h0, f"of shape (n={n}, h={nh}) (e.g. np.zeros((n, h))), or None for zeros")
+    if a.shape == (1, n, nh):  # torch's layout of one layer's state: (num_layers * num_directions = 1, n, h)
+        a = a[0]
     if a.shape != (n, nh):
         hint = ""
         if a.shape == (X.shape[0], nh) and X.shape[0] != n:
@@ -302,7 +325,10 @@ def _check_state(name: str, h0: object, X: Array, n: int, nh: int, dtype: np.dty
                 f"; {name} matches X.shape[0] = {X.shape[0]}, so X may be batch-first (n, T, ...): "
                 f"{_LAYOUTS} (swap its first two axes, or load the model with batch_first=True)"
             )
-        raise ShapeError(f"{name} must have shape (n={n}, h={nh}) with n = X.shape[1], got {_shape(a)}{hint}")
+        raise ShapeError(
+            f"{name} must have shape (n={n}, h={nh}) (or (1, n, h)) with n = X.shape[1], "
+            f"got {_shape(a)}{hint}"
+        )
     if not _dtype_matches(a, dtype):
         raise DTypeError(f"{name} has dtype {a.dtype} but the parameters are {dtype}{_dtype_hint(dtype)}")
     _check_finite(name, a)
@@ -318,8 +344,14 @@ def check_lengths(lengths: object, T: int, n: int) -> Array | None:
     if a.dtype.kind not in "iu":
         raise DTypeError(f"lengths must be integers {expected}, got dtype {a.dtype}")
     if a.shape != (n,):
+        hint = ""
+        if a.shape == (T,) and n != T:
+            hint = (
+                f"; lengths matches X.shape[0] = {T}, so X may be batch-first (n, T, ...): {_LAYOUTS} "
+                "(swap its first two axes, or load the model with batch_first=True)"
+            )
         raise ShapeError(
-            f"lengths must have one entry per sequence, shape (n={n},) = X.shape[1:2], got {_shape(a)}"
+            f"lengths must have one entry per sequence, shape (n={n},) = X.shape[1:2], got {_shape(a)}{hint}"
         )
     lo, hi = int(a.min()), int(a.max())
     if lo < 1 or hi > T:
@@ -365,11 +397,13 @@ def check_input_grad(input_grad: object, tokens: bool) -> bool:
     return bool(input_grad)
 
 
-def check_upstream(dH: ArrayLike, H: Array) -> Array:
-    """Check the upstream gradient dH against the hidden states H (T, n, h) it belongs to.
+def check_upstream(dH: ArrayLike | None, H: Array) -> Array:
+    """Check the upstream gradient dH against the hidden states H (T, n, h) it belongs to; None is zeros.
 
     Any real float dtype is accepted and converted to H's; values must be finite and within limit(H.dtype).
     """
+    if dH is None:
+        return np.zeros(H.shape, H.dtype)
     dH = _as_array("dH", dH, f"of shape (T, n, h) = {_shape(H)}")
     if dH.shape != H.shape:
         raise ShapeError(f"dH must have the shape of H, (T, n, h) = {_shape(H)}, got {_shape(dH)}")
@@ -377,6 +411,44 @@ def check_upstream(dH: ArrayLike, H: Array) -> Array:
         raise DTypeError(f"dH must be real floating point like H ({H.dtype}), got dtype {dH.dtype}")
     _check_finite("dH", dH, H.dtype)  # before the cast, which would turn huge values into inf
     return dH.astype(H.dtype, copy=False)
+
+
+def check_dstates(
+    dstates: object, states: Sequence[str], n: int, nh: int, dtype: np.dtype[Any]
+) -> tuple[Array, ...] | None:
+    """Check the gradient on the last states, in ``final_states``' order and layout: None, an (n, h)
+    array for a one-state cell, or a tuple of them (or of None, a zero gradient) in ``STATES`` order;
+    (1, n, h) arrays are accepted too. Returns a tuple of (n, h) arrays or None per state, or None."""
+    if dstates is None:
+        return None
+    if len(states) == 1:
+        parts: Sequence[object] = (dstates,)
+    elif isinstance(dstates, (tuple, list)) and len(dstates) == len(states):
+        parts = dstates
+    else:
+        names = ", ".join(f"d{s}" for s in states)
+        raise InputError(
+            f"dstates of this cell is None or a tuple ({names}) of (n={n}, h={nh}) arrays in STATES order, "
+            f"as final_states returns the states; got {type(dstates).__name__}"
+        )
+    out: list[Any] = []
+    for state, part in zip(states, parts, strict=True):
+        name = f"dstates[{states.index(state)}] (d{state})" if len(states) > 1 else "dstates"
+        if part is None:
+            out.append(None)
+            continue
+        a = _as_array(name, part, f"of shape (n={n}, h={nh}) like final_states")
+        if a.shape == (1, n, nh):
+            a = a[0]
+        if a.shape != (n, nh):
+            raise ShapeError(
+                f"{name} must have the shape of the last state, (n={n}, h={nh}), got {_shape(a)}"
+            )
+        if a.dtype.kind != "f":
+            raise DTypeError(f"{name} must be real floating point like the states ({dtype}), got {a.dtype}")
+        _check_finite(name, a, dtype)
+        out.append(a.astype(dtype, copy=False))
+    return tuple(out)
 
 
 def _plain(a: object) -> bool:

@@ -13,7 +13,15 @@ import pytest
 
 import grusym
 from grusym.errors import DTypeError, GrusymError, InputError, ParameterError, ShapeError
-from grusym.interop import from_keras_gru, from_torch_gru, from_torch_lstm, to_keras_gru, to_torch_gru
+from grusym.interop import (
+    from_keras_gru,
+    from_torch_gru,
+    from_torch_lstm,
+    from_torch_rnn,
+    to_keras_gru,
+    to_torch_gru,
+    to_torch_rnn,
+)
 
 T, N, D, H, Q = 4, 3, 5, 6, 7
 RTOL = 1e-13  # same arithmetic, different association order
@@ -200,6 +208,65 @@ class _Detached:
         return self._a  # shares memory, as torch does: the converter must copy
 
 
+def test_a_state_dict_nested_in_a_bigger_module_is_found(rng):
+    """Regression: keys such as encoder.rnn.weight_ih_l0 needed their prefixes stripped by hand."""
+    sd = _torch_state(rng)
+    whole = {
+        "encoder.embedding.weight": rng.normal(size=(9, D)),
+        **{"encoder.rnn." + k: v for k, v in sd.items()},
+        "fc.weight": rng.normal(size=(Q, H)),
+        "fc.bias": rng.normal(size=Q),
+    }
+    want = from_torch_gru(sd)
+    for got in (from_torch_gru(whole), from_torch_gru(whole, prefix="encoder.rnn.")):
+        assert list(got) == list(want) and all(np.array_equal(got[k], want[k]) for k in want)
+
+
+def test_cell_state_dicts_convert_both_ways(rng):
+    """A GRUCell's keys have no _l0 suffix (regression: refused, telling the user to pass what they did)."""
+    sd = _torch_state(rng)
+    cell = {k.removesuffix("_l0"): v for k, v in sd.items()}
+    params = from_torch_gru(cell)
+    assert all(np.array_equal(params[k], v) for k, v in from_torch_gru(sd).items())
+    back, _ = to_torch_gru(params, cell=True)
+    assert set(back) == set(cell)
+    assert all(np.array_equal(v, from_torch_gru(back)[k]) for k, v in params.items())
+
+
+def test_bias_false_emits_no_bias(rng):
+    sd = {k: v for k, v in _torch_state(rng).items() if k.startswith("weight")}
+    params = from_torch_gru(sd)  # nn.GRU(bias=False): zero biases
+    back, _ = to_torch_gru(params, bias=False)
+    assert set(back) == set(sd) and all(np.array_equal(back[k], sd[k]) for k in sd)
+    grads, _ = to_torch_gru({**params, "b_z": np.ones(H)}, gradients=True, bias=False)
+    assert set(grads) == set(sd)  # a gradient on a bias torch does not have is dropped, not refused
+
+
+def torch_rnn(X, h0, sd):
+    """nn.RNN as its docstring states it: h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)."""
+    h, out = h0, []
+    for x in X:
+        h = np.tanh(x @ sd["weight_ih_l0"].T + sd["bias_ih_l0"] + h @ sd["weight_hh_l0"].T + sd["bias_hh_l0"])
+        out.append(h)
+    return np.stack(out)
+
+
+def test_rnn_state_dicts_compute_what_nn_rnn_documents(rng):
+    sd = {
+        "weight_ih_l0": rng.normal(0, 0.5, (H, D)),
+        "weight_hh_l0": rng.normal(0, 0.5, (H, H)),
+        "bias_ih_l0": rng.normal(0, 0.5, H),
+        "bias_hh_l0": rng.normal(0, 0.5, H),
+    }
+    X, h0 = _data(rng)
+    params = from_torch_rnn(sd)
+    _close(grusym.load("rnn_tanh").forward(params, X, h0)[0], torch_rnn(X, h0, sd))
+    back, _ = to_torch_rnn(params)
+    _close(grusym.load("rnn_tanh").forward(from_torch_rnn(back), X, h0)[0], torch_rnn(X, h0, sd))
+    with pytest.raises(InputError, match="nonlinearity"):
+        from_torch_rnn(sd, nonlinearity="sigmoid")
+
+
 def test_tensor_like_values_are_detached_and_copied(rng):
     sd = _torch_state(rng)
     params = from_torch_gru({k: _Tensor(v) for k, v in sd.items()})
@@ -262,7 +329,21 @@ BAD = [  # (call, error, words the message must contain)
         ["weight_hh_l0", "(3h, h)", "(24, 6)", "nn.LSTM"],
     ),
     (lambda: from_torch_lstm(_sd()), ShapeError, ["weight_hh_l0", "(4h, h)", "nn.LSTM", "nn.GRU?"]),
-    (lambda: from_torch_gru({"gru." + k: v for k, v in _sd().items()}), ParameterError, ["gru.weight_ih_l0"]),
+    (  # two RNNs in one state dict: which one is meant is not guessed
+        lambda: from_torch_gru({**{"enc.rnn." + k: v for k, v in _sd().items()}, "dec.gru.weight_ih_l0": 0}),
+        ParameterError,
+        ["several RNNs", "'dec.gru.'", "'enc.rnn.'", "prefix="],
+    ),
+    (
+        lambda: from_torch_gru({"gru." + k: v for k, v in _sd().items()}, prefix="rnn."),
+        ParameterError,
+        ["'rnn.'"],
+    ),
+    (  # an unknown key under the RNN's own prefix is still named
+        lambda: from_torch_gru({**{"gru." + k: v for k, v in _sd().items()}, "gru.extra": 0}),
+        ParameterError,
+        ["unexpected", "'extra'"],
+    ),
     (
         lambda: from_torch_gru(_sd(weight_ih_l0=np.ones((3 * H + 1, D)))),
         ShapeError,
@@ -291,10 +372,25 @@ BAD = [  # (call, error, words the message must contain)
         ["head['weight']", "(q, h = 6)"],
     ),
     (lambda: from_torch_gru(_sd(), head={"W": np.ones((Q, H))}), ParameterError, ["nn.Linear", "'W'"]),
-    (
+    (  # regression: a key list instead of the reason
         lambda: to_torch_gru(grusym.load("gru").init_params(D, H, Q)),
         ParameterError,
-        ["gru_reset_after", "'b_h'", "match 'gru'"],
+        ["'gru' parameters", "nn.GRU cannot express reset-before", "use gru_reset_after"],
+    ),
+    (
+        lambda: to_torch_gru(grusym.load("gru", num_layers=2).init_params(D, H, Q)),
+        ParameterError,
+        ["'gru' parameters", "reset-before"],
+    ),
+    (
+        lambda: to_torch_gru({**_reset_after_params(), "b_z": np.ones(H)}, bias=False),
+        InputError,
+        ["params['b_z'] is not zero", "bias=False"],
+    ),
+    (
+        lambda: to_torch_gru(grusym.load("gru_reset_after", 2).init_params(D, H, Q), cell=True),
+        InputError,
+        ["GRUCell", "2-layer"],
     ),
     (lambda: to_torch_gru({**_reset_after_params(), "b_q": None}), GrusymError, ["b_q"]),
     (

@@ -88,9 +88,10 @@ def _feeds(op, direction, layout, dtype, lengths, initial):
 
 
 def _ours(op, model_proto, feeds, layout):
-    """grusym's Y, Y_h (and Y_c) in ONNX's layouts, from the converted node."""
+    """grusym's Y, Y_h (and Y_c) in ONNX's layouts, from the converted node (the node alone: a whole
+    layout-1 graph's (n, D, h) states are refused by from_onnx, the node's are documented)."""
     _, convert, states = OPS[op]
-    model, params = convert(model_proto)
+    model, params = convert(model_proto.graph.node[0], model_proto.graph.initializer)
     single = not isinstance(model, grusym.model.Model)
     h0 = None
     if feeds.get(states[0] + "0") is not None:

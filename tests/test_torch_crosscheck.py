@@ -23,7 +23,14 @@ import sympy as sp  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
 import grusym  # noqa: E402
-from grusym.interop import from_torch_gru, from_torch_lstm, to_torch_gru, to_torch_lstm  # noqa: E402
+from grusym.interop import (  # noqa: E402
+    from_torch_gru,
+    from_torch_lstm,
+    from_torch_rnn,
+    to_torch_gru,
+    to_torch_lstm,
+    to_torch_rnn,
+)
 from grusym.symbolic import cell as cell_dims  # noqa: E402
 from grusym.symbolic.primitives import Sigmoid, Tanh  # noqa: E402
 from grusym.symbolic.variants import VARIANTS, build, head  # noqa: E402
@@ -174,9 +181,21 @@ def _lstm_grads_in_our_layout(lstm, lin, cells) -> dict:
     return out
 
 
+def _rnn_grads_in_our_layout(rnn, lin, cells) -> dict:
+    """nn.RNN's gradients under rnn_tanh's names: b_h is bias_ih + bias_hh, so either's gradient."""
+    g = {name: p.grad.numpy() for name, p in rnn.named_parameters()}
+    out = {"W_hq": lin.weight.grad.numpy().T, "b_q": lin.bias.grad.numpy()}
+    for theirs, ours in cells:
+        assert _rel(g["bias_ih" + theirs], g["bias_hh" + theirs]) <= 1e-14
+        out |= {"W_xh" + ours: g["weight_ih" + theirs].T, "W_hh" + ours: g["weight_hh" + theirs].T}
+        out["b_h" + ours] = g["bias_ih" + theirs]
+    return out
+
+
 RNNS = {  # torch module, grusym cell, converters, torch's gradients in grusym's layout
     "gru": (torch.nn.GRU, "gru_reset_after", from_torch_gru, to_torch_gru, _torch_grads_in_our_layout),
     "lstm": (torch.nn.LSTM, "lstm", from_torch_lstm, to_torch_lstm, _lstm_grads_in_our_layout),
+    "rnn": (torch.nn.RNN, "rnn_tanh", from_torch_rnn, to_torch_rnn, _rnn_grads_in_our_layout),
 }
 
 
@@ -321,3 +340,64 @@ def test_every_variant_matches_torch_autograd_of_its_declared_equations(name):
     assert abs(value - ref_value) <= 1e-9 * abs(ref_value)
     assert set(grads) == set(ref)
     _assert_all_close(grads, ref, 1e-9)
+
+
+@pytest.mark.parametrize("kind", list(RNNS))
+def test_to_torch_with_gradients_true_is_every_torch_grad(kind):
+    """Regression: to_torch_gru(grads) left zeros in bias_hh's r and z rows where torch's .grad is not
+    zero; with gradients=True every array, both biases included, is torch's .grad."""
+    _, cell, from_torch, to_torch, _ = RNNS[kind]
+    rnn, lin = _torch_stack(kind, 2, True, True, seed=5)
+    lengths = np.array([5, 2, 4])
+    X, _, Y, _ = _data(9)
+    X, Y = X.swapaxes(0, 1).copy(), Y.T.copy()
+    x = torch.from_numpy(X)
+    packed = pack_padded_sequence(x, torch.from_numpy(lengths), batch_first=True, enforce_sorted=False)
+    out, _ = pad_packed_sequence(rnn(packed)[0], batch_first=True, total_length=T)
+    real = torch.arange(T)[None, :] < torch.from_numpy(lengths)[:, None]
+    F.cross_entropy(lin(out)[real], torch.from_numpy(Y)[real]).backward()
+
+    m = grusym.load(cell, 2, True, True)
+    _, grads, _ = m.loss_and_grads(from_torch(rnn.state_dict(), head=lin.state_dict()), X, Y, None, lengths)
+    g_rnn, g_lin = to_torch(grads, gradients=True)
+    assert set(g_rnn) == {k for k, _ in rnn.named_parameters()}
+    _assert_all_close(g_rnn, {k: p.grad for k, p in rnn.named_parameters()}, 1e-12)
+    _assert_all_close(g_lin, {k: p.grad for k, p in lin.named_parameters()}, 1e-12)
+    assert any(np.abs(g_rnn[k][: 2 * H]).max() > 1e-3 for k in g_rnn if k.startswith("bias_hh"))
+
+
+@pytest.mark.parametrize("pattern", ["full", "mixed-unsorted"])
+@pytest.mark.parametrize("stack", STACKS, ids=_stack_id)
+@pytest.mark.parametrize("kind", list(RNNS))
+def test_a_loss_on_the_last_states_backpropagates_as_in_torch(kind, stack, pattern):
+    """An encoder: the loss sits on h_n (and c_n) and on part of the outputs; backward(params, cache, dH,
+    dstates) gives torch's gradient of every parameter, X and the initial states (float64, 1e-12)."""
+    num_layers, bidirectional, batch_first = stack
+    _, cell, from_torch, to_torch, _ = RNNS[kind]
+    rnn, _ = _torch_stack(kind, *stack, seed=11)
+    m = grusym.load(cell, num_layers, bidirectional, batch_first)
+    lengths = np.array(LENGTH_PATTERNS[pattern])
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(N, T, D) if batch_first else (T, N, D))
+    K = num_layers * (1 + bidirectional)
+    states = tuple(rng.normal(0, 0.5, (K, N, H)) for _ in m.STATES)
+    weights = tuple(rng.normal(size=(K, N, H)) for _ in m.STATES)  # loss = sum(w * last) + sum(v * out)
+    v = rng.normal(size=(N, T, H * (1 + bidirectional)) if batch_first else (T, N, H * (1 + bidirectional)))
+
+    x = torch.from_numpy(X).requires_grad_(True)
+    states_t = tuple(torch.from_numpy(s).requires_grad_(True) for s in states)
+    packed = pack_padded_sequence(x, torch.from_numpy(lengths), batch_first=batch_first, enforce_sorted=False)
+    out, last_t = rnn(packed, states_t[0] if len(states) == 1 else states_t)
+    out, _ = pad_packed_sequence(out, batch_first=batch_first, total_length=T)
+    last_t = (last_t,) if len(states) == 1 else last_t
+    loss = sum((torch.from_numpy(w) * s).sum() for w, s in zip(weights, last_t, strict=True))
+    (loss + (torch.from_numpy(v) * out).sum()).backward()
+
+    params = from_torch(rnn.state_dict())
+    h0 = states[0] if len(states) == 1 else states
+    _, cache = m.forward(params, X, h0, lengths)
+    grads = m.backward(params, cache, v, weights[0] if len(weights) == 1 else weights)
+    g_torch, _ = to_torch({k: g for k, g in grads.items() if k in params}, gradients=True)
+    _assert_all_close(g_torch, {k: p.grad for k, p in rnn.named_parameters()}, 1e-12)
+    ref = {"X": x.grad, **{f"{s}0": t.grad for s, t in zip(m.STATES, states_t, strict=True)}}
+    _assert_all_close(grads, ref, 1e-12)

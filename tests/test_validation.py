@@ -215,7 +215,6 @@ def test_loss_and_grads_refuses_complex_parameters():
 
 # ---- backward: dH and the cache
 DH_ROWS = [
-    ("None", lambda c, H: None, DTypeError, ("dH", "None", "(3, 2, 4)")),
     ("wrong shape", lambda c, H: np.zeros((3, 2, 5)), ShapeError, ("dH", "(3, 2, 4)", "(3, 2, 5)")),
     ("int", lambda c, H: np.zeros(H.shape, int), DTypeError, ("dH", "int64")),
     ("complex", lambda c, H: H.astype(complex), DTypeError, ("dH", "complex128")),

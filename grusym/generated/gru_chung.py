@@ -68,8 +68,9 @@ def forward(params, X, h0=None, lengths=None):
     (zeros) or (n, h); lengths: None or (n,) integers in [1, T], each sequence's true length.
     Returns H (T, n, h), every hidden state (zero after each sequence's end), and the cache that
     ``backward`` and ``final_states`` read. Complex parameters are accepted (for the complex-step check).
+    The cell's parameters suffice (the head W_hq, b_q may be left out).
     """
-    params, dims, dtype = validate.check_params(PARAMS, params)
+    params, dims, dtype = validate.check_params(PARAMS, params, head=False)
     X, tokens, h0 = validate.check_inputs(X, h0, dims, dtype, STATES)
     lengths = validate.check_lengths(lengths, *X.shape[:2])
     H, cache = _forward(params, X, tokens, h0, dtype, rt.fresh)
@@ -77,6 +78,26 @@ def forward(params, X, h0=None, lengths=None):
         rt.zero_padded(cache["H"], lengths)  # the padded steps come after the valid ones: cut them off
     cache["lengths"] = lengths
     return H, cache
+
+
+def predict(params, X, h0=None, lengths=None):
+    """Forward only, for inference: returns ``(H, last)``, H (T, n, h) as ``forward`` returns it and
+    the last state h (n, h) as ``final_states`` returns it.
+
+    Keeps nothing for a backward pass: the per-step values ``forward`` caches share one (n, h) block, so
+    the memory is H's and the input projections'. Arguments as ``forward``; the cell's parameters suffice.
+    """
+    params, dims, dtype = validate.check_params(PARAMS, params, head=False)
+    X, tokens, h0 = validate.check_inputs(X, h0, dims, dtype, STATES)
+    lengths = validate.check_lengths(lengths, *X.shape[:2])
+    buf = _WORKSPACE.acquire()  # only H is returned, and it is new
+    try:
+        H, cache = _forward(params, X, tokens, h0, dtype, rt.Inference(buf, SAVED))
+        if lengths is not None:
+            rt.zero_padded(cache["H"], lengths)
+        return H, rt.last_state(cache["H"], lengths)
+    finally:
+        _WORKSPACE.release(buf)
 
 
 def final_states(cache):
@@ -88,7 +109,7 @@ def final_states(cache):
 def step(params, x_t, state=None):
     """One time step, for streaming inference: x_t (n, d) floats or (n,) token ids; state None (zeros)
     or h_prev (n, h). Returns the new state h (n, h)."""
-    params, dims, dtype = validate.check_params(PARAMS, params)
+    params, dims, dtype = validate.check_params(PARAMS, params, head=False)
     X, tokens, h0 = validate.check_inputs(validate.check_step_input(x_t, dims), state, dims, dtype, STATES)
     _, cache = _forward(params, X, tokens, h0, dtype, rt.fresh)
     return cache["H"][1]
@@ -143,24 +164,34 @@ def _forward(params, X, tokens, h0, dtype, buf):
     return H[1:], cache
 
 
-def backward(params, cache, dH, input_grad=None):
-    """Backpropagation through time: gradients of sum(dH * H) for the H that ``forward`` returned.
+def backward(params, cache, dH=None, dstates=None, input_grad=None):
+    """Backpropagation through time: gradients of sum(dH * H) + sum(dstates * last states) for the H and
+    the last states of the ``forward`` that returned ``cache``.
 
-    dH: (T, n, h), the upstream gradient on every hidden state. Returns a dict with a gradient for every
-    key of ``params`` (the head's W_hq and b_q are not used by the recurrence: their gradients are zero
-    here, ``loss_and_grads`` fills them), ``"h0"``, and ``"X"`` (T, n, d) when asked for: input_grad
-    None (the default) asks for it when X was floats, False skips it (one GEMM less), True demands it
-    (an InputError for token ids). dH at padded positions (t >= lengths[i]) is ignored.
+    dH: (T, n, h), the upstream gradient on every hidden state, or None (zeros). dstates: the gradient on
+    the last states, in the order and layout ``final_states`` returns them (each sequence's at its own
+    length): None (zeros) or an (n, h) array. Returns a dict with a gradient for
+    every key of ``params`` (the head's W_hq and b_q, when params hold them, are not used by the
+    recurrence: their gradients are zero here, ``loss_and_grads`` fills them), ``"h0"``, and ``"X"``
+    (T, n, d) when asked for: input_grad None (the default) asks for it when X was floats, False skips it
+    (one GEMM less), True demands it (an InputError for token ids). dH at padded positions (t >=
+    lengths[i]) is ignored.
     """
-    params, dims, dtype = validate.check_params(PARAMS, params, allow_complex=False)
+    params, dims, dtype = validate.check_params(PARAMS, params, allow_complex=False, head=False)
     H = validate.check_cache(cache, SAVED, dims, dtype)
     input_grad = validate.check_input_grad(input_grad, cache["tokens"])
+    lengths = cache.get("lengths")
     dH = validate.check_upstream(dH, H[1:])
-    dH = rt.mask_upstream(dH, cache.get("lengths"))  # padded positions contribute nothing
-    return _backward(params, cache, dH, rt.fresh, input_grad)
+    dH = rt.mask_upstream(dH, lengths)  # padded positions contribute nothing
+    dlast = validate.check_dstates(dstates, STATES, H.shape[1], H.shape[2], dtype)
+    dH, upstream = rt.seed_last_states(dH, dlast, STATES, OUTPUT, lengths)
+    grads = _backward(params, cache, dH, rt.fresh, input_grad, upstream)
+    return rt.head_zeros(grads, params, PARAMS)
 
 
-def _backward(params, cache, dH, buf, input_grad):
+def _backward(params, cache, dH, buf, input_grad, upstream=None):
+    # upstream: None, or the gradients (T, n, h) on the states other than the output at each step
+    # (rt.seed_last_states)
     X, tokens, H = cache["X"], cache["tokens"], cache["H"]
     T, n, nh = dH.shape
     dtype = dH.dtype
@@ -238,8 +269,6 @@ def _backward(params, cache, dH, buf, input_grad):
         "W_xh": dW_xh,
         "W_hh": dW_hh,
         "b_h": db[2*nh:3*nh],
-        "W_hq": np.zeros_like(params["W_hq"]),
-        "b_q": np.zeros_like(params["b_q"]),
         "h0": dh_prev,
     }
     if input_grad:  # asked for by the caller (validate.check_input_grad)
@@ -257,6 +286,7 @@ def head(params, H):
 def loss(params, X, Y, h0=None, lengths=None):
     """(10) The mean softmax cross-entropy over the valid positions (all T*n without lengths);
     complex-analytic, for checks."""
+    validate.check_params(PARAMS, params)  # the head too: forward alone would run without it
     H, cache = forward(params, X, h0, lengths)
     T, n = H.shape[:2]
     Y = validate.check_targets(Y, T, n, params["W_hq"].shape[1])
@@ -296,6 +326,6 @@ def loss_and_grads(params, X, Y, h0=None, lengths=None, input_grad=None) -> tupl
         grads = _backward(params, cache, dH, buf, input_grad)
         grads["W_hq"] = H_rows.T @ dlogits
         grads["b_q"] = dlogits.sum(axis=0)
-        return float(value), grads, rt.last_state(cache["H"], lengths)
+        return float(value), rt.ordered(grads, PARAMS), rt.last_state(cache["H"], lengths)
     finally:
         _WORKSPACE.release(buf)

@@ -8,6 +8,7 @@ arguments; errors are :mod:`grusym.errors` exceptions naming the key, the expect
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -117,15 +118,16 @@ def check(
 
 
 def check_model(
-    variant: str, params: object
+    variant: str, params: object, merge: str = "concat"
 ) -> tuple[Structure, dict[Cell, Params], Params | None, dict[str, int], np.dtype[Any]]:
-    """Check the params of a model of ``variant`` (structure read from the keys, head optional).
+    """Check the params of a model of ``variant`` (structure read from the keys, head optional; merge: how
+    its directions merge, which sets the width the layers above read).
 
     Returns the structure, each cell's params under the cell's own names, the head (or None), the sizes
     and the dtype.
     """
     values = mapping("params", params)
-    structure = structure_of(map(str, values))
+    structure = replace(structure_of(map(str, values)), merge=merge)
     if structure.single:
         p, dims, dtype, has_head = check(variant, values)
         head = {k: p[k] for k in HEAD} if has_head else None
@@ -136,10 +138,11 @@ def check_model(
         spec = {k: v for k, v in spec.items() if k not in HEAD}
     structure.check_keys(spec, values, variant)
     arrays, dims, dtype = validate.check_params(spec, values, allow_complex=False)
-    width = len(structure.directions) * dims["h"]
+    width = structure.width(dims["h"])
     if dims.get("o", width) != width:
+        what = "num_directions * h" if merge == "concat" else f"h ({merge} merges directions)"
         raise ShapeError(
-            f"the layers above the first (and W_hq) must read o = num_directions * h = {width} inputs, "
+            f"the layers above the first (and W_hq) must read o = {what} = {width} inputs, "
             f"got o = {dims['o']}"
         )
     cells = {

@@ -1,19 +1,22 @@
-"""ONNX ``GRU`` nodes -> a grusym model and its parameters.
+"""ONNX ``GRU``, ``LSTM`` and ``RNN`` nodes -> grusym cells and their parameters.
 
 ONNX ``GRU`` (opset 7-22): inputs ``X``, ``W`` (D, 3h, d), ``R`` (D, 3h, h) with row blocks z, r, h,
 ``B`` (D, 6h) = ``[Wb_z, Wb_r, Wb_h, Rb_z, Rb_r, Rb_h]``, ``sequence_lens`` (n,), ``initial_h``; attributes
 ``direction`` (forward, reverse, bidirectional: D = 1, 1, 2), ``layout`` (0: X (T, n, d), Y (T, D, n, h);
 1: X (n, T, d), Y (n, T, D, h)), ``linear_before_reset`` (0: the reset gate before the hidden matmul,
 variant ``gru``; else after it, ``gru_reset_after``), ``hidden_size``; ``h = (1-z)*h_tilde + z*h_prev``.
-grusym implements the default activations (Sigmoid, Tanh) and no ``clip``: other values are refused.
+``LSTM``: row blocks i, o, f, c, ``B`` (D, 8h), ``initial_c``, peepholes ``P``: variant ``lstm``. ``RNN``:
+one block, ``B`` (D, 2h), activation Tanh: variant ``rnn_tanh``. grusym implements the default activations
+and no ``clip``: other values are refused by name.
 
 Contract: NumPy only, ``onnx`` is never imported: nodes and tensors are read through their protobuf
 fields (``op_type``, ``attribute``, ``input``; ``dims``, ``data_type``, ``raw_data``, ``float_data``).
+:mod:`.onnx_graph` places the nodes of a whole graph; this module reads one node.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -25,19 +28,20 @@ from ..errors import DTypeError, InputError, ShapeError
 from ..model import Model, build
 from ..model.structure import Structure
 from ..validate import shape_text
-from ._common import Cell, Params, array, blocks, expect, join_cells, one_dtype
+from ._common import Array, Cell, Params, array, blocks, expect, join_cells, one_dtype
 
-__all__ = ["from_onnx_gru", "from_onnx_lstm"]
+__all__ = ["OPS", "Node", "attributes", "from_onnx_gru", "from_onnx_lstm", "ints", "read_node", "tensor"]
 
-_GATES = ("z", "r", "h")  # ONNX row blocks
 _DIRECTIONS = {"forward": ("forward",), "reverse": ("reverse",), "bidirectional": ("forward", "reverse")}
 _REFUSED = ("clip", "activation_alpha", "activation_beta")
 # AttributeProto.type and TensorProto.data_type codes (onnx.proto, stable since IR version 3)
-_ATTR_FLOAT, _ATTR_INT, _ATTR_STRING, _ATTR_STRINGS = 1, 2, 3, 8
+_ATTR_FLOAT, _ATTR_INT, _ATTR_STRING, _ATTR_TENSOR, _ATTR_INTS, _ATTR_STRINGS = 1, 2, 3, 4, 7, 8
 _TENSOR_DTYPES = {1: np.float32, 11: np.float64}
+_INT_DTYPES = {7: np.int64, 6: np.int32}
 
 
-def _attributes(node: Any) -> dict[str, Any]:
+def attributes(node: Any) -> dict[str, Any]:
+    """A node's attributes as Python values (ints, floats, strings, lists, TensorProtos)."""
     out: dict[str, Any] = {}
     for a in node.attribute:
         kind = a.type
@@ -49,23 +53,32 @@ def _attributes(node: Any) -> dict[str, Any]:
             out[a.name] = a.s.decode()
         elif kind == _ATTR_STRINGS:
             out[a.name] = [s.decode() for s in a.strings]
+        elif kind == _ATTR_INTS:
+            out[a.name] = [int(i) for i in a.ints]
+        elif kind == _ATTR_TENSOR:
+            out[a.name] = a.t
         else:
             out[a.name] = a  # read only to be named in an error
     return out
 
 
-def _tensor(name: str, value: Any) -> Any:
-    """A TensorProto's values as a NumPy array (float or double, raw or typed fields); anything else as is."""
+def _external(name: str, value: Any) -> None:
+    if getattr(value, "data_location", 0) == 1:
+        raise InputError(
+            f"{name} is stored as external data; load it first (onnx.load(..., load_external_data=True))"
+        )
+
+
+def tensor(name: str, value: Any) -> Array:
+    """A float TensorProto's values as a NumPy array (float or double, raw or typed fields); an array-like
+    value (a dict of initializers given as arrays) as a float copy."""
     if not (hasattr(value, "data_type") and hasattr(value, "dims")):
         return array(name, value)
     dtype = _TENSOR_DTYPES.get(int(value.data_type))
     if dtype is None:
         raise DTypeError(f"{name} has ONNX data_type {value.data_type}; expected FLOAT (1) or DOUBLE (11)")
     shape = tuple(int(s) for s in value.dims)
-    if getattr(value, "data_location", 0) == 1:
-        raise InputError(
-            f"{name} is stored as external data; load it first (onnx.load(..., load_external_data=True))"
-        )
+    _external(name, value)
     if value.raw_data:
         flat = np.frombuffer(value.raw_data, dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype)
     else:
@@ -75,52 +88,58 @@ def _tensor(name: str, value: Any) -> Any:
     return flat.reshape(shape)
 
 
-def _find(graph_or_node: Any, op: str) -> tuple[Any, dict[str, Any]]:
-    """The ``op`` node and the graph's initializers from a ModelProto, a GraphProto or a NodeProto."""
-    graph = getattr(graph_or_node, "graph", graph_or_node)
-    if not hasattr(graph, "node"):
-        return graph_or_node, {}
-    nodes = [n for n in graph.node if n.op_type == op]
-    if len(nodes) != 1:
-        raise InputError(
-            f"the graph has {len(nodes)} {op} nodes; pass one node and the initializers: "
-            f"from_onnx_{op.lower()}(node, initializers)"
-        )
-    return nodes[0], {t.name: t for t in graph.initializer}
+def ints(name: str, value: Any) -> Array | None:
+    """An INT64/INT32 TensorProto (or int array) as an int64 array; None for any other kind of value."""
+    if hasattr(value, "data_type") and hasattr(value, "dims"):
+        dtype = _INT_DTYPES.get(int(value.data_type))
+        if dtype is None:
+            return None
+        _external(name, value)
+        shape = tuple(int(s) for s in value.dims)
+        if value.raw_data:
+            flat = np.frombuffer(value.raw_data, dtype=np.dtype(dtype).newbyteorder("<")).astype(np.int64)
+        else:
+            flat = np.array(value.int64_data if dtype is np.int64 else value.int32_data, dtype=np.int64)
+        return flat.reshape(shape) if flat.size == int(np.prod(shape)) else None
+    a = np.asarray(value)
+    return a.astype(np.int64) if a.dtype.kind in "iu" else None
 
 
 @dataclass
-class _Node:
+class Node:
+    """One recurrent node, checked: its op, variant, directions, layout and weights."""
+
+    op: str
     name: str
+    variant: str
     attrs: dict[str, Any]
     directions: tuple[str, ...]
     layout: int
     arrays: dict[str, Any]  # W, R, B and any extra weight inputs, None where absent
     h: int
 
+    @property
+    def label(self) -> str:
+        return f"{self.op} node {self.name!r}"
 
-def _read(
-    node: Any,
-    initializers: Any,
-    op: str,
-    gates: int,
-    activations: tuple[str, ...],
-    extra: dict[int, str],
-    allowed: set[str],
-) -> _Node:
-    """Check an ``op`` node's attributes and weights; ``extra`` names further weight inputs by position."""
-    node, found = _find(node, op)
-    if getattr(node, "op_type", None) != op:
-        raise InputError(
-            f"expected an ONNX {op} node, got op_type {getattr(node, 'op_type', type(node).__name__)!r}"
-        )
-    attrs = _attributes(node)
-    if initializers is not None:
-        found = (
-            dict(initializers)
-            if isinstance(initializers, Mapping)
-            else {str(t.name): t for t in initializers}  # graph.initializer: TensorProtos
-        )
+
+@dataclass(frozen=True)
+class _Op:
+    gates: int
+    activations: tuple[str, ...]  # the defaults, one direction's
+    extra: dict[int, str]  # further weight inputs by position
+    allowed: frozenset[str]  # attributes besides direction, layout, hidden_size, activations
+    cells: Callable[[Node], dict[Cell, Params]]
+
+
+def read_node(node: Any, found: Mapping[str, Any]) -> Node:
+    """Check a GRU/LSTM/RNN node's attributes and weights; ``found`` maps input names to TensorProtos or
+    arrays (initializers, Constant nodes' values)."""
+    op = str(getattr(node, "op_type", type(node).__name__))
+    if op not in OPS:
+        raise InputError(f"expected an ONNX GRU, LSTM or RNN node, got op_type {op!r}")
+    spec = OPS[op]
+    attrs = attributes(node)
     label = f"{op} node {node.name!r}"
     for key in _REFUSED:
         if key in attrs:
@@ -130,15 +149,20 @@ def _read(
         raise InputError(f"{label} has direction={direction!r}; expected forward, reverse or bidirectional")
     dirs = _DIRECTIONS[direction]
     acts = attrs.get("activations")
-    if acts is not None and [a.lower() for a in acts] != [a.lower() for a in activations] * len(dirs):
+    if acts is not None and [a.lower() for a in acts] != [a.lower() for a in spec.activations] * len(dirs):
+        hint = (
+            "; a relu RNN is a cell of your own (docs/models.md) converted with from_torch_rnn's params"
+            if op == "RNN" and any(a.lower() == "relu" for a in acts)
+            else ""
+        )
         raise InputError(
             f"{label} has activations={acts!r}; grusym implements the default "
-            f"{list(activations) * len(dirs)} only"
+            f"{list(spec.activations) * len(dirs)} only{hint}"
         )
     layout = attrs.get("layout", 0)
     if layout not in (0, 1):
         raise InputError(f"{label} has layout={layout!r}; expected 0 or 1")
-    unknown = sorted(set(attrs) - {"direction", "layout", "hidden_size", "activations"} - allowed)
+    unknown = sorted(set(attrs) - {"direction", "layout", "hidden_size", "activations"} - spec.allowed)
     if unknown:
         raise InputError(f"{label} has attributes grusym does not implement: {unknown}")
     inputs = list(node.input) + [""] * (8 - len(node.input))
@@ -151,8 +175,9 @@ def _read(
             raise InputError(
                 f"{op} input {what} {name!r} is not an initializer; pass its values in initializers"
             )
-        return _tensor(f"{what} {name!r}", found[name])
+        return tensor(f"{what} {name!r}", found[name])
 
+    gates = spec.gates
     W, R, B = weight(1, "W"), weight(2, "R"), weight(3, "B")
     if W is None or R is None:
         raise InputError(f"{label} lacks its W or R input")
@@ -167,42 +192,35 @@ def _read(
     if B is None:
         B = np.zeros((D, 2 * gates * nh), W.dtype)
     expect("B", B, (D, 2 * gates * nh), f"(num_directions, {2 * gates}h)", note)
-    arrays = {"W": W, "R": R, "B": B, **{what: weight(pos, what) for pos, what in extra.items()}}
+    arrays = {"W": W, "R": R, "B": B, **{what: weight(pos, what) for pos, what in spec.extra.items()}}
     one_dtype({k: v for k, v in arrays.items() if v is not None})
-    return _Node(str(node.name), attrs, dirs, layout, arrays, nh)
+    variant = {"GRU": "gru_reset_after" if attrs.get("linear_before_reset", 0) else "gru"}.get(
+        op, {"LSTM": "lstm", "RNN": "rnn_tanh"}.get(op, "")
+    )
+    return Node(op, str(node.name), variant, attrs, dirs, layout, arrays, nh)
 
 
-def _model(variant: str, node: _Node, cells: dict[Cell, Params]) -> tuple[ModuleType | Model, Params]:
-    structure = Structure(1, node.directions, bool(node.layout))
-    W = node.arrays["W"]
-    head = {"W_hq": np.zeros((len(node.directions) * node.h, 1), W.dtype), "b_q": np.zeros(1, W.dtype)}
-    params = join_cells(structure, cells, head)
-    module = load(variant)
-    model = module if structure == Structure() else build(module, 1, node.directions, bool(node.layout))
-    return model, params
+def cells_of(nd: Node, layer: int = 0) -> dict[Cell, Params]:
+    """The node's cells (``(layer, direction)``) under the grusym cell's parameter names."""
+    return {(layer, d): p for (_, d), p in OPS[nd.op].cells(nd).items()}
 
 
-def from_onnx_gru(node: Any, initializers: Any = None) -> tuple[ModuleType | Model, Params]:
-    """The grusym model and params that compute what an ONNX ``GRU`` node computes.
-
-    node: a ``GRU`` NodeProto, or a ModelProto/GraphProto holding exactly one (its initializers are then
-    used). initializers: the weights, as a dict name -> array or TensorProto, or an iterable of
-    TensorProto (``graph.initializer``); ``W`` and ``R`` must be among them, ``B`` too if the node has it.
-
-    Returns ``(model, params)``: ``model`` is ``grusym.load(variant)`` for a forward, layout-0 node,
-    otherwise a one-layer model with the node's direction and ``batch_first = (layout == 1)``. Feed it the
-    node's X; ``lengths`` = ``sequence_lens``; ``h0`` = ``initial_h`` (layout 1: ``initial_h.swapaxes(0,
-    1)``). Its H (.., o = D*h) is the node's Y with the direction axis folded into the last:
-    ``Y.transpose(0, 2, 1, 3).reshape(T, n, D*h)`` for layout 0, ``Y.reshape(n, T, D*h)`` for layout 1.
-    The node has no head: params hold ``W_hq`` = 0 (o, 1) and ``b_q`` = 0 (1,); replace them with yours.
-    """
-    nd = _read(node, initializers, "GRU", 3, ("Sigmoid", "Tanh"), {}, {"linear_before_reset"})
+def _split(nd: Node, k: int, gates: tuple[str, ...]) -> tuple[dict[str, Array], ...]:
     W, R, B, nh = nd.arrays["W"], nd.arrays["R"], nd.arrays["B"], nd.h
-    before = not nd.attrs.get("linear_before_reset", 0)
+    g = len(gates)
+    return (
+        blocks(W[k], 0, gates),
+        blocks(R[k], 0, gates),
+        blocks(B[k][: g * nh], 0, gates),
+        blocks(B[k][g * nh :], 0, gates),
+    )
+
+
+def _gru_cells(nd: Node) -> dict[Cell, Params]:
+    before = nd.variant == "gru"
     cells: dict[Cell, Params] = {}
     for k, direction in enumerate(nd.directions):
-        w, r = blocks(W[k], 0, _GATES), blocks(R[k], 0, _GATES)
-        wb, rb = blocks(B[k][: 3 * nh], 0, _GATES), blocks(B[k][3 * nh :], 0, _GATES)
+        w, r, wb, rb = _split(nd, k, ("z", "r", "h"))
         p = {
             "W_xz": w["z"].T.copy(), "W_hz": r["z"].T.copy(), "b_z": wb["z"] + rb["z"],
             "W_xr": w["r"].T.copy(), "W_hr": r["r"].T.copy(), "b_r": wb["r"] + rb["r"],
@@ -212,29 +230,17 @@ def from_onnx_gru(node: Any, initializers: Any = None) -> tuple[ModuleType | Mod
         else:  # h_tilde = tanh(x W_h + Wb_h + r*(h R_h + Rb_h))
             p.update(W_xh=w["h"].T.copy(), b_xh=wb["h"].copy(), W_hh=r["h"].T.copy(), b_hh=rb["h"].copy())
         cells[(0, direction)] = p
-    return _model("gru" if before else "gru_reset_after", nd, cells)
+    return cells
 
 
-_LSTM_GATES = ("i", "o", "f", "g")  # ONNX row blocks i, o, f, c (c is our g)
-
-
-def from_onnx_lstm(node: Any, initializers: Any = None) -> tuple[ModuleType | Model, Params]:
-    """The grusym ``lstm`` model and params that compute what an ONNX ``LSTM`` node computes.
-
-    As :func:`from_onnx_gru`, with W (D, 4h, d) and R (D, 4h, h) in row blocks i, o, f, c and B (D, 8h);
-    ``h0`` = ``(initial_h, initial_c)``. Peepholes ``P`` (unless all zero) and ``input_forget=1`` are
-    refused: grusym's lstm has neither.
-    """
-    nd = _read(node, initializers, "LSTM", 4, ("Sigmoid", "Tanh", "Tanh"), {7: "P"}, {"input_forget"})
+def _lstm_cells(nd: Node) -> dict[Cell, Params]:
     if nd.attrs.get("input_forget", 0):
-        raise InputError(f"LSTM node {nd.name!r} sets input_forget=1; grusym's lstm has no coupled gates")
-    if nd.arrays["P"] is not None and np.any(nd.arrays["P"]):
-        raise InputError(f"LSTM node {nd.name!r} has peephole weights P; grusym's lstm has no peepholes")
-    W, R, B, nh = nd.arrays["W"], nd.arrays["R"], nd.arrays["B"], nd.h
+        raise InputError(f"{nd.label} sets input_forget=1; grusym's lstm has no coupled gates")
+    if nd.arrays.get("P") is not None and np.any(nd.arrays["P"]):
+        raise InputError(f"{nd.label} has peephole weights P; grusym's lstm has no peepholes")
     cells: dict[Cell, Params] = {}
     for k, direction in enumerate(nd.directions):
-        w, r = blocks(W[k], 0, _LSTM_GATES), blocks(R[k], 0, _LSTM_GATES)
-        wb, rb = blocks(B[k][: 4 * nh], 0, _LSTM_GATES), blocks(B[k][4 * nh :], 0, _LSTM_GATES)
+        w, r, wb, rb = _split(nd, k, ("i", "o", "f", "g"))  # ONNX blocks i, o, f, c (c is our g)
         cells[(0, direction)] = {
             f"{kind}{g}": value
             for g in ("i", "f", "g", "o")
@@ -242,4 +248,88 @@ def from_onnx_lstm(node: Any, initializers: Any = None) -> tuple[ModuleType | Mo
                 ("W_x", w[g].T.copy()), ("W_h", r[g].T.copy()), ("b_x", wb[g].copy()), ("b_h", rb[g].copy())
             )
         }  # fmt: skip
-    return _model("lstm", nd, cells)
+    return cells
+
+
+def _rnn_cells(nd: Node) -> dict[Cell, Params]:
+    cells: dict[Cell, Params] = {}
+    for k, direction in enumerate(nd.directions):
+        w, r, wb, rb = _split(nd, k, ("h",))
+        cells[(0, direction)] = {"W_xh": w["h"].T.copy(), "W_hh": r["h"].T.copy(), "b_h": wb["h"] + rb["h"]}
+    return cells
+
+
+OPS = {
+    "GRU": _Op(3, ("Sigmoid", "Tanh"), {}, frozenset({"linear_before_reset"}), _gru_cells),
+    "LSTM": _Op(4, ("Sigmoid", "Tanh", "Tanh"), {7: "P"}, frozenset({"input_forget"}), _lstm_cells),
+    "RNN": _Op(1, ("Tanh",), {}, frozenset(), _rnn_cells),
+}
+
+
+def _single(node: Any, initializers: Any, op: str) -> Node:
+    if getattr(node, "op_type", None) != op:
+        raise InputError(
+            f"expected an ONNX {op} node, got op_type {getattr(node, 'op_type', type(node).__name__)!r}"
+        )
+    found: Mapping[str, Any] = {}
+    if initializers is not None:
+        found = (
+            dict(initializers)
+            if isinstance(initializers, Mapping)
+            else {str(t.name): t for t in initializers}  # graph.initializer: TensorProtos
+        )
+    return read_node(node, found)
+
+
+def _node_model(nd: Node) -> tuple[ModuleType | Model, Params]:
+    structure = Structure(1, nd.directions, bool(nd.layout))
+    W = nd.arrays["W"]
+    head = {"W_hq": np.zeros((len(nd.directions) * nd.h, 1), W.dtype), "b_q": np.zeros(1, W.dtype)}
+    params = join_cells(structure, cells_of(nd), head)
+    module = load(nd.variant)
+    model = module if structure == Structure() else build(module, 1, nd.directions, bool(nd.layout))
+    return model, params
+
+
+def _convert(node: Any, initializers: Any, op: str) -> tuple[ModuleType | Model, Params]:
+    if hasattr(getattr(node, "graph", node), "node"):  # a whole graph: place every node and its glue
+        from .onnx_graph import read_onnx
+
+        found = read_onnx(node, ops=(op,), initializers=initializers)
+        if "W_hq" in found.params:  # the graph's own head (a MatMul + Add on its outputs)
+            return found.model, found.params
+        dtype = next(iter(found.params.values())).dtype
+        width = len(found.model.structure.directions) * found.params[next(iter(found.params))].shape[1]
+        head = {"W_hq": np.zeros((width, 1), dtype), "b_q": np.zeros(1, dtype)}  # as the node path gives
+        return found.model, {**found.params, **head}
+    return _node_model(_single(node, initializers, op))
+
+
+def from_onnx_gru(node: Any, initializers: Any = None) -> tuple[ModuleType | Model, Params]:
+    """The grusym model and params that compute what an ONNX ``GRU`` node (or a graph of them) computes.
+
+    node: a ``GRU`` NodeProto with ``initializers`` its weights (a dict name -> array or TensorProto, or an
+    iterable of TensorProto such as ``graph.initializer``; ``W`` and ``R`` must be among them, ``B`` too if
+    the node has it); or a ModelProto/GraphProto, read whole by :func:`grusym.interop.from_onnx` (its
+    Transpose, Squeeze, Reshape, Slice and Concat glue placed: layers, directions, batch-first), which
+    must hold GRU nodes only.
+
+    For a node, returns ``(model, params)`` with ``model`` = ``grusym.load(variant)`` for a forward,
+    layout-0 node, otherwise a one-layer model with the node's direction and ``batch_first = (layout ==
+    1)``. Feed it the node's X; ``lengths`` = ``sequence_lens``; ``h0`` = ``initial_h`` (layout 1:
+    ``initial_h.swapaxes(0, 1)``). Its H (.., o = D*h) is the node's Y with the direction axis folded into
+    the last: ``Y.transpose(0, 2, 1, 3).reshape(T, n, D*h)`` for layout 0, ``Y.reshape(n, T, D*h)`` for
+    layout 1. The node has no head: params hold ``W_hq`` = 0 (o, 1) and ``b_q`` = 0 (1,); replace them.
+    """
+    return _convert(node, initializers, "GRU")
+
+
+def from_onnx_lstm(node: Any, initializers: Any = None) -> tuple[ModuleType | Model, Params]:
+    """The grusym ``lstm`` model and params that compute what an ONNX ``LSTM`` node (or a graph of them)
+    computes.
+
+    As :func:`from_onnx_gru`, with W (D, 4h, d) and R (D, 4h, h) in row blocks i, o, f, c and B (D, 8h);
+    ``h0`` = ``(initial_h, initial_c)``. Peepholes ``P`` (unless all zero) and ``input_forget=1`` are
+    refused: grusym's lstm has neither.
+    """
+    return _convert(node, initializers, "LSTM")

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
+import numpy as np
+
+from ..errors import InputError
 from .stack import Model
 from .structure import Structure
 
@@ -23,8 +26,43 @@ __all__ = ["Model", "Structure", "build"]
 def build(
     cell: ModuleType,
     num_layers: int = 1,
-    directions: tuple[str, ...] = ("forward",),
+    bidirectional: bool | tuple[str, ...] = False,
     batch_first: bool = False,
+    *,
+    merge: str = "concat",
+    flip_output: bool = False,
+    pad_outputs: str = "zeros",
+    mask_value: float | None = None,
 ) -> Model:
-    """The model of ``cell`` (a generated cell module) with the given layers, directions and layout."""
-    return Model(cell, Structure(num_layers, tuple(directions), batch_first))
+    """The model of ``cell`` (a generated cell module: a built-in's, or your own from
+    ``grusym.symbolic.usercell.derive_module`` / ``grusym derive --cell``), laid out like
+    ``torch.nn.GRU(d, h, num_layers, bidirectional=..., batch_first=...)``.
+
+    bidirectional: True or False (a tuple of directions, ("forward",), ("reverse",) or ("forward",
+    "reverse"), is read as the directions). merge, flip_output, pad_outputs: see :class:`Structure`;
+    mask_value: see
+    :class:`Model`. ``grusym.load(name_or_module, num_layers, bidirectional, batch_first)`` calls this.
+    """
+    for name in (
+        "VARIANT",
+        "STATES",
+        "OUTPUT",
+        "PARAMS",
+        "CELL_PARAMS",
+        "forward",
+        "backward",
+        "final_states",
+    ):
+        if not hasattr(cell, name):
+            raise InputError(
+                f"{getattr(cell, '__name__', type(cell).__name__)} is not a grusym cell module (it has no "
+                f"{name}); derive one with grusym derive --cell FILE.py:NAME, or load a built-in by name"
+            )
+    if isinstance(bidirectional, tuple):
+        directions = bidirectional
+    elif isinstance(bidirectional, (bool, np.bool_)):
+        directions = ("forward", "reverse") if bidirectional else ("forward",)
+    else:
+        raise InputError(f"bidirectional must be True or False, got {bidirectional!r}")
+    structure = Structure(num_layers, directions, batch_first, merge, flip_output, pad_outputs)
+    return Model(cell, structure, mask_value)

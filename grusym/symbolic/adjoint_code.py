@@ -6,7 +6,9 @@ Contract: :func:`emit_backward` writes, after the ``_backward`` signature that `
 * adjoints in reverse step order, each value's adjoint as the sum of its contributions (first one
   assigned, the others added); shared subexpressions of one step's contributions named once (``g0``...);
 * at the top of each step the upstream gradient of the output state plus what step t+1 sent back through
-  ``h_prev``, and for every other state what came back through its prev;
+  ``h_prev``, and for every other state what came back through its prev plus that state's own upstream
+  gradient at step t (``dS_c``: the gradient on a last state, at its sequence's last step; zeros when
+  there is none);
 * the matmuls into a state's prev of all gates fused into one product at the end of the step;
 * parameter gradients after the loop: one large matmul per fused run over all T*n rows, bias gradients as
   column sums, parameter vectors as row sums of their per-step accumulators.
@@ -162,8 +164,8 @@ def _shared_forms(exprs: list[sp.Expr]) -> tuple[list[tuple[sp.Symbol, sp.Expr]]
 
 
 def emit_backward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
-    """The body of ``_backward(params, cache, dH, buf, input_grad)`` (see the module docstring); with a
-    fuser, its loop with the elementwise runs as kernels (the fused module)."""
+    """The body of ``_backward(params, cache, dH, buf, input_grad, upstream)`` (see the module docstring);
+    with a fuser, its loop with the elementwise runs as kernels (the fused module)."""
     w.indent = 1
     for state in g.states:
         if state != OUTPUT:
@@ -179,6 +181,9 @@ def emit_backward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
         w(f"{adjoint_name(prev)} = np.zeros((n, nh), dtype=dtype)  # {note}")
     for v in g.vectors:
         w(f"d{v}_rows = np.zeros((n, nh), dtype=dtype)  # d{v} summed over t, per batch row")
+    for state in g.states:
+        if state != OUTPUT:  # the gradient on a last state enters at its sequence's last step
+            w(f'{_upstream(g, state)} = rt.state_upstream(upstream, "{state}", dH, buf)')
     w.indent = 2
     body_start = len(w.lines)
     adj = _Adjoints(w, g)
@@ -190,8 +195,8 @@ def emit_backward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
     adj.assigned.add(OUTPUT)
     for state, prev in zip(g.states, g.prevs, strict=True):
         if state != OUTPUT:
-            note = f"what step t+1 sent back through {prev}"
-            w(f"np.copyto({adjoint_name(state)}, {adjoint_name(prev)})  # {note}")
+            note = f"what step t+1 sent back through {prev}, plus step t's upstream"
+            w(f"np.add({_upstream(g, state)}_t, {adjoint_name(prev)}, out={adjoint_name(state)})  # {note}")
             adj.buffers.append(adjoint_name(state))
             adj.assigned.add(state)
     for step in reversed(g.cell.steps):
@@ -222,6 +227,7 @@ def emit_backward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
     for state in g.states:
         seqs[state] = f"{g.seq(state)}[:0:-1]"
     seqs |= {"dH_t": "dH[::-1]", "dA_t": "dA[::-1]"}
+    seqs |= {f"{_upstream(g, s)}_t": f"{_upstream(g, s)}[::-1]" for s in g.states if s != OUTPUT}
     seqs |= {name: f"{name}_all[::-1]" for name in g.saved}
     kept = g.kept()
     for lin in g.order:
@@ -242,6 +248,11 @@ def emit_backward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
         fuser.prune(w, alloc_start, loop_start)
     w.indent = 1
     _parameter_gradients(w, g)
+
+
+def _upstream(g: Schedule, state: str) -> str:
+    """The per-step upstream gradient of a state other than the output (``dS_c`` for LSTM's c)."""
+    return f"d{g.seq(state)}"
 
 
 def _parameter_gradients(w: Writer, g: Schedule) -> None:
@@ -294,8 +305,6 @@ def _parameter_gradients(w: Writer, g: Schedule) -> None:
     w("grads = {")
     for name in g.cell_params:
         w(f'    "{name}": {grads[name]},')
-    w('    "W_hq": np.zeros_like(params["W_hq"]),')
-    w('    "b_q": np.zeros_like(params["b_q"]),')
     for state, prev in zip(g.states, g.prevs, strict=True):
         w(f'    "{state}0": {adjoint_name(prev)},')
     w("}")

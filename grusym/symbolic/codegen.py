@@ -220,6 +220,11 @@ def init_params(input_size, hidden_size, output_size, seed=0, dtype=np.float64, 
             )
             step_ret = 'cache["H"][1]'
         check_step = "validate.check_inputs(validate.check_step_input(x_t, dims), state, dims, dtype, STATES)"
+        predict_last = (
+            f"the last states ({states}), a tuple of (n, h) arrays as ``final_states`` returns them"
+            if self.multi
+            else "the last state h (n, h) as ``final_states`` returns it"
+        )
         w.block(f'''
 def forward(params, X, h0=None, lengths=None):
     """Run the cell over all T steps.
@@ -227,8 +232,9 @@ def forward(params, X, h0=None, lengths=None):
 {doc}
     Returns H (T, n, h), every hidden state (zero after each sequence's end), and the cache that
     ``backward`` and ``final_states`` read. Complex parameters are accepted (for the complex-step check).
+    The cell's parameters suffice (the head W_hq, b_q may be left out).
     """
-    params, dims, dtype = validate.check_params(PARAMS, params)
+    params, dims, dtype = validate.check_params(PARAMS, params, head=False)
     X, tokens, {self.unpacked()} = validate.check_inputs(X, h0, dims, dtype, STATES)
     lengths = validate.check_lengths(lengths, *X.shape[:2])
     H, cache = _forward(params, X, tokens, {self.state_args}, dtype, rt.fresh)
@@ -238,6 +244,26 @@ def forward(params, X, h0=None, lengths=None):
     return H, cache
 
 
+def predict(params, X, h0=None, lengths=None):
+    """Forward only, for inference: returns ``(H, last)``, H (T, n, h) as ``forward`` returns it and
+    {predict_last}.
+
+    Keeps nothing for a backward pass: the per-step values ``forward`` caches share one (n, h) block, so
+    the memory is H's and the input projections'. Arguments as ``forward``; the cell's parameters suffice.
+    """
+    params, dims, dtype = validate.check_params(PARAMS, params, head=False)
+    X, tokens, {self.unpacked()} = validate.check_inputs(X, h0, dims, dtype, STATES)
+    lengths = validate.check_lengths(lengths, *X.shape[:2])
+    buf = _WORKSPACE.acquire()  # only H is returned, and it is new
+    try:
+        H, cache = _forward(params, X, tokens, {self.state_args}, dtype, rt.Inference(buf, SAVED))
+        if lengths is not None:
+            rt.zero_padded(cache["H"], lengths)
+        return H, {self.last("cache", "lengths")}
+    finally:
+        _WORKSPACE.release(buf)
+
+
 def final_states(cache):
     """{final_doc}"""
 {final_body}
@@ -245,7 +271,7 @@ def final_states(cache):
 
 def step(params, x_t, state=None):
     """{step_doc}"""
-    params, dims, dtype = validate.check_params(PARAMS, params)
+    params, dims, dtype = validate.check_params(PARAMS, params, head=False)
     X, tokens, {self.unpacked()} = {check_step}
     _, cache = _forward(params, X, tokens, {self.state_args}, dtype, rt.fresh)
     return {step_ret}
@@ -260,25 +286,41 @@ def _forward(params, X, tokens, {self.state_args}, dtype, buf):
     def backward(self, w: Writer) -> None:
         grads0 = ", ".join(f'``"{s}0"``' for s in self.states)
         seqs = "" if not self.multi else f", sequences={self.seqs[1:]!r}"
+        if self.multi:
+            dstates = (
+                f"a tuple ({', '.join('d' + s for s in self.states)}) of (n, h) arrays, None for a zero one"
+            )
+        else:
+            dstates = "an (n, h) array"
         w.block(f'''
-def backward(params, cache, dH, input_grad=None):
-    """Backpropagation through time: gradients of sum(dH * H) for the H that ``forward`` returned.
+def backward(params, cache, dH=None, dstates=None, input_grad=None):
+    """Backpropagation through time: gradients of sum(dH * H) + sum(dstates * last states) for the H and
+    the last states of the ``forward`` that returned ``cache``.
 
-    dH: (T, n, h), the upstream gradient on every hidden state. Returns a dict with a gradient for every
-    key of ``params`` (the head's W_hq and b_q are not used by the recurrence: their gradients are zero
-    here, ``loss_and_grads`` fills them), {grads0}, and ``"X"`` (T, n, d) when asked for: input_grad
-    None (the default) asks for it when X was floats, False skips it (one GEMM less), True demands it
-    (an InputError for token ids). dH at padded positions (t >= lengths[i]) is ignored.
+    dH: (T, n, h), the upstream gradient on every hidden state, or None (zeros). dstates: the gradient on
+    the last states, in the order and layout ``final_states`` returns them (each sequence's at its own
+    length): None (zeros) or {dstates}. Returns a dict with a gradient for
+    every key of ``params`` (the head's W_hq and b_q, when params hold them, are not used by the
+    recurrence: their gradients are zero here, ``loss_and_grads`` fills them), {grads0}, and ``"X"``
+    (T, n, d) when asked for: input_grad None (the default) asks for it when X was floats, False skips it
+    (one GEMM less), True demands it (an InputError for token ids). dH at padded positions (t >=
+    lengths[i]) is ignored.
     """
-    params, dims, dtype = validate.check_params(PARAMS, params, allow_complex=False)
+    params, dims, dtype = validate.check_params(PARAMS, params, allow_complex=False, head=False)
     H = validate.check_cache(cache, SAVED, dims, dtype{seqs})
     input_grad = validate.check_input_grad(input_grad, cache["tokens"])
+    lengths = cache.get("lengths")
     dH = validate.check_upstream(dH, H[1:])
-    dH = rt.mask_upstream(dH, cache.get("lengths"))  # padded positions contribute nothing
-    return _backward(params, cache, dH, rt.fresh, input_grad)
+    dH = rt.mask_upstream(dH, lengths)  # padded positions contribute nothing
+    dlast = validate.check_dstates(dstates, STATES, H.shape[1], H.shape[2], dtype)
+    dH, upstream = rt.seed_last_states(dH, dlast, STATES, OUTPUT, lengths)
+    grads = _backward(params, cache, dH, rt.fresh, input_grad, upstream)
+    return rt.head_zeros(grads, params, PARAMS)
 
 
-def _backward(params, cache, dH, buf, input_grad):
+def _backward(params, cache, dH, buf, input_grad, upstream=None):
+    # upstream: None, or the gradients (T, n, h) on the states other than the output at each step
+    # (rt.seed_last_states)
     X, tokens, H = cache["X"], cache["tokens"], cache["H"]
     T, n, nh = dH.shape
     dtype = dH.dtype
@@ -314,6 +356,7 @@ def head(params, H):
 def loss(params, X, Y, h0=None, lengths=None):
     """({ls}) The mean softmax cross-entropy over the valid positions (all T*n without lengths);
     complex-analytic, for checks."""
+    validate.check_params(PARAMS, params)  # the head too: forward alone would run without it
     H, cache = forward(params, X, h0, lengths)
     T, n = H.shape[:2]
     Y = validate.check_targets(Y, T, n, params["W_hq"].shape[1])
@@ -352,7 +395,7 @@ def loss_and_grads(params, X, Y, h0=None, lengths=None, input_grad=None) -> tupl
         grads = _backward(params, cache, dH, buf, input_grad)
         grads["W_hq"] = {self.head_code(dW)}
         grads["b_q"] = {self.head_code(db)}
-        return float(value), grads, {self.last("cache", "lengths")}
+        return float(value), rt.ordered(grads, PARAMS), {self.last("cache", "lengths")}
     finally:
         _WORKSPACE.release(buf)
 ''')
