@@ -15,11 +15,11 @@ import pytest
 
 from grusym.cli import main
 from grusym.gradcheck import TOLERANCES
-from grusym.report import markdown, tex
 from grusym.report.build import default_out, render_files
-from grusym.report.figures import figure_data
-from grusym.report.plots import FIGURES, available, plot
-from grusym.report.verify import measure
+from grusym.report.numbers.figures import figure_data
+from grusym.report.numbers.verify import measure
+from grusym.report.render import markdown, tex
+from grusym.report.render.plots import FIGURES, available, plot
 from grusym.symbolic.variants import CELLS
 
 OUT = default_out()
@@ -146,7 +146,7 @@ def test_equation_numbers_map_to_code_comments_both_ways(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_report_equations_name_what_the_code_comments_compute(name):
     """(N) in the code reads ``v = expr``; the report's (N) must assign the same value from the same names."""
-    from grusym.report.latex import name as tex_name
+    from grusym.report.render.latex import name as tex_name
 
     text = (OUT / name / "README.md").read_text(encoding="utf-8")
     _, _, comments = _code_citations(name)

@@ -239,7 +239,7 @@ def test_a_users_cell_report_compiles_without_overfull_boxes(built, tmp_path):
 
 
 def test_the_time_box_stops_symbolic_work_that_runs_too_long():
-    from grusym.report.timebox import SymbolicTimeoutError, time_box
+    from grusym.report.analysis.timebox import SymbolicTimeoutError, time_box
 
     with (
         pytest.raises(SymbolicTimeoutError, match=r"the loop did not finish within 0\.05 s"),

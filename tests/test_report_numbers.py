@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 import grusym
+from grusym.report.analysis.jacobian import jacobian
+from grusym.report.appendix.sections import frameworks_box
 from grusym.report.build import default_out, render_files
 from grusym.report.context import Context, cell_subject, subject
-from grusym.report.graph import one_step, unrolled
-from grusym.report.jacobian import jacobian
-from grusym.report.sections import frameworks_box
-from grusym.report.values import step_values
-from grusym.report.worked import toy_batch
+from grusym.report.core.graph import one_step, unrolled
+from grusym.report.numbers.problem import toy_batch
+from grusym.report.numbers.values import step_values
 from grusym.symbolic.variants import VARIANTS
 
 OUT = default_out()

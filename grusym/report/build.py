@@ -17,11 +17,11 @@ from typing import Any
 
 from ..errors import InputError
 from ..fileio import atomic_write_text
-from . import markdown, tex
 from .context import Subject, subject
 from .document import REGENERATE, index_document, variant_document
-from .plots import FIGURES, INSTALL_HINT, available
-from .verify import Measurement, measure
+from .numbers.verify import Measurement, measure
+from .render import markdown, tex
+from .render.plots import FIGURES, INSTALL_HINT, available
 
 __all__ = ["FORMATS", "Written", "default_out", "figures_json", "render_files", "write_reports"]
 
@@ -58,8 +58,8 @@ def render_files(
     missing: per cell name, the figures that will not exist (the text says so instead of linking them).
     """
     from ..symbolic.variants import CELLS
-    from .figures import figure_data
-    from .relations import RELATIONS, check
+    from .numbers.figures import figure_data
+    from .numbers.relations import RELATIONS, check
 
     unknown = [n for n in names if isinstance(n, str) and n not in CELLS]
     if unknown:
@@ -122,7 +122,7 @@ def write_reports(
     all the same, a PNG left by an earlier build is kept (its data is the same, seeded), and the text of
     a report whose PNG does not exist says so instead of linking it; the log names every skipped figure.
     """
-    from .plots import plot
+    from .render.plots import plot
 
     if "pdf" in formats and tex.engine() is None:
         raise InputError("--format pdf needs pdflatex or tectonic on PATH; install TeX Live or drop pdf")

@@ -20,8 +20,8 @@ from ..symbolic.cell import INPUT, STATE, Cell, Step, d, h, n, q
 from ..symbolic.codegen import numbered
 from ..symbolic.derive import Derivation, adjoint_name, derive, derive_head
 from ..symbolic.variants import CELLS, HEAD_PARAMS
-from . import latex
-from .jacobian import Jacobian, jacobian, primitive_outputs, state_jacobian
+from .analysis.jacobian import Jacobian, jacobian, primitive_outputs, state_jacobian
+from .render import latex
 from .sources import cite
 
 __all__ = ["REGENERATE", "SIZES", "Context", "Subject", "cell_subject", "subject"]

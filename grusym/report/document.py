@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .blocks import Block, Code, Document, Heading, Link, Para
+from .appendix.jacobian import jacobian_section
+from .appendix.sections import code_section, figures_section, frameworks_box, verification_section
 from .context import REGENERATE, SIZES, Context, Subject, subject
-from .equations import adjoint_section, bptt_section, forward_section, local_section, parameter_count
+from .core.forward import adjoint_section, bptt_section, forward_section, local_section, parameter_count
+from .core.worked import worked_section
 from .index import index_document
-from .sections import code_section, figures_section, frameworks_box, verification_section
-from .vanishing import jacobian_section
-from .verify import Measurement
-from .worked import worked_section
+from .numbers.verify import Measurement
+from .render.blocks import Block, Code, Document, Heading, Link, Para
 
 __all__ = ["REGENERATE", "SIZES", "index_document", "parameter_count", "variant_document"]
 

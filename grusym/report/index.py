@@ -12,10 +12,10 @@ import sympy as sp
 
 from ..symbolic.cell import Cell
 from ..symbolic.variants import CELLS
-from . import latex
-from .blocks import Block, Break, Bullets, Code, Document, Heading, Link, Math, Para, Table, Text
 from .context import REGENERATE, SIZES
-from .equations import parameter_count
+from .core.forward import parameter_count
+from .render import latex
+from .render.blocks import Block, Break, Bullets, Code, Document, Heading, Link, Math, Para, Table, Text
 from .sources import TUTORIALS, cite
 
 __all__ = ["RELATION_ATOL", "index_document"]
@@ -35,7 +35,7 @@ def _compact(cell: Cell) -> Text:
 
 def index_document(names: list[str], relation_errors: dict[int, float]) -> Document:
     """The comparison page: conventions, equations, sizes, users and the checked relations of the variants."""
-    from .relations import RELATIONS
+    from .numbers.relations import RELATIONS
 
     cells = {name: CELLS[name].cell() for name in names}
     rows, eqs, users = [], [], []

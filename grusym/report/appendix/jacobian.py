@@ -13,18 +13,18 @@ from typing import Any
 
 import sympy as sp
 
-from ..symbolic.cell import STATE
-from ..symbolic.primitives import PRIMITIVES
-from . import latex
-from .blocks import Block, Bullets, Code, Equation, Heading, Math, Para, Table, Text
-from .context import Context
-from .escape import bound_timeout, expansion, keep_gate, uniform_bound
-from .expansion import NotExpandableError
-from .jacobian import SIGN, BoundTerm, Jacobian, value_ranges
+from ...symbolic.cell import STATE
+from ...symbolic.primitives import PRIMITIVES
+from ..analysis.derived import bound_timeout, expansion, keep_gate, uniform_terms
+from ..analysis.expansion import NotExpandableError
+from ..analysis.jacobian import SIGN, BoundTerm, Jacobian, value_ranges
+from ..context import Context
+from ..render import latex
+from ..render.blocks import Block, Bullets, Code, Equation, Heading, Math, Para, Table, Text
+from ..render.width import MAX_EX, width
+from ..sources import TUTORIALS
 from .jtex import block_lhs, display, label_suffix, parts, term_tex
 from .sections import figure
-from .sources import TUTORIALS
-from .width import MAX_EX, width
 
 __all__ = ["jacobian_section"]
 
@@ -145,7 +145,7 @@ def _condition(c: Context, data: dict[str, Any]) -> list[Block]:
             )
         )
     # a weight-free path that the bound cannot push below 1 (a gate's diagonal, sup 1)
-    uniform = uniform_bound(c.subject) or []
+    uniform = uniform_terms(c.cell) or []
     direct = any(bt.coef >= 1 and not bt.norms and not bt.unbounded for bt in uniform)
     notes: list[Any] = []
     if not data["gradient_norms"].get("recurrent_weights", {}).get(c.name, ["W_hh"]):
@@ -153,7 +153,7 @@ def _condition(c: Context, data: dict[str, Any]) -> list[Block]:
             "This cell has no recurrent weight matrix (its recurrence is elementwise), so the norm column "
             "is empty. "
         )
-    if bound_timeout(c.subject):
+    if bound_timeout(c.cell):
         notes.append("There is no uniform bound (J.1) to evaluate (shown as -). ")
     elif any(bt.unbounded for bt in uniform):
         notes.append(
@@ -213,7 +213,7 @@ def _condition(c: Context, data: dict[str, Any]) -> list[Block]:
 
 def _expansion(c: Context, data: dict[str, Any]) -> list[Block]:
     try:
-        blocks = expansion(c.subject)
+        blocks = expansion(c.cell)
     except NotExpandableError as err:
         return [
             Para(
@@ -296,7 +296,7 @@ def _escape(c: Context, data: dict[str, Any], missing: frozenset[str]) -> list[B
                     (_sig(e["measured_range_bound"]),),
                 )
             )
-    keep = keep_gate(c.subject)
+    keep = keep_gate(c.cell)
     what: Text
     direct = [t for (a, b), J in c.blocks.items() if a == b for t in J.terms if not any(f.weight for f in t)]
     if keep is None and direct:
@@ -388,7 +388,7 @@ def jacobian_section(c: Context, missing: frozenset[str] = frozenset()) -> list[
             Math(r"\lVert h_{0} \rVert_{\infty} \le 1"),
             " (SymPy finds the supremum of its right-hand side to be at most 1)",
         )
-    uniform = uniform_bound(c.subject)
+    uniform = uniform_terms(c.cell)
     readable = uniform is not None and all(v.isidentifier() for bt in uniform for v in bt.unbounded)
     bound = _bound_tex(uniform, c) if uniform and readable else ()
     linear_note: Text = ()
@@ -448,11 +448,11 @@ def jacobian_section(c: Context, missing: frozenset[str] = frozenset()) -> list[
     ]
     if bound:
         blocks.append(Equation((r"\lVert J_{t} \rVert_{2} \le " + bound[0], *bound[1:]), "J.1"))
-    elif bound_timeout(c.subject):
+    elif bound_timeout(c.cell):
         blocks.append(
             Para(
                 (
-                    f"(J.1) is not printed for this cell: {bound_timeout(c.subject)} (the report's time "
+                    f"(J.1) is not printed for this cell: {bound_timeout(c.cell)} (the report's time "
                     "limit for one piece of symbolic work); the table below gives the bound along the "
                     "measured trajectory instead.",
                 )

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ..symbolic.cell import Cell, prev_name, scalar_form
-from ..symbolic.primitives import RULES, _Primitive
+from ...symbolic.cell import Cell, prev_name, scalar_form
+from ...symbolic.primitives import RULES, _Primitive
 from .jacobian import Factor, Jacobian, Term, _collect
 
 __all__ = ["MAX_ORDER", "Expansion", "NotExpandableError", "expand"]

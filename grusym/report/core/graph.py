@@ -15,10 +15,10 @@ import re
 
 import sympy as sp
 
-from ..symbolic.cell import INPUT, OUTPUT, Cell, prev_name
-from ..symbolic.derive import Derivation
-from . import latex
-from .blocks import Diagram, Edge, Node
+from ...symbolic.cell import INPUT, OUTPUT, Cell, prev_name
+from ...symbolic.derive import Derivation
+from ..render import latex
+from ..render.blocks import Diagram, Edge, Node
 
 __all__ = ["one_step", "unrolled"]
 

@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ..errors import InputError
+from ...errors import InputError
 from .blocks import (
     Block,
     Break,

@@ -1,10 +1,7 @@
-"""The worked example: one BPTT run on the toy of tutorials 000/001, every number computed by the build.
+"""Section 6 of a report: the worked example on the toy, rendered from ``numbers.worked``'s data.
 
-Contract: :func:`worked_data` runs the cell on the first batch of the tutorial's toy (text
-``MathMathMathMathMath``, vocabulary {h, a, t, M}, batch 2, 3 steps, hidden size 2, output 4): every forward
-value, the logits and the loss, every adjoint at every step (``adjoints.bptt_values``, checked against the
-generated gradients), the 2x2 Jacobians J_t of both examples, and one gradient entry against a central
-difference of the generated ``loss``. :func:`worked_section` renders them as tables and displays.
+Contract: :func:`worked_section` renders every forward value, the loss, every adjoint at every step, the
+Jacobians and the one gradient entry checked against a central difference, as tables and displays.
 """
 
 from __future__ import annotations
@@ -13,88 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from ..symbolic.cell import STATE, Cell, h
-from .adjoints import bptt_values
-from .blocks import Block, Break, Code, Equation, Heading, Math, Para, Table, Text
-from .context import Context, Subject
-from .escape import state_jacobian_of
-from .sources import TOY, TUTORIALS
-from .values import initial_state
+from ...symbolic.cell import STATE
+from ..context import Context
+from ..numbers.worked import FD_EPS
+from ..render.blocks import Block, Break, Code, Equation, Heading, Math, Para, Table, Text
+from ..sources import TOY, TUTORIALS
 
-__all__ = ["SCALE", "toy_batch", "worked_data", "worked_section"]
-
-SCALE = 0.5  # init_params scale: large enough that gates and states move visibly away from 1/2 and 0
-SEED = 0
-FD_EPS = 1e-6
-
-
-def toy_batch() -> tuple[np.ndarray, np.ndarray]:
-    """The tutorial's first batch, time-major: X, Y (3, 2) ids; the text cut into 2 rows, 3 steps each.
-
-    As in the tutorial's batching, the text is trimmed to whole batches of 2 x 3 characters and reshaped
-    into 2 rows; targets are the inputs shifted by one character.
-    """
-    vocab, B, S = TOY["vocab"], TOY["batch"], TOY["steps"]
-    ids = np.array([vocab.index(c) for c in TOY["text"]])
-    per_row = len(ids) // (B * S) * S
-    rows = ids[: B * per_row].reshape(B, per_row)
-    nxt = np.roll(ids[: B * per_row], -1).reshape(B, per_row)  # the row's next characters
-    return rows[:, :S].T.copy(), nxt[:, :S].T.copy()
-
-
-def _entry(cell: Cell) -> tuple[str, tuple[int, ...]]:
-    """The gradient entry checked in the text: the first recurrent weight's (0, 1) element; for a cell
-    without one the first elementwise vector's element 1, else the first input weight's (0, 1)."""
-    weights = [p.name for p in cell.params.values() if p.kind == "weight"]
-    recurrent = [p.name for p in cell.params.values() if p.kind == "weight" and p.rows == h]
-    vectors = [p.name for p in cell.params.values() if p.kind == "vector"]
-    if recurrent:
-        return recurrent[0], (0, 1)
-    if vectors:
-        return vectors[0], (1,)
-    return weights[0], (0, 1)
-
-
-def worked_data(sub: Subject) -> dict[str, Any]:
-    """The worked example's numbers (JSON-ready; see the module docstring)."""
-    m = sub.module
-    X, Y = toy_batch()
-    nb, hid, v = TOY["batch"], TOY["hidden"], len(TOY["vocab"])
-    params = m.init_params(v, hid, v, seed=SEED, scale=SCALE)
-    h0 = initial_state(sub.cell, nb, hid)
-    run = bptt_values(sub, params, X, Y, h0)
-    S = hid * len(sub.cell.states)  # the full state's size
-    J = state_jacobian_of(sub.cell).evaluate(
-        {k: a.reshape(-1, hid) for k, a in run["values"].items()}, params
-    )
-    key, idx = _entry(sub.cell)
-    plus, minus = dict(params), dict(params)
-    plus[key], minus[key] = params[key].copy(), params[key].copy()
-    plus[key][idx] += FD_EPS
-    minus[key][idx] -= FD_EPS
-    numeric = (m.loss(plus, X, Y, h0) - m.loss(minus, X, Y, h0)) / (2 * FD_EPS)
-    analytic = float(run["grads"][key][idx])
-    return {
-        "X": X.tolist(),
-        "Y": Y.tolist(),
-        "scale": SCALE,
-        "seed": SEED,
-        "params": {k: p.tolist() for k, p in params.items()},
-        "values": {k: a.tolist() for k, a in run["values"].items()},
-        "logits": run["logits"].tolist(),
-        "loss": run["loss"],
-        "adjoints": {k: a.tolist() for k, a in run["adjoints"].items()},
-        "grads": {k: g.tolist() for k, g in run["grads"].items()},
-        "J": J.reshape(X.shape[0], nb, S, S).tolist(),
-        "check": {
-            "param": key,
-            "index": list(idx),
-            "analytic": analytic,
-            "numeric": float(numeric),
-            "relative": float(abs(analytic - numeric) / max(abs(analytic), abs(numeric), 1e-300)),
-        },
-        "agreement": run["agreement"],
-    }
+__all__ = ["worked_section"]
 
 
 def _num(x: float) -> str:
@@ -257,19 +179,19 @@ def worked_section(c: Context, w: dict[str, Any]) -> list[Block]:
 
 
 def _param_tex(c: Context, key: str) -> str:
-    from . import latex
+    from ..render import latex
 
     return latex.name(key, params=c.params)
 
 
 def _value_tex(value: str) -> str:
-    from . import latex
+    from ..render import latex
 
     return latex.name(value)
 
 
 def _adjoint_tex(c: Context, value: str) -> str:
-    from . import latex
+    from ..render import latex
 
     if value == STATE:
         return r"\delta h_{t-1}"

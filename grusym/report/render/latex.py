@@ -17,8 +17,8 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from ..symbolic.cell import DIM_NAMES, INPUT, STATE, Step, scalar_form
-from ..symbolic.primitives import _Primitive
+from ...symbolic.cell import DIM_NAMES, INPUT, STATE, Step, scalar_form
+from ...symbolic.primitives import _Primitive
 
 __all__ = [
     "adjoint",

@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from . import codemap, latex
-from .blocks import Block, Code, CodeBlock, Figure, Heading, Link, Math, Measured, Para, Table, Text
-from .context import Context
-from .plots import INSTALL_HINT
-from .verify import Measurement
+from ..context import Context
+from ..numbers.verify import Measurement
+from ..render import latex
+from ..render.blocks import Block, Code, CodeBlock, Figure, Heading, Link, Math, Measured, Para, Table, Text
+from ..render.plots import INSTALL_HINT
+from . import codemap
 
 __all__ = ["code_section", "figure", "figures_section", "frameworks_box", "verification_section"]
 
@@ -295,7 +296,7 @@ _LSTM_BLOCKS = (
 
 def _layouts() -> tuple[tuple[str, str, Any, str], ...]:
     """(framework, the built-in cell its layout holds, params -> framework arrays, what the blocks are)."""
-    from ..interop import to_keras_gru, to_torch_gru, to_torch_lstm
+    from ...interop import to_keras_gru, to_torch_gru, to_torch_lstm
 
     return (
         ("PyTorch nn.GRU", "gru_reset_after", lambda p: to_torch_gru(p)[0], _GRU_BLOCKS),
@@ -323,7 +324,7 @@ def _declaration(cell: Any) -> tuple[Any, ...]:
 def frameworks_box(c: Context) -> list[Block]:
     """Where each parameter of the cell sits in the framework layouts ``grusym.interop`` converts to: those
     whose built-in cell has the same declaration as this one (a user's copy of a built-in included)."""
-    from ..symbolic.variants import CELLS
+    from ...symbolic.variants import CELLS
 
     names = list(c.cell.params)
     mine = _declaration(c.cell)

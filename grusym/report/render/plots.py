@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..fileio import atomic_write_bytes
+from ...fileio import atomic_write_bytes
 
 __all__ = ["DPI", "FIGURES", "INSTALL_HINT", "available", "plot"]
 

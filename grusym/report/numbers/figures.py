@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from .context import Subject, subject
-from .jacobian import primitive_outputs, recurrent_weights
+from ..analysis.jacobian import primitive_outputs, recurrent_weights
+from ..context import Subject, subject
+from .problem import TOY_VOCAB, toy_tokens
 
-__all__ = ["ACTIVATIONS", "GRADIENT_NORMS", "REFERENCE", "figure_data", "toy_tokens"]
+__all__ = ["ACTIVATIONS", "GRADIENT_NORMS", "REFERENCE", "figure_data"]
 
-TOY_TEXT, TOY_VOCAB = "Math", "hatM"  # tutorial 000: {'h': 0, 'a': 1, 't': 2, 'M': 3}
 GRADIENT_NORMS: dict[str, Any] = {"hidden": 16, "T": 40, "n": 4, "scales": (0.01, 0.1, 0.3, 1.0), "seed": 0}
 ACTIVATIONS: dict[str, Any] = {
     "hidden": 8,
@@ -38,15 +38,6 @@ ACTIVATIONS: dict[str, Any] = {
     "bins": 25,
 }
 REFERENCE = "rnn_tanh"
-
-
-def toy_tokens(T: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs X (T, n) and next-character targets Y (T, n) of the repeated text 'Math'; row i starts at i."""
-    text = TOY_TEXT * ((T + n) // len(TOY_TEXT) + 2)
-    ids = np.array([TOY_VOCAB.index(c) for c in text], dtype=np.int64)
-    X = np.stack([ids[i : i + T] for i in range(n)], axis=1)
-    Y = np.stack([ids[i + 1 : i + T + 1] for i in range(n)], axis=1)
-    return X, Y
 
 
 def _scales(sub: Subject) -> dict[str, Any]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..symbolic.cell import prev_name
-from . import latex
-from .blocks import Block, Equation, Para
-from .context import Context
-from .jacobian import Factor, Jacobian, Term
-from .width import MAX_EX, width
+from ...symbolic.cell import prev_name
+from ..analysis.jacobian import Factor, Jacobian, Term
+from ..context import Context
+from ..render import latex
+from ..render.blocks import Block, Equation, Para
+from ..render.width import MAX_EX, width
 
 __all__ = ["block_lhs", "display", "label_suffix", "parts", "term_tex"]
 

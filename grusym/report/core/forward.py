@@ -14,15 +14,15 @@ from typing import Any
 import sympy as sp
 from sympy import MatrixSymbol
 
-from ..symbolic.cell import INPUT, OUTPUT, STATE, Cell, Step, d, h, n, prev_name, q, scalar_form
-from ..symbolic.derive import LINEAR_RULES, Contribution
-from ..symbolic.primitives import PRIMITIVES, verify_rules
-from ..symbolic.variants import HEAD_PARAMS
-from . import latex
-from .blocks import Block, Code, Equation, Heading, Math, Para, Table, Text
-from .context import SIZES, Context
+from ...symbolic.cell import INPUT, OUTPUT, STATE, Cell, Step, d, h, n, prev_name, q, scalar_form
+from ...symbolic.derive import LINEAR_RULES, Contribution
+from ...symbolic.primitives import PRIMITIVES, verify_rules
+from ...symbolic.variants import HEAD_PARAMS
+from ..context import SIZES, Context
+from ..render import latex
+from ..render.blocks import Block, Code, Equation, Heading, Math, Para, Table, Text
+from ..sources import TUTORIALS
 from .graph import one_step, unrolled
-from .sources import TUTORIALS
 
 __all__ = ["adjoint_section", "bptt_section", "forward_section", "local_section", "parameter_count", "rhs"]
 

@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import sympy as sp
 
-from ..symbolic.cell import OUTPUT, STATE, Cell, prev_name, scalar_form
-from ..symbolic.derive import Derivation, derive
-from ..symbolic.primitives import Sigmoid, Tanh
-from . import latex
+from ...symbolic.cell import OUTPUT, STATE, Cell, prev_name, scalar_form
+from ...symbolic.derive import Derivation, derive
+from ...symbolic.primitives import Sigmoid, Tanh
+from ..render import latex
+from .compile import numeric
 
-__all__ = ["BoundTerm", "Factor", "Jacobian", "StateJacobian", "jacobian", "numeric", "state_jacobian"]
+__all__ = ["BoundTerm", "Factor", "Jacobian", "StateJacobian", "jacobian", "state_jacobian"]
 
 SIGN = sp.Symbol("sign", real=True)  # +-1: the side a tanh output saturates on
 
@@ -225,15 +225,6 @@ class Jacobian:
                         left.append(v)
             out.append(BoundTerm(coef, tuple(norms), tuple(left)))
         return out
-
-
-@lru_cache(maxsize=1024)
-def numeric(expr: sp.Expr) -> tuple[tuple[str, ...], Any]:
-    """(argument names, NumPy function) of a diagonal's expression, compiled once per expression."""
-    from .values import compile_scalar
-
-    names, fn = compile_scalar(expr)
-    return tuple(names), fn
 
 
 def _weights(term: Term) -> int:

@@ -12,14 +12,12 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-import sympy as sp
 
-from .. import runtime
-from ..symbolic.cell import INPUT, OUTPUT, Cell, prev_name, scalar_form
-from ..symbolic.primitives import PRIMITIVES
-from ..symbolic.variants import CELLS
+from ...symbolic.cell import INPUT, OUTPUT, Cell, prev_name, scalar_form
+from ...symbolic.variants import CELLS
+from ..analysis.compile import compile_scalar
 
-__all__ = ["compile_scalar", "initial_state", "split_state", "state_grads", "step_values"]
+__all__ = ["initial_state", "split_state", "state_grads", "step_values"]
 
 
 def initial_state(cell: Cell, n: int, h: int, value: np.ndarray | None = None) -> Any:
@@ -38,29 +36,6 @@ def split_state(cell: Cell, full: np.ndarray) -> list[np.ndarray]:
 def state_grads(cell: Cell, grads: dict[str, Any]) -> np.ndarray:
     """The gradient of the full initial state, (n, S h): ``grads["h0"], grads["c0"], ...`` side by side."""
     return np.concatenate([grads[f"{s}0"] for s in cell.states], axis=-1)
-
-
-def _numeric_table() -> dict[str, Any]:
-    """SymPy function name -> the NumPy call the generated code makes (``_Primitive.ufunc``)."""
-    table: dict[str, Any] = {}
-    for p in PRIMITIVES.values():
-        where, fn = p.ufunc.split(".")
-        if fn == "copyto":  # the identity copies its input
-            table[p.__name__] = lambda v: v
-        else:
-            table[p.__name__] = getattr(runtime if where == "rt" else np, fn)
-    return table
-
-
-_NUMERIC = _numeric_table()
-
-
-def compile_scalar(expr: sp.Expr) -> tuple[list[str], Any]:
-    """(argument names, NumPy function) of a scalar expression of values, parameters and primitives."""
-    # the identity primitive shares its class name with SymPy's identity matrix, whose printer would fail
-    expr = expr.replace(lambda e: isinstance(e, PRIMITIVES["identity"]), lambda e: e.args[0])
-    syms = sorted(expr.free_symbols, key=lambda v: v.name)
-    return [v.name for v in syms], sp.lambdify(syms, expr, modules=[_NUMERIC, "numpy"])
 
 
 def step_values(

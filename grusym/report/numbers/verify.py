@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import GrusymError
+from ...errors import GrusymError
 
 if TYPE_CHECKING:
-    from .context import Subject
+    from ..context import Subject
 
 __all__ = ["Check", "Measurement", "jacobian_error", "measure"]
 
@@ -82,8 +82,8 @@ def jacobian_error(cell: str | Subject, seed: int = 0) -> tuple[float, int]:
     cell: a built-in variant's name or a Subject. One step, n = 2, d = 3, h = 4, weights N(0, 1), biases
     N(0, 1/4), every state uniform in (-0.9, 0.9): gates and tanh away from both ends.
     """
-    from .context import subject
-    from .jacobian import state_jacobian
+    from ..analysis.jacobian import state_jacobian
+    from ..context import subject
     from .values import initial_state, step_values
 
     sub = subject(cell) if isinstance(cell, str) else cell
@@ -117,11 +117,11 @@ def jacobian_error(cell: str | Subject, seed: int = 0) -> tuple[float, int]:
 
 def measure(cell: str | Subject) -> Measurement:
     """Run every available check on ``cell``, a built-in's name or a Subject (see the module docstring)."""
-    from ..gradcheck import TOLERANCES, check_variant
-    from ..oracle import check_oracle
-    from ..symbolic.codegen import module_source
-    from ..symbolic.generate import default_dir
-    from .context import subject
+    from ...gradcheck import TOLERANCES, check_variant
+    from ...oracle import check_oracle
+    from ...symbolic.codegen import module_source
+    from ...symbolic.generate import default_dir
+    from ..context import subject
 
     sub = subject(cell) if isinstance(cell, str) else cell
     name = sub.name
