@@ -116,7 +116,7 @@ def test_a_users_cell_report_has_every_section_of_a_built_in_one(built, name):
     assert _headings(readme, MD_HEADING) == want_md
     assert _headings(tex, TEX_HEADING) == want_tex
     # nothing printed from a missing value, and the undrawn figures are named, never linked
-    assert "None" not in readme.split("## 6. The generated code")[0]
+    assert "None" not in readme.split("## 5. The backward pass")[0]
     assert ".png)" not in readme and "was not drawn in this build: matplotlib is not installed" in readme
 
 
@@ -129,8 +129,8 @@ def test_what_does_not_apply_is_said_in_one_sentence(built):
     assert "relu is not differentiable at its value at initialisation" in text["indrnn"]
     assert "no sigmoid or tanh step, so there is no activation histogram" in text["indrnn"]
     assert "not a single gate with a bias of its own" in text["indrnn"]
-    assert "setting w_a = -b makes it carry about sigma(b)" in text["leaky"]  # its leak vector is the bias
-    assert "setting b_xf = b makes it carry about sigma(b)" in text["lstm"]  # the forget gate, dc/dc_prev
+    assert "setting `w_a` = -b makes it carry about" in text["leaky"]  # its leak vector is the bias
+    assert "setting `b_xf` = b makes it carry about" in text["lstm"]  # the forget gate, dc/dc_prev
     for n in ("peephole_lstm", "lstm"):
         assert r"\tag{J.cc}" in text[n] and r"\tag{B.1.c}" in text[n]
 
@@ -261,7 +261,7 @@ def test_symbolic_work_out_of_time_is_said_in_one_sentence_and_the_report_still_
     )
     assert 'CODES {"mingru": 0}' in proc.stdout, proc.stderr
     readme = (tmp_path / "mingru" / "README.md").read_text(encoding="utf-8")
-    assert "(J.1) is not printed for this cell: SymPy's bound of J did not finish within 1e-06 s" in readme
+    assert "(J.3) is not printed for this cell: SymPy's bound of J did not finish within 1e-06 s" in readme
     assert "is printed or measured for this cell: SymPy's expansion of J did not finish" in readme
     assert "NaN" not in (tmp_path / "mingru" / "figures.json").read_text(encoding="utf-8")
 

@@ -108,8 +108,10 @@ def keep_gate(cell: Cell, J: Jacobian | None = None) -> tuple[str, str, int] | N
     gate = steps.get(g.name)
     if gate is None or gate.kind != "elementwise":
         return None
-    (pre,) = scalar_form(gate.expr).free_symbols or (None,)
-    name = getattr(pre, "name", "")
+    reads = scalar_form(gate.expr).free_symbols
+    if len(reads) != 1:
+        return None  # a gate of several values (a nested cell's): no single bias sets it
+    name = next(iter(reads)).name
     slope = 1 if sp.diff(coef, g) > 0 else -1
     if name in cell.params and cell.params[name].kind == "vector":
         return g.name, name, slope  # the gate of a parameter vector alone (a = sigmoid(w_a)): set w_a

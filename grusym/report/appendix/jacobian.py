@@ -1,34 +1,35 @@
-"""Section 4's second half: the one-step Jacobian in closed form and what it says about vanishing gradients.
+"""Appendix A of a report: the one-step Jacobian in closed form, what it says about BPTT, its bounds and
+expansions.
 
-Contract: the closed form is ``jacobian.jacobian`` of the cell; the uniform bound (J.1) is
-``Jacobian.uniform_bound``; the sufficient condition for vanishing (J.2) is that bound below 1 (Pascanu,
-Mikolov and Bengio 2013 state it for the plain RNN as ``||W_hh||_2 < 1 / gamma``); the expansion at
-initialisation (J.3) is ``expansion.expand``. Every claim is printed next to the number the build measured
-(``figures.json``: ``expansion``, ``gradient_norms`` and ``escape``).
+Contract: the closed form is ``analysis.jacobian`` of the cell (every block of the full state); (J.1) says
+what the message of section 4 is linear in, (J.2) how the loss of one step reaches back through a product
+of Jacobians; the uniform bound (J.3) is ``Jacobian.uniform_bound`` with like terms added; the sufficient
+condition for vanishing (J.4) is that bound below 1 (Pascanu, Mikolov and Bengio 2013 state it for the
+plain RNN as ``||W_hh||_2 < 1 / gamma``), stated for the loss of one step, which is what it bounds; the
+limits are ``analysis.limits``, judged over the full J; the expansion at initialisation (J.5) is
+``analysis.expansion``. Every claim is printed next to the number the build measured (``figures.json``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import sympy as sp
-
-from ...symbolic.cell import STATE
-from ...symbolic.primitives import PRIMITIVES
-from ..analysis.derived import bound_timeout, expansion, keep_gate, uniform_terms
+from ...symbolic.cell import OUTPUT, STATE, prev_name
+from ..analysis.derived import bound_timeout, expansion, uniform_terms
 from ..analysis.expansion import NotExpandableError
-from ..analysis.jacobian import SIGN, BoundTerm, Jacobian, value_ranges
+from ..analysis.jacobian import SIGN, BoundTerm, collect_bound, factor_vectors, value_ranges
+from ..analysis.limits import Limit, limits
 from ..context import Context
 from ..render import latex
-from ..render.blocks import Block, Bullets, Code, Equation, Heading, Math, Para, Table, Text
-from ..render.width import MAX_EX, width
+from ..render.blocks import Block, Code, Equation, Heading, Math, Para, Table
 from ..sources import TUTORIALS
-from .jtex import block_lhs, display, label_suffix, parts, term_tex
-from .sections import figure
+from .experiment import norm_text, weights_tex
+from .jtex import LABELS, block_lhs, display, label_suffix, parts
 
-__all__ = ["jacobian_section"]
+__all__ = ["LABELS", "jacobian_appendix"]
 
 _NORM = {"2": "2", "1": "1", "inf": r"\infty"}
+_m = Math
 
 
 def _sig(x: float) -> str:
@@ -40,7 +41,7 @@ def _e(x: float) -> str:
 
 
 def _bound_tex(terms: list[BoundTerm], c: Context) -> tuple[str, ...]:
-    parts = []
+    out = []
     for bt in terms:
         factors = [] if bt.coef == 1 and (bt.norms or bt.unbounded) else [latex.scalar(bt.coef, plain=True)]
         for norms in bt.norms:
@@ -52,80 +53,185 @@ def _bound_tex(terms: list[BoundTerm], c: Context) -> tuple[str, ...]:
             rf"\lVert {latex.name(v, params=c.params)} \rVert_{{\infty}}" if v.isidentifier() else v
             for v in bt.unbounded
         ]
-        parts.append(" ".join(factors))
-    return tuple(("+ " if i else "") + p for i, p in enumerate(parts))
+        out.append(" ".join(factors))
+    return tuple(("+ " if i else "") + p for i, p in enumerate(out))
 
 
-def _limit_note(J: Jacobian) -> str:
-    if J.is_identity():
-        return "the state is copied: the gradient passes unchanged, whatever the weights"
-    if not J.terms:
-        return "the gradient to the previous state is cut"
-    if all(any(f.weight for f in t) for t in J.terms):
-        return "only paths through weight matrices remain, as in a plain RNN"
-    return "a weight-free path remains next to the weight paths"
+def _state(c: Context) -> str:
+    """``h`` for one state, ``s`` (the states side by side) for several."""
+    return "h" if len(c.cell.states) == 1 else "s"
 
 
-def _limits(c: Context, names: list[Equation]) -> list[Block]:
-    limits: list[tuple[str, str, tuple[str, str], Jacobian]] = []  # (where, note, block, J there)
-    for g, kind in c.primitives.items():
-        sym = sp.Symbol(g, real=True)
-        values: tuple[Any, ...] = (1, 0) if kind is PRIMITIVES["sigmoid"] else (SIGN,)
-        for value in values:
-            at = f"{latex.name(g)} = " + (str(value) if value is not SIGN else r"\epsilon = \pm 1")
-            for key, J in c.blocks.items():
-                if key[0] != key[1]:
-                    continue  # several states: each state's own block
-                Jg = J.at({sym: value})
-                if len(c.blocks) > 1 and Jg == J:
-                    continue  # a block the value does not enter
-                note = _limit_note(Jg) if value is not SIGN else f"saturated {g}: {_limit_note(Jg)}"
-                limits.append((at, note, key, Jg))
-    if not limits:
-        return [
-            Para(("This cell has no gate or tanh step that could saturate, so there are no limits to take.",))
-        ]
-    intro = "Limits, elementwise (each substituted into the closed form"
-    intro += (
-        "; with several states, of each state's own block, those a value does not enter left out):"
-        if len(c.blocks) > 1
-        else "):"
-    )
-    inline = [rf"{at}: \quad {block_lhs(c, key)} = {Jg.tex()}" for at, _, key, Jg in limits]
-    # inline math breaks between terms only: every term must fit a line of text
-    pieces = [
-        (rf"{at}: \quad {block_lhs(c, key)} = " if i == 0 else "") + term_tex(Jg, t)
-        for at, _, key, Jg in limits
-        for i, t in enumerate(Jg.terms)
+def _closed_form(c: Context, names: list[Equation]) -> list[Block]:
+    s = _state(c)
+    blocks: list[Block] = [
+        Heading(2, "Appendix A. The one-step Jacobian: bounds and expansions", "jacobian"),
+        Para(
+            (
+                "Chaining the local derivatives of section 2 forward through the steps (a matrix product ",
+                _m("a = u W"),
+                " contributes ",
+                _m(r"W^{\top}"),
+                ", an elementwise step a diagonal) gives the total derivative of a step's state in the "
+                "previous one, for one row of the batch, ",
+                _m(rf"J_{{t}}[i, j] = \mathrm{{d}} {s}_{{t}}[i] / \mathrm{{d}} {s}_{{t-1}}[j]"),
+                " (a row of J for each element of the new state):",
+            )
+        ),
     ]
-    # several states: each limit names its block by a fraction, too tall and wide for a line of text
-    if len(c.blocks) == 1 and all(width(p) <= 0.75 * MAX_EX for p in pieces):
-        return [
-            Para((intro,)),
-            Bullets(tuple((Math(m), f" ({lim[1]})") for m, lim in zip(inline, limits, strict=True))),
-        ]
-    blocks: list[Block] = [Para((intro,))]  # too wide for a line of text: one display each
-    for at, note, key, Jg in limits:
-        blocks += [Para((Math(at), f" ({note}):")), *display(Jg, f"{block_lhs(c, key)} =", "", names)]
+    if len(c.blocks) > 1:
+        names_tex = ", ".join(latex.name(k) for k in c.cell.states)
+        blocks.append(
+            Para(
+                (
+                    "With several states the state is ",
+                    _m(rf"s_{{t}} = ({names_tex})"),
+                    ", the states side by side, and ",
+                    _m("J_{t}"),
+                    " is the block matrix of the blocks below (row block a, column block b: ",
+                    _m(r"\mathrm{d} a_{t} / \mathrm{d} b_{t-1}"),
+                    "), each chained the same way.",
+                )
+            )
+        )
+    for key, B in c.blocks.items():
+        blocks += display(B, f"{block_lhs(c, key)} =", "J" + label_suffix(c, key), names)
     return blocks
 
 
-def recurrent_label(c: Context, data: dict[str, Any], cell: str | None = None) -> str:
-    """The name of the spectral norm column: ||W_hh||_2, or the weights on J's paths side by side."""
-    names = data["gradient_norms"].get("recurrent_weights", {}).get(cell or c.name, ["W_hh"])
-    if len(names) == 1:
-        return f"||{names[0]}||_2"
-    return "||[" + " ".join(names) + "]||_2" if names else "||W_hh||_2 (none)"
+def _what_j_says(c: Context) -> list[Block]:
+    s = _state(c)
+    several = len(c.cell.states) > 1
+    if several:
+        outside = ", ".join(r"\delta h_{t}" if k == OUTPUT else latex.message(k) for k in c.cell.states)
+        messages = ", ".join(latex.message(prev_name(k)) for k in c.cell.states)
+        linear: list[Any] = [
+            "What step t sends back, (B.2) one step earlier, is linear in what reaches its state from "
+            "outside the step; with several states that is not the vector of totals: ",
+            _m(r"\delta c_{t}" if "c" in c.cell.states else r"\delta " + latex.name(c.cell.states[1])),
+            " also counts the paths inside step t through the states computed after it, which ",
+            _m("J_{t}"),
+            " contains already:",
+        ]
+        message_eq = Equation(
+            (rf"\left({messages}\right) = \left({outside}\right) J_{{t}}",), LABELS["message"]
+        )
+    else:
+        linear = [
+            "What step t sends back, (B.2) one step earlier, is linear in the total adjoint of its state, "
+            "so the code never forms J:"
+        ]
+        message_eq = Equation((rf"{latex.message('h_prev')} = \delta h_{{t}} J_{{t}}",), LABELS["message"])
+    return [
+        Para(tuple(linear)),
+        message_eq,
+        Para(
+            (
+                "The loss of one step t, ",
+                _m(r"\ell_{t}"),
+                " (the head's term of step t in L), reaches the state k steps back only through the steps "
+                "between, a product of k Jacobians:",
+            )
+        ),
+        Equation(
+            (
+                rf"\frac{{\partial \ell_{{t}}}}{{\partial {s}_{{t-k}}}} = \frac{{\partial \ell_{{t}}}}"
+                rf"{{\partial {s}_{{t}}}} J_{{t}} J_{{t-1}} \cdots J_{{t-k+1}}",
+            ),
+            LABELS["product"],
+        ),
+        Para(
+            (
+                "The total adjoint ",
+                _m(rf"\delta {s}_{{t-k}}"),
+                " is the sum of such products over every loss from step t - k on (B.1 adds a term at each "
+                "step), so bounds on one product bound each term, not the total. ",
+                TUTORIALS["004"][0].upper() + TUTORIALS["004"][1:],
+                " argues that for a plain RNN this product behaves like a power of one "
+                "matrix and vanishes or explodes; here is what the closed form says exactly for ",
+                Code(c.name),
+                ".",
+            )
+        ),
+    ]
 
 
-def norm_text(x: float | None) -> str:
-    """A measured norm, or '-' where the cell has no such matrix (or the bound is data dependent: nan)."""
-    return "-" if x is None or x != x else _sig(x)
+def _bound(c: Context) -> list[Block]:
+    ranges = value_ranges(c.cell)
+    gates = [v for v, (lo, _) in sorted(ranges.items()) if lo == 0]
+    tanhs = [v for v, (lo, _) in sorted(ranges.items()) if lo != 0 and v != STATE]
+    said: list[Any] = ["Bound. "]
+    if gates:
+        said += ["Gates lie in [0, 1]: ", _m(", ".join(latex.name(v) for v in gates) + r" \in [0, 1]"), ". "]
+    if tanhs:
+        said += [
+            "Tanh outputs lie in [-1, 1]: ",
+            _m(", ".join(latex.name(v) for v in tanhs) + r" \in [-1, 1]"),
+            ". ",
+        ]
+    if STATE in ranges:
+        said += [
+            "The state stays in [-1, 1], ",
+            _m(r"h_{t-1} \in [-1, 1]"),
+            ", when ",
+            _m(r"\lVert h_{0} \rVert_{\infty} \le 1"),
+            *(
+                (
+                    f": by induction from ({c.num[OUTPUT]}), whose right-hand side SymPy finds to be at most "
+                    "1. ",
+                )
+                if c.cell.steps[-1].name not in c.primitives
+                else (f": ({c.num[OUTPUT]}) is a tanh. ",)
+            ),
+        ]
+    if not ranges:
+        said += ["This cell has no gate or tanh output, so no value has a proved range. "]
+    uniform = uniform_terms(c.cell)
+    collected = collect_bound(uniform) if uniform else None
+    readable = collected is not None and all(v.isidentifier() for bt in collected for v in bt.unbounded)
+    bound = _bound_tex(collected, c) if collected and readable else ()
+    if any(len(p) > 1 for bt in collected or [] for p in bt.norms):
+        said += [
+            "A factor in a pre-activation v = u W + b whose input u lies in [-1, 1] is bounded uniformly by ",
+            _m(r"\lVert v \rVert_{\infty} \le \lVert W \rVert_{1} + \lVert b \rVert_{\infty}"),
+            " (the induced 1-norm, the largest column sum of the absolute values of W). ",
+        ]
+    said += ["Each diagonal factor is bounded by its supremum over these ranges (computed exactly by SymPy)"]
+    if len(c.blocks) > 1:
+        said += [", and the norm of a block matrix by the sum of its blocks' norms"]
+    said += [". For every t,"]
+    blocks: list[Block] = [Para(tuple(said))]
+    label = LABELS["bound"]
+    if bound:
+        blocks.append(Equation((r"\lVert J_{t} \rVert_{2} \le " + bound[0], *bound[1:]), label))
+    elif bound_timeout(c.cell):
+        blocks.append(
+            Para(
+                (
+                    f"({label}) is not printed for this cell: {bound_timeout(c.cell)} (the report's time "
+                    "limit for one piece of symbolic work); the table below gives the bound along the "
+                    "measured trajectory instead.",
+                )
+            )
+        )
+    else:
+        blocks.append(
+            Para(
+                (
+                    f"({label}) For this cell some diagonal factors mix values without a proved range (a "
+                    "state other than h, or a parameter vector), so SymPy finds no uniform bound worth "
+                    "printing; the table below gives the same bound along the measured trajectory instead.",
+                )
+            )
+        )
+    return blocks
 
 
 def _condition(c: Context, data: dict[str, Any]) -> list[Block]:
-    """(J.2): the bound below 1 forces vanishing; what it says at the measured scales."""
+    """(J.4): the bound below 1 forces vanishing of each term (J.2); what it says at the measured scales."""
     gn = data["gradient_norms"]
+    s = _state(c)
+    bound, condition = LABELS["bound"], LABELS["condition"]
     rows = []
     for scale, b in gn["bounds"][c.name].items():
         u, m = b["uniform_bound"], b["measured_range_bound"]
@@ -144,44 +250,52 @@ def _condition(c: Context, data: dict[str, Any]) -> list[Block]:
                 (says,),
             )
         )
-    # a weight-free path that the bound cannot push below 1 (a gate's diagonal, sup 1)
     uniform = uniform_terms(c.cell) or []
-    direct = any(bt.coef >= 1 and not bt.norms and not bt.unbounded for bt in uniform)
+    direct = any(bt.coef >= 1 and not bt.norms and not bt.unbounded for bt in collect_bound(uniform))
     notes: list[Any] = []
-    if not data["gradient_norms"].get("recurrent_weights", {}).get(c.name, ["W_hh"]):
+    weights = gn.get("recurrent_weights", {}).get(c.name, ["W_hh"])
+    if not weights:
         notes.append(
             "This cell has no recurrent weight matrix (its recurrence is elementwise), so the norm column "
             "is empty. "
         )
     if bound_timeout(c.cell):
-        notes.append("There is no uniform bound (J.1) to evaluate (shown as -). ")
+        notes.append(f"There is no uniform bound ({bound}) to evaluate (shown as -). ")
     elif any(bt.unbounded for bt in uniform):
         notes.append(
-            "A factor of (J.1) is a value without a proved range, so the uniform bound is data dependent "
-            "(shown as -); the bound along the trajectory uses its measured values. "
+            f"A factor of ({bound}) is a value without a proved range, so the uniform bound is data "
+            "dependent (shown as -); the bound along the trajectory uses its measured values. "
         )
+    cfg = gn["config"]
     return [
         Para(
             (
-                "A sufficient condition for vanishing (the form Pascanu, Mikolov and Bengio "
-                "2013 give for the "
-                "plain RNN, ",
-                Math(r"\lVert W_{hh} \rVert_{2} \gamma"),
+                "A sufficient condition for vanishing (the form Pascanu, Mikolov and Bengio 2013 give for "
+                "the plain RNN, ",
+                _m(r"\lVert W_{hh} \rVert_{2} \gamma"),
                 " below 1 with ",
-                Math(r"\gamma"),
+                _m(r"\gamma"),
                 " bounding the activation's derivative): if ",
-                Math(r"\lVert J_{t} \rVert_{2} \le \eta"),
+                _m(r"\lVert J_{t} \rVert_{2} \le \eta"),
                 " for every t with some ",
-                Math(r"\eta"),
-                " below 1, then",
+                _m(r"\eta"),
+                f" below 1, then by ({LABELS['product']}), for the loss of any one step t,",
             )
         ),
-        Equation((r"\lVert \delta h_{t-k} \rVert_{2} \le \eta^{k} \lVert \delta h_{t} \rVert_{2}",), "J.2"),
+        Equation(
+            (
+                rf"\left\lVert \frac{{\partial \ell_{{t}}}}{{\partial {s}_{{t-k}}}} \right\rVert_{{2}} \le "
+                rf"\eta^{{k}} \left\lVert \frac{{\partial \ell_{{t}}}}{{\partial {s}_{{t}}}} "
+                r"\right\rVert_{2}",
+            ),
+            condition,
+        ),
         Para(
             (
                 "so with ",
-                Math(r"\eta"),
-                " the bound (J.1) the gradient vanishes at least geometrically. ",
+                _m(r"\eta"),
+                f" the bound ({bound}) every term of the total adjoint vanishes at least geometrically with "
+                "its distance. ",
                 (
                     "Because of the weight-free path the bound over the full ranges is at least 1, so for "
                     "this cell it never certifies vanishing; with each diagonal's supremum replaced by its "
@@ -190,37 +304,84 @@ def _condition(c: Context, data: dict[str, Any]) -> list[Block]:
                     else ""
                 ),
                 *notes,
-                "At the measured scales (d_h = 16, the toy text, ",
-                Code("init_params"),
-                " seed 0; the per-step factor is ",
-                Math(r"(\lVert \delta h_{0} \rVert / \lVert \delta h_{T} \rVert)^{1/T}"),
-                ", T = 40):",
+                "Measured with the weights of Appendix B (weights drawn from N(0, s^2) at the scale s; "
+                f"d_h = {cfg['hidden']}, T = {cfg['T']}, the toy text; the per-step factor of Appendix B):",
             )
         ),
         Table(
             (
-                "scale s",
-                recurrent_label(c, data),
-                "bound (J.1)",
+                ("scale ", _m("s")),
+                (_m(weights_tex(weights)),),
+                (f"bound ({bound})",),
                 "bound along the trajectory",
                 "measured factor",
-                "what (J.2) says",
+                f"what ({condition}) says",
             ),
             tuple(rows),
         ),
     ]
 
 
+def _note(lim: Limit, c: Context) -> str:
+    """What the limit does to the whole of J, in words (blocks that vanish named)."""
+    several = len(c.blocks) > 1
+    where = f"saturated {lim.value}: " if lim.at is SIGN else ""
+    if lim.kind == "cut":
+        return where + "J is 0: no gradient reaches the previous state through this step"
+    if lim.kind == "copy":
+        return (
+            where
+            + "J is the identity: the state is copied, and the gradient passes unchanged whatever the weights"
+        )
+    gone = ""
+    if several and lim.zero:
+        gone = (
+            " and ".join(latex_text(k) for k in lim.zero)
+            + (" vanishes" if len(lim.zero) == 1 else " vanish")
+            + ", but "
+        )
+    if lim.kind == "weights only":
+        return where + gone + "every path left passes a weight matrix, as in a plain RNN"
+    free = [k for k, B in lim.blocks.items() if any(not any(f.weight for f in t) for t in B.terms)]
+    named = f" ({', '.join(latex_text(k) for k in free)})" if several else ""
+    return where + gone + f"a weight-free path remains{named}"
+
+
+def latex_text(key: tuple[str, str]) -> str:
+    """A block named in words: ``dc_t/dh_(t-1)``."""
+    a, b = key
+    return f"d{a}_t/d{b}_(t-1)"
+
+
+def _limits(c: Context, names: list[Equation]) -> list[Block]:
+    found = limits(c.cell, c.jac_full)
+    if not found:
+        return [
+            Para(("This cell has no gate or tanh step that could saturate, so there are no limits to take.",))
+        ]
+    intro = "Limits, elementwise: each value substituted into the closed form; the note judges the whole of J"
+    intro += ", and the displays show the blocks the value enters:" if len(c.blocks) > 1 else ":"
+    blocks: list[Block] = [Para((intro,))]
+    for lim in found:
+        at = f"{latex.name(lim.value)} = " + (str(lim.at) if lim.at is not SIGN else r"\epsilon = \pm 1")
+        blocks.append(Para((_m(at), f" ({_note(lim, c)}):")))
+        for key in lim.changed:
+            blocks += display(lim.blocks[key], f"{block_lhs(c, key)} =", "", names)
+    return blocks
+
+
 def _expansion(c: Context, data: dict[str, Any]) -> list[Block]:
+    label = LABELS["expansion"]
+    scaled = list(factor_vectors(c.cell))
     try:
         blocks = expansion(c.cell)
     except NotExpandableError as err:
         return [
             Para(
                 (
-                    "At initialisation. With weights drawn from ",
-                    Math(r"N(0, s^{2})"),
-                    " and zero biases every pre-activation is O(s), but no expansion of (J) is printed or "
+                    "With weights drawn from ",
+                    _m(r"N(0, s^{2})"),
+                    " and zero biases every pre-activation is O(s), but no expansion of J is printed or "
                     f"measured for this cell: {err}.",
                 )
             )
@@ -239,39 +400,44 @@ def _expansion(c: Context, data: dict[str, Any]) -> list[Block]:
                 (f"{r['observed_order']:.2f}" if "observed_order" in r else "-",),
             )
         )
+    exact = all(r["error_first"] == 0 for r in measured["rows"])
     return [
         Para(
             (
-                "At initialisation. With weights drawn from ",
-                Math(r"N(0, s^{2})"),
-                ", zero biases and ",
-                Math("h_{0} = 0"),
-                " (",
                 Code("init_params"),
-                "), every pre-activation and the state are O(s). Expanding every diagonal factor of (J) in "
+                " draws every weight from ",
+                _m(r"N(0, s^{2})"),
+                " with the weight scale s (0.01 by default) and sets the biases to 0",
+                *((" (the report sets the vectors that scale a value to 1)",) if scaled else ()),
+                "; with ",
+                _m(" = ".join(f"{k}_{{0}}" for k in c.cell.states) + " = 0"),
+                " every pre-activation and the state are O(s). Expanding every diagonal factor of J in "
                 "them (SymPy, from the declaration; a weight matrix counts one power of s) and keeping the "
                 f"terms of order 0 and 1, the first dropped term is of order {measured['order']}:",
             )
         ),
         *(
-            Equation(parts(e.kept, f"{block_lhs(c, key)} =", rf" + {order}"), "J.3" + label_suffix(c, key))
+            Equation(parts(e.kept, f"{block_lhs(c, key)} =", rf" + {order}"), label + label_suffix(c, key))
             for key, e in blocks.items()
         ),
         Para(
             (
-                "Measured along the trajectory (the largest spectral norm over all T n rows; J the closed "
-                "form, checked against finite differences in section 7): the size of the first-order terms, "
-                "the error of the zeroth-order part alone, of the expansion without its diagonal first-order "
-                "terms, and of (J.3); the last column is the slope of log error against log s:",
+                "Measured along the trajectory of Appendix B (each number the largest spectral norm over all "
+                "T n rows, J the closed form, checked against finite differences in Appendix E): the size "
+                "of the first-order terms, the error of the zeroth-order part alone, of the expansion "
+                f"without its diagonal first-order terms, and of ({label}); the last column is the slope of "
+                "log error against log s"
+                + (" (the expansion is exact here: its error is 0 at every scale)" if exact else "")
+                + ":",
             )
         ),
         Table(
             (
                 "s",
-                "||first-order terms||",
-                "||J - order 0||",
-                "||J - (J.3) without diagonals||",
-                "||J - (J.3)||",
+                "first-order terms",
+                "error of order 0",
+                "error without diagonals",
+                f"error of ({label})",
                 "order",
             ),
             tuple(rows),
@@ -279,197 +445,15 @@ def _expansion(c: Context, data: dict[str, Any]) -> list[Block]:
     ]
 
 
-def _escape(c: Context, data: dict[str, Any], missing: frozenset[str]) -> list[Block]:
-    curves = data["escape"]["curves"]
-    cfg = data["escape"]["config"]
-    rows = []
-    for v, entries in curves.items():
-        for e in entries:
-            rows.append(
-                (
-                    (Code(v),),
-                    (e["label"],),
-                    (_sig(e["sigmoid_b"]) if "sigmoid_b" in e else "-",),
-                    (_sig(e["per_step"]),),
-                    (_sig(e["mean_J_radius"]),),
-                    (_sig(e["mean_J_norm"]),),
-                    (_sig(e["measured_range_bound"]),),
-                )
-            )
-    keep = keep_gate(c.cell)
-    what: Text
-    direct = [t for (a, b), J in c.blocks.items() if a == b for t in J.terms if not any(f.weight for f in t)]
-    if keep is None and direct:
-        what = (
-            "The weight-free path of this cell is not a single gate with a bias of its own, so there is no "
-            "bias to set and the figure shows the initial and the trained run only.",
-        )
-    elif keep is None:
-        what = (
-            "This cell has no weight-free path, so no gate can hold the gradient: its per-step factor is set "
-            "by the weights, as for the plain RNN.",
-        )
-    else:
-        gate, bias, sign = keep
-        what = (
-            "The weight-free path carries ",
-            Math(latex.name(gate) if sign > 0 else f"1 - {latex.name(gate)}"),
-            f"; setting {bias} = {'' if sign > 0 else '-'}b makes it carry about sigma(b) at initialisation, "
-            "and the measured per-step factor follows: it approaches sigma(b) as b grows, and the gradient "
-            "no longer decays like 0.5^k. This is the escape from vanishing that the "
-            "weight-free path allows.",
-        )
-        mine = curves[c.name]
-        trained = next(e for e in mine if e["bias"] is None)
-        zero = next(e for e in mine if e["bias"] == 0)
-        opened = trained["per_step"] > zero["per_step"]
-        what += (
-            (" After training" if opened else " Training on the toy did not open it:")
-            + f" the factor is {_sig(trained['per_step'])} against {_sig(zero['per_step'])} at b = 0.",
-        )
-    return [
-        Heading(3, "The escape from vanishing, measured"),
-        Para(
-            (
-                *what,
-                f" Gradient norms at weight scale s = {cfg['scale']} (d_h = 16, T = 40) and after "
-                f"{cfg['train_steps']} full-batch SGD steps (learning rate {cfg['lr']}) on the toy text from "
-                "scale 0.01; dotted lines: the spectral radius of the mean J_t along each run, "
-                "to the power k:",
-            )
-        ),
-        figure("escape.png", "The escape from vanishing: gradient norm against distance.", missing),
-        Table(
-            (
-                "cell",
-                "run",
-                "sigma(b)",
-                "measured factor",
-                "rho(mean J)",
-                "||mean J||_2",
-                "bound along the trajectory",
-            ),
-            tuple(rows),
-        ),
-    ]
-
-
-def jacobian_section(c: Context, missing: frozenset[str] = frozenset()) -> list[Block]:
-    ranges = value_ranges(c.cell)
+def jacobian_appendix(c: Context) -> list[Block]:
     names: list[Equation] = []  # diagonals too wide to print in place, defined by name
-    v = "h" if len(c.blocks) == 1 else "s"  # the full state s (the blocks below) for several states
-    block_intro: list[Block] = []
-    if len(c.blocks) > 1:
-        state_names = ", ".join(latex.name(k) for k in c.cell.states)
-        block_intro.append(
-            Para(
-                (
-                    "With several states the state is ",
-                    Math(rf"s_{{t}} = ({state_names})"),
-                    ", the states side by side, and ",
-                    Math(r"J_{t} = \partial s_{t} / \partial s_{t-1}"),
-                    " is the block matrix of the blocks below (row block a, column block b: ",
-                    Math(r"\partial a_{t} / \partial b_{t-1}"),
-                    "), each chained the same way; the bound (J.1) adds up the bounds of the blocks, since "
-                    "the spectral norm of a block matrix is at most the sum of its blocks' norms.",
-                )
-            )
-        )
-    data = c.data
-    bounded = ", ".join(
-        f"{latex.name(v)} \\in [{lo}, {hi}]" for v, (lo, hi) in sorted(ranges.items(), key=lambda kv: kv[0])
-    )
-    state_note: Text = ()
-    if STATE in ranges and c.cell.steps[-1].name not in c.primitives:
-        state_note = (
-            "; the state's range follows from (",
-            str(c.num["h"]),
-            ") by induction when ",
-            Math(r"\lVert h_{0} \rVert_{\infty} \le 1"),
-            " (SymPy finds the supremum of its right-hand side to be at most 1)",
-        )
-    uniform = uniform_terms(c.cell)
-    readable = uniform is not None and all(v.isidentifier() for bt in uniform for v in bt.unbounded)
-    bound = _bound_tex(uniform, c) if uniform and readable else ()
-    linear_note: Text = ()
-    if any(len(parts) > 1 for bt in uniform or [] for parts in bt.norms):
-        linear_note = (
-            " A factor in a pre-activation v = u W + b whose input u lies in [-1, 1] is bounded "
-            "uniformly by ",
-            Math(r"\lVert v \rVert_{\infty} \le \lVert W \rVert_{1} + \lVert b \rVert_{\infty}"),
-            " (the induced 1-norm, the largest column sum of |W|), so the bound holds for every t.",
-        )
-    blocks: list[Block] = [
-        Heading(3, "The one-step Jacobian"),
-        Para(
-            (
-                "Chaining the local derivatives of section 2 forward through the steps (a matrix product ",
-                Math("a = u W"),
-                " contributes ",
-                Math(r"W^{\top}"),
-                ", an elementwise step a diagonal) gives, for one row of the batch and ",
-                Math(rf"J_{{t}}[i, j] = \partial {v}_{{t}}[i] / \partial {v}_{{t-1}}[j]"),
-                ":",
-            )
-        ),
-        *block_intro,
-        *(
-            b
-            for key, B in c.blocks.items()
-            for b in display(B, f"{block_lhs(c, key)} =", "J" + label_suffix(c, key), names)
-        ),
-        Para(
-            (
-                "so a loss at step t reaches the state k steps back through a product of k Jacobians, ",
-                Math(rf"\delta {v}_{{t-k}} = \delta {v}_{{t}} J_{{t}} J_{{t-1}} \cdots J_{{t-k+1}}"),
-                f". {TUTORIALS['004'][0].upper()}{TUTORIALS['004'][1:]} argues that for a plain "
-                "RNN this product "
-                "behaves like a power of one matrix and vanishes or explodes; here is what the "
-                "closed form says "
-                "exactly for ",
-                Code(c.name),
-                ".",
-            )
-        ),
-        Heading(3, "When the gradient vanishes or explodes"),
-        Para(
-            (
-                *(
-                    ("Bound. Gates lie in [0, 1] and tanh outputs in [-1, 1]: ", Math(bounded), *state_note)
-                    if bounded
-                    else ("Bound. This cell has no gate or tanh output, so no value has a proved range",)
-                ),
-                ". Each diagonal factor is bounded by its supremum over these ranges (computed exactly by "
-                "SymPy).",
-                *linear_note,
-                " For every t,",
-            )
-        ),
-    ]
-    if bound:
-        blocks.append(Equation((r"\lVert J_{t} \rVert_{2} \le " + bound[0], *bound[1:]), "J.1"))
-    elif bound_timeout(c.cell):
-        blocks.append(
-            Para(
-                (
-                    f"(J.1) is not printed for this cell: {bound_timeout(c.cell)} (the report's time "
-                    "limit for one piece of symbolic work); the table below gives the bound along the "
-                    "measured trajectory instead.",
-                )
-            )
-        )
-    else:
-        blocks.append(
-            Para(
-                (
-                    "(J.1) For this cell some diagonal factors mix values without a proved range (a state "
-                    "other than h, or a parameter vector), so SymPy finds no uniform bound worth printing; "
-                    "the table below gives the same bound along the measured trajectory instead.",
-                )
-            )
-        )
-    blocks += _condition(c, data)
+    blocks = _closed_form(c, names)
+    blocks += _what_j_says(c)
+    blocks.append(Heading(3, "When the gradient vanishes or explodes"))
+    blocks += _bound(c)
+    blocks += _condition(c, c.data)
+    blocks.append(Heading(3, "Limits"))
     blocks += _limits(c, names)
-    blocks += _expansion(c, data)
-    blocks += _escape(c, data, missing)
+    blocks.append(Heading(3, "At initialisation"))
+    blocks += _expansion(c, c.data)
     return blocks

@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from ...symbolic.cell import STATE
+from ...symbolic.cell import OUTPUT, prev_name
 from ..context import Context
 from ..numbers.worked import FD_EPS
+from ..render import latex
 from ..render.blocks import Block, Break, Code, Equation, Heading, Math, Para, Table, Text
 from ..sources import TOY, TUTORIALS
 
@@ -44,7 +45,7 @@ def worked_section(c: Context, w: dict[str, Any]) -> list[Block]:
     T = X.shape[0]
     chars = lambda a: ", ".join("".join(vocab[i] for i in col) for col in a.T)  # noqa: E731
     blocks: list[Block] = [
-        Heading(2, "5. A worked example on the toy", "worked"),
+        Heading(2, "6. A worked example on the toy", "worked"),
         Para(
             (
                 f"The toy of {TUTORIALS['000']}: the text {TOY['text']}, character ids ",
@@ -52,7 +53,8 @@ def worked_section(c: Context, w: dict[str, Any]) -> list[Block]:
                 f", batch n = {TOY['batch']}, T = {TOY['steps']} steps, hidden size ",
                 Math("d_{h} = 2"),
                 f", output q = 4. Its first batch: the text cut into {TOY['batch']} rows, {TOY['steps']} "
-                f"steps each; inputs (example 1, example 2) {chars(X)}, targets {chars(Y)}. Part 2 of the "
+                f"steps each; inputs (example 1, example 2) {chars(X)}, targets {chars(Y)}: step t reads "
+                "character t of each row. Part 2 of the "
                 "tutorial stops before backpropagation; here it is, every number computed by this build "
                 f"from ",
                 Code(f"init_params(4, 2, 4, seed={w['seed']}, scale={w['scale']})"),
@@ -72,25 +74,34 @@ def worked_section(c: Context, w: dict[str, Any]) -> list[Block]:
         ),
         Heading(3, "Forward"),
     ]
-    header = ("equation", "value", *(f"t = {t + 1}" for t in range(T)))
+    columns = tuple(f"t = {t + 1}" for t in range(T))
     rows: list[tuple[Text, ...]] = []
     for s in c.cell.steps:
         vals = w["values"][s.name]
         rows.append(
-            ((f"({c.num[s.name]})",), (Math(_value_tex(s.name)),), *(_rows(vals[t]) for t in range(T)))
+            ((f"({c.num[s.name]})",), (Math(latex.name(s.name)),), *(_rows(vals[t]) for t in range(T)))
         )
-    rows.append(
-        (
-            (f"({c.num['logits']})",),
-            (Math(r"\mathrm{logits}_{t}"),),
-            *(_rows(w["logits"][t]) for t in range(T)),
-        )
-    )
-    blocks.append(Table(header, tuple(rows)))
+    blocks.append(Table(("equation", "value", *columns), tuple(rows)))
+    n = X.shape[1]
     blocks.append(
         Para(
             (
-                f"Loss ({c.num['loss']}), the mean cross-entropy over the T n = {T * X.shape[1]} positions: ",
+                f"The head ({c.num['logits']}) and the gradient of the loss ({c.num['loss']}.1), one row of "
+                f"q = {np.asarray(w['logits']).shape[-1]} numbers per example:",
+            )
+        )
+    )
+    dlogits = w["adjoints"]["dlogits"]
+    blocks.append(
+        Table(
+            ("t", (Math(r"\mathrm{logits}_{t}"),), (Math(r"\delta \mathrm{logits}_{t}"),)),
+            tuple(((str(t + 1),), _rows(w["logits"][t]), _rows(dlogits[t])) for t in range(T)),
+        )
+    )
+    blocks.append(
+        Para(
+            (
+                f"Loss ({c.num['loss']}), the mean cross-entropy over the T n = {T * n} positions: ",
                 Math(f"L = {w['loss']:.6f}"),
                 " (uniform guessing gives log 4 = 1.386294).",
             )
@@ -100,25 +111,62 @@ def worked_section(c: Context, w: dict[str, Any]) -> list[Block]:
     blocks.append(
         Para(
             (
-                "Every adjoint, computed step by step from section 3's equations for t = 3, 2, 1; ",
-                Math(r"\delta^{\mathrm{out}} h_{t}"),
-                " is the part that comes from the output of step t, ",
-                Math(r"\delta h_{t-1}"),
-                " what step t sends back (at t = 1 it is the gradient of ",
-                Math("h_{0}"),
-                "):",
+                "Every adjoint, computed step by step from section 3's equations for t = 3, 2, 1. In the "
+                "column of step t, ",
+                Math(latex.message(OUTPUT)),
+                " is what step t+1 sent back (0 at t = 3), so by (B.1) each ",
+                Math(r"\delta h_{t}"),
+                " is the sum of the two rows above it",
+                *(
+                    x
+                    for k in c.cell.states
+                    if k != OUTPUT
+                    for x in (
+                        ", and each ",
+                        Math(r"\delta " + latex.name(k)),
+                        f" adds what reaches it inside step t, (B.1.{k}), to the row above it",
+                    )
+                ),
+                ":",
             )
         )
     )
-    arows: list[tuple[Text, ...]] = []
-    for key, series in w["adjoints"].items():
-        value = key[1:]
-        arows.append(((Math(_adjoint_tex(c, value)),), *(_rows(series[t]) for t in range(T))))
-    blocks.append(Table(("adjoint", *(f"t = {t + 1}" for t in range(T))), tuple(arows)))
+    adj = {k: np.asarray(v) for k, v in w["adjoints"].items()}
+    zero = np.zeros_like(adj["dH"][0])
+
+    def message(state: str) -> list[Any]:
+        sent = adj.get(f"d{prev_name(state)}")
+        return [sent[t + 1] if sent is not None and t + 1 < T else zero for t in range(T)]
+
+    arows: list[tuple[Text, ...]] = [
+        ((Math(r"\delta^{\mathrm{out}} h_{t}"),), *(_rows(adj["dH"][t]) for t in range(T)))
+    ]
+    shown = {"dH", "dlogits"} | {f"d{prev_name(k)}" for k in c.cell.states}
+    for k in c.cell.states:
+        arows.append(((Math(latex.message(k)),), *(_rows(x) for x in message(k))))
+        arows.append(((Math(r"\delta " + latex.name(k)),), *(_rows(adj[f"d{k}"][t]) for t in range(T))))
+        shown.add(f"d{k}")
+    for key, series in adj.items():
+        if key not in shown:
+            arows.append(
+                ((Math(latex.adjoint(key[1:], params=c.params)),), *(_rows(series[t]) for t in range(T)))
+            )
+    blocks.append(Table(("adjoint", *columns), tuple(arows)))
+    initial: list[Any] = ["The gradients of the initial states, (B.3), what step 1 sends back: "]
+    for i, k in enumerate(c.cell.states):
+        sent = adj.get(f"d{prev_name(k)}")
+        value = sent[0] if sent is not None else zero
+        initial += ([", "] if i else []) + [
+            Math(
+                rf"\delta {k}_{{0}} = "
+                + ", ".join("[" + ", ".join(_num(x) for x in row) + "]" for row in value)
+            )
+        ]
+    blocks.append(Para((*initial, " (example 1, then 2).")))
     blocks.append(
         Para(
             (
-                "Parameter gradients, the sums over t of section 4 (they agree with the generated ",
+                "Parameter gradients, the sums (B.4) (they agree with the generated ",
                 Code("loss_and_grads"),
                 f" to {w['agreement']:.0e} relative):",
             )
@@ -137,13 +185,13 @@ def worked_section(c: Context, w: dict[str, Any]) -> list[Block]:
     blocks.append(
         Para(
             (
-                "The closed form (J) of section 4 at these values, for example 1 (superscript "
-                "1) and example 2",
+                "The closed form of J (Appendix A) at these values, for example 1 (superscript 1) and "
+                "example 2",
                 *(
                     (
                         " (the full state: rows and columns of "
                         + ", then ".join(c.cell.states)
-                        + ", the blocks of section 4 side by side)",
+                        + ", the blocks of Appendix A side by side)",
                     )
                     if len(c.cell.states) > 1
                     else ()
@@ -179,23 +227,7 @@ def worked_section(c: Context, w: dict[str, Any]) -> list[Block]:
 
 
 def _param_tex(c: Context, key: str) -> str:
-    from ..render import latex
-
     return latex.name(key, params=c.params)
-
-
-def _value_tex(value: str) -> str:
-    from ..render import latex
-
-    return latex.name(value)
-
-
-def _adjoint_tex(c: Context, value: str) -> str:
-    from ..render import latex
-
-    if value == STATE:
-        return r"\delta h_{t-1}"
-    return latex.adjoint(value, params=c.params)
 
 
 def _shape_text(a: np.ndarray) -> str:

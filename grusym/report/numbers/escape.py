@@ -26,6 +26,7 @@ from ..analysis.derived import expansion, keep_gate, state_jacobian_of, uniform_
 from ..analysis.expansion import NotExpandableError
 from ..analysis.jacobian import Jacobian, StateJacobian
 from ..context import Subject
+from .problem import report_params, toy_tokens
 from .values import initial_state, state_grads, step_values
 
 __all__ = ["ESCAPE", "bound_values", "escape_curves", "expansion_errors", "norm_curve", "per_step", "train"]
@@ -37,12 +38,11 @@ ESCAPE: dict[str, Any] = {
     "train_steps": 60,
     "lr": 1.0,
     "train_T": 16,
+    "train_n": 2,
 }
 
 
 def _problem(cfg: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    from .problem import toy_tokens
-
     return toy_tokens(cfg["T"], cfg["n"])
 
 
@@ -121,7 +121,7 @@ def expansion_errors(sub: Subject, cfg: dict[str, Any]) -> dict[str, Any]:
     X, _ = _problem(cfg)
     rows = []
     for s in EXPANSION_SCALES:
-        params = sub.module.init_params(4, cfg["hidden"], 4, seed=cfg["seed"], scale=s)
+        params = report_params(sub, 4, cfg["hidden"], 4, seed=cfg["seed"], scale=s)
         values = step_values(
             sub.cell, params, X, initial_state(sub.cell, cfg["n"], cfg["hidden"]), sub.module
         )
@@ -137,23 +137,25 @@ def expansion_errors(sub: Subject, cfg: dict[str, Any]) -> dict[str, Any]:
             }
         )
     for a, b in itertools.pairwise(rows):
-        b["observed_order"] = math.log(b["error_first"] / a["error_first"]) / math.log(
-            b["scale"] / a["scale"]
-        )
+        if a["error_first"] > 0 and b["error_first"] > 0:  # an exact expansion has no order to measure
+            b["observed_order"] = math.log(b["error_first"] / a["error_first"]) / math.log(
+                b["scale"] / a["scale"]
+            )
     return {"order": min(e.order for e in ex.values()), "rows": rows}
 
 
-def train(sub: Subject, hidden: int, seed: int) -> dict[str, np.ndarray]:
-    """Full-batch SGD on the toy text from init_params at scale 0.01 (the d2l default)."""
-    from .problem import toy_tokens
-
-    X, Y = toy_tokens(ESCAPE["train_T"], 2)
-    params = sub.module.init_params(4, hidden, 4, seed=seed, scale=0.01)
-    h0 = initial_state(sub.cell, 2, hidden)
+def train(sub: Subject, hidden: int, seed: int) -> dict[str, Any]:
+    """Full-batch SGD on the toy text from the initialisation of the escape experiment's first run (scale
+    ``ESCAPE["scale"]``, zero biases): ``{"start", "trained": params, "loss": [before, after]}``."""
+    X, Y = toy_tokens(ESCAPE["train_T"], ESCAPE["train_n"])
+    start = report_params(sub, 4, hidden, 4, seed=seed, scale=ESCAPE["scale"])
+    h0 = initial_state(sub.cell, ESCAPE["train_n"], hidden)
+    params = dict(start)
     for _ in range(ESCAPE["train_steps"]):
         _, grads, _ = sub.module.loss_and_grads(params, X, Y, h0)
         params = {k: p - ESCAPE["lr"] * grads[k] for k, p in params.items()}
-    return params
+    losses = [float(sub.module.loss(p, X, Y, h0)) for p in (start, params)]
+    return {"start": start, "trained": params, "loss": losses}
 
 
 def _trajectory(sub: Subject, params: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -169,10 +171,14 @@ def _spectral(sub: Subject, params: dict[str, np.ndarray], values: dict[str, np.
     }
 
 
-def escape_curves(sub: Subject, cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """Gradient norm curves at the escape biases and after training (see the module docstring)."""
+def escape_curves(
+    sub: Subject, cfg: dict[str, Any], run: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Gradient norm curves at the escape biases and after training (see the module docstring); ``run``:
+    the training run of :func:`train` (done here when not given)."""
     keep = keep_gate(sub.cell)
-    base = sub.module.init_params(4, cfg["hidden"], 4, seed=cfg["seed"], scale=ESCAPE["scale"])
+    run = run or train(sub, cfg["hidden"], cfg["seed"])
+    base = run["start"]
     runs: list[tuple[str, float | None, dict[str, np.ndarray]]] = []
     if keep is None:
         runs.append((f"init, scale {ESCAPE['scale']}", None, base))
@@ -184,7 +190,7 @@ def escape_curves(sub: Subject, cfg: dict[str, Any]) -> list[dict[str, Any]]:
                 p[other] = np.zeros_like(base[other])
             p[bias] = np.full_like(base[bias], sign * b)
             runs.append((f"{bias} = {sign * b if b else 0.0:g}", b, p))
-    runs.append(("after training", None, train(sub, cfg["hidden"], cfg["seed"])))
+    runs.append(("after training", None, run["trained"]))
     out = []
     for label, b, params in runs:
         norms = norm_curve(sub, params, cfg)
@@ -194,6 +200,8 @@ def escape_curves(sub: Subject, cfg: dict[str, Any]) -> list[dict[str, Any]]:
         entry |= bound_values(sub, params, cfg, values)
         if b is not None:
             entry["sigmoid_b"] = 1 / (1 + math.exp(-b))
+        if label == "after training":
+            entry["loss"] = run["loss"]
         out.append(entry)
     return out
 

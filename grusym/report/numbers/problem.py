@@ -1,16 +1,23 @@
 """The problems every measurement runs on: the toy text of Russell-Puleri and Puleri's tutorial.
 
-Contract: :func:`toy_tokens` repeats the text 'Math' into (T, n) inputs and next-character targets (row i
-starts at character i); :func:`toy_batch` is the tutorial's own first batch (2 rows, 3 steps).
+Contract: :func:`report_params` is the generated ``init_params`` with every parameter vector that scales
+another value set to 1 (``init_params`` draws vectors zero, which would cut the paths they scale and leave
+a section with nothing to show); :func:`toy_tokens` repeats the text 'Math' into (T, n) inputs and
+next-character targets (row i starts at character i); :func:`toy_batch` is the tutorial's own first batch
+(2 rows, 3 steps).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from ..analysis.jacobian import factor_vectors
+from ..context import Subject
 from ..sources import TOY
 
-__all__ = ["TOY_TEXT", "TOY_VOCAB", "toy_batch", "toy_tokens"]
+__all__ = ["TOY_TEXT", "TOY_VOCAB", "report_params", "toy_batch", "toy_tokens"]
 
 TOY_TEXT, TOY_VOCAB = "Math", "hatM"  # tutorial 000: {'h': 0, 'a': 1, 't': 2, 'M': 3}
 
@@ -36,3 +43,11 @@ def toy_batch() -> tuple[np.ndarray, np.ndarray]:
     rows = ids[: B * per_row].reshape(B, per_row)
     nxt = np.roll(ids[: B * per_row], -1).reshape(B, per_row)  # the row's next characters
     return rows[:, :S].T.copy(), nxt[:, :S].T.copy()
+
+
+def report_params(sub: Subject, d: int, h: int, q: int, *, seed: int, scale: float) -> dict[str, Any]:
+    """``init_params(d, h, q, seed, scale)`` of the subject's module, scaling vectors set to 1."""
+    params: dict[str, Any] = sub.module.init_params(d, h, q, seed=seed, scale=scale)
+    for v in factor_vectors(sub.cell):
+        params[v] = np.ones_like(params[v])
+    return params

@@ -16,7 +16,7 @@ from ..analysis.derived import state_jacobian_of
 from ..context import Subject
 from ..sources import TOY
 from .adjoints import bptt_values
-from .problem import toy_batch
+from .problem import report_params, toy_batch
 from .values import initial_state
 
 __all__ = ["FD_EPS", "SCALE", "SEED", "worked_data"]
@@ -44,7 +44,7 @@ def worked_data(sub: Subject) -> dict[str, Any]:
     m = sub.module
     X, Y = toy_batch()
     nb, hid, v = TOY["batch"], TOY["hidden"], len(TOY["vocab"])
-    params = m.init_params(v, hid, v, seed=SEED, scale=SCALE)
+    params = report_params(sub, v, hid, v, seed=SEED, scale=SCALE)
     h0 = initial_state(sub.cell, nb, hid)
     run = bptt_values(sub, params, X, Y, h0)
     S = hid * len(sub.cell.states)  # the full state's size
