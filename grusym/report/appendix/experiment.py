@@ -64,7 +64,6 @@ def experiment_appendix(c: Context, data: dict[str, Any], missing: frozenset[str
     show = sorted({1, 5, 10, 20, T})
     rows: list[tuple[Text, ...]] = []
     for v in names:
-        mine = gn.get("recurrent_weights", {}).get(v, ["W_hh"])
         for scale, norms in gn["norms"][v].items():
             rate = (norms[T] / norms[0]) ** (1 / T) if norms[T] > 0 else 0.0
             w = gn["W_hh_spectral_norm"][v][scale]
@@ -72,7 +71,7 @@ def experiment_appendix(c: Context, data: dict[str, Any], missing: frozenset[str
                 (
                     (Code(v),),
                     (scale,),
-                    ((_m(weights_tex(mine)), " = ", norm_text(w)) if w is not None else ("-",)),
+                    (norm_text(w),),
                     *((_sig(norms[k]),) for k in show),
                     (_sig(rate),),
                 )
@@ -131,6 +130,16 @@ def experiment_appendix(c: Context, data: dict[str, Any], missing: frozenset[str
         ),
         Para(
             (
+                "Spectral norm: ",
+                *_join(
+                    [
+                        (Code(v), " ", _m(weights_tex(gn.get("recurrent_weights", {}).get(v, ["W_hh"]))))
+                        for v in names
+                        if gn.get("recurrent_weights", {}).get(v, ["W_hh"])
+                    ],
+                    flat=True,
+                ),
+                ". ",
                 f"At the smallest scale compare the factor with the expansion ({LABELS['expansion']}), and "
                 f"at every scale with the condition ({LABELS['condition']}), both in Appendix A.",
             )
@@ -141,10 +150,11 @@ def experiment_appendix(c: Context, data: dict[str, Any], missing: frozenset[str
     return blocks
 
 
-def _join(spans: list[Any]) -> list[Any]:
+def _join(spans: list[Any], flat: bool = False) -> list[Any]:
+    """Spans separated by commas (``flat``: each item is a tuple of spans)."""
     out: list[Any] = []
     for i, s in enumerate(spans):
-        out += ([", "] if i else []) + [s]
+        out += ([", "] if i else []) + (list(s) if flat else [s])
     return out
 
 

@@ -21,7 +21,7 @@ from ..analysis.jacobian import SIGN, BoundTerm, collect_bound, factor_vectors, 
 from ..analysis.limits import Limit, limits
 from ..context import Context
 from ..render import latex
-from ..render.blocks import Block, Code, Equation, Heading, Math, Para, Table
+from ..render.blocks import Block, Code, Equation, Heading, Math, Para, Table, Text
 from ..sources import TUTORIALS
 from .experiment import norm_text, weights_tex
 from .jtex import LABELS, block_lhs, display, label_suffix, parts
@@ -322,35 +322,33 @@ def _condition(c: Context, data: dict[str, Any]) -> list[Block]:
     ]
 
 
-def _note(lim: Limit, c: Context) -> str:
+def _note(lim: Limit, c: Context) -> Text:
     """What the limit does to the whole of J, in words (blocks that vanish named)."""
     several = len(c.blocks) > 1
-    where = f"saturated {lim.value}: " if lim.at is SIGN else ""
+    where: Text = (f"saturated {lim.value}: ",) if lim.at is SIGN else ()
     if lim.kind == "cut":
-        return where + "J is 0: no gradient reaches the previous state through this step"
+        return (*where, "J is 0: no gradient reaches the previous state through this step")
     if lim.kind == "copy":
-        return (
-            where
-            + "J is the identity: the state is copied, and the gradient passes unchanged whatever the weights"
-        )
-    gone = ""
+        return (*where, "J is the identity: the state is copied, and the gradient passes unchanged")
+    gone: Text = ()
     if several and lim.zero:
-        gone = (
-            " and ".join(latex_text(k) for k in lim.zero)
-            + (" vanishes" if len(lim.zero) == 1 else " vanish")
-            + ", but "
-        )
+        gone = (*_blocks(lim.zero), " vanishes, but " if len(lim.zero) == 1 else " vanish, but ")
     if lim.kind == "weights only":
-        return where + gone + "every path left passes a weight matrix, as in a plain RNN"
+        return (*where, *gone, "every path left passes a weight matrix, as in a plain RNN")
     free = [k for k, B in lim.blocks.items() if any(not any(f.weight for f in t) for t in B.terms)]
-    named = f" ({', '.join(latex_text(k) for k in free)})" if several else ""
-    return where + gone + f"a weight-free path remains{named}"
+    named: Text = (" (", *_blocks(free), ")") if several else ()
+    return (*where, *gone, "a weight-free path remains", *named)
 
 
-def latex_text(key: tuple[str, str]) -> str:
-    """A block named in words: ``dc_t/dh_(t-1)``."""
-    a, b = key
-    return f"d{a}_t/d{b}_(t-1)"
+def _blocks(keys: Any) -> Text:
+    """Blocks of J named by their total derivatives, ``d h_t / d c_{t-1}``, joined by commas and 'and'."""
+    spans: list[Any] = []
+    keys = list(keys)
+    for i, (a, b) in enumerate(keys):
+        spans += ([" and " if i == len(keys) - 1 else ", "] if i else []) + [
+            Math(rf"\mathrm{{d}} {latex.name(a)} / \mathrm{{d}} {latex.name(prev_name(b))}")
+        ]
+    return tuple(spans)
 
 
 def _limits(c: Context, names: list[Equation]) -> list[Block]:
@@ -364,7 +362,7 @@ def _limits(c: Context, names: list[Equation]) -> list[Block]:
     blocks: list[Block] = [Para((intro,))]
     for lim in found:
         at = f"{latex.name(lim.value)} = " + (str(lim.at) if lim.at is not SIGN else r"\epsilon = \pm 1")
-        blocks.append(Para((_m(at), f" ({_note(lim, c)}):")))
+        blocks.append(Para((_m(at), " (", *_note(lim, c), "):")))
         for key in lim.changed:
             blocks += display(lim.blocks[key], f"{block_lhs(c, key)} =", "", names)
     return blocks

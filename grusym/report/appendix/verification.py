@@ -13,7 +13,7 @@ from typing import Any
 
 from ..context import Context
 from ..numbers.verify import Measurement
-from ..render.blocks import Block, Code, Heading, Measured, Para, Table
+from ..render.blocks import Block, Bullets, Code, Heading, Measured, Para, Table
 
 __all__ = ["verification_appendix"]
 
@@ -37,7 +37,7 @@ def verification_appendix(c: Context, measured: Measurement | None) -> list[Bloc
                 "How to read the table: each row is one method; elements is how many gradient entries it "
                 "compared (the oracle compares the loss too, not counted), worst at the entry with the "
                 "largest error (array[position], counted from 1; for X the first position is the step t), "
-                "and the verdict compares that error with the tolerance.",
+                "and the verdict compares that error with the tolerance. What each method compares:",
             )
         ),
     ]
@@ -50,7 +50,6 @@ def verification_appendix(c: Context, measured: Measurement | None) -> list[Bloc
         rows.append(
             (
                 (Code(k.method),),
-                (k.what,),
                 (f"{k.rtol:.0e}" if k.rtol else "exact",),
                 (elements,),
                 (Code(k.worst),),
@@ -60,9 +59,8 @@ def verification_appendix(c: Context, measured: Measurement | None) -> list[Bloc
         )
     versions = ", ".join(f"{name} {ver}" for name, ver in measured.versions)
     body: tuple[Block, ...] = (
-        Table(
-            ("check", "compares", "tolerance", "elements", "worst at", "worst error", "verdict"), tuple(rows)
-        ),
+        Bullets(tuple((Code(k.method), ": ", k.what) for k in measured.checks)),
+        Table(("check", "tolerance", "elements", "worst at", "worst error", "verdict"), tuple(rows)),
         Para(
             (
                 f"Built {measured.date} with {versions}. ",

@@ -48,22 +48,17 @@ def vjp_tex(u: str, J: Jacobian) -> str:
     product, a weight a product with its transpose)."""
     terms = []
     for term in J.terms:
-        x, compound = u, " " in u or "+" in u
+        x, summed = u, "+" in u
         for f in term:
             if f.weight is not None:
-                x = (
-                    rf"\left({x}\right)" if compound else x
-                ) + rf" {latex.name(f.weight, params=J.params)}^{{\top}}"
-                compound = True
+                weight = latex.name(f.weight, params=J.params)
+                x = (rf"\left({x}\right)" if summed else x) + rf" {weight}^{{\top}}"
+                summed = False
             elif f.expr != 1:
                 d_tex = latex.elementwise(f.expr, params=J.params)
-                wrap = any(op in d_tex for op in ("+", " - ")) and not d_tex.startswith(r"\left(")
-                x = (
-                    (rf"\left({x}\right)" if compound and " " in x else x)
-                    + r" \odot "
-                    + (rf"\left({d_tex}\right)" if wrap else d_tex)
-                )
-                compound = True
+                d_tex = rf"\left({d_tex}\right)" if f.expr.is_Add else d_tex
+                x = (rf"\left({x}\right)" if summed else x) + r" \odot " + d_tex
+                summed = False
         terms.append(x)
     return " + ".join(terms)
 
@@ -71,7 +66,10 @@ def vjp_tex(u: str, J: Jacobian) -> str:
 def recurrent_weight(c: Context) -> Any:
     """The parameter whose sum (B.5) writes out: the recurrent matrix W_hh when the cell has one, else the
     first weight multiplying the previous state, else the first weight (with its contribution)."""
-    weights = [x for x in c.der.contributions if x.kind == "matmul_right"]
+    order = list(c.cell.params)
+    weights = sorted(
+        (x for x in c.der.contributions if x.kind == "matmul_right"), key=lambda x: order.index(str(x.target))
+    )
     own = f"W_h{OUTPUT}"
     for pick in (
         lambda x: x.target == own,
