@@ -78,6 +78,85 @@ def test_the_reference_loop_computes_the_generated_gradients(name):
     _check_reference(subject(name))
 
 
+LITERATURE = (
+    "min_lstm",
+    "nested_lstm",
+    "recurrent_highway",
+    "light_gru",
+    "irnn",
+    "multiplicative_integration",
+)
+
+
+def _user(spec: str):
+    from grusym.report.context import cell_subject
+    from grusym.symbolic.usercell import derive_module, load_cell
+
+    cell = load_cell(spec)
+    return cell_subject(cell, derive_module(cell))
+
+
+def _user_specs() -> list[str]:
+    from pathlib import Path
+
+    from grusym.examples.cells import EXAMPLES, path
+
+    here = Path(__file__).resolve().parent / "literature_cells.py"
+    return [path(e) for e in EXAMPLES] + [f"{here}:{n}" for n in LITERATURE]
+
+
+@pytest.mark.parametrize("spec", _user_specs(), ids=lambda s: s.rsplit(":", 1)[1])
+def test_the_reference_loop_of_a_users_cell_computes_its_gradients(spec):
+    """Every example cell and every literature cell that derives right: three states (nested LSTM),
+    parameter vectors (multiplicative integration), relu, a softplus gate, a second layer within a step."""
+    _check_reference(_user(spec))
+
+
+@pytest.mark.parametrize("spec", _user_specs(), ids=lambda s: s.rsplit(":", 1)[1])
+def test_the_message_of_a_users_cell_is_linear_in_what_reaches_its_state(spec):
+    """(J.1) for the states of users' cells: the derivation's messages against (outside adjoints) J_t, with
+    J_t a finite difference of the generated step (not the closed form)."""
+    sub = _user(spec)
+    m, cell = sub.module, sub.cell
+    rng = np.random.default_rng(3)
+    n, h, k = 2, 3, len(cell.states)
+    params = m.init_params(4, h, 4, seed=3, scale=0.6)
+    params = {q: rng.normal(0, 0.5, p.shape) if p.ndim == 1 else p for q, p in params.items()}
+    X, Y = toy_tokens(4, n)
+    s0 = rng.uniform(-0.5, 0.5, (n, k * h))
+    from grusym.report.numbers.adjoints import bptt_values
+
+    run = bptt_values(sub, params, X, Y, initial_state(cell, n, h, s0))
+    adj = run["adjoints"]
+    states = [s0]
+    for t in range(X.shape[0]):
+        new = m.step(params, X[t], initial_state(cell, n, h, states[-1]))
+        states.append(np.concatenate(new if isinstance(new, tuple) else [new], axis=1))
+    T = X.shape[0]
+    for t in range(T):
+        Jt = np.zeros((n, k * h, k * h))
+        for j in range(k * h):
+            e = np.zeros((n, k * h))
+            e[:, j] = 1e-6
+
+            def step(full: np.ndarray, t: int = t) -> np.ndarray:
+                new = m.step(params, X[t], initial_state(cell, n, h, full))
+                return np.concatenate(new if isinstance(new, tuple) else [new], axis=1)
+
+            Jt[:, :, j] = (step(states[t] + e) - step(states[t] - e)) / 2e-6
+        outside = np.concatenate(
+            [
+                adj["dh"][t]
+                if s == OUTPUT
+                else (adj[f"d{prev_name(s)}"][t + 1] if t + 1 < T else 0 * adj["dh"][t])
+                for s in cell.states
+            ],
+            axis=1,
+        )
+        message = np.concatenate([adj[f"d{prev_name(s)}"][t] for s in cell.states], axis=1)
+        np.testing.assert_allclose(np.einsum("ni,nij->nj", outside, Jt), message, rtol=1e-5, atol=1e-9)
+
+
 def test_a_wrong_line_in_the_reference_loop_is_caught(monkeypatch_free=None):
     """The comparison above can fail: the listing with one message line dropped gives other gradients."""
     sub = subject("gru")

@@ -67,6 +67,7 @@ def render_files(
     index: bool | None = None,
     missing: dict[str, frozenset[str]] | None = None,
     out: Path | None = None,
+    regenerate: str | None = None,
 ) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
     """({relative path: text}, {cell name: figure data}) of the reports of ``names``.
 
@@ -77,6 +78,8 @@ def render_files(
     index: also the index page and combined document (default: when ``names`` is every built-in cell).
     missing: per cell name, the figures that will not exist (the text says so instead of linking them).
     out: the folder the files are for (default :func:`default_out`): a report links only to what is there.
+    regenerate: the command that rewrites these files, for their headers (default: the subject's own, else
+    ``grusym report --all``).
     """
     from ..symbolic.variants import CELLS
     from .numbers.figures import figure_data
@@ -107,6 +110,7 @@ def render_files(
             measured(name if sub.builtin else sub),
             missing.get(name, frozenset()),
             _links(sub, out, formats, index),
+            regenerate,
         )
         docs.append((doc, f"{name}/"))
         files[f"{name}/figures.json"] = figures_json(data[name])
@@ -141,8 +145,10 @@ def write_reports(
     out: Path | None = None,
     *,
     log: Callable[[str], None] = print,
+    regenerate: str | None = None,
 ) -> Written:
-    """Write the reports of ``names`` under ``out`` (default: :func:`default_out`).
+    """Write the reports of ``names`` under ``out`` (default: :func:`default_out`); ``regenerate`` is the
+    command their headers name (see :func:`render_files`).
 
     Figures need matplotlib (the ``plots`` extra). Without it the text and ``figures.json`` are written
     all the same, a PNG left by an earlier build is kept (its data is the same, seeded), and the text of
@@ -159,7 +165,9 @@ def write_reports(
         s.name: frozenset(f for f in FIGURES if not can_draw and not (out / s.name / f).exists())
         for s in subjects
     }
-    files, data = render_files(list(subjects), formats, missing=missing, index=_is_all(subjects), out=out)
+    files, data = render_files(
+        list(subjects), formats, missing=missing, index=_is_all(subjects), out=out, regenerate=regenerate
+    )
     changed = []
     for rel, text in files.items():
         path = out / rel

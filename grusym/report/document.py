@@ -50,6 +50,7 @@ def variant_document(
     measured: Measurement | None,
     missing: frozenset[str] = frozenset(),
     links: Links | None = None,
+    regenerate: str | None = None,
 ) -> Document:
     """The full report; ``data`` from ``numbers.figures.figure_data``; ``missing``: figures not drawn."""
     sub = subject(which) if isinstance(which, str) else which
@@ -83,4 +84,4 @@ def variant_document(
     blocks += frameworks_appendix(c)
     blocks += code_appendix(c, links.module)
     blocks += verification_appendix(c, measured)
-    return Document(f"{sub.title} ({name})", tuple(blocks), sub.regenerate or REGENERATE)
+    return Document(f"{sub.title} ({name})", tuple(blocks), regenerate or sub.regenerate or REGENERATE)

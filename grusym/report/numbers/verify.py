@@ -46,9 +46,14 @@ class Check:
     error: float
     ok: bool
     ran: bool = True  # False: an optional dependency is missing (not a failure)
+    refused: bool = (
+        False  # the method refused this cell (e.g. complex step on a kink): says why, not a failure
+    )
 
     @property
     def verdict(self) -> str:
+        if self.refused:
+            return "refused"
         return "not run" if not self.ran else ("ok" if self.ok else "FAIL")
 
 
@@ -138,8 +143,10 @@ def measure(cell: str | Subject) -> Measurement:
                 Check(method, "not run", rtol, 0, 0, str(exc).splitlines()[0], float("nan"), True, False)
             )
             continue
-        except GrusymError as exc:
-            checks.append(Check(method, "raised", rtol, 0, 0, str(exc).splitlines()[0], float("nan"), False))
+        except GrusymError as exc:  # the method refuses this loss (and says why): the others still run
+            why = str(exc).splitlines()[0].split(": ", 1)[-1]
+            what = f"{COMPARES.get(method, method)}; refused for this cell: {why}"
+            checks.append(Check(method, what, rtol, 0, 0, "-", float("nan"), True, True, True))
             continue
         worst = report.worst
         # positions counted from 1, as in the report's text

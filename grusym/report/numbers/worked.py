@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ...symbolic.cell import Cell, h
 from ..analysis.derived import state_jacobian_of
 from ..context import Subject
@@ -26,17 +28,24 @@ SEED = 0
 FD_EPS = 1e-6
 
 
-def _entry(cell: Cell) -> tuple[str, tuple[int, ...]]:
+def _entry(cell: Cell, grads: dict[str, np.ndarray]) -> tuple[str, tuple[int, ...]]:
     """The gradient entry checked in the text: the first recurrent weight's (0, 1) element; for a cell
-    without one the first elementwise vector's element 1, else the first input weight's (0, 1)."""
+    without one the first elementwise vector's element 1, else the first input weight's (0, 1). An entry
+    the loss does not depend on here (a relu at rest) would check nothing: then the largest entry of the
+    first of those parameters whose gradient is not zero."""
     weights = [p.name for p in cell.params.values() if p.kind == "weight"]
     recurrent = [p.name for p in cell.params.values() if p.kind == "weight" and p.rows == h]
     vectors = [p.name for p in cell.params.values() if p.kind == "vector"]
-    if recurrent:
-        return recurrent[0], (0, 1)
-    if vectors:
-        return vectors[0], (1,)
-    return weights[0], (0, 1)
+    order = [(k, (0, 1)) for k in recurrent] + [(k, (1,)) for k in vectors] + [(k, (0, 1)) for k in weights]
+    key, idx = order[0]
+    if abs(grads[key][idx]) >= 1e-12:
+        return key, idx
+    for key, _ in order:
+        if np.max(np.abs(grads[key])) >= 1e-12:
+            return key, tuple(
+                int(i) for i in np.unravel_index(np.argmax(np.abs(grads[key])), grads[key].shape)
+            )
+    return order[0]
 
 
 def worked_data(sub: Subject) -> dict[str, Any]:
@@ -51,7 +60,7 @@ def worked_data(sub: Subject) -> dict[str, Any]:
     J = state_jacobian_of(sub.cell).evaluate(
         {k: a.reshape(-1, hid) for k, a in run["values"].items()}, params
     )
-    key, idx = _entry(sub.cell)
+    key, idx = _entry(sub.cell, run["grads"])
     plus, minus = dict(params), dict(params)
     plus[key], minus[key] = params[key].copy(), params[key].copy()
     plus[key][idx] += FD_EPS
