@@ -212,9 +212,11 @@ def _escape(c: Context, data: dict[str, Any], missing: frozenset[str]) -> list[B
             " for ",
             _m(r"\sigma(b)"),
             " = " + ", ".join(_sig(e["sigmoid_b"]) for e in set_runs) + f", {where}. With b = "
-            f"{set_runs[-1]['bias']:g} the gradient decays like {_sig(set_runs[-1]['per_step'])}^k instead "
-            f"of {_sig(set_runs[0]['per_step'])}^k: the escape from vanishing that the weight-free path "
-            "allows.",
+            f"{set_runs[-1]['bias']:g} the gradient decays like ",
+            _m(f"{_sig(set_runs[-1]['per_step'])}^{{k}}"),
+            " instead of ",
+            _m(f"{_sig(set_runs[0]['per_step'])}^{{k}}"),
+            ": the escape from vanishing that the weight-free path allows.",
         ]
     before, after = trained["loss"]
     how = (
