@@ -15,11 +15,11 @@ import pytest
 
 from grusym.cli import main
 from grusym.gradcheck import TOLERANCES
-from grusym.report import markdown, tex
 from grusym.report.build import default_out, render_files
-from grusym.report.figures import figure_data
-from grusym.report.plots import FIGURES, available, plot
-from grusym.report.verify import measure
+from grusym.report.numbers.figures import figure_data
+from grusym.report.numbers.verify import measure
+from grusym.report.render import markdown, tex
+from grusym.report.render.plots import FIGURES, available, plot
 from grusym.symbolic.variants import CELLS
 
 OUT = default_out()
@@ -99,7 +99,8 @@ def test_measure_runs_every_gradcheck_method_and_they_pass():
 
 # ---- equation numbers <-> code comments, parsed here independently of grusym.report.codemap
 
-_EQ_LABEL = re.compile(r"\\tag\{(\d+)(?:\.(\d+))?\}\n```")
+# a display's \tag{N}, or the label at the end of a line of a numbered block (`` && (N.k)``)
+_EQ_LABEL = re.compile(r"(?:\\tag\{|&& \()(\d+)(?:\.(\d+))?[})](?=\n```| \\\\| \\end)")
 _CODE_COMMENT = re.compile(r"^\s*# (.*)$")
 
 
@@ -143,17 +144,29 @@ def test_equation_numbers_map_to_code_comments_both_ways(name):
     assert looped <= bwd
 
 
+def _labelled(text: str, label: str) -> str:
+    """The equation labelled ``label``: a display's text, or one line of a numbered block."""
+    for block in re.findall(r"```math\n(.*?)\n```", text, flags=re.S):
+        if block.endswith(rf"\tag{{{label}}}"):
+            return block[: -len(rf" \tag{{{label}}}")]
+        body = block.removeprefix(r"\begin{aligned} ").removesuffix(r" \end{aligned}")
+        for line in body.split(r" \\ "):
+            if line.endswith(f" && ({label})"):
+                return line[: -len(f" && ({label})")].replace(" & ", " ", 1)
+    raise AssertionError(f"no equation labelled ({label})")
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_report_equations_name_what_the_code_comments_compute(name):
     """(N) in the code reads ``v = expr``; the report's (N) must assign the same value from the same names."""
-    from grusym.report.latex import name as tex_name
+    from grusym.report.render.latex import name as tex_name
 
     text = (OUT / name / "README.md").read_text(encoding="utf-8")
     _, _, comments = _code_citations(name)
     params = set(CELLS[name].cell().params) | {"W_hq", "b_q"}
     assert comments, "the generated code has no '# (N) v = ...' comments"
     for number, comment in comments.items():
-        eq = re.search(rf"```math\n([^`]*) \\tag\{{{number}\}}\n```", text)[1]
+        eq = _labelled(text, str(number))
         lhs, rhs = comment.split(" = ", 1)
         assert eq.startswith(tex_name(lhs.split(") ", 1)[1], params=params) + " = "), (number, comment, eq)
         for ident in set(re.findall(r"[A-Za-z_]\w*", rhs)) - {"sigmoid", "tanh"}:
@@ -289,7 +302,7 @@ def test_report_builds_without_matplotlib_and_names_the_skipped_figures(tmp_path
     assert readme.count("was not drawn in this build: matplotlib is not installed") == len(FIGURES)
     # the text path is the same as with matplotlib: only the figure notes differ from the committed report
     committed = (OUT / "gru" / "README.md").read_text(encoding="utf-8")
-    begin, end = "## 1. Forward equations", "### The escape from vanishing"
+    begin, end = "## 1. Forward equations", "## Appendix B"
     assert (
         readme[readme.index(begin) : readme.index(end)]
         == committed[committed.index(begin) : committed.index(end)]

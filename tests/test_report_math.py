@@ -9,12 +9,12 @@ import pytest
 import sympy as sp
 
 import grusym
-from grusym.report import markdown
+from grusym.report.analysis.jacobian import Factor, Jacobian, jacobian, value_ranges
 from grusym.report.build import default_out
-from grusym.report.jacobian import Factor, Jacobian, jacobian, value_ranges
-from grusym.report.relations import RELATIONS, Relation, check
-from grusym.report.values import step_values
-from grusym.report.verify import JACOBIAN_RTOL, jacobian_error
+from grusym.report.numbers.relations import RELATIONS, Relation, check
+from grusym.report.numbers.values import step_values
+from grusym.report.numbers.verify import JACOBIAN_RTOL, jacobian_error
+from grusym.report.render import markdown
 from grusym.symbolic.variants import VARIANTS
 
 NAMES = list(VARIANTS)
@@ -131,7 +131,7 @@ def test_committed_markdown_math_is_github_safe():
 
 def test_no_display_is_wider_than_githubs_column():
     """Every line of every display fits MAX_EX (the Jacobian of gru was 168 ex = ~1300 px on one line)."""
-    from grusym.report.width import MAX_EX, width
+    from grusym.report.render.width import MAX_EX, width
 
     for path in default_out().rglob("*.md"):
         for tex in _DISPLAY.findall(path.read_text(encoding="utf-8")):
@@ -143,7 +143,7 @@ def test_no_display_is_wider_than_githubs_column():
 
 
 def test_width_estimate_sees_a_long_display():
-    from grusym.report.width import MAX_EX, break_lines, width
+    from grusym.report.render.width import MAX_EX, break_lines, width
 
     parts = tuple(
         [r"J_{t} = \operatorname{diag}\left(z_{t}\right)"]
@@ -175,7 +175,7 @@ MATHJAX_EX = [
 
 @pytest.mark.parametrize(("measured", "tex"), MATHJAX_EX)
 def test_width_estimate_is_within_15_percent_of_mathjax(measured, tex):
-    from grusym.report.width import width
+    from grusym.report.render.width import width
 
     assert abs(width(tex) / measured - 1) <= 0.15, (round(width(tex), 1), measured)
 

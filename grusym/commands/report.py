@@ -47,12 +47,30 @@ def _cell_subject(spec: str) -> Subject:
     from ..symbolic.usercell import derive_module, load_cell
 
     cell = load_cell(spec)
+    derive = f"grusym derive --cell {spec} --out DIR"
     return cell_subject(
         cell,
         derive_module(cell),
         title=cell.title or None,
-        source=module_source(cell, f"grusym derive --cell {spec} --out DIR"),
+        source=module_source(cell, derive),
+        derive_command=derive,
     )
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line that rewrites what this run writes (the reports' headers name it)."""
+    parts = ["grusym report"]
+    if args.cell is not None:
+        parts.append(f"--cell {args.cell}")
+    elif args.variant:
+        parts.append(f"--variant {args.variant}")
+    else:
+        parts.append("--all")
+    if args.format != "md,tex":
+        parts.append(f"--format {args.format}")
+    if args.out is not None:
+        parts.append(f"--out {args.out}")
+    return " ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         subjects = [args.variant] if args.variant else list(CELLS)
     out = args.out or default_out()
-    written = write_reports(subjects, formats, out)
+    written = write_reports(subjects, formats, out, regenerate=_command(args))
     print(f"{len(written.changed)} report file(s) changed in {out}")
     if written.skipped:
         print(

@@ -1,19 +1,19 @@
 """Derivation reports: the BPTT derivation of a cell, rendered from the objects that generate its code.
 
-One stage per module, data flowing one way:
+Subpackages, data flowing one way (each imports only those listed before it):
 
-* ``context``: what a report is about (a :class:`~grusym.report.context.Subject`: a declared cell and the
-  generated module that runs it; built-in variants by name) and what every section reads;
-* content, format-neutral (:mod:`~grusym.report.blocks`): ``equations`` (forward, local derivatives,
-  adjoint with shapes, BPTT), ``vanishing`` (closed-form J, bound, vanishing condition, expansion, escape),
-  ``worked`` (the toy in numbers), ``sections`` (code, PyTorch/Keras slices, verification, figures),
-  ``index`` (all variants), assembled by ``document``; ``graph`` (computational graphs), ``jacobian``,
-  ``expansion``, ``relations``, ``codemap``, ``latex`` (the naming scheme), ``sources`` (the tutorials);
-* numbers, seeded: ``figures`` (all of ``figures.json``), ``escape``, ``adjoints``, ``values``; measured at
-  build time: ``verify``;
-* output: ``markdown`` (GitHub), ``tex`` (LaTeX, PDF), ``width`` (display widths and line breaks),
-  ``plots`` (PNGs, only with matplotlib), ``build`` (files on disk).
+* ``render``: the format-neutral document model (``blocks``), the naming scheme (``latex``), display widths
+  (``width``), and the outputs: ``markdown`` (GitHub), ``tex`` (LaTeX, PDF), ``plots`` (PNGs, matplotlib);
+* ``analysis``: what is derived symbolically about a cell: the closed-form one-step Jacobian, its bound
+  and its expansion at initialisation (``derived`` caches them per declaration);
+* ``numbers``: seeded runs of the generated code (everything ``figures.json`` holds) and the checks
+  measured at build time (``verify``);
+* ``core``: the report's core sections, from the forward equations to the code and the worked example;
+* ``appendix``: the appendices (bounds and expansions, the vanishing experiment, framework weights, the
+  optimised generated code, verification).
 
+Beside them: ``context`` (what a report is about: a :class:`~grusym.report.context.Subject`), ``sources``
+(citations), ``document`` and ``index`` (assembling the pages) and ``build`` (files on disk).
 Importing this package imports SymPy; ``import grusym`` does not import it.
 """
 

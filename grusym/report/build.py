@@ -10,6 +10,7 @@ differs between two builds on one machine (see ``markdown.MEASURED_BEGIN``).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +18,11 @@ from typing import Any
 
 from ..errors import InputError
 from ..fileio import atomic_write_text
-from . import markdown, tex
 from .context import Subject, subject
-from .document import REGENERATE, index_document, variant_document
-from .plots import FIGURES, INSTALL_HINT, available
-from .verify import Measurement, measure
+from .document import REGENERATE, Links, index_document, variant_document
+from .numbers.verify import Measurement, measure
+from .render import markdown, tex
+from .render.plots import FIGURES, INSTALL_HINT, available
 
 __all__ = ["FORMATS", "Written", "default_out", "figures_json", "render_files", "write_reports"]
 
@@ -39,6 +40,24 @@ def figures_json(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=1) + "\n"
 
 
+def _links(sub: Subject, out: Path, formats: tuple[str, ...], index: bool) -> Links:
+    """What the report of ``sub`` written under ``out`` can link to: only what is there."""
+    root = Path(__file__).resolve().parents[2]
+    folder = (out / sub.name).resolve()
+    module = root / sub.module_file if sub.module_file else None
+    inside = folder.is_relative_to(root) and module is not None and module.is_file()
+    return Links(
+        index="../README.md" if index or _is_index(out / "README.md") else None,
+        latex="tex" in formats or "pdf" in formats,
+        module=Path(os.path.relpath(module, folder)).as_posix() if inside and module is not None else None,
+    )
+
+
+def _is_index(path: Path) -> bool:
+    """True when ``path`` is an index page a build wrote (not some other README.md)."""
+    return path.is_file() and "# grusym derivations" in path.read_text(encoding="utf-8")[:400]
+
+
 def render_files(
     names: list[str | Subject],
     formats: tuple[str, ...] = ("md", "tex"),
@@ -47,6 +66,8 @@ def render_files(
     data: dict[str, dict[str, Any]] | None = None,
     index: bool | None = None,
     missing: dict[str, frozenset[str]] | None = None,
+    out: Path | None = None,
+    regenerate: str | None = None,
 ) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
     """({relative path: text}, {cell name: figure data}) of the reports of ``names``.
 
@@ -56,10 +77,13 @@ def render_files(
     data: precomputed ``figures.figure_data`` per cell name (computed when missing).
     index: also the index page and combined document (default: when ``names`` is every built-in cell).
     missing: per cell name, the figures that will not exist (the text says so instead of linking them).
+    out: the folder the files are for (default :func:`default_out`): a report links only to what is there.
+    regenerate: the command that rewrites these files, for their headers (default: the subject's own, else
+    ``grusym report --all``).
     """
     from ..symbolic.variants import CELLS
-    from .figures import figure_data
-    from .relations import RELATIONS, check
+    from .numbers.figures import figure_data
+    from .numbers.relations import RELATIONS, check
 
     unknown = [n for n in names if isinstance(n, str) and n not in CELLS]
     if unknown:
@@ -69,15 +93,24 @@ def render_files(
         raise InputError(f"unknown format(s) {', '.join(bad)}; known formats: {', '.join(FORMATS)}")
     data = dict(data or {})
     missing = missing or {}
+    out = Path(out or default_out())
     files: dict[str, str] = {}
     docs = []
     subjects = [subject(n) if isinstance(n, str) else n for n in names]
+    plain = [s.name for s in subjects]
+    if index is None:
+        index = sorted(plain) == sorted(CELLS) and all(s.builtin for s in subjects)
     for sub in subjects:
         name = sub.name
         if name not in data:
             data[name] = figure_data(sub)
         doc = variant_document(
-            sub, data[name], measured(name if sub.builtin else sub), missing.get(name, frozenset())
+            sub,
+            data[name],
+            measured(name if sub.builtin else sub),
+            missing.get(name, frozenset()),
+            _links(sub, out, formats, index),
+            regenerate,
         )
         docs.append((doc, f"{name}/"))
         files[f"{name}/figures.json"] = figures_json(data[name])
@@ -85,9 +118,6 @@ def render_files(
             files[f"{name}/README.md"] = markdown.render(doc)
         if "tex" in formats or "pdf" in formats:
             files[f"{name}/{name}.tex"] = tex.render(doc)
-    plain = [s.name for s in subjects]
-    if index is None:
-        index = sorted(plain) == sorted(CELLS) and all(s.builtin for s in subjects)
     if index:
         errors = {i: check(rel) for i, rel in enumerate(RELATIONS)}
         idx = index_document(plain, errors)
@@ -115,14 +145,16 @@ def write_reports(
     out: Path | None = None,
     *,
     log: Callable[[str], None] = print,
+    regenerate: str | None = None,
 ) -> Written:
-    """Write the reports of ``names`` under ``out`` (default: :func:`default_out`).
+    """Write the reports of ``names`` under ``out`` (default: :func:`default_out`); ``regenerate`` is the
+    command their headers name (see :func:`render_files`).
 
     Figures need matplotlib (the ``plots`` extra). Without it the text and ``figures.json`` are written
     all the same, a PNG left by an earlier build is kept (its data is the same, seeded), and the text of
     a report whose PNG does not exist says so instead of linking it; the log names every skipped figure.
     """
-    from .plots import plot
+    from .render.plots import plot
 
     if "pdf" in formats and tex.engine() is None:
         raise InputError("--format pdf needs pdflatex or tectonic on PATH; install TeX Live or drop pdf")
@@ -133,7 +165,9 @@ def write_reports(
         s.name: frozenset(f for f in FIGURES if not can_draw and not (out / s.name / f).exists())
         for s in subjects
     }
-    files, data = render_files(list(subjects), formats, missing=missing, index=_is_all(subjects))
+    files, data = render_files(
+        list(subjects), formats, missing=missing, index=_is_all(subjects), out=out, regenerate=regenerate
+    )
     changed = []
     for rel, text in files.items():
         path = out / rel

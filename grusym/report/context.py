@@ -19,9 +19,9 @@ from ..errors import InputError
 from ..symbolic.cell import INPUT, STATE, Cell, Step, d, h, n, q
 from ..symbolic.codegen import numbered
 from ..symbolic.derive import Derivation, adjoint_name, derive, derive_head
-from ..symbolic.variants import CELLS, HEAD_PARAMS
-from . import latex
-from .jacobian import Jacobian, jacobian, primitive_outputs, state_jacobian
+from ..symbolic.variants import CELLS, HEAD_PARAMS, VARIANTS
+from .analysis.jacobian import Jacobian, jacobian, primitive_outputs, state_jacobian
+from .render import latex
 from .sources import cite
 
 __all__ = ["REGENERATE", "SIZES", "Context", "Subject", "cell_subject", "subject"]
@@ -44,6 +44,9 @@ class Subject:
     sources: str = ""
     used_by: str = ""
     builtin: bool = False  # a built-in variant: measured by grusym.gradcheck.check_variant
+    regenerate: str = ""  # the command that rewrites the report ("" : REGENERATE, every built-in cell)
+    module_file: str = ""  # where the generated module lives, for the reader (grusym/generated/gru.py)
+    derive_command: str = "grusym derive"  # the command that writes the module
 
     @property
     def name(self) -> str:
@@ -64,11 +67,12 @@ def subject(name: str) -> Subject:
         grusym.load(name),
         v.title,
         module_source(name),
-        v.reset,
+        v.reset if name in VARIANTS else "",  # a reset gate is a GRU's: other families have none to name
         v.update,
         cite(v.sources),
         cite(v.used_by),
         True,
+        module_file=f"grusym/generated/{name}.py",
     )
 
 
@@ -82,12 +86,30 @@ def cell_subject(
     update: str = "",
     sources: str = "",
     used_by: str = "",
+    regenerate: str = "",
+    module_file: str = "",
+    derive_command: str = "grusym derive --cell FILE.py:NAME --out DIR",
 ) -> Subject:
     """The Subject of a declared cell (e.g. a user's) run by its generated ``module``.
 
-    source: the module's text (shown in the code section); the other fields describe the cell in words.
+    source: the module's text (shown in Appendix D); regenerate: the command that rewrites the report (its
+    header says it); module_file, derive_command: where the module is and what writes it, in words. The
+    other fields describe the cell in words.
     """
-    return Subject(cell, module, title or f"Cell {cell.name}", source, reset, update, sources, used_by)
+    return Subject(
+        cell,
+        module,
+        title or f"Cell {cell.name}",
+        source,
+        reset,
+        update,
+        sources,
+        used_by,
+        False,
+        regenerate,
+        module_file,
+        derive_command,
+    )
 
 
 @dataclass
@@ -108,7 +130,8 @@ class Context:
         self.adjoints = frozenset(adjoint_name(v) for v in values)
         self.jac: Jacobian = jacobian(self.cell, self.der)
         # J of the full state by blocks (a, b) = da_t/db_{t-1}; one block, ("h", "h"): jac, for one state
-        self.blocks: dict[tuple[str, str], Jacobian] = state_jacobian(self.cell, self.der).blocks
+        self.jac_full = state_jacobian(self.cell, self.der)
+        self.blocks: dict[tuple[str, str], Jacobian] = self.jac_full.blocks
         self.primitives = primitive_outputs(self.cell)
 
     def eq(self, step: Step) -> str:

@@ -12,10 +12,10 @@ import sympy as sp
 
 from ..symbolic.cell import Cell
 from ..symbolic.variants import CELLS
-from . import latex
-from .blocks import Block, Break, Bullets, Code, Document, Heading, Link, Math, Para, Table, Text
 from .context import REGENERATE, SIZES
-from .equations import parameter_count
+from .core.forward import parameter_count
+from .render import latex
+from .render.blocks import Block, Break, Bullets, Code, Document, Heading, Link, Math, Para, Table, Text
 from .sources import TUTORIALS, cite
 
 __all__ = ["RELATION_ATOL", "index_document"]
@@ -35,7 +35,7 @@ def _compact(cell: Cell) -> Text:
 
 def index_document(names: list[str], relation_errors: dict[int, float]) -> Document:
     """The comparison page: conventions, equations, sizes, users and the checked relations of the variants."""
-    from .relations import RELATIONS
+    from .numbers.relations import RELATIONS
 
     cells = {name: CELLS[name].cell() for name in names}
     rows, eqs, users = [], [], []
@@ -114,43 +114,55 @@ def index_document(names: list[str], relation_errors: dict[int, float]) -> Docum
         ),
         Table(("relation", "why", "check"), tuple(rel_rows)),
         Heading(2, "What each report contains"),
+        Para(
+            (
+                "The core, from the forward equations to the code: the notation (time steps counted from 1, ",
+                _m("h_{0}"),
+                " the initial state), then",
+            )
+        ),
         Bullets(
             (
                 (
-                    "1. Forward equations, numbered as in the code's comments; shapes; parameters, counted; "
-                    "the computational graph of one step and of three steps unrolled.",
+                    "1. Forward equations, numbered as in the code's comments; shapes; parameters, "
+                    "counted; the computational graph of one step.",
                 ),
                 (
-                    "2. Local derivatives: the primitive rules proved by SymPy, each elementwise step's "
-                    "derivative as derived and as used, the linear rules.",
+                    "2. The rules of reverse mode derived by index (a matrix product, a bias, an "
+                    "elementwise step), the sum over paths, the gradient of the softmax cross-entropy, "
+                    "the primitive rules proved by SymPy and each elementwise step's derivatives.",
                 ),
                 (
-                    "3. The adjoint of one step in matrix form with the shape of every factor, "
-                    "numbered (N.k) "
-                    "after forward equation (N).",
+                    "3. The adjoint of one step with the shape of every factor, numbered (N.k) after "
+                    "forward equation (N).",
                 ),
                 (
-                    "4. The BPTT recurrence, parameter gradients as sums over t, the one-step Jacobian in "
-                    "closed form, a uniform bound and a sufficient condition for vanishing with "
-                    "what they say "
-                    "at measured scales, its limits, its expansion at initialisation with the "
-                    "measured error, "
-                    "and the escape from vanishing, measured.",
+                    "4. BPTT: the total adjoint of each state and the message the next step sends back, "
+                    "named apart; one pattern for every parameter's sum over t; truncated BPTT and "
+                    "clipping as grusym train does them.",
+                ),
+                ("5. The backward pass as a plain loop, one line per equation, which the tests run.",),
+                (
+                    "6. A worked example on the toy: every forward value, the loss, every adjoint, the "
+                    "Jacobians, one gradient entry against a finite difference.",
+                ),
+            )
+        ),
+        Para(("Then the appendices:",)),
+        Bullets(
+            (
+                (
+                    "A. The one-step Jacobian in closed form, what it says about BPTT, a uniform bound, a "
+                    "sufficient condition for vanishing with what it says at measured scales, its limits, "
+                    "and its expansion at initialisation with the measured error.",
                 ),
                 (
-                    "5. A worked example on the toy: every forward value, the loss, every "
-                    "adjoint and the 2x2 "
-                    "Jacobians in numbers, one gradient entry against a finite difference.",
+                    "B. The vanishing gradient measured next to rnn_tanh at several weight scales, the "
+                    "escape from vanishing, and the activations of a training run.",
                 ),
-                (
-                    "6. The generated functions, with a table from equation numbers to code lines, and where "
-                    "each parameter sits in PyTorch's and Keras' weights.",
-                ),
-                ("7. Gradient checks measured at build time (every method available), versions and date.",),
-                (
-                    "8. Figures: gradient norm against distance next to rnn_tanh at several weight scales; "
-                    "activation histograms on the toy text.",
-                ),
+                ("C. Where each parameter sits in PyTorch's and Keras' weights.",),
+                ("D. The optimised generated functions, with a table from equation numbers to code lines.",),
+                ("E. Gradient checks measured at build time (every method available), versions and date.",),
             )
         ),
     ]

@@ -20,29 +20,16 @@ import math
 from typing import Any
 
 import numpy as np
-import sympy as sp
 
-from ..symbolic.cell import scalar_form
-from .context import Subject
-from .expansion import Expansion, NotExpandableError, expand
-from .jacobian import Jacobian, StateJacobian, numeric, state_jacobian
-from .jacobian import jacobian as _jacobian
-from .timebox import SymbolicTimeoutError, symbolic_seconds, time_box
+from ..analysis.compile import numeric
+from ..analysis.derived import expansion, keep_gate, state_jacobian_of, uniform_terms
+from ..analysis.expansion import NotExpandableError
+from ..analysis.jacobian import Jacobian, StateJacobian
+from ..context import Subject
+from .problem import report_params, toy_tokens
 from .values import initial_state, state_grads, step_values
 
-__all__ = [
-    "bound_timeout",
-    "bound_values",
-    "escape_curves",
-    "expansion",
-    "expansion_errors",
-    "jacobian",
-    "keep_gate",
-    "norm_curve",
-    "state_jacobian_of",
-    "train",
-    "uniform_bound",
-]
+__all__ = ["ESCAPE", "bound_values", "escape_curves", "expansion_errors", "norm_curve", "per_step", "train"]
 
 EXPANSION_SCALES = (0.001, 0.01, 0.1)
 ESCAPE: dict[str, Any] = {
@@ -51,12 +38,11 @@ ESCAPE: dict[str, Any] = {
     "train_steps": 60,
     "lr": 1.0,
     "train_T": 16,
+    "train_n": 2,
 }
 
 
 def _problem(cfg: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    from .figures import toy_tokens
-
     return toy_tokens(cfg["T"], cfg["n"])
 
 
@@ -115,7 +101,7 @@ def expansion_errors(sub: Subject, cfg: dict[str, Any]) -> dict[str, Any]:
     """The first-order expansion at initialisation against the exact J_t (see the module docstring)."""
     J = state_jacobian_of(sub.cell)
     try:
-        ex = expansion(sub)
+        ex = expansion(sub.cell)
     except NotExpandableError as err:
         return {"scales": list(EXPANSION_SCALES), "rows": [], "not_expandable": str(err)}
 
@@ -135,7 +121,7 @@ def expansion_errors(sub: Subject, cfg: dict[str, Any]) -> dict[str, Any]:
     X, _ = _problem(cfg)
     rows = []
     for s in EXPANSION_SCALES:
-        params = sub.module.init_params(4, cfg["hidden"], 4, seed=cfg["seed"], scale=s)
+        params = report_params(sub, 4, cfg["hidden"], 4, seed=cfg["seed"], scale=s)
         values = step_values(
             sub.cell, params, X, initial_state(sub.cell, cfg["n"], cfg["hidden"]), sub.module
         )
@@ -151,60 +137,25 @@ def expansion_errors(sub: Subject, cfg: dict[str, Any]) -> dict[str, Any]:
             }
         )
     for a, b in itertools.pairwise(rows):
-        b["observed_order"] = math.log(b["error_first"] / a["error_first"]) / math.log(
-            b["scale"] / a["scale"]
-        )
+        if a["error_first"] > 0 and b["error_first"] > 0:  # an exact expansion has no order to measure
+            b["observed_order"] = math.log(b["error_first"] / a["error_first"]) / math.log(
+                b["scale"] / a["scale"]
+            )
     return {"order": min(e.order for e in ex.values()), "rows": rows}
 
 
-def keep_gate(sub: Subject, J: Jacobian | None = None) -> tuple[str, str, int] | None:
-    """(gate, its bias parameter, +1 or -1) for the gate on J's weight-free path, or None.
-
-    The weight-free term is ``diag(g)`` or ``diag(1 - g)``: a bias b (sign +1) or -b (sign -1) makes the
-    path carry sigma(b) at zero pre-activation. The bias is that of the gate's linear step (its other bias
-    rows, if any, set to 0), or the parameter vector the gate reads alone (a = sigmoid(w_a)). With several
-    states the diagonal blocks ds/ds_prev are searched in state order (LSTM: dc/dc_prev = diag(f)).
-    """
-    if J is None:
-        full = state_jacobian_of(sub.cell)
-        for s in sub.cell.states:
-            found = keep_gate(sub, full.blocks[(s, s)])
-            if found is not None:
-                return found
-        return None
-    direct = [t for t in J.terms if not any(f.weight for f in t)]
-    if len(direct) != 1 or len(direct[0]) != 1:
-        return None
-    coef = direct[0][0].expr
-    if len(coef.free_symbols) != 1:
-        return None
-    (g,) = coef.free_symbols
-    steps = {s.name: s for s in sub.cell.steps}
-    gate = steps.get(g.name)
-    if gate is None or gate.kind != "elementwise":
-        return None
-    (pre,) = scalar_form(gate.expr).free_symbols or (None,)
-    name = getattr(pre, "name", "")
-    slope = 1 if sp.diff(coef, g) > 0 else -1
-    if name in sub.cell.params and sub.cell.params[name].kind == "vector":
-        return g.name, name, slope  # the gate of a parameter vector alone (a = sigmoid(w_a)): set w_a
-    linear = steps.get(name)
-    if linear is None or linear.bias is None:
-        return None
-    return g.name, linear.bias, slope
-
-
-def train(sub: Subject, hidden: int, seed: int) -> dict[str, np.ndarray]:
-    """Full-batch SGD on the toy text from init_params at scale 0.01 (the d2l default)."""
-    from .figures import toy_tokens
-
-    X, Y = toy_tokens(ESCAPE["train_T"], 2)
-    params = sub.module.init_params(4, hidden, 4, seed=seed, scale=0.01)
-    h0 = initial_state(sub.cell, 2, hidden)
+def train(sub: Subject, hidden: int, seed: int) -> dict[str, Any]:
+    """Full-batch SGD on the toy text from the initialisation of the escape experiment's first run (scale
+    ``ESCAPE["scale"]``, zero biases): ``{"start", "trained": params, "loss": [before, after]}``."""
+    X, Y = toy_tokens(ESCAPE["train_T"], ESCAPE["train_n"])
+    start = report_params(sub, 4, hidden, 4, seed=seed, scale=ESCAPE["scale"])
+    h0 = initial_state(sub.cell, ESCAPE["train_n"], hidden)
+    params = dict(start)
     for _ in range(ESCAPE["train_steps"]):
         _, grads, _ = sub.module.loss_and_grads(params, X, Y, h0)
         params = {k: p - ESCAPE["lr"] * grads[k] for k, p in params.items()}
-    return params
+    losses = [float(sub.module.loss(p, X, Y, h0)) for p in (start, params)]
+    return {"start": start, "trained": params, "loss": losses}
 
 
 def _trajectory(sub: Subject, params: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -220,10 +171,14 @@ def _spectral(sub: Subject, params: dict[str, np.ndarray], values: dict[str, np.
     }
 
 
-def escape_curves(sub: Subject, cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """Gradient norm curves at the escape biases and after training (see the module docstring)."""
-    keep = keep_gate(sub)
-    base = sub.module.init_params(4, cfg["hidden"], 4, seed=cfg["seed"], scale=ESCAPE["scale"])
+def escape_curves(
+    sub: Subject, cfg: dict[str, Any], run: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Gradient norm curves at the escape biases and after training (see the module docstring); ``run``:
+    the training run of :func:`train` (done here when not given)."""
+    keep = keep_gate(sub.cell)
+    run = run or train(sub, cfg["hidden"], cfg["seed"])
+    base = run["start"]
     runs: list[tuple[str, float | None, dict[str, np.ndarray]]] = []
     if keep is None:
         runs.append((f"init, scale {ESCAPE['scale']}", None, base))
@@ -235,7 +190,7 @@ def escape_curves(sub: Subject, cfg: dict[str, Any]) -> list[dict[str, Any]]:
                 p[other] = np.zeros_like(base[other])
             p[bias] = np.full_like(base[bias], sign * b)
             runs.append((f"{bias} = {sign * b if b else 0.0:g}", b, p))
-    runs.append(("after training", None, train(sub, cfg["hidden"], cfg["seed"])))
+    runs.append(("after training", None, run["trained"]))
     out = []
     for label, b, params in runs:
         norms = norm_curve(sub, params, cfg)
@@ -245,6 +200,8 @@ def escape_curves(sub: Subject, cfg: dict[str, Any]) -> list[dict[str, Any]]:
         entry |= bound_values(sub, params, cfg, values)
         if b is not None:
             entry["sigmoid_b"] = 1 / (1 + math.exp(-b))
+        if label == "after training":
+            entry["loss"] = run["loss"]
         out.append(entry)
     return out
 
@@ -272,7 +229,7 @@ def bound_values(
     Along the trajectory each diagonal factor's supremum over the ranges is replaced by its largest
     absolute value on the run's actual values: a bound on ``||J_t||_2`` for these states only.
     """
-    terms = _uniform(sub)
+    terms = uniform_terms(sub.cell)
     uniform = float("nan") if terms is None else sum(t.value(params) for t in terms)
     rows = _rows(values if values is not None else _trajectory(sub, params, cfg))
     n_rows = next(iter(rows.values())).shape[0]
@@ -292,70 +249,3 @@ def bound_values(
         "uniform_bound": None if math.isnan(uniform) else float(uniform),
         "measured_range_bound": measured,
     }
-
-
-_CACHE: dict[tuple[str, str], Any] = {}
-
-
-def _key(cell: Any) -> str:
-    return cell.name + "|" + "|".join(str(s.expr) for s in cell.steps)
-
-
-def jacobian(cell: Any) -> Jacobian:
-    """The closed-form J of ``cell``, derived once per declaration (derive and SymPy are slow)."""
-    key = ("J", _key(cell))
-    if key not in _CACHE:
-        _CACHE[key] = _jacobian(cell)
-    return _CACHE[key]  # type: ignore[no-any-return]
-
-
-def state_jacobian_of(cell: Any) -> StateJacobian:
-    """The full-state J of ``cell`` (every block), derived once per declaration."""
-    key = ("SJ", _key(cell))
-    if key not in _CACHE:
-        _CACHE[key] = state_jacobian(cell)
-    return _CACHE[key]  # type: ignore[no-any-return]
-
-
-def _uniform(sub: Subject) -> list[Any] | None:
-    """The symbolic uniform bound of the cell, derived once per cell (SymPy's suprema are slow)."""
-    key = ("bound", _key(sub.cell))
-    if key not in _CACHE:
-        # ||J||_2 <= the sum of its blocks' norms, so the bounds of the blocks add up (one block: J itself)
-        blocks = state_jacobian_of(sub.cell).blocks.values()
-        try:
-            with time_box(symbolic_seconds(), "SymPy's bound of J"):
-                _CACHE[key] = [t for J in blocks for t in J.uniform_bound()]
-        except SymbolicTimeoutError as err:
-            _CACHE[key] = err
-    found = _CACHE[key]
-    return None if isinstance(found, SymbolicTimeoutError) else found  # type: ignore[no-any-return]
-
-
-def bound_timeout(sub: Subject) -> str:
-    """Why there is no uniform bound (its symbolic work ran out of time), or ''."""
-    _uniform(sub)
-    found = _CACHE[("bound", _key(sub.cell))]
-    return str(found) if isinstance(found, SymbolicTimeoutError) else ""
-
-
-def expansion(sub: Subject) -> dict[tuple[str, str], Expansion]:
-    """:func:`~grusym.report.expansion.expand` of every block of the subject's J (cached); raises
-    :class:`~grusym.report.expansion.NotExpandableError` when the cell has no expansion at initialisation."""
-    key = ("expansion", _key(sub.cell))
-    if key not in _CACHE:
-        try:
-            with time_box(symbolic_seconds(), "SymPy's expansion of J"):
-                _CACHE[key] = {k: expand(J) for k, J in state_jacobian_of(sub.cell).blocks.items()}
-        except NotExpandableError as err:
-            _CACHE[key] = err
-        except SymbolicTimeoutError as err:
-            _CACHE[key] = NotExpandableError(str(err))
-    if isinstance(_CACHE[key], NotExpandableError):
-        raise _CACHE[key]
-    return _CACHE[key]  # type: ignore[no-any-return]
-
-
-def uniform_bound(sub: Subject) -> list[Any] | None:
-    """:meth:`Jacobian.uniform_bound` of the subject's cell (cached); None when SymPy ran out of time."""
-    return _uniform(sub)

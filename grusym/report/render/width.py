@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_EX", "aligned", "break_lines", "width"]
+__all__ = ["LABEL_EX", "MAX_EX", "aligned", "break_lines", "numbered", "width"]
 
 # GitHub's Markdown column is about 830 px; MathJax renders 1 ex as about 7.5 px there
 MAX_EX = 90.0
@@ -123,6 +123,18 @@ def aligned(parts: tuple[str, ...]) -> str:
         return lines[0]
     lhs, rest = _split_relation(lines[0])
     body = [f"{lhs} & {rest}"] + [rf"& \quad {line}" for line in lines[1:]]
+    return "\\begin{aligned} " + " \\\\ ".join(body) + " \\end{aligned}"
+
+
+LABEL_EX = 9.0  # what a line's label takes at its right, with the gap before it
+
+
+def numbered(lines: tuple[tuple[str, str], ...]) -> str:
+    """Short equations aligned at their first relation, each line ending with its label: one display."""
+    body = []
+    for tex, label in lines:
+        lhs, rest = _split_relation(tex)
+        body.append(f"{lhs} & {rest} && ({label})")
     return "\\begin{aligned} " + " \\\\ ".join(body) + " \\end{aligned}"
 
 

@@ -9,6 +9,7 @@ tests can strip.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "Equation",
     "Figure",
     "Heading",
+    "Lines",
     "Link",
     "Math",
     "Measured",
@@ -31,6 +33,8 @@ __all__ = [
     "Span",
     "Table",
     "Text",
+    "plain",
+    "typeset",
 ]
 
 
@@ -90,8 +94,16 @@ class Equation:
 
 
 @dataclass(frozen=True)
+class Lines:
+    """Several short equations in one display, aligned at their relations, each with its label at the
+    right of its line: ``(tex, label)`` pairs (the adjoint of one forward step, numbered (N.k))."""
+
+    lines: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class Table:
-    header: tuple[str, ...]
+    header: tuple[str | Text, ...]  # a header cell may hold math (Text), like any other cell
     rows: tuple[tuple[Text, ...], ...]
 
 
@@ -105,7 +117,7 @@ class CodeBlock:
 @dataclass(frozen=True)
 class Figure:
     path: str  # relative to the document's folder
-    caption: str
+    caption: Text
     width: float = 1.0  # fraction of the text width in LaTeX
 
 
@@ -135,7 +147,7 @@ class Diagram:
 
     nodes: tuple[Node, ...]
     edges: tuple[Edge, ...]
-    caption: str
+    caption: Text
     direction: str = "TD"  # Mermaid's flowchart direction
 
 
@@ -144,7 +156,7 @@ class Measured:
     blocks: tuple[Block, ...]
 
 
-Block = Heading | Para | Bullets | Equation | Table | CodeBlock | Figure | Diagram | Measured
+Block = Heading | Para | Bullets | Equation | Lines | Table | CodeBlock | Figure | Diagram | Measured
 
 
 @dataclass(frozen=True)
@@ -152,3 +164,26 @@ class Document:
     title: str
     blocks: tuple[Block, ...]
     regenerate: str  # the command that rewrites this file
+
+
+def plain(text: str | Text) -> str:
+    """The words of a text without markup (math as its TeX, links as their text): for alt texts and widths."""
+    if isinstance(text, str):
+        return text
+    return "".join(s if isinstance(s, str) else getattr(s, "tex", getattr(s, "text", " ")) for s in text)
+
+
+_SYMBOL = re.compile(r"\bd_h\b")  # the hidden size, in prose
+
+
+def typeset(text: Text) -> Text:
+    """``text`` with the hidden size written in prose (d_h) set as math, as every equation sets it."""
+    out: list[Span] = []
+    for s in text:
+        if isinstance(s, str) and _SYMBOL.search(s):
+            pieces = _SYMBOL.split(s)
+            for i, piece in enumerate(pieces):
+                out += ([Math("d_{h}")] if i else []) + ([piece] if piece else [])
+        else:
+            out.append(s)
+    return tuple(out)

@@ -1,16 +1,16 @@
 """The numbers every report shows: seeded runs of the generated code, returned as plain JSON data.
 
 Contract: :func:`figure_data` is deterministic (fixed seeds, the fixed sizes below) and returns the data
-that ``figures.json`` holds and that the text and :mod:`grusym.report.plots` read (a test recomputes it and
-compares numbers, not PNG bytes):
+that ``figures.json`` holds and that the text and :mod:`grusym.report.render.plots` read (a test recomputes
+it and compares numbers, not PNG bytes):
 
 * ``gradient_norms``: the loss is ``<g, h_T>`` for a fixed unit ``g``; the norm of the adjoint of every
   earlier state at several weight scales, for the cell and the plain RNN (``escape.norm_curve``), with
   ``||W_hh||_2`` and the bound (J.1) at each scale;
-* ``escape``, ``expansion``: see :mod:`grusym.report.escape`;
-* ``activations``: a few full-batch SGD steps of the generated ``loss_and_grads`` on the toy text of
-  tutorial 000, and the values of every sigmoid/tanh step before and after;
-* ``worked``: the worked example of :mod:`grusym.report.worked`.
+* ``escape``, ``expansion``: see :mod:`grusym.report.numbers.escape`; the escape experiment's training run
+  (full-batch SGD of the generated ``loss_and_grads`` on the toy text) is done once, here;
+* ``activations``: every sigmoid/tanh step of that training run, at its start and after it;
+* ``worked``: the worked example of :mod:`grusym.report.numbers.worked`.
 """
 
 from __future__ import annotations
@@ -20,47 +20,29 @@ from typing import Any
 
 import numpy as np
 
-from .context import Subject, subject
-from .jacobian import primitive_outputs, recurrent_weights
+from ..analysis.jacobian import primitive_outputs, recurrent_weights
+from ..context import Subject, subject
+from .escape import ESCAPE, bound_values, escape_curves, expansion_errors, norm_curve, per_step, train
+from .problem import TOY_VOCAB, report_params, toy_tokens
+from .values import initial_state, step_values
+from .worked import worked_data
 
-__all__ = ["ACTIVATIONS", "GRADIENT_NORMS", "REFERENCE", "figure_data", "toy_tokens"]
+__all__ = ["ACTIVATIONS", "GRADIENT_NORMS", "REFERENCE", "figure_data"]
 
-TOY_TEXT, TOY_VOCAB = "Math", "hatM"  # tutorial 000: {'h': 0, 'a': 1, 't': 2, 'M': 3}
 GRADIENT_NORMS: dict[str, Any] = {"hidden": 16, "T": 40, "n": 4, "scales": (0.01, 0.1, 0.3, 1.0), "seed": 0}
-ACTIVATIONS: dict[str, Any] = {
-    "hidden": 8,
-    "T": 16,
-    "n": 2,
-    "steps": 60,
-    "lr": 1.0,
-    "scale": 0.01,
-    "seed": 0,
-    "bins": 25,
-}
+ACTIVATIONS: dict[str, Any] = {"bins": 25}  # histograms of the training run of the escape experiment
 REFERENCE = "rnn_tanh"
 
 
-def toy_tokens(T: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs X (T, n) and next-character targets Y (T, n) of the repeated text 'Math'; row i starts at i."""
-    text = TOY_TEXT * ((T + n) // len(TOY_TEXT) + 2)
-    ids = np.array([TOY_VOCAB.index(c) for c in text], dtype=np.int64)
-    X = np.stack([ids[i : i + T] for i in range(n)], axis=1)
-    Y = np.stack([ids[i + 1 : i + T + 1] for i in range(n)], axis=1)
-    return X, Y
-
-
 def _scales(sub: Subject) -> dict[str, Any]:
-    from .escape import bound_values, norm_curve, per_step
-
     cfg = GRADIENT_NORMS
     out: dict[str, Any] = {"norms": {}, "W_hh_spectral_norm": {}, "per_step": {}, "bounds": {}}
     recurrent = recurrent_weights(sub.cell)
     out["recurrent_weights"] = list(recurrent)
     out["states"] = list(sub.cell.states)  # the norms are of all of them side by side
     for s in cfg["scales"]:
-        params = sub.module.init_params(
-            len(TOY_VOCAB), cfg["hidden"], len(TOY_VOCAB), seed=cfg["seed"], scale=s
-        )
+        v = len(TOY_VOCAB)
+        params = report_params(sub, v, cfg["hidden"], v, seed=cfg["seed"], scale=s)
         norms = norm_curve(sub, params, cfg)
         out["norms"][str(s)] = norms
         # None for a cell whose recurrence is elementwise only (minGRU, IndRNN)
@@ -74,33 +56,23 @@ def _scales(sub: Subject) -> dict[str, Any]:
 @lru_cache(maxsize=4)
 def _reference() -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The plain RNN's curves, drawn next to every variant's (computed once per process)."""
-    from .escape import escape_curves
-
     ref = subject(REFERENCE)
     return _scales(ref), escape_curves(ref, GRADIENT_NORMS)
 
 
-def _activations(sub: Subject) -> dict[str, Any]:
-    from .values import initial_state, step_values
-
-    cfg = ACTIVATIONS
-    m = sub.module
-    T, n, h, v = cfg["T"], cfg["n"], cfg["hidden"], len(TOY_VOCAB)
-    X, Y = toy_tokens(T, n)
-    params = m.init_params(v, h, v, seed=cfg["seed"], scale=cfg["scale"])
-    h0 = initial_state(sub.cell, n, h)
-    kinds = primitive_outputs(sub.cell)
-    phases: dict[str, dict[str, np.ndarray]] = {"init": step_values(sub.cell, params, X, h0, m)}
-    losses = {"init": float(m.loss(params, X, Y, h0))}
-    for _ in range(cfg["steps"]):
-        _, grads, _ = m.loss_and_grads(params, X, Y, h0)
-        params = {k: p - cfg["lr"] * grads[k] for k, p in params.items()}
-    phases["trained"] = step_values(sub.cell, params, X, h0, m)
-    losses["trained"] = float(m.loss(params, X, Y, h0))
+def _activations(sub: Subject, run: dict[str, Any]) -> dict[str, Any]:
+    """Every sigmoid and tanh step of the training run, at its start and after it."""
+    X, _ = toy_tokens(ESCAPE["train_T"], ESCAPE["train_n"])
+    h = GRADIENT_NORMS["hidden"]
+    h0 = initial_state(sub.cell, ESCAPE["train_n"], h)
+    phases = {
+        phase: step_values(sub.cell, run[key], X, h0, sub.module)
+        for phase, key in (("init", "start"), ("trained", "trained"))
+    }
     steps: dict[str, Any] = {}
-    for step, kind in kinds.items():
+    for step, kind in primitive_outputs(sub.cell).items():
         lo = 0.0 if kind.__name__ == "Sigmoid" else -1.0
-        edges = np.linspace(lo, 1.0, cfg["bins"] + 1)
+        edges = np.linspace(lo, 1.0, ACTIVATIONS["bins"] + 1)
         entry: dict[str, Any] = {"kind": kind.__name__.lower(), "edges": edges.tolist()}
         for phase, vals in phases.items():
             a = vals[step].reshape(-1)
@@ -112,17 +84,15 @@ def _activations(sub: Subject) -> dict[str, Any]:
                 "saturated": float(np.mean(near < 0.05 * (1.0 - lo))),
             }
         steps[step] = entry
-    return {"loss": losses, "steps": steps}
+    return {"loss": dict(zip(("init", "trained"), run["loss"], strict=True)), "steps": steps}
 
 
 def figure_data(which: str | Subject) -> dict[str, Any]:
     """The numbers of the report on ``which`` (a variant name or a Subject); JSON-ready, deterministic."""
-    from .escape import ESCAPE, escape_curves, expansion_errors
-    from .worked import worked_data
-
     sub = subject(which) if isinstance(which, str) else which
+    run = train(sub, GRADIENT_NORMS["hidden"], GRADIENT_NORMS["seed"])
     scales = {sub.name: _scales(sub)}
-    curves = {sub.name: escape_curves(sub, GRADIENT_NORMS)}
+    curves = {sub.name: escape_curves(sub, GRADIENT_NORMS, run)}
     if sub.name != REFERENCE:
         ref_scales, ref_curves = _reference()
         scales[REFERENCE], curves[REFERENCE] = ref_scales, ref_curves
@@ -143,6 +113,6 @@ def figure_data(which: str | Subject) -> dict[str, Any]:
             "curves": curves,
         },
         "expansion": expansion_errors(sub, GRADIENT_NORMS),
-        "activations": {"config": dict(ACTIVATIONS), **_activations(sub)},
+        "activations": {"config": dict(ACTIVATIONS), **_activations(sub, run)},
         "worked": worked_data(sub),
     }

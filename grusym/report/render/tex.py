@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ..errors import InputError
+from ...errors import InputError
 from .blocks import (
     Block,
     Break,
@@ -33,14 +33,16 @@ from .blocks import (
     Equation,
     Figure,
     Heading,
+    Lines,
     Link,
     Math,
     Measured,
     Para,
     Table,
     Text,
+    typeset,
 )
-from .width import aligned, width
+from .width import aligned, numbered, width
 
 __all__ = ["MEASURED_BEGIN", "MEASURED_END", "compile_pdf", "engine", "render", "render_combined"]
 
@@ -110,7 +112,7 @@ def _span(s: object, prefix: str) -> str:
 
 
 def _text(t: Text, prefix: str) -> str:
-    return "".join(_span(s, prefix) for s in t)
+    return "".join(_span(s, prefix) for s in typeset(t))
 
 
 def _span_len(s: object) -> float:
@@ -148,10 +150,8 @@ def _cell_size(t: Text) -> tuple[float, float]:
 def _table(b: Table, prefix: str) -> str:
     # short columns keep their natural width; long ones share what is left in proportion to their content,
     # but never get narrower than their longest unbreakable piece
-    sizes = [
-        [_cell_size(r[i]) for r in b.rows] + [(len(h), max(map(len, h.split() or [""])))]
-        for i, h in enumerate(b.header)
-    ]
+    header = [(h,) if isinstance(h, str) else h for h in b.header]
+    sizes = [[_cell_size(r[i]) for r in b.rows] + [_cell_size(h)] for i, h in enumerate(header)]
     natural = [max(x for x, _ in col) for col in sizes]
     narrow = [max(y for _, y in col) for col in sizes]
     breaks = [any(isinstance(x, Break) for r in b.rows for x in r[i]) for i in range(len(b.header))]
@@ -186,7 +186,7 @@ def _table(b: Table, prefix: str) -> str:
     )
     lines.append(r"\toprule")
     lines.append(
-        " & ".join(escape(h) for h in b.header)
+        " & ".join(_text(h, prefix) for h in header)
         + r" \\ \midrule"
         + (r"\endhead" if env == "longtable" else "")
     )
@@ -202,6 +202,39 @@ def _equation(b: Equation) -> str:
 
 def _tikz_name(key: str) -> str:
     return key.replace("_", "-")
+
+
+_LABEL_CM_PER_EX = 0.14  # \\scriptsize: about 0.14 cm per ex of math (the width estimate is for MathJax)
+_LABEL_HEIGHT_CM = 0.5
+
+
+def _label_pos(
+    tex: str,
+    a: tuple[float, float],
+    b: tuple[float, float],
+    placed: list[tuple[float, float, float]],
+    bent: bool,
+) -> float:
+    """Where along its edge a label goes: the first of a few positions whose box overlaps no label placed
+    before it (edges that cross or fan out of one node would otherwise print their labels on each other)."""
+    half = width(tex) * _LABEL_CM_PER_EX / 2 + 0.1
+    best, best_gap = 0.5, -1.0
+    for pos in (0.5, 0.38, 0.62, 0.28, 0.72, 0.2, 0.8):
+        x, y = a[0] + pos * (b[0] - a[0]), a[1] + pos * (b[1] - a[1])
+        if bent:  # the bend moves the middle sideways; a rough but consistent estimate
+            x += 0.35 * abs(b[1] - a[1]) * 4 * pos * (1 - pos)
+        gap = min(
+            (max(abs(x - px) - (half + ph), abs(y - py) - _LABEL_HEIGHT_CM) for px, py, ph in placed),
+            default=1.0,
+        )
+        if gap > 0:
+            placed.append((x, y, half))
+            return pos
+        if gap > best_gap:
+            best, best_gap = pos, gap
+    x, y = a[0] + best * (b[0] - a[0]), a[1] + best * (b[1] - a[1])
+    placed.append((x, y, half))
+    return best
 
 
 def _tikz(b: Diagram) -> str:
@@ -227,28 +260,40 @@ def _tikz(b: Diagram) -> str:
         )
     at = {n.key: (n.x, n.y) for n in b.nodes}
     style = r"fill=white, fill opacity=0.85, text opacity=1, inner sep=1pt, font=\scriptsize"
+    placed: list[tuple[float, float, float]] = []  # labels drawn so far: (x, y, half width) in cm
     for e in b.edges:
         (xa, ya), (xb, yb) = at[e.source], at[e.target]
         # an edge down its own column would cross the nodes between: bend it around them
-        path = "to[bend right=35]" if abs(xa - xb) < 0.01 and abs(ya - yb) > 3.0 else "--"
-        label = rf" node[pos=0.45, {style}] {{${e.tex}$}}" if e.tex else ""
+        bent = abs(xa - xb) < 0.01 and abs(ya - yb) > 3.0
+        path = "to[bend right=35]" if bent else "--"
+        label = ""
+        if e.tex:
+            pos = _label_pos(e.tex, (xa, ya), (xb, yb), placed, bent)
+            label = rf" node[pos={pos:.2f}, {style}] {{${e.tex}$}}"
         lines.append(rf"\draw[->] ({_tikz_name(e.source)}) {path}{label} ({_tikz_name(e.target)});")
-    lines += [r"\end{tikzpicture}}", rf"\caption{{{escape(b.caption)}}}", r"\end{figure}"]
+    lines += [r"\end{tikzpicture}}", rf"\caption{{{_text(b.caption, '')}}}", r"\end{figure}"]
     return "\n".join(lines)
 
 
 def _block(b: Block, offset: int, prefix: str) -> str:
     if isinstance(b, Heading):
         level = min(b.level + offset, len(_SECTIONS)) - 1
-        numbered = re.match(r"\d+\. ", b.text)  # "1. Forward equations": LaTeX numbers it itself
-        text = b.text[numbered.end() :] if numbered else b.text
-        star = "" if numbered else "*"
-        return f"\\{_SECTIONS[level]}{star}{{{escape(text)}}}"
+        counted = re.match(r"\d+\. ", b.text)  # "1. Forward equations": LaTeX numbers it itself
+        text = b.text[counted.end() :] if counted else b.text
+        star = "" if counted else "*"  # "Notation", "Appendix A. ...": the title says what it is
+        entry = (
+            ""
+            if counted or level > 2
+            else f"\n\\addcontentsline{{toc}}{{{_SECTIONS[level]}}}{{{escape(text)}}}"
+        )
+        return f"\\{_SECTIONS[level]}{star}{{{escape(text)}}}{entry}"
     if isinstance(b, Para):
         return _text(b.text, prefix)
     if isinstance(b, Bullets):
         items = "\n".join(r"\item " + _text(i, prefix) for i in b.items)
         return f"\\begin{{itemize}}\n{items}\n\\end{{itemize}}"
+    if isinstance(b, Lines):
+        return f"\\begin{{equation*}}\n{numbered(b.lines)}\n\\end{{equation*}}"
     if isinstance(b, Equation):
         return _equation(b)
     if isinstance(b, Diagram):
@@ -263,7 +308,7 @@ def _block(b: Block, offset: int, prefix: str) -> str:
             "\\begin{figure}[tbp]\n\\centering\n"
             f"\\includegraphics[width={b.width:g}\\textwidth,height=0.3\\textheight,keepaspectratio]"
             f"{{{prefix}{b.path}}}\n"
-            f"\\caption{{{escape(b.caption)}}}\n\\end{{figure}}"
+            f"\\caption{{{_text(b.caption, prefix)}}}\n\\end{{figure}}"
         )
     if isinstance(b, Measured):
         return "\n\n".join([MEASURED_BEGIN, *(_block(x, offset, prefix) for x in b.blocks), MEASURED_END])

@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from ..symbolic.cell import INPUT, OUTPUT, prev_name
-from ..symbolic.derive import adjoint_name, derive
-from .context import Subject
-from .values import compile_scalar, step_values
+from ...symbolic.cell import INPUT, OUTPUT, prev_name
+from ...symbolic.derive import adjoint_name, derive
+from ..analysis.compile import compile_scalar
+from ..context import Subject
+from .values import step_values
 
 __all__ = ["bptt_values"]
 

@@ -16,18 +16,28 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import sympy as sp
 
-from ..symbolic.cell import OUTPUT, STATE, Cell, prev_name, scalar_form
-from ..symbolic.derive import Derivation, derive
-from ..symbolic.primitives import Sigmoid, Tanh
-from . import latex
+from ...symbolic.cell import OUTPUT, STATE, Cell, prev_name, scalar_form
+from ...symbolic.derive import Derivation, derive
+from ...symbolic.primitives import Sigmoid, Tanh
+from ..render import latex
+from .compile import numeric
 
-__all__ = ["BoundTerm", "Factor", "Jacobian", "StateJacobian", "jacobian", "numeric", "state_jacobian"]
+__all__ = [
+    "BoundTerm",
+    "Factor",
+    "Jacobian",
+    "StateJacobian",
+    "collect_bound",
+    "factor_vectors",
+    "jacobian",
+    "state_jacobian",
+    "within_step",
+]
 
 SIGN = sp.Symbol("sign", real=True)  # +-1: the side a tanh output saturates on
 
@@ -60,6 +70,15 @@ class BoundTerm:
         for parts in self.norms:
             out *= sum(_norm(params[p], kind) for p, kind in parts)
         return out
+
+
+def collect_bound(terms: list[BoundTerm]) -> list[BoundTerm]:
+    """Like terms added up (the blocks of a full-state J repeat factors): one term per product of norms."""
+    out: dict[tuple[Any, ...], sp.Expr] = {}
+    for bt in terms:
+        key = (bt.norms, bt.unbounded)
+        out[key] = out.get(key, sp.Integer(0)) + bt.coef
+    return [BoundTerm(coef, norms, unbounded) for (norms, unbounded), coef in out.items() if coef != 0]
 
 
 def _norm(a: np.ndarray, kind: str) -> float:
@@ -227,15 +246,6 @@ class Jacobian:
         return out
 
 
-@lru_cache(maxsize=1024)
-def numeric(expr: sp.Expr) -> tuple[tuple[str, ...], Any]:
-    """(argument names, NumPy function) of a diagonal's expression, compiled once per expression."""
-    from .values import compile_scalar
-
-    names, fn = compile_scalar(expr)
-    return tuple(names), fn
-
-
 def _weights(term: Term) -> int:
     return sum(f.weight is not None for f in term)
 
@@ -274,10 +284,22 @@ def jacobian(
     cell: Cell, der: Derivation | None = None, target: str = OUTPUT, source: str = OUTPUT
 ) -> Jacobian:
     """d target_t / d source_{t-1} of ``cell``, by default dh_t/dh_{t-1} (see the module docstring)."""
-    der = der or derive(cell)
+    return _chain(cell, der or derive(cell), target, prev_name(source), source)
+
+
+def within_step(cell: Cell, target: str, source: str, der: Derivation | None = None) -> Jacobian:
+    """d target_t / d source_t along the paths inside one step (source a value the step computes): how a
+    state computed later in the step depends on one computed earlier (the LSTM's dh_t/dc_t)."""
+    return _chain(cell, der or derive(cell), target, source, source)
+
+
+def _chain(cell: Cell, der: Derivation, target: str, start: str, source: str) -> Jacobian:
+    """Chain the local derivatives forward from the value ``start`` (identity there) to ``target``."""
     local = {(ld.step, ld.wrt): ld.used for ld in der.local}
-    J: dict[str, tuple[Term, ...]] = {prev_name(source): ((),)}
+    J: dict[str, tuple[Term, ...]] = {start: ((),)}
     for step in cell.steps:
+        if step.name == start:
+            continue  # the start's own step: its value is the variable, not a function of it
         terms: list[Term] = []
         if step.kind == "linear":
             for t in step.terms:
@@ -299,6 +321,22 @@ def recurrent_weights(cell: Cell) -> tuple[str, ...]:
     if own in found:
         return (own,)
     return tuple(p for p in cell.params if p in found)
+
+
+def factor_vectors(cell: Cell) -> tuple[str, ...]:
+    """The parameter vectors that scale another value (IndRNN's ``u * h_prev``, a multiplicative
+    integration's ``alpha * wx * uh``): a vector whose derivative involves another value. ``init_params``
+    draws every vector zero, which cuts what it scales; the report's runs set these to 1 instead."""
+    out = []
+    for step in cell.steps:
+        if step.kind != "elementwise":
+            continue
+        f = scalar_form(step.expr)
+        for v in step.vectors:
+            sym = sp.Symbol(v, real=True)
+            if sp.diff(f, sym).free_symbols - {sym}:
+                out.append(v)
+    return tuple(dict.fromkeys(out))
 
 
 def primitive_outputs(cell: Cell) -> dict[str, type]:

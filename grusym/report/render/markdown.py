@@ -24,14 +24,17 @@ from .blocks import (
     Equation,
     Figure,
     Heading,
+    Lines,
     Link,
     Math,
     Measured,
     Para,
     Table,
     Text,
+    plain,
+    typeset,
 )
-from .width import aligned
+from .width import aligned, numbered
 
 __all__ = ["MEASURED_BEGIN", "MEASURED_END", "display", "render", "unsafe_math"]
 
@@ -71,7 +74,7 @@ def _span(s: object, in_table: bool) -> str:
 
 
 def _text(t: Text, in_table: bool = False) -> str:
-    return "".join(_span(s, in_table) for s in t)
+    return "".join(_span(s, in_table) for s in typeset(t))
 
 
 def _block(b: Block) -> str:
@@ -81,19 +84,21 @@ def _block(b: Block) -> str:
         return _text(b.text)
     if isinstance(b, Bullets):
         return "\n".join(f"- {_text(item)}" for item in b.items)
+    if isinstance(b, Lines):
+        return f"```math\n{numbered(b.lines)}\n```"
     if isinstance(b, Equation):
         return f"```math\n{display(b)}\n```"
     if isinstance(b, Diagram):
         return _mermaid(b)
     if isinstance(b, Table):
-        header = (h.replace("|", "\\|") for h in b.header)  # "||W||" would split the cell
+        header = (_text((h,) if isinstance(h, str) else h, True) for h in b.header)
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(b.header)]
         lines += ["| " + " | ".join(_text(cell, True) for cell in row) + " |" for row in b.rows]
         return "\n".join(lines)
     if isinstance(b, CodeBlock):
         return f"```{b.language}\n{b.text}\n```"
     if isinstance(b, Figure):
-        return f"![{b.caption}]({b.path})\n\n*{b.caption}*"
+        return f"![{plain(b.caption)}]({b.path})\n\n*{_text(b.caption)}*"
     if isinstance(b, Measured):
         return "\n\n".join([MEASURED_BEGIN, *(_block(x) for x in b.blocks), MEASURED_END])
     raise TypeError(b)
@@ -105,8 +110,12 @@ def display(b: Equation) -> str:
     return aligned(b.parts) + tag
 
 
+_SPACING = '%%{init: {"flowchart": {"rankSpacing": 28, "nodeSpacing": 18, "padding": 6}}}%%'
+
+
 def _mermaid(b: Diagram) -> str:
-    lines = ["```mermaid", f"flowchart {b.direction}"]
+    # tighter than Mermaid's default spacing: GitHub scales a wide graph down to its column, text and all
+    lines = ["```mermaid", _SPACING, f"flowchart {b.direction}"]
     groups: dict[str, list[str]] = {}
     for node in b.nodes:
         text = node.text.replace('"', "'")
@@ -120,7 +129,7 @@ def _mermaid(b: Diagram) -> str:
     for e in b.edges:
         label = f'|"{e.text}"|' if e.text else ""
         lines.append(f"  {e.source} -->{label} {e.target}")
-    return "\n".join([*lines, "```", "", f"*{b.caption}*"])
+    return "\n".join([*lines, "```", "", f"*{_text(b.caption)}*"])
 
 
 def render(doc: Document) -> str:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ..symbolic.cell import Cell, prev_name, scalar_form
-from ..symbolic.primitives import RULES, _Primitive
-from .jacobian import Factor, Jacobian, Term, _collect
+from ...symbolic.cell import Cell, prev_name, scalar_form
+from ...symbolic.primitives import RULES, _Primitive
+from .jacobian import Factor, Jacobian, Term, _collect, factor_vectors
 
 __all__ = ["MAX_ORDER", "Expansion", "NotExpandableError", "expand"]
 
@@ -100,16 +100,19 @@ def _series_of(e: sp.Expr, known: dict[sp.Symbol, Series]) -> Series:
 
 def _small(cell: Cell) -> dict[sp.Symbol, Series]:
     """Every value as a series in epsilon: the previous states and pre-activations are epsilon times
-    themselves, parameter vectors are 0 (``init_params`` draws them zero, as the biases)."""
+    themselves; a parameter vector is 0 like a bias (``init_params`` draws it zero), or O(1) when it scales
+    another value (``jacobian.factor_vectors``)."""
     zero = [sp.Integer(0)] * MAX_ORDER
     small = lambda s: [sp.Integer(0), s, *zero[1:]]  # noqa: E731
     known: dict[sp.Symbol, Series] = {}
     for state in cell.states:
         sym = sp.Symbol(prev_name(state), real=True)
         known[sym] = small(sym)
+    scaling = factor_vectors(cell)
     for name, p in cell.params.items():
-        if p.kind == "vector":
-            known[sp.Symbol(name, real=True)] = [sp.Integer(0), *zero]
+        if p.kind == "vector":  # one that scales another value is O(1) (the report's runs set it to 1)
+            sym = sp.Symbol(name, real=True)
+            known[sym] = [sym if name in scaling else sp.Integer(0), *zero]
     for step in cell.steps:
         sym = sp.Symbol(step.name, real=True)
         known[sym] = small(sym) if step.kind == "linear" else _series_of(scalar_form(step.expr), known)

@@ -14,11 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from ..fileio import atomic_write_bytes
+from ...fileio import atomic_write_bytes
 
 __all__ = ["DPI", "FIGURES", "INSTALL_HINT", "available", "plot"]
 
 DPI = 200
+PANELS_PER_ROW = 3
+FLOOR = 1e-18  # the norm plots' lower edge: below it a curve has vanished (the table has its numbers)
 FIGURES = {
     "gradient_norms.png": "Gradient norm against distance to the loss at four weight scales",
     "escape.png": "The escape from vanishing: gradient norm against distance for update-gate "
@@ -65,10 +67,12 @@ def _gradient_norms(plt: Any, data: dict[str, Any]) -> Any:
             # no norm in the label for a cell without a recurrent weight matrix (minGRU, IndRNN)
             norm = "" if w is None else f", ‖{weights}‖₂ = {w:.2f}"
             ax.semilogy(range(len(y)), y, label=f"s = {scale}{norm}")
+        top = max(max(n) for n in gn["norms"][v].values())
+        ax.set_ylim(FLOOR, max(10.0, 2 * top))
         ax.set_title(v)
         ax.set_xlabel("distance to the loss k (steps)")
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=8, loc="lower left")
+        ax.legend(loc="lower left")
     axes[0][0].set_ylabel(_norm_label(data))
     return fig
 
@@ -90,7 +94,7 @@ def _escape(plt: Any, data: dict[str, Any]) -> Any:
         ax.set_title(f"{v} (dotted: ρ(mean J)^k)")
         ax.set_xlabel("distance to the loss k (steps)")
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=8, loc="lower left")
+        ax.legend(loc="lower left")
     axes[0][0].set_ylabel(_norm_label(data))
     return fig
 
@@ -98,20 +102,26 @@ def _escape(plt: Any, data: dict[str, Any]) -> Any:
 def _activations(plt: Any, data: dict[str, Any]) -> Any:
     steps = data["activations"]["steps"]
     losses = data["activations"]["loss"]
+    cols = min(len(steps), PANELS_PER_ROW)  # several rows rather than one strip: the page shows 880 px
+    rows = -(-len(steps) // cols)
     fig, axes = plt.subplots(
-        1, len(steps), figsize=(3.2 * len(steps), 3.2), squeeze=False, layout="constrained"
+        rows, cols, figsize=(3.3 * cols, 2.9 * rows + 0.4), squeeze=False, layout="constrained"
     )
-    for ax, (step, entry) in zip(axes[0], steps.items(), strict=True):
+    for ax in axes.flat[len(steps) :]:
+        ax.set_visible(False)
+    for ax, (step, entry) in zip(axes.flat, steps.items(), strict=False):
         edges = np.asarray(entry["edges"])
-        for phase in ("init", "trained"):
-            ax.stairs(entry[phase]["counts"], edges, fill=phase == "init", alpha=0.5, label=phase)
+        for phase, label in (("init", "start"), ("trained", "trained")):
+            ax.stairs(entry[phase]["counts"], edges, fill=phase == "init", alpha=0.5, label=label)
         ax.set_title(f"{step} ({entry['kind']})")
         ax.set_xlim(edges[0], edges[-1])
         ax.set_xlabel("value")
-        ax.legend(fontsize=8)
-    axes[0][0].set_ylabel("count (of T·n·d_h values)")
+        ax.legend(fontsize=9)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("count (of T·n·d_h values)")
     fig.suptitle(
-        f"{data['variant']}: activations on the toy text, loss {losses['init']:.3f} → {losses['trained']:.3f}"
+        f"{data['variant']}: activations of the training run, "
+        f"loss {losses['init']:.3f} → {losses['trained']:.3f}"
     )
     return fig
 
@@ -123,7 +133,8 @@ def plot(data: dict[str, Any], folder: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 9, "axes.titlesize": 10})
+    # 10 pt on a figure at most 10 inches wide stays at least 11 px high in an 880 px column
+    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "legend.fontsize": 9})
     paths = []
     for name, draw in (
         ("gradient_norms.png", _gradient_norms),

@@ -1,10 +1,10 @@
 """The computational graph of a cell, generated from its declaration: one step, and T steps unrolled.
 
-Contract: :func:`one_step` and :func:`unrolled` return a :class:`~grusym.report.blocks.Diagram` whose nodes
-are the values of the declared steps (labelled with their equation numbers), the inputs ``X_t`` and
-``h_{t-1}``, the head's ``logits`` and the loss, and whose edges carry the local derivative of the target
-with respect to the source: ``W^T`` for a matrix product (as section 3 uses it), the SymPy derivative of the
-step for an elementwise one (the unrolled graph leaves the labels to the one-step graph). The layout is
+Contract: :func:`one_step` returns a :class:`~grusym.report.render.blocks.Diagram` whose nodes are the
+values of the declared steps (labelled with their equation numbers), the inputs ``X_t`` and ``h_{t-1}``,
+the head's ``logits`` and the loss, and whose edges carry the local derivative of the target with respect
+to the source: ``W^T`` for a matrix product (as section 3 uses it), the SymPy derivative of the step for an
+elementwise one. :func:`unrolled` draws T steps as one node each, with the states between them. The layout is
 computed here, top to bottom: a node's depth is its longest path from the inputs, so no layout tool is
 needed; the renderers draw it as Mermaid (GitHub) or TikZ.
 """
@@ -15,14 +15,15 @@ import re
 
 import sympy as sp
 
-from ..symbolic.cell import INPUT, OUTPUT, Cell, prev_name
-from ..symbolic.derive import Derivation
-from . import latex
-from .blocks import Diagram, Edge, Node
+from ...symbolic.cell import INPUT, OUTPUT, Cell, prev_name
+from ...symbolic.derive import Derivation
+from ..render import latex
+from ..render.blocks import Diagram, Edge, Math, Node
 
-__all__ = ["one_step", "unrolled"]
+__all__ = ["at_step", "one_step", "unrolled"]
 
 DX, DY = 4.0, 2.1  # cm between lanes and between depths
+DX_STEP = 1.9  # cm between the columns of the unrolled graph
 
 
 def _plain(expr: sp.Expr) -> str:
@@ -38,7 +39,7 @@ def _depths(cell: Cell) -> dict[str, int]:
     return depth
 
 
-def _at(t: int, tex: str) -> str:
+def at_step(t: int, tex: str) -> str:
     """``tex`` at time step t instead of t (``h_{t-1}`` -> ``h_{1}`` at t = 2)."""
     return tex.replace("_{t-1}", f"_{{{t - 1}}}").replace(",t}", f",{t}}}").replace("_{t}", f"_{{{t}}}")
 
@@ -51,7 +52,7 @@ def _step(cell: Cell, der: Derivation, num: dict[str, int], t: int, x0: float, l
     lanes: dict[int, int] = {}
     sfx = f"_{t}" if t else ""
     group = f"t = {t}" if t else ""
-    at = (lambda tex: _at(t, tex)) if t else (lambda tex: tex)
+    at = (lambda tex: at_step(t, tex)) if t else (lambda tex: tex)
 
     def node(value: str, tex: str, text: str) -> Node:
         lane = lanes.get(depth[value], 0)
@@ -95,40 +96,52 @@ def one_step(cell: Cell, der: Derivation, num: dict[str, int]) -> Diagram:
     return Diagram(
         tuple(nodes),
         tuple(edges),
-        "One step: the values (equation numbers in brackets); each edge carries the local derivative of its "
-        "target with respect to its source.",
+        (
+            "One step: the values (equation numbers in brackets); each edge carries the local derivative of "
+            "its target with respect to its source.",
+        ),
     )
 
 
-def unrolled(cell: Cell, der: Derivation, num: dict[str, int], T: int = 3) -> Diagram:
-    """T steps side by side: h_t of step t is the h_{t-1} of step t+1; every logits_t feeds L."""
-    lanes = 1 + max(
-        sum(1 for v, k in _depths(cell).items() if k == depth) for depth in set(_depths(cell).values())
-    )
-    nodes: list[Node] = [
-        Node(f"{k}0", f"{k}_{{0}}", f"{k}_0", -DX, -DY * i + 0.0) for i, k in enumerate(cell.states)
-    ]
+def unrolled(cell: Cell, num: dict[str, int], T: int = 3) -> Diagram:
+    """T steps in a row, each one node: state k_{t-1} and X_t enter step t, which gives k_t; h_t feeds
+    logits_t, and every logits_t feeds L. The one-step graph shows what is inside a step."""
+    last = num[OUTPUT]
+    states = list(cell.states)
+    nodes: list[Node] = [Node(f"{k}0", f"{k}_{{0}}", f"{k}_0", 0.0, -1.1 * i) for i, k in enumerate(states)]
     edges: list[Edge] = []
-    prev, last = {k: f"{k}0" for k in cell.states}, 0
     for t in range(1, T + 1):
-        x0 = (t - 1) * lanes * DX
-        step_nodes, step_edges, last = _step(cell, der, num, t, x0, False)
-        nodes += step_nodes
-        into = {f"{prev_name(k)}_{t}": prev[k] for k in cell.states}  # state k of step t-1 feeds step t
-        edges += [Edge(into.get(e.source, e.source), e.target) for e in step_edges]
+        x = 2 * t * DX_STEP
+        nodes.append(Node(f"X{t}", f"X_{{{t}}}", f"X_{t}", x - DX_STEP, 1.6))
         nodes.append(
             Node(
-                f"logits_{t}", rf"\mathrm{{logits}}_{{{t}}}", f"logits_{t}", x0, -DY * (last + 1), f"t = {t}"
+                f"step{t}",
+                rf"\text{{step }} {t}: (1)\text{{--}}({last})",
+                f"step {t}: (1)-({last})",
+                x - DX_STEP,
+                0.0,
             )
         )
-        edges.append(Edge(f"h_{t}", f"logits_{t}"))
-        prev = {k: f"{k}_{t}" for k in cell.states}
-    mid = (T - 1) * lanes * DX / 2
-    nodes.append(Node("loss", rf"L\ ({num['loss']})", f"({num['loss']}) L", mid, -DY * (last + 2.5)))
-    edges += [Edge(f"logits_{t}", "loss") for t in range(1, T + 1)]
+        edges.append(Edge(f"X{t}", f"step{t}"))
+        for i, k in enumerate(states):
+            nodes.append(Node(f"{k}{t}", f"{k}_{{{t}}}", f"{k}_{t}", x, -1.1 * i))
+            edges += [Edge(f"{k}{t - 1}", f"step{t}"), Edge(f"step{t}", f"{k}{t}")]
+        nodes.append(
+            Node(f"logits{t}", rf"\mathrm{{logits}}_{{{t}}}", f"logits_{t}", x, -1.1 * len(states) - 0.6)
+        )
+        edges.append(Edge(f"h{t}", f"logits{t}"))
+    nodes.append(
+        Node("loss", rf"L\ ({num['loss']})", f"({num['loss']}) L", T * DX_STEP, -1.1 * len(states) - 2.0)
+    )
+    edges += [Edge(f"logits{t}", "loss") for t in range(1, T + 1)]
     return Diagram(
         tuple(nodes),
         tuple(edges),
-        f"{T} steps unrolled (edge labels as in the one-step graph): h_t of step t is the h_(t-1) of step "
-        "t+1, and BPTT walks these edges backwards from L.",
+        (
+            f"{T} steps unrolled, each step one node (the one-step graph shows its inside): ",
+            Math("h_{t}"),
+            " leaves step t, feeds its logits and enters step t+1, and BPTT walks these edges backwards "
+            "from L.",
+        ),
+        "LR",
     )

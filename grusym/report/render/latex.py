@@ -7,9 +7,12 @@ scalar form as the matrix equation it stands for (``\\odot`` for products), ``sc
 per-element algebra, ``matrix`` prints SymPy matrix expressions (``@`` products, ``^\\top``). The output is
 also valid GitHub math: no ``\\\\``, no backslash before punctuation, no ``*``, ``<`` or ``|``.
 
-Two names keep one letter from meaning three things: the hidden size prints as ``d_h`` (``h`` is the
-state, and a subscript meaning "hidden"), and the part of ``\\delta h_t`` that comes from the output of step
-t (the code's ``dH[t]``) prints as ``\\delta^{\\mathrm{out}} h_t``, apart from the total ``\\delta h_t``.
+Names keep one symbol from meaning two things: the hidden size prints as ``d_h`` (``h`` is the state, and
+a subscript meaning "hidden"); ``\\delta v`` is always the total adjoint of v, and its parts are named
+apart: the part of ``\\delta h_t`` that comes from the output of step t (the code's ``dH[t]``) prints as
+``\\delta^{\\mathrm{out}} h_t`` and the message step t+1 sends back to a state (:func:`message`) as
+``\\delta^{\\mathrm{next}} h_t``; a partial derivative of one equation is ``\\partial``, the total
+derivative through a whole step (a block of the Jacobian, :func:`total`) is ``\\mathrm{d}``.
 """
 
 from __future__ import annotations
@@ -17,20 +20,22 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from ..symbolic.cell import DIM_NAMES, INPUT, STATE, Step, scalar_form
-from ..symbolic.primitives import _Primitive
+from ...symbolic.cell import DIM_NAMES, INPUT, STATE, Step, scalar_form
+from ...symbolic.primitives import _Primitive
 
 __all__ = [
     "adjoint",
     "dim",
     "elementwise",
     "matrix",
+    "message",
     "name",
     "scalar",
     "shape",
     "shape_text",
     "shifted",
     "step_equation",
+    "total",
 ]
 
 _SPECIAL = {
@@ -71,6 +76,16 @@ def adjoint(value: str, *, params: frozenset[str] | set[str] = frozenset()) -> s
     return rf"\delta {name(value, params=params)}"
 
 
+def message(value: str, *, params: frozenset[str] | set[str] = frozenset()) -> str:
+    """``\\delta^{next} v``: what the step after v's sends back to it (``h_prev``: the message to h_{t-1})."""
+    return rf"\delta^{{\mathrm{{next}}}} {name(value, params=params)}"
+
+
+def total(target: str, source: str) -> str:
+    """``\\frac{d target_t}{d source}``: the total derivative through a step (``source`` a code name)."""
+    return rf"\frac{{\mathrm{{d}} {name(target)}}}{{\mathrm{{d}} {name(source)}}}"
+
+
 def name(value: str, *, params: frozenset[str] | set[str] = frozenset(), t: bool = True) -> str:
     """The math name of a code name: values get the time index t, parameters and adjoints follow suit."""
     if value.startswith("d") and len(value) > 1 and value[1:] in params:
@@ -88,6 +103,18 @@ def name(value: str, *, params: frozenset[str] | set[str] = frozenset(), t: bool
     if not t:
         return f"{base}_{{{sub}}}" if sub else base
     return f"{base}_{{{sub},t}}" if sub else f"{base}_{{t}}"
+
+
+class _InlinePrinter(LatexPrinter):
+    """SymPy's printer with a piecewise function on one line (``cases`` needs ``\\\\``, which GitHub's inline
+    math loses)."""
+
+    def _print_Piecewise(self, expr: sp.Piecewise) -> str:
+        pieces = []
+        for value, cond in expr.args:
+            where = r"\text{ otherwise}" if cond is sp.true else rf"\text{{ if }} {self._print(cond)}"
+            pieces.append(f"{self._print(value)}{where}")
+        return r"\left[" + r", \quad ".join(pieces) + r"\right]"
 
 
 class _Printer(LatexPrinter):
@@ -161,7 +188,7 @@ def scalar(expr: sp.Expr, *, params: set[str] | frozenset[str] = frozenset(), pl
     ``plain`` keeps SymPy's own symbol names (for rules stated in x and y rather than in the cell's values).
     """
     if plain:
-        return str(LatexPrinter({"order": "none"}).doprint(expr))
+        return str(_InlinePrinter({"order": "none"}).doprint(expr))
     return str(_printer(params, frozenset(), False).doprint(expr))
 
 

@@ -1,23 +1,26 @@
-"""How section 4 writes a Jacobian: its terms, and its blocks for several states.
+"""How Appendix A writes a Jacobian: its terms, and its blocks for several states.
 
 Contract: :func:`display` writes ``lhs J`` as an equation whose parts break between terms; a diagonal
 too wide for one line (a sum) is printed by name, ``diag(D_{k,t})``, and defined right after, split at
 its sums, so no term overfills a line (in Markdown or LaTeX). :func:`block_lhs` names a block of the
-full-state J (``dc_t/dh_{t-1}``), or ``J_t`` for a one-state cell.
+full-state J by its total derivative (``dc_t/dh_{t-1}``), or ``J_t`` for a one-state cell.
 """
 
 from __future__ import annotations
 
 import sympy as sp
 
-from ..symbolic.cell import prev_name
-from . import latex
-from .blocks import Block, Equation, Para
-from .context import Context
-from .jacobian import Factor, Jacobian, Term
-from .width import MAX_EX, width
+from ...symbolic.cell import prev_name
+from ..analysis.jacobian import Factor, Jacobian, Term
+from ..context import Context
+from ..render import latex
+from ..render.blocks import Block, Equation, Para
+from ..render.width import MAX_EX, width
 
-__all__ = ["block_lhs", "display", "label_suffix", "parts", "term_tex"]
+__all__ = ["LABELS", "block_lhs", "display", "label_suffix", "parts", "term_tex"]
+
+# the equations of Appendix A, by what they say
+LABELS = {"message": "J.1", "product": "J.2", "bound": "J.3", "condition": "J.4", "expansion": "J.5"}
 
 
 def term_tex(J: Jacobian, term: Term) -> str:
@@ -81,8 +84,8 @@ def label_suffix(c: Context, key: tuple[str, str]) -> str:
 
 
 def block_lhs(c: Context, key: tuple[str, str]) -> str:
-    """``J_{t}`` for one state; the block's partial derivative ``dc_t/dh_{t-1}`` for several."""
+    """``J_{t}`` for one state; the block's total derivative ``dc_t/dh_{t-1}`` for several."""
     if len(c.blocks) == 1:
         return "J_{t}"
     a, b = key
-    return rf"\frac{{\partial {latex.name(a)}}}{{\partial {latex.name(prev_name(b))}}}"
+    return latex.total(a, prev_name(b))

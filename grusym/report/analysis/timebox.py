@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import InputError
+from ...errors import InputError
 
 __all__ = ["SYMBOLIC_SECONDS", "SymbolicTimeoutError", "symbolic_seconds", "time_box"]
 

@@ -1,0 +1,1 @@
+"""See :mod:`grusym.report` for what this subpackage holds."""
