@@ -37,13 +37,24 @@ def assert_one_line_error(err: str, prefix: str) -> None:
 USAGE_ERRORS = [
     ([], "grusym: error: the following arguments are required: COMMAND"),
     (["bogus"], "grusym: error: argument COMMAND: invalid choice: 'bogus'"),
-    (["derive", "--bogus"], "grusym: error: unrecognized arguments: --bogus"),
+    (["--bogus", "train"], "grusym: error: unrecognized arguments: --bogus (see: grusym --help)"),
     (["gradcheck", "--seed", "x"], "grusym gradcheck: error: argument --seed: "),
     (["gradcheck", "--scale", "abc"], "grusym gradcheck: error: argument --scale"),
     (["gradcheck", "--variant"], "grusym gradcheck: error: argument --variant: expected one argument"),
     (["gradcheck", "--all", "--variant", "mgu"], "grusym gradcheck: error: argument --variant: not allowed"),
     (["--debug"], "grusym: error: the following arguments are required: COMMAND"),
 ]
+
+
+@pytest.mark.parametrize("command", cli.COMMANDS)
+def test_an_unknown_option_is_the_commands_own_error(capsys, command):
+    """Regression: `grusym sample CKPT --bogus` said `grusym: error:` and pointed at the top-level help."""
+    argv = [command, *(["ckpt.npz"] if command == "sample" else []), "--bogus", "x"]
+    code, out, err = run_main(capsys, argv)
+    assert code == 2 and out == ""
+    assert err == (
+        f"grusym {command}: error: unrecognized arguments: --bogus x (see: grusym {command} --help)\n"
+    )
 
 
 def _option_type(command: str, option: str):
@@ -93,7 +104,9 @@ def test_help_and_version_exit_0(capsys):
 def test_grusym_error_is_one_line_exit_2(capsys):
     code, _, err = run_main(capsys, ["gradcheck", "--variant", "nope"])
     assert code == 2
-    assert_one_line_error(err, "grusym gradcheck: error: unknown variant 'nope'; known variants: gru, ")
+    assert_one_line_error(
+        err, "grusym gradcheck: error: --variant: unknown variant 'nope'; known variants: gru, "
+    )
 
 
 @pytest.mark.parametrize("argv", [["--debug", "gradcheck", "--variant", "nope"],
@@ -103,7 +116,9 @@ def test_debug_before_or_after_the_command_shows_the_traceback(capsys, argv):
     code, _, err = run_main(capsys, argv)
     assert code == 2
     assert "Traceback (most recent call last)" in err and "UnknownVariantError" in err
-    assert err.strip().splitlines()[-1].startswith("grusym gradcheck: error: unknown variant 'nope'")
+    assert (
+        err.strip().splitlines()[-1].startswith("grusym gradcheck: error: --variant: unknown variant 'nope'")
+    )
 
 
 def test_debug_flag_is_parsed_on_both_sides():
@@ -212,7 +227,7 @@ def test_subprocess_exit_codes_and_stderr():
 
     bad = grusym_cli("gradcheck", "--variant", "nope")
     assert bad.returncode == 2 and bad.stdout == ""
-    assert_one_line_error(bad.stderr, "grusym gradcheck: error: unknown variant 'nope'")
+    assert_one_line_error(bad.stderr, "grusym gradcheck: error: --variant: unknown variant 'nope'")
     usage = grusym_cli("gradcheck", "--seed", "1.5")
     assert usage.returncode == 2
     assert_one_line_error(usage.stderr, "grusym gradcheck: error: argument --seed")
