@@ -89,9 +89,7 @@ class _CommandParser(_Parser):
     """A command's parser: an unknown option is its own error (argparse hands the leftovers to the top-level
     parser, whose message would say ``grusym: error:`` and point at the top-level help)."""
 
-    def parse_known_args(
-        self, args: Any = None, namespace: Any = None
-    ) -> tuple[argparse.Namespace, list[str]]:
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[Any, list[str]]:
         parsed, extras = super().parse_known_args(args, namespace)
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
