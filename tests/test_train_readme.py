@@ -98,8 +98,10 @@ def test_the_gradcheck_blocks_lines_are_printed_in_order():
     command = "$ grusym gradcheck --variant gru --method fd,taylor"
     shown = [line for line in block_after(command).splitlines()[1:] if line != "..."]
     printed = cli(shlex.split(command)[2:]).splitlines()
-    positions = [printed.index(line) for line in shown]  # each shown line is printed ...
-    assert positions == sorted(positions)  # ... in the order shown
+    at = 0
+    for line in shown:  # each shown line is printed, in the order shown
+        assert line in printed[at:], line
+        at = printed.index(line, at) + 1
 
 
 @pytest.mark.slow
@@ -125,4 +127,5 @@ def test_the_shipped_text_run_and_its_samples_print_their_blocks(tmp_path, monke
     for part in re.split(r"^(?=\$ )", samples, flags=re.M):
         if part:
             line, _, expected = part.partition("\n")
-            assert cli(shlex.split(line)[2:]) == expected, line
+            printed = cli(shlex.split(line)[2:])  # a trailing space is easily lost in a Markdown file
+            assert [t.rstrip() for t in printed.splitlines()] == [t.rstrip() for t in expected.splitlines()]

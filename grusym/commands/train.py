@@ -40,7 +40,7 @@ _CONFIG_OPTIONS = {
     "sampling": ("sequential|random", "sequential carries the hidden state between batches (default)"),
     "seed": ("N", "seed of the initial weights and of the data order (default: 0)"),
     "scale": ("SIGMA", "standard deviation of the initial weights (default: 0.01, as d2l)"),
-    "dtype": ("float64|float32", "floating-point type of parameters and states (default: float32)"),
+    "dtype": ("float32|float64", "floating-point type of parameters and states (default: float32)"),
     "primer": ("TEXT", "text the logged samples continue (toy: 'Ma'; text: the first words of its text)"),
     "valid": ("FRACTION", "fraction of the text held out, never trained on (text 0.1, toy 0)"),
 }
