@@ -399,7 +399,8 @@ def test_derive_refuses_to_rewrite_an_installed_package(tmp_path):
     assert run.returncode == 2 and run.stdout == "", run.stderr
     assert run.stderr == (
         f"grusym derive: error: {site / 'grusym'} is an installed grusym, not a source checkout: derive will "
-        "not rewrite its files; give --out DIR to write the modules to DIR (or run it in a checkout)\n"
+        "not rewrite its files; give --out DIR to write the modules there (a checkout installed with "
+        "pip install -e . regenerates its own)\n"
     )
     assert _snapshot(site) == installed and not any(work.iterdir())
     assert derive("--check").returncode == 0  # reading is fine anywhere

@@ -61,7 +61,8 @@ def package_folder(check: bool) -> Path:
     if not check and readme_path() is None:
         raise InputError(
             f"{folder.parent} is an installed grusym, not a source checkout: derive will not rewrite its "
-            "files; give --out DIR to write the modules to DIR (or run it in a checkout)"
+            "files; give --out DIR to write the modules there (a checkout installed with pip install -e . "
+            "regenerates its own)"
         )
     return folder
 
