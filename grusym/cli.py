@@ -85,6 +85,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {_one_line(message)} (see: {self.prog} --help)\n")
 
 
+class _CommandParser(_Parser):
+    """A command's parser: an unknown option is its own error (argparse hands the leftovers to the top-level
+    parser, whose message would say ``grusym: error:`` and point at the top-level help)."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[Any, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -94,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     parser.add_argument("--version", action="version", version=f"grusym {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser)
     for name in COMMANDS:
         module = importlib.import_module(f"grusym.commands.{name}")
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)

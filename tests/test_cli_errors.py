@@ -37,13 +37,24 @@ def assert_one_line_error(err: str, prefix: str) -> None:
 USAGE_ERRORS = [
     ([], "grusym: error: the following arguments are required: COMMAND"),
     (["bogus"], "grusym: error: argument COMMAND: invalid choice: 'bogus'"),
-    (["derive", "--bogus"], "grusym: error: unrecognized arguments: --bogus"),
+    (["--bogus", "train"], "grusym: error: unrecognized arguments: --bogus (see: grusym --help)"),
     (["gradcheck", "--seed", "x"], "grusym gradcheck: error: argument --seed: "),
     (["gradcheck", "--scale", "abc"], "grusym gradcheck: error: argument --scale"),
     (["gradcheck", "--variant"], "grusym gradcheck: error: argument --variant: expected one argument"),
     (["gradcheck", "--all", "--variant", "mgu"], "grusym gradcheck: error: argument --variant: not allowed"),
     (["--debug"], "grusym: error: the following arguments are required: COMMAND"),
 ]
+
+
+@pytest.mark.parametrize("command", cli.COMMANDS)
+def test_an_unknown_option_is_the_commands_own_error(capsys, command):
+    """Regression: `grusym sample CKPT --bogus` said `grusym: error:` and pointed at the top-level help."""
+    argv = [command, *(["ckpt.npz"] if command == "sample" else []), "--bogus", "x"]
+    code, out, err = run_main(capsys, argv)
+    assert code == 2 and out == ""
+    assert err == (
+        f"grusym {command}: error: unrecognized arguments: --bogus x (see: grusym {command} --help)\n"
+    )
 
 
 def _option_type(command: str, option: str):
@@ -93,7 +104,9 @@ def test_help_and_version_exit_0(capsys):
 def test_grusym_error_is_one_line_exit_2(capsys):
     code, _, err = run_main(capsys, ["gradcheck", "--variant", "nope"])
     assert code == 2
-    assert_one_line_error(err, "grusym gradcheck: error: unknown variant 'nope'; known variants: gru, ")
+    assert_one_line_error(
+        err, "grusym gradcheck: error: --variant: unknown variant 'nope'; known variants: gru, "
+    )
 
 
 @pytest.mark.parametrize("argv", [["--debug", "gradcheck", "--variant", "nope"],
@@ -103,7 +116,9 @@ def test_debug_before_or_after_the_command_shows_the_traceback(capsys, argv):
     code, _, err = run_main(capsys, argv)
     assert code == 2
     assert "Traceback (most recent call last)" in err and "UnknownVariantError" in err
-    assert err.strip().splitlines()[-1].startswith("grusym gradcheck: error: unknown variant 'nope'")
+    assert (
+        err.strip().splitlines()[-1].startswith("grusym gradcheck: error: --variant: unknown variant 'nope'")
+    )
 
 
 def test_debug_flag_is_parsed_on_both_sides():
@@ -212,7 +227,7 @@ def test_subprocess_exit_codes_and_stderr():
 
     bad = grusym_cli("gradcheck", "--variant", "nope")
     assert bad.returncode == 2 and bad.stdout == ""
-    assert_one_line_error(bad.stderr, "grusym gradcheck: error: unknown variant 'nope'")
+    assert_one_line_error(bad.stderr, "grusym gradcheck: error: --variant: unknown variant 'nope'")
     usage = grusym_cli("gradcheck", "--seed", "1.5")
     assert usage.returncode == 2
     assert_one_line_error(usage.stderr, "grusym gradcheck: error: argument --seed")
@@ -358,3 +373,73 @@ def test_help_lists_sample_after_train(capsys):
     lines = capsys.readouterr().out.splitlines()
     listed = [line.split()[0] for line in lines if line.startswith("    ") and line[4] != " "]
     assert listed[:2] == ["train", "sample"]
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_derive_refuses_to_rewrite_an_installed_package(tmp_path):
+    """Regression: `grusym derive` outside a checkout regenerated the installed package's own files in
+    site-packages. Here the package is copied alone (no README.md beside it, as pip installs it) and run
+    from another folder: refused in one line that says to give --out, which then writes there."""
+    import shutil
+
+    site, work = tmp_path / "site", tmp_path / "work"
+    shutil.copytree(ROOT / "grusym", site / "grusym", ignore=shutil.ignore_patterns("__pycache__"))
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site), "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def derive(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "grusym", "derive", *argv], cwd=work, env=env,
+                              capture_output=True, text=True)  # fmt: skip
+
+    installed = _snapshot(site)
+    run = derive()
+    assert run.returncode == 2 and run.stdout == "", run.stderr
+    assert run.stderr == (
+        f"grusym derive: error: {site / 'grusym'} is an installed grusym, not a source checkout: derive will "
+        "not rewrite its files; give --out DIR to write the modules there (a checkout installed with "
+        "pip install -e . regenerates its own)\n"
+    )
+    assert _snapshot(site) == installed and not any(work.iterdir())
+    assert derive("--check").returncode == 0  # reading is fine anywhere
+    run = derive("--out", "gen")
+    assert run.returncode == 0 and run.stdout.endswith("file(s) changed (generated modules in gen)\n")
+    assert (work / "gen" / "gru.py").read_bytes() == (ROOT / "grusym" / "generated" / "gru.py").read_bytes()
+    assert _snapshot(site) == installed
+
+
+def test_derive_writes_the_package_in_a_checkout():
+    from grusym.commands.derive import package_folder
+    from grusym.symbolic.generate import default_dir, readme_path
+
+    assert readme_path() is not None  # these tests run from a checkout
+    assert package_folder(check=False) == package_folder(check=True) == default_dir()
+
+
+def test_import_grusym_and_the_commands_need_neither_pytest_nor_hypothesis(tmp_path):
+    """The core install brings pytest and hypothesis for the test suite and grusym.testing only: with both
+    blocked, `import grusym`, a gradient check and the commands still run (grusym.testing does not)."""
+    code = (
+        "import sys\n"
+        "sys.modules['pytest'] = sys.modules['hypothesis'] = None  # any import of them now fails\n"
+        "import numpy as np, grusym\n"
+        "from grusym.cli import main\n"
+        "m = grusym.load('gru')\n"
+        "p = m.init_params(4, 3, 4)\n"
+        "X = np.array([[0, 1], [2, 3]])\n"
+        "grusym.check_gradients(lambda q: m.loss(q, X, X), lambda q: m.loss_and_grads(q, X, X)[1], p)"
+        ".raise_if_failed()\n"
+        "assert main(['train', '--epochs', '2', '--out', 'run']) == 0\n"
+        "assert main(['sample', 'run', '--length', '5']) == 0\n"
+        "assert main(['gradcheck', '--variant', 'rnn_tanh']) == 0\n"
+        "try:\n"
+        "    import grusym.testing\n"
+        "except ImportError:\n"
+        "    print('grusym.testing needs hypothesis')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.endswith("grusym.testing needs hypothesis\n")

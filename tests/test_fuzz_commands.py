@@ -83,6 +83,7 @@ def files(tmp_path_factory) -> dict[str, str]:
         "latin1": _write(base / "latin1.txt", "caf\xe9 cr\xe8me br\xfbl\xe9e. ".encode("latin-1") * 30),
         "huge": _write(base / "huge.txt", rng.choice(letters, 1_000_000).tobytes()),
         "folder": str(base),
+        "ckpt_run_folder": str(base / "ckpt_toy"),  # what `grusym train` prints: the checkpoint's folder
         "ckpt_truncated": _write(base / "truncated.npz", good[: len(good) // 2]),
         "ckpt_flipped": _write(base / "flipped.npz", good[:200] + bytes(b ^ 0xFF for b in good[200:400])
                                + good[400:]),
@@ -136,6 +137,7 @@ def command_argv(files: dict[str, str], text_strategy):
         opt("--sampling", ["sequential", "random", "x"]),
         opt("--dtype", ["float32", "float64", "float16"]),
         opt("--primer", ["Ma", "the ", "\u20ac", "", "Mx"]),
+        st.just(["--force"]),  # an out folder that holds an earlier run: refused without it
     )
     sample_opts = st.one_of(
         opt("--primer", ["a", "at", "Ma", "the ", "\u20ac", "", "hat", "<unk>"]),  # "a", "at": in both vocabs

@@ -46,7 +46,7 @@ def test_cli_without_arguments_trains_the_toy_into_runs(tmp_path, monkeypatch, c
     monkeypatch.chdir(tmp_path)
     assert main(["train"]) == 0
     out = capsys.readouterr().out
-    assert "vocabulary of 4 {h, a, t, M}" in out and "done: perplexity" in out
+    assert "vocabulary of 4 characters 'hatM')" in out and "done: perplexity" in out
     run = tmp_path / "runs" / "toy-gru"
     names = sorted(p.name for p in run.iterdir())
     assert {"checkpoint.npz", "metrics.json", "samples.txt"} <= set(names)
@@ -164,7 +164,7 @@ def test_diverging_training_stops_and_keeps_the_last_good_checkpoint(tmp_path, c
     result = train(config, tmp_path, log=quiet, write_plots=False)
     assert result.status == "diverged" and "diverged" in result.message
     saved = checkpoint.load(tmp_path / "checkpoint.npz")  # still a valid file: the untrained start
-    init = grusym.load("gru").init_params(4, 2, 4, seed=0, scale=0.01)
+    init = grusym.load("gru").init_params(4, 2, 4, seed=0, scale=0.01, dtype=np.dtype(config.dtype))
     assert all(np.array_equal(saved.params[k], init[k]) for k in init)
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "diverged"
     code = main(["train", "--lr", "1e300", "--clip", "0", "--out", str(tmp_path / "cli")])

@@ -199,7 +199,9 @@ def test_training_loop_is_the_textbook_epoch(tmp_path, sampling):
     text = "the quick brown fox jumps over the lazy dog. " * 6
     path = tmp_path / "t.txt"
     path.write_text(text)
-    config = make_config(text=str(path), hidden=5, steps=4, batch=3, epochs=1, sampling=sampling)
+    config = make_config(
+        text=str(path), hidden=5, steps=4, batch=3, epochs=1, sampling=sampling, dtype="float64"
+    )
     result = train(config, tmp_path / "out", log=lambda s: None, write_plots=False)
     task = tasks.LanguageModel(config)
     m = grusym.load("gru")

@@ -49,7 +49,7 @@ def test_the_held_out_tail_is_never_trained_on(tmp_path):
 
 def test_held_out_perplexity_is_the_mean_cross_entropy_on_the_tail(tmp_path):
     """Recomputed by hand from the final parameters: rows of the tail read from zeros, NumPy log-softmax."""
-    result = train(_config(_text(tmp_path)), tmp_path / "a", log=quiet, write_plots=False)
+    result = train(_config(_text(tmp_path), dtype="float64"), tmp_path / "a", log=quiet, write_plots=False)
     ckpt = checkpoint.load(result.checkpoint)
     tokens = ckpt.vocab["tokens"]
     tail = np.array([tokens.index(c) for c in (BODY + TAIL)[-100:]])

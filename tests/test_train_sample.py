@@ -49,7 +49,7 @@ def test_greedy_continuation_equals_rereading_the_whole_prefix_each_time(toy_run
     text = "Mat"
     for _ in range(12):
         ids = np.array([vocab.tokens.index(c) for c in text])[:, None]
-        H, _ = m.forward(p, ids, np.zeros((1, 2)))
+        H, _ = m.forward(p, ids, np.zeros((1, 2), dtype=p["W_hh"].dtype))
         text += vocab.tokens[int(np.argmax(m.head(p, H[-1])[0]))]
     assert generate(m, p, vocab, "Mat", 12) == text[3:]
     assert text == "MathMathMathMat"  # and it learnt the toy text
@@ -69,11 +69,57 @@ def test_the_cli_repeats_the_last_logged_sample_without_touching_the_checkpoint(
 
 
 def test_python_and_cli_give_the_same_sample(toy_run, capsys):
+    """Regression: Trained.sample returned the continuation alone while `grusym sample` printed the primer
+    too; both are now primer + continuation (generate alone returns the continuation)."""
     path, _ = toy_run
-    py = load_trained(path).sample("aM", 30, temperature=1.5, top_k=3, seed=7)
+    model = load_trained(path)
+    py = model.sample("aM", 30, temperature=1.5, top_k=3, seed=7)
     assert main(["sample", str(path), "--primer", "aM", "--length", "30", "--temperature", "1.5",
                  "--top-k", "3", "--seed", "7"]) == 0  # fmt: skip
-    assert capsys.readouterr().out == "aM" + py + "\n"
+    assert capsys.readouterr().out == py + "\n"
+    tail = generate(model.module, model.params, model.vocab, "aM", 30, temperature=1.5, top_k=3, seed=7)
+    assert py == "aM" + tail and len(tail) == 30
+    assert main(["sample", str(path), "--length", "7"]) == 0  # the default primer, also printed first
+    assert capsys.readouterr().out == model.sample(length=7) + "\n" == model.primer + "thMathM\n"
+
+
+def test_sample_takes_the_folder_train_printed(toy_run, capsys):
+    """Regression: `grusym sample RUNDIR` said "checkpoint RUNDIR is not a file"."""
+    path, _ = toy_run
+    assert main(["sample", str(path.parent), "--length", "12"]) == 0
+    from_folder = capsys.readouterr().out
+    assert main(["sample", str(path), "--length", "12"]) == 0
+    assert capsys.readouterr().out == from_folder == "MathMathMathMa\n"
+    assert load_trained(path.parent).sample(length=12) == from_folder.strip()
+
+
+def test_a_folder_of_several_runs_lists_them_and_an_empty_one_says_so(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["train", "--variant", "gru,lstm", "--epochs", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"grusym sample: error: checkpoint {out} is a folder of 2 runs, each in a subfolder (--variant a,b "
+        f"trains one per variant); give one of them: {out / 'gru'}, {out / 'lstm'}\n"
+    )
+    assert main(["sample", str(out / "lstm"), "--length", "3"]) == 0
+    assert capsys.readouterr().out.startswith("Ma")
+    (tmp_path / "empty").mkdir()
+    assert main(["sample", str(tmp_path / "empty")]) == 2
+    assert "is a folder without a checkpoint.npz" in capsys.readouterr().err
+
+
+def test_top_k_without_a_temperature_is_refused_naming_both(toy_run, capsys):
+    """Regression: --top-k 5 at the default temperature 0 was silently ignored (greedy output)."""
+    message = "--top-k 5 needs --temperature T > 0: at temperature 0 (the default) the most likely character"
+    for extra in ([], ["--temperature", "0"]):
+        assert main(["sample", str(toy_run[0]), "--top-k", "5", *extra]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.startswith(f"grusym sample: error: {message}") and err.count("\n") == 1
+    with pytest.raises(InputError, match="--top-k 5 needs --temperature T > 0"):
+        load_trained(toy_run[0]).sample("Ma", 10, top_k=5)
+    assert main(["sample", str(toy_run[0]), "--top-k", "5", "--temperature", "1", "--length", "4"]) == 0
 
 
 def test_draws_follow_softmax_of_logits_over_temperature():
@@ -113,7 +159,8 @@ def test_a_seed_repeats_a_sample_and_another_seed_differs():
         ({"length": 2.5}, "--length must be an integer >= 0"),
         ({"temperature": -0.1}, "--temperature must be a finite number >= 0"),
         ({"temperature": float("nan")}, "--temperature must be a finite number >= 0"),
-        ({"top_k": 0}, "--top-k must be an integer >= 1"),
+        ({"top_k": 0, "temperature": 1.0}, "--top-k must be an integer >= 1"),
+        ({"top_k": 2}, "--top-k 2 needs --temperature T > 0"),
         ({"seed": -2}, "--seed must be an integer >= 0"),
         (
             {"primer": "aZz!"},

@@ -1,5 +1,11 @@
 """``grusym derive``: regenerate every generated module, or check that the committed ones are current;
-with ``--cell FILE.py:NAME``, derive a cell declared in the user's own file to ``DIR/NAME.py``."""
+with ``--cell FILE.py:NAME``, derive a cell declared in the user's own file to ``DIR/NAME.py``.
+
+Without ``--out`` it rewrites the package's own ``grusym/generated`` (and the README's variant table) only
+in a source checkout: an installed grusym (site-packages) is refused in one line that says to give
+``--out DIR``, since rewriting an installed package's files would change every program using it.
+``--check`` only reads, so it runs anywhere.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="folder to write to or check (default: the package's grusym/generated, plus the variant table "
-        "of a source checkout's README.md; with --cell: the current folder)",
+        "of README.md, in a source checkout only: an installed grusym is refused without --out; with "
+        "--cell: the current folder)",
     )
     p.add_argument(
         "--cell",
@@ -42,6 +49,22 @@ def _folder(out: Path) -> None:
     blocker = next((p for p in (out, *out.parents) if p.exists()), None)
     if blocker is not None and not blocker.is_dir():
         raise InputError(f"--out {out}: {blocker} is a file, not a folder")
+
+
+def package_folder(check: bool) -> Path:
+    """The folder ``derive`` reads or writes without ``--out``: the package's ``generated/``, which is written
+    only in a source checkout (a README.md with the variant table beside the package); else InputError."""
+    from ..errors import InputError
+    from ..symbolic.generate import default_dir, readme_path
+
+    folder = default_dir()
+    if not check and readme_path() is None:
+        raise InputError(
+            f"{folder.parent} is an installed grusym, not a source checkout: derive will not rewrite its "
+            "files; give --out DIR to write the modules there (a checkout installed with pip install -e . "
+            "regenerates its own)"
+        )
+    return folder
 
 
 def _run_cell(args: argparse.Namespace) -> int:
@@ -67,9 +90,9 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import InputError
 
         raise InputError("--fused goes with --cell; the built-ins' fused modules are written with the others")
-    from ..symbolic.generate import default_dir, drifted, write_all
+    from ..symbolic.generate import drifted, write_all
 
-    out = args.out or default_dir()
+    out = args.out or package_folder(args.check)
     _folder(out)
     if args.check:
         bad = drifted(args.out)

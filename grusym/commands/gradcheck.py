@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         return _check_cell(args.cell, methods, args.seed, args.scale)
     from grusym.generated import CELLS
 
-    names = list(CELLS) if args.all else [grusym.load(args.variant).VARIANT]
+    names = list(CELLS) if args.all else [_variant(args.variant)]
     failed = False
     for name in names:
         # fused: the fused module is checked with its own loss (the complex step runs its kernels); the
@@ -75,6 +75,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"[{label}] {report}\n")
             failed |= not report.ok
     return 1 if failed else 0
+
+
+def _variant(name: str) -> str:
+    import grusym
+    from grusym.errors import UnknownVariantError
+
+    try:
+        return str(grusym.load(name).VARIANT)
+    except UnknownVariantError as exc:  # the option's name first, as train says it
+        raise UnknownVariantError(f"--variant: {exc}") from None
 
 
 def _check_cell(spec: str, methods: list[str], seed: int, scale: float) -> int:

@@ -1,7 +1,8 @@
 """``grusym sample``: continue a primer with a trained language model read from its checkpoint.
 
 Nothing is trained: the checkpoint's parameters and vocabulary are all it needs (not the training text), so
-any primer and length can be tried on a finished run. Prints the primer followed by the continuation.
+any primer and length can be tried on a finished run. Prints the primer followed by the continuation, as
+``Trained.sample`` returns it.
 Exit status: 0 done, 2 bad input (a bad option, a damaged or foreign checkpoint, primer characters the
 model has never seen: all of them are named).
 """
@@ -16,7 +17,11 @@ HELP = "continue a primer with a trained language model (greedy, or sampled with
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint.npz written by grusym train")
+    p.add_argument(
+        "checkpoint",
+        metavar="RUN",
+        help="the folder grusym train wrote to (or its checkpoint.npz; after --variant a,b: one subfolder)",
+    )
     p.add_argument("--primer", metavar="TEXT", help="text to continue (default: the training log's primer)")
     p.add_argument(
         "--length",
@@ -38,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="K",
         type=positive_int,
         default=None,
-        help="draw only among the K most likely characters (with --temperature > 0)",
+        help="draw only among the K most likely characters (needs --temperature > 0)",
     )
     p.add_argument(
         "--seed",
@@ -53,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     from ..train import load_trained
 
     model = load_trained(args.checkpoint)
-    primer = model.primer if args.primer is None else args.primer
-    text = model.sample(primer, args.length, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
-    print(primer + text)
+    text = model.sample(
+        args.primer, args.length, temperature=args.temperature, top_k=args.top_k, seed=args.seed
+    )
+    print(text)
     return 0

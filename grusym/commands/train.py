@@ -2,8 +2,10 @@
 
 Every option is read as text and checked by :func:`grusym.train.make_config`, so a bad value is a one-line
 error (exit 2) naming the option. Several comma-separated variants train one after the other into
-``OUT/<variant>`` and add a comparison figure. Exit status: 0 done (or stopped by --max-seconds), 1 the
-training diverged (the last good checkpoint is kept), 2 bad input, 130 Ctrl-C (checkpoint saved).
+``OUT/<variant>`` and add a comparison figure. A folder that holds an earlier run is refused (continue it with
+``--resume``, or start again over it with ``--force``); resuming a finished run trains and writes nothing.
+Exit status: 0 done (or stopped by --max-seconds, or already finished), 1 the training diverged (the last
+good checkpoint is kept), 2 bad input, 130 Ctrl-C (checkpoint saved).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ _CONFIG_OPTIONS = {
     "sampling": ("sequential|random", "sequential carries the hidden state between batches (default)"),
     "seed": ("N", "seed of the initial weights and of the data order (default: 0)"),
     "scale": ("SIGMA", "standard deviation of the initial weights (default: 0.01, as d2l)"),
-    "dtype": ("float64|float32", "floating-point type of parameters and states (default: float64)"),
+    "dtype": ("float32|float64", "floating-point type of parameters and states (default: float32)"),
     "primer": ("TEXT", "text the logged samples continue (toy: 'Ma'; text: the first words of its text)"),
     "valid": ("FRACTION", "fraction of the text held out, never trained on (text 0.1, toy 0)"),
 }
@@ -53,7 +55,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="output folder (default: runs/toy-V, runs/<text file stem>-V or runs/adding-<L>-V; V is the "
         "variant, or 'compare' for several)",
     )
-    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint.npz, bit-for-bit")
+    p.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue a run bit for bit: its folder or its checkpoint.npz (output: that folder)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="train into --out even if it holds an earlier run (its files are overwritten)",
+    )
     p.add_argument("--json", metavar="METRICS.json", help="also write the metrics to this file")
     p.add_argument("--max-seconds", metavar="S", help="stop after S seconds of training (checkpointed)")
     p.add_argument(
@@ -63,7 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the generated modules to train with: plain NumPy (default) or fused with Numba (the same "
         "numbers, faster; pip install 'grusym[fused]')",
     )
-    p.epilog = "Then: grusym sample OUT/checkpoint.npz --primer TEXT --length N (no retraining)."
+    p.epilog = "Then: grusym sample OUT --primer TEXT --length N (no retraining)."
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--resume continues one run; give a single --variant (or none)")
         stored = checkpoint.load(args.resume).config
         config = merge_resume(stored, options)
-        out = Path(args.out) if args.out else Path(args.resume).parent
+        own = checkpoint.locate(args.resume).parent
+        out = Path(args.out) if args.out else own
+        if out.resolve() != own.resolve():
+            _refuse_earlier_run([out], args.force)
         result = train(
             config,
             out,
@@ -93,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         return _report(result)
     configs = [make_config(**{**options, "variant": name}) for name in names]
     base = Path(args.out) if args.out else Path("runs") / _run_name(configs[0], names)
+    _refuse_earlier_run([base] if len(configs) == 1 else [base / c.variant for c in configs], args.force)
     if len(configs) == 1:
         return _report(
             train(configs[0], base, max_seconds=max_seconds, json_path=args.json, backend=args.backend)
@@ -105,6 +120,25 @@ def run(args: argparse.Namespace) -> int:
         if _report(result):
             return 1
     return _compare(base, results, args.json)
+
+
+def _refuse_earlier_run(folders: list[Path], force: bool) -> None:
+    """InputError if a folder holds a run (a checkpoint or metrics), unless ``force``: one line that says
+    how to continue it and how to write over it."""
+    from ..errors import InputError
+    from ..train import checkpoint
+
+    taken = [f for f in folders if any((f / name).is_file() for name in (checkpoint.FILE, "metrics.json"))]
+    if not taken or force:
+        return
+    if len(folders) == 1:
+        what, which = f"{taken[0]} already holds a run", "it"
+    else:  # several variants: one subfolder each
+        what, which = f"{taken[0].parent} already holds runs of {', '.join(f.name for f in taken)}", "one"
+    raise InputError(
+        f"--out {what}; continue {which} with --resume {taken[0]}, or give --force to train over it (its "
+        "files are overwritten), or choose another --out"
+    )
 
 
 def _seconds(value: str | None) -> float | None:
@@ -132,6 +166,9 @@ def _report(r: Result) -> int:
     if r.status == "diverged":
         print(f"grusym train: {r.message}", file=sys.stderr)
         return 1
+    if r.status == "already finished":
+        print(r.message)
+        return 0
     m = r.metrics
     metric = "perplexity" if m["task"] == "lm" else "test_mse"
     if r.message:
@@ -141,7 +178,7 @@ def _report(r: Result) -> int:
     held = f" (held-out {valid:.4g})" if valid is not None else ""
     print(
         f"done: {metric.replace('_', ' ')} {m[f'final_{metric}']:.4g}{held} "
-        f"after {m['epochs_run']:.4g} epochs "
+        f"after {m['epochs_run']:.4g} epoch{'' if m['epochs_run'] == 1 else 's'} "
         f"({m['steps']} steps, {m['tokens_per_second']:,.0f} tokens/s, {m['wall_time_s']:.1f} s); "
         f"wrote {r.out}/: {', '.join(files)}"
     )

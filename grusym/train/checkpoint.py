@@ -3,7 +3,9 @@
 Contract: ``save`` writes atomically (:func:`grusym.fileio.atomic_write_bytes`: a reader sees the old file or
 the whole new one); ``load`` never unpickles (``allow_pickle=False``) and turns anything that is not a
 complete checkpoint of this format (missing, truncated, corrupted, a foreign ``.npz``, a newer version,
-parameters that do not fit the variant) into :class:`~grusym.errors.InputError` naming the file.
+parameters that do not fit the variant) into :class:`~grusym.errors.InputError` naming the file. Wherever a
+checkpoint is read, a run's folder (what ``grusym train`` prints) stands for its ``checkpoint.npz``
+(:func:`locate`).
 
 Layout: ``meta`` is UTF-8 JSON as uint8 (format tag, version, config, vocabulary, position, progress,
 history, samples, the primer the samples continue, the absolute path the text was read from); ``param/<name>``
@@ -28,13 +30,15 @@ from ..errors import GrusymError, InputError
 from ..fileio import atomic_write_bytes
 from .config import Config
 
-__all__ = ["FORMAT", "VERSION", "Checkpoint", "load", "save"]
+__all__ = ["FILE", "FORMAT", "VERSION", "Checkpoint", "load", "locate", "save"]
 
 Array = NDArray[Any]
 
+FILE = "checkpoint.npz"  # its name in a run's folder
 FORMAT = "grusym-train-checkpoint"
-VERSION = 2  # 2 added the held-out fraction (config "valid"), the primer and the text's absolute path
-READABLE = (1, 2)  # a version-1 checkpoint held out nothing: its config's missing "valid" means 0
+VERSION = 3  # 2 added the held-out fraction (config "valid"), the primer and the text's absolute path;
+# 3 the epoch of each trace point (epochs differ in length, so a step count alone misplaces it)
+READABLE = (1, 2, 3)  # a version-1 checkpoint held out nothing: its config's missing "valid" means 0
 
 
 @dataclass
@@ -55,7 +59,7 @@ class Checkpoint:
     progress: dict[str, float] = field(default_factory=dict)  # running sums of the unfinished epoch and run
     history: list[dict[str, Any]] = field(default_factory=list)
     samples: list[str] = field(default_factory=list)
-    trace: list[list[float]] = field(default_factory=list)  # [step, mean loss of the steps since the last]
+    trace: list[list[float]] = field(default_factory=list)  # [step, epoch, mean loss since the last point]
 
 
 def save(path: str | Path, ckpt: Checkpoint) -> None:
@@ -96,9 +100,27 @@ def _states(arrays: dict[str, Array]) -> tuple[Array, ...] | None:
     return tuple(states)
 
 
-def load(path: str | Path) -> Checkpoint:
-    """Read a checkpoint written by :func:`save`; InputError for anything else."""
+def locate(path: str | Path) -> Path:
+    """The checkpoint ``path`` names: a file as given, a run's folder as its ``checkpoint.npz``. A folder of
+    several runs (``--variant a,b`` trains each into a subfolder) is an InputError listing them."""
     path = Path(path)
+    if not path.is_dir():
+        return path
+    if (path / FILE).is_file():
+        return path / FILE
+    runs = sorted(p.parent for p in path.glob(f"*/{FILE}") if p.is_file())
+    if runs:
+        raise InputError(
+            f"checkpoint {path} is a folder of {len(runs)} runs, each in a subfolder (--variant a,b trains "
+            "one per variant); give one of them: " + ", ".join(str(run) for run in runs)
+        )
+    raise InputError(f"checkpoint {path} is a folder without a {FILE}: give a run's folder or its {FILE}")
+
+
+def load(path: str | Path) -> Checkpoint:
+    """Read a checkpoint written by :func:`save` (or the one in a run's folder); InputError for anything
+    else."""
+    path = locate(path)
     what = f"checkpoint {path}"
     if not path.is_file():
         raise InputError(f"{what}: no such file" if not path.exists() else f"{what} is not a file")
@@ -195,10 +217,10 @@ def _record(value: Any) -> dict[str, Any]:
 
 
 def _point(value: Any) -> list[float]:
-    if not isinstance(value, list) or len(value) != 2:
-        raise InputError(f"a trace point must be [step, loss], got {value!r:.80}")
+    if not isinstance(value, list) or len(value) not in (2, 3):
+        raise InputError(f"a trace point must be [step, epoch, loss] (or [step, loss]), got {value!r:.80}")
     _count(value[0])
-    _numbers({"loss": value[1]})
+    _numbers(dict(enumerate(value[1:])))
     return value
 
 

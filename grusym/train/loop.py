@@ -11,7 +11,9 @@ a :class:`Result` whose ``status`` is
 * ``"time limit"``: ``max_seconds`` ran out before the last epoch; the checkpoint holds the state after the
   last step;
 * ``"diverged"``: a loss, gradient or parameter stopped being finite; nothing after the last finite state
-  is saved, so the checkpoint on disk is the last good one.
+  is saved, so the checkpoint on disk is the last good one;
+* ``"already finished"``: ``resume`` named a run that has done all of ``config.epochs``; nothing is trained
+  and nothing is written (only ``json_path``, when given), so the checkpoint stays as it was.
 
 Ctrl-C (SIGINT) is deferred to the end of the current step: the checkpoint is saved there, then
 ``KeyboardInterrupt`` propagates. ``train(config, out, resume=path)`` continues from a checkpoint so that
@@ -38,18 +40,19 @@ from ..fileio import atomic_write_text
 from . import checkpoint, plots
 from .checkpoint import Checkpoint
 from .config import Config
-from .data import Vocab, read_text
+from .data import UNK, Vocab, read_text
 from .optim import clip_grads, make_optimizer
 from .progress import STATUS_SECONDS, Progress, deferred_sigint
 from .tasks import LanguageModel, fingerprint, make_task
 
 __all__ = ["CHECKPOINT", "RESUMABLE", "Result", "merge_resume", "train"]
 
-CHECKPOINT = "checkpoint.npz"
+CHECKPOINT = checkpoint.FILE
 CHECKPOINT_SECONDS = 30.0  # also save at an epoch's end once this long has passed since the last save
 RESUMABLE = ("epochs", "primer", "text")  # what a resumed run may change (the text only its path: sha256)
 LOG_LINES = 10  # epochs logged (with a sample) per run, besides the last
 TRACE_POINTS = 10  # points per epoch on the loss trace (mean loss of the last 1/10 epoch)
+TRACE_COLUMNS = ("step", "epoch", "loss")  # a trace point; epoch: fractional, the end of epoch e is e
 
 
 @dataclass
@@ -152,8 +155,18 @@ def train(
     ckpt.primer = task.primer if isinstance(task, LanguageModel) else ""
     ckpt.text_path = str(Path(config.text).resolve()) if config.text is not None else ""
 
-    _make_out(out)
     run = _Run(config, task, module, params, optimizer, ckpt, out, log, write_plots)
+    if resume is not None and ckpt.epoch == config.epochs:  # nothing left: the run stays as it is
+        run.progress.close()
+        metrics = run.metrics("finished", 0.0)
+        if json_path is not None:
+            atomic_write_text(json_path, _json(metrics))
+        message = (
+            f"{checkpoint.locate(resume)} is a finished run ({config.epochs} of {config.epochs} epochs): "
+            f"nothing trained, nothing written; to train on, resume with --epochs N above {config.epochs}"
+        )
+        return Result("already finished", metrics, out, out / CHECKPOINT, run.params, message)
+    _make_out(out)
     run.save()  # fails early, before any training, if out cannot be written
     try:
         with deferred_sigint() as stop:
@@ -202,8 +215,12 @@ class _Run:
         }
         self.history = list(ckpt.history)
         self.samples = list(ckpt.samples)
-        self.trace = [list(point) for point in ckpt.trace]
         self.batches_per_epoch = self.epoch_len = len(task.batches(0))
+        # a version-2 checkpoint's points are [step, loss]: their epoch as the old curves drew it
+        self.trace = [
+            list(p) if len(p) == len(TRACE_COLUMNS) else [p[0], p[0] / self.batches_per_epoch, p[1]]
+            for p in ckpt.trace
+        ]
         self.window = max(1, self.batches_per_epoch // TRACE_POINTS)
         self.progress = Progress(config.epochs * self.batches_per_epoch, self.step, log)
         self.log = self.progress.write
@@ -287,7 +304,8 @@ class _Run:
         sums = self.progress_sums
         sums["window_count"] += 1
         if sums["window_count"] >= self.window:
-            self.trace.append([self.step, sums["window_loss"] / sums["window_count"]])
+            position = self.epoch + self.batch / self.epoch_len  # epochs differ in length by a batch
+            self.trace.append([self.step, position, sums["window_loss"] / sums["window_count"]])
             sums.update(window_loss=0.0, window_count=0.0)
 
     def _end_epoch(self) -> str:
@@ -342,6 +360,21 @@ class _Run:
         self.last_save = time.perf_counter()
 
     def write_outputs(self, status: str, wall: float | None, json_path: str | Path | None) -> dict[str, Any]:
+        """metrics.json (and a copy at ``json_path``), samples.txt and the curves; returns the metrics."""
+        c = self.config
+        metrics = self.metrics(status, wall)
+        text = _json(metrics)
+        atomic_write_text(self.out / "metrics.json", text)
+        if json_path is not None:
+            atomic_write_text(json_path, text)
+        atomic_write_text(self.out / "samples.txt", "".join(s + "\n" for s in self.samples))
+        title = f"{c.variant}: {_describe(c)}"
+        if self.write_plots:
+            plots.write_curves(self.out, self.history, c.task, title, self.trace)
+        return metrics
+
+    def metrics(self, status: str, wall: float | None) -> dict[str, Any]:
+        """What metrics.json holds; wall: this session's seconds (None: until now)."""
         c, sums, task = self.config, self.progress_sums, self.task
         wall_total = self.prior_wall + (time.perf_counter() - self.started if wall is None else wall)
         partial = None
@@ -381,17 +414,13 @@ class _Run:
         metrics["checkpoint"] = CHECKPOINT
         metrics["history"] = self.history
         metrics["partial_epoch"] = partial
-        metrics["trace"] = {"steps_per_epoch": self.epoch_len, "step_and_loss": self.trace}
+        metrics["trace"] = {"columns": list(TRACE_COLUMNS), "points": self.trace}
         metrics["samples"] = self.samples
-        text = json.dumps(_finite(metrics), indent=2, allow_nan=False) + "\n"
-        atomic_write_text(self.out / "metrics.json", text)
-        if json_path is not None:
-            atomic_write_text(json_path, text)
-        atomic_write_text(self.out / "samples.txt", "".join(s + "\n" for s in self.samples))
-        title = f"{c.variant}: {_describe(c)}"
-        if self.write_plots:
-            plots.write_curves(self.out, self.history, c.task, title, self.trace, self.batches_per_epoch)
         return metrics
+
+
+def _json(metrics: dict[str, Any]) -> str:
+    return json.dumps(_finite(metrics), indent=2, allow_nan=False) + "\n"
 
 
 def _finite(value: Any) -> Any:
@@ -415,10 +444,13 @@ def _describe(c: Config) -> str:
 def _header(c: Config, task: Any, out: Path) -> str:
     if c.task == "lm":
         source = f"toy text {task.text!r}" if c.text is None else c.text
-        tokens = task.vocab.tokens
-        listed = f" {{{', '.join(tokens)}}}" if len(tokens) <= 10 else ""
+        chars = [t for t in task.vocab.tokens if t != UNK]  # counted as the primer's error counts them
+        listed = f" {''.join(chars)!r}" if len(chars) <= 10 else ""  # as the primer's error lists them
+        vocab = f"vocabulary of {len(chars)} characters{listed}" + (
+            f" + {UNK}" if UNK in task.vocab.tokens else ""
+        )
         held = f", the last {len(task.held_out)} held out" if len(task.held_out) else ""
-        what = f"{source} ({len(task.text)} characters{held}, vocabulary of {len(tokens)}{listed})"
+        what = f"{source} ({len(task.text)} characters{held}, {vocab})"
         shape = f"batch {c.batch} x {c.steps} steps, {c.sampling} sampling"
     else:
         what = f"the adding problem, length {c.length}"

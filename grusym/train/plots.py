@@ -15,7 +15,7 @@ from typing import Any
 
 from ..fileio import atomic_write_bytes
 
-__all__ = ["available", "write_comparison", "write_curves"]
+__all__ = ["available", "curves", "write_comparison", "write_curves"]
 
 ADDING_BASELINE = 1 / 6
 SOLVED_MSE = 0.01
@@ -85,51 +85,61 @@ def _points(history: Sequence[Mapping[str, Any]], key: str) -> list[tuple[float,
     return [(h["epoch"], h[key]) for h in history if h.get(key) is not None and math.isfinite(h[key])]
 
 
-def write_curves(
-    out: Path,
-    history: Sequence[Mapping[str, Any]],
-    task: str,
-    title: str,
-    trace: Sequence[Sequence[float]] = (),
-    steps_per_epoch: int = 1,
-) -> list[Path]:
-    """loss.png and perplexity.png (language model; with the held-out figures of the logged epochs) or
-    mse.png (adding problem) in folder ``out``.
+Series = dict[str, list[tuple[float, float]]]
 
-    trace: [step, mean loss since the previous point] pairs, drawn faintly against step / steps_per_epoch.
+
+def curves(
+    history: Sequence[Mapping[str, Any]], task: str, trace: Sequence[Sequence[float]] = ()
+) -> dict[str, tuple[str, Series]]:
+    """What :func:`write_curves` draws: file name -> (y label, label -> [(epoch, value)]).
+
+    trace: ``[step, epoch, mean loss since the previous point]`` (the loop's ``TRACE_COLUMNS``); its
+    epochs are fractional, so a 200-epoch run's axis ends at 200 whatever the lengths of its epochs.
     """
-    if not available() or not (history or trace):
-        return []
-    running = [(step / steps_per_epoch, loss) for step, loss in trace if math.isfinite(loss)]
+    running = [(float(epoch), loss) for _, epoch, loss in trace if math.isfinite(loss)]
     if task == "adding":
         series = {
             "running train MSE": running,
             "train (epoch mean)": _points(history, "loss"),
             "test": _points(history, "test_mse"),
         }
-        return [_curve(out / "mse.png", title, series, "mean squared error", log=True, adding=True)]
+        return {"mse.png": ("mean squared error", series)}
     perplexity = [(x, math.exp(min(loss, 700.0))) for x, loss in running]
-    return [
-        _curve(
-            out / "loss.png",
-            title,
+    return {
+        "loss.png": (
+            "cross-entropy per character",
             {
                 "running train loss": running,
                 "train (epoch mean)": _points(history, "loss"),
                 "held-out": _points(history, "valid_loss"),
             },
-            "cross-entropy per character",
         ),
-        _curve(
-            out / "perplexity.png",
-            title,
+        "perplexity.png": (
+            "perplexity",
             {
                 "running train perplexity": perplexity,
                 "train (epoch)": _points(history, "perplexity"),
                 "held-out (never trained on)": _points(history, "valid_perplexity"),
             },
-            "perplexity",
         ),
+    }
+
+
+def write_curves(
+    out: Path,
+    history: Sequence[Mapping[str, Any]],
+    task: str,
+    title: str,
+    trace: Sequence[Sequence[float]] = (),
+) -> list[Path]:
+    """loss.png and perplexity.png (language model; with the held-out figures of the logged epochs) or
+    mse.png (adding problem) in folder ``out``: the series of :func:`curves`."""
+    if not available() or not (history or trace):
+        return []
+    adding = task == "adding"
+    return [
+        _curve(out / name, title, series, ylabel, log=adding, adding=adding)
+        for name, (ylabel, series) in curves(history, task, trace).items()
     ]
 
 

@@ -10,11 +10,14 @@ state, then appends one character at a time, feeding each back in:
 * ``temperature == 0``: the most likely character (greedy, deterministic, what the training log shows);
 * ``temperature > 0``: a draw from ``softmax(logits / temperature)``, restricted to the ``top_k`` most likely
   characters when given; the draws come from ``numpy.random.default_rng(seed)``, so a seed repeats a sample.
+  ``top_k`` at temperature 0 is an InputError naming both (greedy would ignore it).
 
 The unknown token ``<unk>`` is never produced (no training target is unknown). A primer must consist of
 characters of the model's vocabulary; any others are an :class:`~grusym.errors.InputError` naming them all.
-``load_trained(checkpoint)`` gives a :class:`Trained` model whose ``sample(...)`` needs no training text and
-never retrains: the primer and length are free to change.
+``load_trained(checkpoint)`` (a checkpoint or its run's folder) gives a :class:`Trained` model whose
+``sample(...)`` needs no training text and never retrains: the primer and length are free to change. It
+returns the primer followed by the continuation, the text ``grusym sample`` prints; ``generate`` returns the
+continuation alone.
 """
 
 from __future__ import annotations
@@ -119,6 +122,11 @@ def _check_options(length: Any, temperature: Any, top_k: Any, seed: Any) -> None
         or temperature < 0
     ):
         raise InputError(f"--temperature must be a finite number >= 0, got {temperature!r}")
+    if top_k is not None and temperature == 0:
+        raise InputError(
+            f"--top-k {top_k} needs --temperature T > 0: at temperature 0 (the default) the most likely "
+            "character is always taken, so top-k would change nothing"
+        )
 
 
 @dataclass
@@ -141,9 +149,10 @@ class Trained:
         top_k: int | None = None,
         seed: int = 0,
     ) -> str:
-        """The continuation of ``primer`` (default: the training log's primer); see :func:`generate`."""
+        """``primer`` (default: the training log's primer) followed by ``length`` generated characters: what
+        ``grusym sample`` prints. See :func:`generate` for the options (it returns the continuation alone)."""
         primer = self.primer if primer is None else primer
-        return generate(
+        return primer + generate(
             self.module,
             self.params,
             self.vocab,
@@ -156,7 +165,8 @@ class Trained:
 
 
 def load_trained(path: str | Path) -> Trained:
-    """The language model saved in checkpoint ``path`` (InputError for anything else)."""
+    """The language model saved in checkpoint ``path``, or in the run folder ``path`` (InputError for anything
+    else)."""
     from .. import load
     from . import checkpoint
 

@@ -202,9 +202,11 @@ class Adding:
         return {}  # the test set of epoch_metrics is already held out
 
     def sample(self, module: ModuleType, params: Mapping[str, Array], chars: int = 3) -> str:
+        """The first ``chars`` test sequences, ``target -> prediction: 1.277 -> 0.887, ...``."""
         X, y = self.test
         got = self.predictions(module, params, X[:, :chars])
-        return ", ".join(f"{t:.3f} -> {p:.3f}" for t, p in zip(y[:chars], got, strict=True))
+        pairs = ", ".join(f"{t:.3f} -> {p:.3f}" for t, p in zip(y[:chars], got, strict=True))
+        return f"target -> prediction: {pairs}"
 
 
 class _LazyBatches(Sequence[tuple[Array, Array]]):
