@@ -179,7 +179,8 @@ def format_inference(result: InferenceResult) -> str:
         f"One call = the whole sequence, H and the last states, nothing kept for backward (grusym: `{entry}`"
         + (kept if entries == ["forward"] else "")
         + f"). {rounds} interleaved rounds ({result.pause * 1e3:.0f} ms sleep + one untimed call before each "
-        f"timed call); medians; onnxruntime and torch on {result.threads} threads (onnxruntime: "
+        "timed call); medians, and in brackets the ratio of the fastest calls (what a busy machine disturbs "
+        f"least); onnxruntime and torch on {result.threads} threads (onnxruntime: "
         "intra-op threads, one inter-op thread, sequential execution), NumPy's BLAS as below.",
         f"Machine: {result.machine}.",
         "",
@@ -190,8 +191,8 @@ def format_inference(result: InferenceResult) -> str:
         cells = [_ms(result.median(case, c)) if c in row else "-" for c in present]
         for o in ours:
             for t in theirs:
-                r = result.ratio(case, o, t)
-                cells.append("-" if r is None else f"{r:.2f}")
+                r, fast = result.ratio(case, o, t), result.ratio(case, o, t, min)
+                cells.append("-" if r is None or fast is None else f"{r:.2f} (min {fast:.2f})")
         lines.append(f"| {case} | " + " | ".join(cells) + " |")
     if result.errors:
         worst = {c: max(e.get(c, 0.0) for e in result.errors.values()) for c in present if c != "torch"}

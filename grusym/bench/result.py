@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,8 +56,11 @@ class InferenceResult:
     def median(self, case: str, contender: str) -> float:
         return statistics.median(self.times[case][contender])
 
-    def ratio(self, case: str, contender: str, against: str) -> float | None:
+    def ratio(
+        self, case: str, contender: str, against: str, of: Callable[[list[float]], float] = statistics.median
+    ) -> float | None:
+        """``of`` (median or min) of the contender's times over ``against``'s; None if one is absent."""
         row = self.times[case]
         if contender not in row or against not in row:
             return None
-        return self.median(case, contender) / self.median(case, against)
+        return of(row[contender]) / of(row[against])
