@@ -19,7 +19,7 @@ from typing import Any
 
 from ..cli import non_negative_float, positive_int
 
-HELP = "time one training step (forward + BPTT + head) against torch nn.GRU and the GEMM floor; --inference"
+HELP = "time a training step against torch nn.GRU and the GEMM floor, or (--inference) forward-only inference"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
