@@ -1,8 +1,12 @@
-"""The benchmark machinery at toy size (no timing is asserted), the GEMM floor's matmul sequence against what
-the generated code really runs, and the workspace the fast path reuses across calls."""
+"""The benchmark machinery at toy size (no timing is asserted): the training-step and inference runs, their
+progress lines and machine line, the GEMM floor's matmul sequence against what the generated code really runs,
+the package's one-way imports, and the workspace the fast path reuses across calls."""
 
 from __future__ import annotations
 
+import ast
+import io
+import os
 import subprocess
 import sys
 import threading
@@ -12,8 +16,10 @@ import numpy as np
 import pytest
 
 import grusym
-from grusym import bench, bench_costs, runtime
-from grusym.bench_elementwise import elementwise_bound, record
+from grusym import bench, runtime
+from grusym.bench import costs, machine
+from grusym.bench.elementwise import elementwise_bound, record
+from grusym.bench.floor import size
 from grusym.cli import main
 from grusym.symbolic.codegen import gemm_plan
 
@@ -45,12 +51,22 @@ def test_run_times_the_fused_modules_when_numba_is_installed():
     assert not any("numba" in note for note in result.notes)
 
 
-def test_run_notes_an_absent_numba(monkeypatch):
-    monkeypatch.setattr(bench, "fused_available", lambda: False)
-    result = bench.run("toy", "float32", ["gru"], repeat=1, torch=None, extras=False, pause=0,
-                       out=lambda s: None)  # fmt: skip
-    assert not any(k.startswith("fused:") for k in result.times)
-    assert 'numba is not installed: the fused rows are skipped; pip install "grusym[fused]"' in result.report
+def _child(code: str) -> str:
+    """stdout of ``code`` in a fresh interpreter that imports this checkout's grusym."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env=costs._child_env()).stdout  # fmt: skip
+
+
+def test_run_notes_an_absent_numba():
+    """Guards the default path on machines without numba: a child process in which importing numba fails."""
+    out = _child(
+        "import sys; sys.modules['numba'] = None\n"
+        "from grusym import bench\n"
+        "r = bench.run('toy', 'float32', ['gru'], repeat=1, torch=None, extras=False, out=lambda s: None)\n"
+        "print(any(k.startswith('fused:') for k in r.times)); print(r.report)\n"
+    )
+    assert out.startswith("False")
+    assert 'numba is not installed: the fused rows are skipped; pip install "grusym[fused]"' in out
 
 
 def test_run_notes_an_absent_torch():
@@ -61,8 +77,7 @@ def test_run_notes_an_absent_torch():
         "r = bench.run('toy', repeat=1, variants=['rnn_tanh'], extras=False, pause=0, out=lambda s: None)\n"
         "print('torch' in r.times, r.notes)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env=bench_costs._child_env()).stdout  # fmt: skip
+    out = _child(code)
     assert out.startswith("False") and "torch is not installed" in out
 
 
@@ -130,7 +145,7 @@ def test_floor_replays_the_matmuls_the_generated_step_runs(name):
     expected = []
     plan = [g for g in gemm_plan(name) if g.when in ("always", "tokens") and "W_hq" not in g.label]
     for phase in ("forward", "backward", "gradients"):
-        products = [tuple(bench._size(s, dims) for s in (g.m, g.k, g.n)) for g in plan if g.phase == phase]
+        products = [tuple(size(s, dims) for s in (g.m, g.k, g.n)) for g in plan if g.phase == phase]
         per_step = [g.per_step for g in plan if g.phase == phase]
         assert len(set(per_step)) <= 1
         expected += products * (cfg.T if per_step and per_step[0] else 1)
@@ -231,19 +246,22 @@ def test_cli_rerun_command_line_repeats_the_options():
     from grusym.cli import _parser
     from grusym.commands.bench import _argv
 
-    argv = ["bench", "--config", "toy", "--dtype", "float64", "--variant", "mgu", "--repeat", "3",
-            "--pause", "0.5", "--no-extras", "--threads", "1", "--phases"]  # fmt: skip
-    args = _parser().parse_args(argv)
-    again = _parser().parse_args(_argv(args))
-    assert {k: v for k, v in vars(again).items() if k != "_run"} == {
-        k: v for k, v in vars(args).items() if k != "_run"
-    }
+    for argv in (
+        ["bench", "--config", "toy", "--dtype", "float64", "--variant", "mgu", "--repeat", "3",
+         "--pause", "0.5", "--no-extras", "--threads", "1", "--phases"],
+        ["bench", "--inference", "--threads", "1", "--no-fused"],
+    ):  # fmt: skip
+        args = _parser().parse_args(argv)
+        again = _parser().parse_args(_argv(args))
+        assert {k: v for k, v in vars(again).items() if k != "_run"} == {
+            k: v for k, v in vars(args).items() if k != "_run"
+        }
 
 
 def test_train_race_torch_side_is_the_same_training_as_grusym_train(tmp_path):
     """Guards the race's fairness: same init, batches, clipping and SGD give the same perplexities."""
     torch = pytest.importorskip("torch")
-    from grusym.bench_train import race
+    from grusym.bench import race
 
     text = tmp_path / "text.txt"
     text.write_text(("It is a truth universally acknowledged, that a single man. " * 60)[:2500])
@@ -255,3 +273,136 @@ def test_train_race_torch_side_is_the_same_training_as_grusym_train(tmp_path):
     # both final models scored on the held-out tail by the same evaluator: the same training, the same score
     np.testing.assert_allclose(*result.held_out, rtol=1e-5)
     assert all(np.isfinite(result.held_out)) and ours[-1] < ours[0] and "grusym reaches" in lines[0]
+
+
+# ---- progress, the machine line, the package's imports
+
+
+def test_cli_prints_progress_to_stderr_and_only_the_report_to_stdout(capsys):
+    """Guards the silent minute: the command says what it measures as it goes, without touching the table."""
+    assert main(["bench", "--config", "toy", "--repeat", "3", "--no-extras", "--no-torch", "--no-fused"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("## grusym bench: toy") and "grusym bench [" not in out
+    steps = [line for line in err.splitlines() if line.startswith("grusym bench [")]
+    assert any("setting up the contenders" in line for line in steps)
+    assert any("round 3/3 of" in line for line in steps)  # the last round is always said
+
+
+def test_progress_throttles_round_counters_off_a_terminal():
+    stream = io.StringIO()
+    say = bench.Progress(stream, every=60)
+    say("first")
+    for k in range(5):
+        say(f"round {k}", transient=True)  # within 60 s of "first": not written
+    say("last")
+    lines = stream.getvalue().splitlines()
+    assert [line.split("] ")[1] for line in lines] == ["first", "last"]
+    bench.Progress(None)("nothing to say")  # no stream: silent, no error
+
+
+def test_machine_line_names_the_blas_kernel_and_its_threads():
+    """The kernel is read from the loaded library (threadpoolctl when installed, else OpenBLAS's own API)."""
+    info = machine.blas()
+    if "openblas" not in info.name.lower():
+        pytest.skip(f"NumPy runs on {info.name}, not OpenBLAS: no kernel to read without threadpoolctl")
+    assert info.kernel not in ("", "?") and info.threads and info.threads >= 1
+    assert f"kernel {info.kernel}" in machine.describe()
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    blas = next(i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas")
+    assert (info.kernel, info.threads) == (blas["architecture"], blas["num_threads"])
+
+
+def test_machine_line_reads_the_blas_variables_it_does_not_set():
+    info = machine.blas()
+    assert info.environment == {k: os.environ[k] for k in machine.BLAS_VARIABLES if k in os.environ}
+    forced = machine.Blas(
+        "scipy-openblas", "0.3", "Haswell", "pthreads", 2, "test", {"OPENBLAS_CORETYPE": "Haswell"}
+    )
+    text = forced.describe()
+    assert "set: OPENBLAS_CORETYPE=Haswell" in text and "about 2x slower" in text
+    assert "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE" in text
+    plain = machine.Blas("scipy-openblas", "0.3", "SkylakeX", "pthreads", 2, "test", {"OMP_NUM_THREADS": "2"})
+    assert "slower" not in plain.describe()
+
+
+def _relative_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            names |= {node.module} if node.module else {a.name for a in node.names}
+    return names
+
+
+def test_bench_package_imports_flow_one_way():
+    """Guards against the old bench <-> bench_report circle: the modules of the package import in a DAG."""
+    folder = Path(bench.__file__).parent
+    graph = {p.stem: _relative_imports(p) for p in folder.glob("*.py") if p.stem != "__init__"}
+    assert set().union(*graph.values()) <= set(graph)  # every relative import names a module of the package
+    done: set[str] = set()
+
+    def visit(node: str, path: tuple[str, ...]) -> None:
+        assert node not in path, f"import circle: {' -> '.join((*path, node))}"
+        if node not in done:
+            for child in graph[node]:
+                visit(child, (*path, node))
+            done.add(node)
+
+    for node in graph:
+        visit(node, ())
+
+
+# ---- inference
+
+
+def test_inference_without_the_frameworks_times_grusym_alone_and_names_the_extras():
+    lines: list[str] = []
+    result = bench.run_inference("toy", repeat=2, torch=None, onnxruntime=None, fused=False, out=lines.append)
+    assert lines == [result.report] and len(result.times) == len(bench.CASES["toy"])
+    assert all(set(row) == {"grusym"} and len(row["grusym"]) == 2 for row in result.times.values())
+    assert "pip install 'grusym[torch]'" in result.report and "pip install 'grusym[onnx]'" in result.report
+    assert "| nn.LSTM, 2 layers, T 3, n 2, d 4 one-hot, h 2 |" in result.report
+
+
+def test_inference_times_the_same_model_in_every_column():
+    """The imported H equals torch's and onnxruntime's (float32): the table never compares two models."""
+    torch = pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+    result = bench.run_inference("toy", repeat=1, torch=torch, onnxruntime=ort, out=lambda s: None)
+    for case, errors in result.errors.items():
+        assert set(errors) >= {"grusym", "onnxruntime", "torch"}, case
+        assert max(errors.values()) < 1e-5, (case, errors)
+    entry = result.entry[bench.CASES["toy"][0].name]
+    assert entry in ("predict", "forward") and f"grusym: `{entry}`" in result.report
+    assert "grusym / onnxruntime" in result.report and "grusym / torch no_grad" in result.report
+    assert "(min " in result.report  # the ratio of the fastest calls beside that of the medians
+    assert f"on {result.threads} threads" in result.report
+
+
+def test_inference_case_sizes_are_the_issue_rows():
+    d2l = {(c.cell, c.layers, c.T, c.n, c.d, c.h, c.onehot) for c in bench.CASES["d2l"]}
+    assert d2l == {(c, k, 35, 32, 28, 256, True) for c in ("gru", "lstm") for k in (1, 2)}
+    big = {(c.cell, c.n, c.T, c.d, c.h) for c in bench.CASES["big"]}
+    assert big == {(c, 1, 100, 64, 256) for c in ("gru", "lstm")} | {
+        (c, 64, 100, 128, 512) for c in ("gru", "lstm")
+    }
+
+
+def test_cli_inference_runs_and_rejects_what_does_not_apply(capsys):
+    assert main(["bench", "--inference", "--config", "toy", "--repeat", "1", "--no-torch", "--no-fused"]) == 0
+    assert "## grusym bench --inference" in capsys.readouterr().out
+    assert main(["bench", "--inference", "--dtype", "float64"]) == 2
+    assert "do not apply" in capsys.readouterr().err
+    with pytest.raises(grusym.InputError, match="config must be one of"):
+        bench.run_inference("huge", out=lambda s: None)
+
+
+def test_inference_without_onnxruntime_names_its_extra():
+    pytest.importorskip("torch")
+    out = _child(
+        "import sys; sys.modules['onnxruntime'] = None\n"
+        "from grusym import bench\n"
+        "r = bench.run_inference('toy', repeat=1, fused=False, out=lambda s: None)\n"
+        "print(sorted(next(iter(r.times.values())))); print(r.report)\n"
+    )
+    assert out.startswith("['grusym', 'torch']") and "onnxruntime is not installed" in out
+    assert "pip install 'grusym[onnx]'" in out

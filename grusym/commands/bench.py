@@ -1,4 +1,7 @@
-"""``grusym bench``: time one training step of the generated code against torch nn.GRU and the GEMM floor.
+"""``grusym bench``: time one training step of the generated code against torch nn.GRU and the GEMM floor;
+``--inference``: forward-only inference of an imported nn.GRU / nn.LSTM against onnxruntime and torch.
+
+Progress goes to stderr as the run goes; the report (Markdown) to stdout.
 
 ``--threads N`` gives torch N threads and OpenBLAS N threads; OpenBLAS reads its thread count only when
 NumPy loads, so a count other than the one this process started with re-runs the command in a child
@@ -16,15 +19,17 @@ from typing import Any
 
 from ..cli import non_negative_float, positive_int
 
-HELP = "time one training step (forward + BPTT + head) against torch nn.GRU and the GEMM floor"
+HELP = "time a training step against torch nn.GRU and the GEMM floor, or (--inference) forward-only inference"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config",
         choices=("toy", "d2l", "big"),
-        default="d2l",
-        help="toy: n=2 T=3 V=4 h=2; d2l: n=32 T=35 V=28 h=256; big: n=64 T=64 V=96 h=512 (default: d2l)",
+        default=None,
+        help="toy: n=2 T=3 V=4 h=2; d2l: n=32 T=35 V=28 h=256; big: n=64 T=64 V=96 h=512 (default: d2l). "
+        "With --inference: toy; d2l (GRU and LSTM, 1 and 2 layers, T=35 n=32 d=28 one-hot h=256); big "
+        "(GRU and LSTM, T=100: n=1 d=64 h=256 and n=64 d=128 h=512); default both d2l and big",
     )
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="(default: float32)")
     p.add_argument(
@@ -83,6 +88,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar=("GRUSYM", "TORCH"),
         help="seconds of training of each side in --train-race (default: 40 60)",
     )
+    p.add_argument(
+        "--inference",
+        action="store_true",
+        help="instead: forward-only inference of an imported nn.GRU / nn.LSTM, grusym against onnxruntime "
+        "(the same model through torch.onnx.export, the same threads) and torch no_grad",
+    )
     p.add_argument("--no-torch", action="store_true", help="skip the torch comparison even if installed")
     p.add_argument(
         "--no-fused",
@@ -98,7 +109,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _argv(args: argparse.Namespace) -> list[str]:
     """The command line that repeats ``args``."""
-    argv = ["bench", "--config", args.config, "--dtype", args.dtype, "--inputs", args.inputs]
+    argv = ["bench", "--dtype", args.dtype, "--inputs", args.inputs]
+    argv += ["--config", args.config] if args.config else []
     argv += ["--threads", str(args.threads)] if args.threads else []
     for v in args.variant or []:
         argv += ["--variant", v]
@@ -108,7 +120,7 @@ def _argv(args: argparse.Namespace) -> list[str]:
         argv += ["--pause", str(args.pause)]
     argv += ["--no-extras"] * args.no_extras + ["--no-torch"] * args.no_torch + ["--phases"] * args.phases
     argv += ["--no-fused"] * args.no_fused
-    argv += ["--models"] * args.models
+    argv += ["--models"] * args.models + ["--inference"] * args.inference
     if args.train_race is not None:
         argv += ["--train-race", args.train_race, "--race-seconds", *map(str, args.race_seconds)]
     return argv
@@ -120,6 +132,7 @@ def _blas_threads() -> int:
 
 def run(args: argparse.Namespace) -> int:
     import grusym
+    from grusym.bench import Progress, run_inference
     from grusym.bench import run as bench
 
     if args.threads and args.threads != _blas_threads():
@@ -131,8 +144,24 @@ def run(args: argparse.Namespace) -> int:
             )
         return subprocess.run(argv, env=env, check=False).returncode
 
+    if args.pause is not None and not 0 <= args.pause <= 10:
+        raise grusym.InputError(f"--pause must be between 0 and 10 seconds, got {args.pause}")
+    progress = Progress(sys.stderr)
+    if args.inference:
+        mixed = args.variant or args.models or args.phases or args.train_race is not None
+        if mixed or args.dtype != "float32" or args.inputs != "ids":
+            raise grusym.InputError(
+                "--inference times float32 nn.GRU / nn.LSTM imports: --dtype, --inputs, --variant, "
+                "--models, --phases and --train-race do not apply"
+            )
+        kwargs: dict[str, Any] = {"torch": None} if args.no_torch else {}
+        if args.no_fused:
+            kwargs["fused"] = False
+        run_inference(args.config or "all", args.repeat or 11, args.threads, args.pause, progress=progress,
+                      **kwargs)  # fmt: skip
+        return 0
     if args.train_race is not None:
-        from grusym.bench_train import race
+        from grusym.bench import race
 
         if not Path(args.train_race).is_file():
             raise grusym.InputError(f"--train-race: no such text file: {args.train_race}")
@@ -140,16 +169,15 @@ def run(args: argparse.Namespace) -> int:
             raise grusym.InputError(f"--race-seconds must be positive, got {args.race_seconds}")
         grusym_s, torch_s = args.race_seconds
         backend = "fused" if grusym.fused_available() and not args.no_fused else "numpy"
-        race(args.train_race, grusym_s, torch_s, args.dtype, threads=args.threads or 2, backend=backend)
+        race(args.train_race, grusym_s, torch_s, args.dtype, threads=args.threads or 2, backend=backend,
+             progress=progress)  # fmt: skip
         return 0
     variants = [grusym.load(v).VARIANT for v in (args.variant or ["gru", "gru_reset_after"])]
-    kwargs: dict[str, Any] = {"torch": None} if args.no_torch else {}
+    kwargs = {"torch": None} if args.no_torch else {}
     if args.no_fused:
         kwargs["fused"] = False
-    if args.pause is not None and not 0 <= args.pause <= 10:
-        raise grusym.InputError(f"--pause must be between 0 and 10 seconds, got {args.pause}")
     bench(
-        args.config,
+        args.config or "d2l",
         args.dtype,
         variants,
         args.repeat,
@@ -159,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
         torch_threads=args.threads or 2,
         models=args.models,
         inputs=args.inputs,
+        progress=progress,
         **kwargs,
     )
     return 0

@@ -1,19 +1,12 @@
-"""The Markdown report of one :func:`grusym.bench.run`: the table of medians, ratios and GFLOP/s, the floors,
-the extras (derivation, import, memory) and the machine it ran on."""
+"""The Markdown reports: of one training-step run (:func:`format_report`: the table of medians, ratios and
+GFLOP/s, the floors, the extras, the machine it ran on) and of an inference run (:func:`format_inference`)."""
 
 from __future__ import annotations
 
-import os
 import statistics
-import sys
 from collections.abc import Sequence
-from types import ModuleType
-from typing import TYPE_CHECKING
 
-import numpy as np
-
-if TYPE_CHECKING:
-    from .bench import Result
+from .result import InferenceResult, Result
 
 __all__ = ["format_report"]
 
@@ -21,24 +14,6 @@ __all__ = ["format_report"]
 def _rows(result: Result, prefix: str) -> list[str]:
     """The model rows timed under ``prefix`` ("model:" grusym's, "torch:" torch's), in run order."""
     return [name.removeprefix(prefix) for name in result.times if name.startswith(prefix)]
-
-
-def _machine(torch: ModuleType | None) -> str:
-    load1, load5, load15 = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    blas = "?"
-    try:
-        info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        blas = f"{info.get('name', '?')} {info.get('version', '')}".strip()
-    except Exception:  # pragma: no cover - older NumPy: no dict mode
-        pass
-    threads = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "default"
-    parts = [
-        f"{os.cpu_count()} CPUs, load average {load1:.2f} {load5:.2f} {load15:.2f}",
-        f"Python {sys.version.split()[0]}, NumPy {np.__version__} ({blas}, BLAS threads: {threads})",
-    ]
-    if torch is not None:
-        parts.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
-    return "; ".join(parts)
 
 
 def _ms(seconds: float) -> str:
@@ -53,7 +28,7 @@ def _si(value: float, unit: str) -> str:
     return f"{value:.3g} {unit}"
 
 
-def format_report(result: Result, variants: Sequence[str], torch: ModuleType | None) -> str:
+def format_report(result: Result, variants: Sequence[str]) -> str:
     """The Markdown report of a :class:`Result`."""
     cfg = result.config
     rounds = len(next(iter(result.times.values())))
@@ -64,7 +39,7 @@ def format_report(result: Result, variants: Sequence[str], torch: ModuleType | N
         "One step = forward over T + BPTT + every gradient + head + mean cross-entropy. "
         f"{rounds} interleaved rounds ({result.pause * 1e3:.0f} ms sleep + one untimed call before each "
         "timed call).",
-        f"Machine: {_machine(torch)}.",
+        f"Machine: {result.machine}.",
         "",
         "| step | median ms | min ms | tokens/s | vs torch (lstm: nn.LSTM) | GFLOP/s |",
         "|---|---|---|---|---|---|",
@@ -175,4 +150,57 @@ def format_report(result: Result, variants: Sequence[str], torch: ModuleType | N
             f"{_si(mem.kept_per_step, 'B')} per time step (slope / kept = "
             f"{mem.slope / mem.kept_per_step:.2f}); workspace buffers growing with T, per step: {grow}.",
         ]
+    return "\n".join(lines)
+
+
+CONTENDERS = {
+    "onnxruntime": "onnxruntime",
+    "torch": "torch no_grad",
+    "grusym": "grusym",
+    "fused": "grusym fused",
+}
+
+
+def format_inference(result: InferenceResult) -> str:
+    """The Markdown report of an :class:`InferenceResult`: one row per case, each contender's median and
+    grusym's ratios to onnxruntime and torch within the run."""
+    entries = sorted(set(result.entry.values()))
+    entry = "/".join(entries) or "forward"
+    present = [c for c in CONTENDERS if any(c in row for row in result.times.values())]
+    ours = [c for c in ("grusym", "fused") if c in present]
+    theirs = [c for c in ("onnxruntime", "torch") if c in present]
+    rounds = max((len(ts) for row in result.times.values() for ts in row.values()), default=0)
+    head = [CONTENDERS[c] + " ms" for c in present]
+    head += [f"{CONTENDERS[o]} / {CONTENDERS[t]}" for o in ours for t in theirs]
+    kept = ": this version's modules have no `predict`, so `forward` also keeps its cache"
+    lines = [
+        "## grusym bench --inference: forward-only inference of an imported model, float32",
+        "",
+        f"One call = the whole sequence, H and the last states, nothing kept for backward (grusym: `{entry}`"
+        + (kept if entries == ["forward"] else "")
+        + f"). {rounds} interleaved rounds ({result.pause * 1e3:.0f} ms sleep + one untimed call before each "
+        "timed call); medians, and in brackets the ratio of the fastest calls (what a busy machine disturbs "
+        f"least); onnxruntime and torch on {result.threads} threads (onnxruntime: "
+        "intra-op threads, one inter-op thread, sequential execution), NumPy's BLAS as below.",
+        f"Machine: {result.machine}.",
+        "",
+        "| model, sizes | " + " | ".join(head) + " |",
+        "|---" * (1 + len(head)) + "|",
+    ]
+    for case, row in result.times.items():
+        cells = [_ms(result.median(case, c)) if c in row else "-" for c in present]
+        for o in ours:
+            for t in theirs:
+                r, fast = result.ratio(case, o, t), result.ratio(case, o, t, min)
+                cells.append("-" if r is None or fast is None else f"{r:.2f} (min {fast:.2f})")
+        lines.append(f"| {case} | " + " | ".join(cells) + " |")
+    if result.errors:
+        worst = {c: max(e.get(c, 0.0) for e in result.errors.values()) for c in present if c != "torch"}
+        lines += [
+            "",
+            "Largest |H - torch's H| over all cases (the same model in every column): "
+            + ", ".join(f"{CONTENDERS[c]} {v:.1e}" for c, v in worst.items())
+            + ".",
+        ]
+    lines += [f"Note: {note}" for note in result.notes]
     return "\n".join(lines)

@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from .bench import TORCH_HINT
-from .errors import InputError
+from ..errors import InputError
+from .options import TORCH_HINT
+from .timing import Progress
 
 __all__ = ["Race", "race"]
 
@@ -82,12 +83,12 @@ class Race:
 
 
 def _torch_run(
-    torch: ModuleType, task: Any, seconds: float, threads: int
+    torch: ModuleType, task: Any, seconds: float, threads: int, say: Progress
 ) -> tuple[list[tuple[float, float]], dict[str, Any]]:
     """The per-epoch points and the final parameters (grusym's names) of the torch side, on the batches
     of ``task`` (the one grusym's side trained on)."""
-    from . import load
-    from .interop import from_torch_gru, to_torch_gru
+    from .. import load
+    from ..interop import from_torch_gru, to_torch_gru
 
     config = task.config
     torch.manual_seed(config.seed)
@@ -132,6 +133,7 @@ def _torch_run(
             if time.perf_counter() - started > seconds:
                 return points, final()
         points.append((time.perf_counter() - started, math.exp(total / count)))
+        say(f"torch: epoch {epoch + 1} ended at {points[-1][0]:.1f} s of {seconds:g}")
     return points, final()
 
 
@@ -145,11 +147,13 @@ def race(
     epochs: int = 1000,
     out: Callable[[str], object] = print,
     backend: str = "numpy",
+    progress: Progress | None = None,
 ) -> Race:
     """Train on ``text`` for ``grusym_seconds`` with ``grusym.train.train`` and ``torch_seconds`` in torch
     (see the module docstring); print and return the per-epoch perplexities. ``torch``: the torch module
-    (default: import it); backend: the generated modules grusym trains with (``grusym.load``'s)."""
-    from .train import make_config, train
+    (default: import it); backend: the generated modules grusym trains with (``grusym.load``'s); progress:
+    told of every epoch's end on either side."""
+    from ..train import make_config, train
 
     if torch is None:
         try:
@@ -157,8 +161,8 @@ def race(
         except ImportError as exc:
             raise InputError(f"the training race needs torch: {TORCH_HINT}") from exc
         torch = imported
-    from . import load
-    from .train.tasks import make_task
+    from .. import load
+    from ..train.tasks import make_task
 
     config = make_config(task="lm", text=str(text), variant=VARIANT, dtype=dtype, epochs=epochs)
     task = make_task(config)
@@ -168,13 +172,19 @@ def race(
     def on_step(step: int) -> None:
         if step % per_epoch == 0:
             ends[step // per_epoch] = time.perf_counter() - started
+            epoch = step // per_epoch
+            say(f"grusym: epoch {epoch} ended at {ends[epoch]:.1f} s of {grusym_seconds:g}")
 
+    say = progress or Progress(None)
+    say(f"grusym ({backend}): training for {grusym_seconds:g} s")
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         result = train(config, tmp, max_seconds=grusym_seconds, on_step=on_step, log=lambda _: None,
                        write_plots=False, backend=backend)  # fmt: skip
     ours = [(ends[r["epoch"]], r["perplexity"]) for r in result.metrics["history"] if r["epoch"] in ends]
-    theirs, torch_params = _torch_run(torch, task, torch_seconds, threads)
+    say(f"torch: training for {torch_seconds:g} s")
+    theirs, torch_params = _torch_run(torch, task, torch_seconds, threads, say)
+    say.done()
     module = load(VARIANT)
     held_out = tuple(task.valid_metrics(module, p).get("valid_perplexity", math.nan)
                      for p in (result.params, torch_params))  # fmt: skip
