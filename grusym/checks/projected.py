@@ -1,0 +1,167 @@
+"""The projected methods: <g, v> against the function along random directions, several per array.
+
+Contract: each array's elements are split into random blocks (:func:`grusym.checks.context.directions`)
+and each block gets its own direction, so an error in a few elements is diluted by a block, not by the
+array, and a direction that happens to be orthogonal to the error in one block does not hide it in the
+others. A passing entry states its *resolution*: the smallest relative error in one element of average
+size within its block that the verdict would have seen (the largest over the blocks); ``ok`` means no
+element is wrong by more than that. A failing block is bisected down to its element.
+
+* ``directional``: Richardson central differences at steps h and h/2 along each direction; the bound is
+  measured, not chosen: atol + rtol sum|g v| + |D(h) - D(h/2)| (the truncation, measured) + the rounding
+  the difference carries + the analytic side's rounding. A kink within the step is judged one-sided.
+* ``taylor``: the remainder rate of each direction (:func:`grusym.checks.numeric.taylor_sweep`). A block
+  whose last two rates fall below 2 - rtol fails. A block whose sweep shows the rate passes, stating the
+  resolution the sweep had (a float32 code resolves less than a float64 one). "inconclusive" only when the
+  remainder never rises above the noise and the flat sweep does not bound the error as tightly as fd
+  would: never ok, never FAIL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .context import Context, directions, localize
+from .noise import fd_noise, fd_step
+from .numeric import Line, Taylor, kink_sides, taylor_sweep
+from .report import Entry
+from .tolerance import tolerance
+
+__all__ = ["BLOCK", "directional_entry", "taylor_entry"]
+
+Array = NDArray[Any]
+# elements per direction: directional's 4-6 evaluations per block are cheap; a Taylor sweep costs ~20
+BLOCK = {"directional": 16, "taylor": 32}
+
+
+@dataclass(frozen=True)
+class _Projection:
+    analytic: float  # <g, u>
+    numeric: float
+    error: float  # |a - n| / scale
+    bound: float
+    ok: bool
+    resolution: float | None  # per element of average size; None where the gradient is at noise level
+    side: str = ""
+    rate: float = 2.0  # taylor: the rate the block's verdict used
+
+
+def _per_element(bound: float, scale: float, u: Array) -> float | None:
+    """bound over the average |g_k u_k| of the block: the relative error one element must carry to show."""
+    moved = int(np.count_nonzero(u))
+    return bound * moved / scale if scale > bound and moved else None
+
+
+def _directional(ctx: Context, name: str, u: Array) -> _Projection:
+    g = ctx.analytic[name].astype(np.float64)
+    analytic = float(np.sum(g * u))
+    step = fd_step(ctx.noise, ctx.f0)
+    line = Line(ctx.value, ctx.x, name, u, ctx.f0)
+    coarse, numeric = line.central(step), line.central(step / 2)
+    # measured against sum |g_i u_i|, the size of the terms before cancellation, so a direction that
+    # happens to be nearly orthogonal to g does not inflate the error
+    scale = max(abs(analytic), abs(numeric), float(np.sum(np.abs(g * u))))
+    rounding = ctx.rounding * float(np.sum(np.abs(u)))
+
+    def bound_for(noise_bound: float) -> float:
+        return ctx.atol + ctx.rtol * scale + noise_bound + rounding
+
+    bound = bound_for(abs(coarse - numeric) + fd_noise(ctx.noise, step / 2))
+    error = abs(analytic - numeric) / scale if scale > 0 else 0.0
+    if abs(analytic - numeric) <= bound:
+        return _Projection(analytic, numeric, error, bound, True, _per_element(bound, scale, u))
+    sides = kink_sides(line, step, ctx.noise, lambda a, b, nb: abs(a - b) > bound_for(2 * nb))
+    if sides is not None:
+        for side, value in (("left", sides[0]), ("right", sides[1])):
+            side_bound = bound_for(sides[2])
+            if abs(analytic - value) <= side_bound:
+                err = abs(analytic - value) / scale if scale > 0 else 0.0
+                return _Projection(
+                    analytic, value, err, side_bound, True, _per_element(side_bound, scale, u), side
+                )
+    return _Projection(analytic, numeric, error, bound, False, None)
+
+
+def _worst(name: str, projections: list[_Projection], **extra: Any) -> Entry:
+    """The entry of a passing array: the block with the lowest rate (taylor) or the largest error."""
+    worst = max(projections, key=lambda p: (-p.rate, p.error))
+    resolutions = [p.resolution for p in projections if p.resolution is not None]
+    return Entry(
+        name,
+        (),
+        worst.analytic,
+        worst.numeric,
+        worst.error,
+        True,
+        len(projections),
+        projected=True,
+        bound=worst.bound,
+        resolution=max(resolutions) if resolutions else None,
+        kinks=sum(bool(p.side) for p in projections),
+        **extra,
+    )
+
+
+def directional_entry(ctx: Context, name: str) -> Entry:
+    done = []
+    for u in directions(ctx, name, BLOCK["directional"]):
+        p = _directional(ctx, name, u)
+        if not p.ok:
+
+            def fails(mask: Array, u: Array = u) -> bool:
+                return not _directional(ctx, name, u * mask).ok
+
+            return localize(ctx, name, u, fails)
+        done.append(p)
+    return _worst(name, done)
+
+
+def taylor_entry(ctx: Context, name: str) -> Entry:
+    minimum = 2 - ctx.rtol
+    g = ctx.analytic[name].astype(np.float64)
+    # what a flat sweep must bound: atol of sum |g v|, or what fd accepts absolutely (a gradient at
+    # rounding level, e.g. behind a saturated gate)
+    fd_absolute = tolerance("fd", ctx.dtype).atol + fd_noise(ctx.noise, fd_step(ctx.noise, ctx.f0))
+    done, rates, open_ = [], [], ""
+
+    def wrong(sweep: Taylor, slope_error: float) -> bool:
+        # the last two rates below 2 - rtol (one pair between noisy remainders is no evidence), from a
+        # slope error above what fd accepts absolutely (not rounding-level gradients behind a saturated gate)
+        falling = len(sweep.rates) >= 2 and sweep.rate < minimum
+        return falling and abs(sweep.slope - sweep.numeric) > fd_absolute + slope_error
+
+    for u in directions(ctx, name, BLOCK["taylor"]):
+        slope_error = ctx.rounding * float(np.sum(np.abs(u)))
+        result = taylor_sweep(ctx.value, ctx.x, name, g, u, ctx.f0, ctx.noise, slope_error)
+        if wrong(result, slope_error):
+
+            def fails(mask: Array, u: Array = u) -> bool:
+                w = u * mask
+                error = ctx.rounding * float(np.sum(np.abs(w)))
+                return wrong(taylor_sweep(ctx.value, ctx.x, name, g, w, ctx.f0, ctx.noise, error), error)
+
+            return localize(ctx, name, u, fails, rate=result.rate)  # the rate the verdict used
+        scale = max(abs(result.slope), abs(result.numeric), result.scale)
+        error = abs(result.slope - result.numeric) / scale if scale > 0 else 0.0
+        needed = ctx.atol * result.scale + fd_absolute + slope_error
+        if len(result.rates) >= 2:
+            rates.append(result.rate)
+            resolution = _per_element(result.seen, result.scale, u)
+        elif result.seen <= needed:
+            resolution = None  # within what fd accepts absolutely: the gradient is at noise level here
+        else:
+            relative = result.seen / result.scale if result.scale > 0 else float("inf")
+            open_ = (
+                f"the remainder never rose above the noise; the sweep bounds gradient errors only to "
+                f"{relative:.1e} of sum |g v|, the tolerance asks {ctx.atol:.0e}: use fd"
+            )
+            resolution = None
+        rate = result.rate if len(result.rates) >= 2 else 2.0
+        done.append(_Projection(result.slope, result.numeric, error, result.seen, True, resolution, "", rate))
+    entry = _worst(name, done, rate=min(rates) if rates else None)
+    return dataclasses.replace(entry, ok=False, inconclusive=open_) if open_ else entry
