@@ -349,7 +349,8 @@ def test_bad_input_is_reported():
 
 def test_tolerances_live_in_one_table():
     assert set(ALL_METHODS) <= set(TOLERANCES)
-    assert all(t.rtol > 0 and t.atol > 0 for t in TOLERANCES.values())
+    assert all(t.rtol > 0 and t.atol > 0 for m, t in TOLERANCES.items() if m != "taylor")
+    assert TOLERANCES["taylor"] == (0, 0)  # taylor's verdict is its fitted error; rtol, atol only loosen it
 
 
 # the command line ----------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from .noise import fd_noise, fd_step
 from .numeric import Line, kink_sides
 from .report import Entry
-from .tolerance import allowed, relative_error
+from .tolerance import allowed, relative_error, tolerance
 
 __all__ = ["Context", "bounded_entry", "directions", "fd_element", "localize"]
 
@@ -127,7 +127,10 @@ def directions(ctx: Context, name: str, per: int) -> list[Array]:
 
 
 def localize(ctx: Context, name: str, u: Array, fails: Callable[[Array], bool], **extra: Any) -> Entry:
-    """Bisect the elements a failing direction ``u`` moves down to a few, then compare those one by one."""
+    """Bisect the elements a failing direction ``u`` moves down to a few, then compare those one by one
+    (by fd's rule for the dtype: the element-wise comparison is fd's, whichever method found the array)."""
+    fd = tolerance("fd", ctx.dtype)
+    elementwise = dataclasses.replace(ctx, rtol=fd.rtol, atol=fd.atol)
     shape = ctx.x[name].shape
     candidates = np.flatnonzero(u)
     while candidates.size > 1:
@@ -143,6 +146,6 @@ def localize(ctx: Context, name: str, u: Array, fails: Callable[[Array], bool], 
     numeric = ctx.analytic[name].astype(np.float64).copy()
     noise = np.zeros(shape)
     for i in candidates:
-        numeric.reshape(-1)[i], noise.reshape(-1)[i], _ = fd_element(ctx, name, int(i))
-    entry = bounded_entry(ctx, name, numeric, noise, **extra)
-    return dataclasses.replace(entry, ok=False)
+        numeric.reshape(-1)[i], noise.reshape(-1)[i], _ = fd_element(elementwise, name, int(i))
+    entry = bounded_entry(elementwise, name, numeric, noise, **extra)
+    return dataclasses.replace(entry, ok=False, resolution=None)

@@ -38,6 +38,8 @@ _TAYLOR_START = 1e-2
 _TAYLOR_MAX = 1.0  # the largest e a sweep starts from (v is scaled like x: e = 1 doubles it)
 _TAYLOR_HEADROOM = 1e3  # a start this far above the noise leaves about five halvings to fit a rate on
 _TAYLOR_HALVINGS = 48
+_FIT_MIN = 5  # fewer remainders than this decide nothing
+_SIGNIFICANT = 5.0  # an implied error this many times its uncertainty off zero is a wrong gradient
 # a remainder below this many noise standard deviations is rounding, not Taylor remainder
 TAYLOR_NOISE_FACTOR = 64.0
 
@@ -125,9 +127,10 @@ class ComplexStep:
         if lost:
             w = lost[0]
             raise InputError(
-                f"complex step refused: {self.label} stored a complex value into a real array at "
+                f"complex step refused: {self.label} cast a complex value to real at "
                 f"{describe_line(w.filename, w.lineno)}, discarding its imaginary part (NumPy "
-                f"ComplexWarning); every derivative it gives would be wrong: use method='fd'"
+                "ComplexWarning: a store into a real array, float(), a real dtype); every derivative it "
+                "gives would be wrong: use method='fd'"
             )
         if isinstance(value, tuple) and value:
             value = value[0]
@@ -230,13 +233,19 @@ class ComplexStep:
 
 @dataclass(frozen=True)
 class Taylor:
-    rate: float  # the rate of the last two pairs above the noise (or extrapolated); inf with no pair
+    rate: float  # median of the last 3 rates above the noise (shown; the verdict is delta); inf with none
     rates: tuple[float, ...]  # log2 r(e) / r(e/2) for the halvings above the noise, largest e first
     slope: float  # <g, v>
-    numeric: float  # the directional derivative estimated from the same evaluations
-    seen: float  # the smallest error of <g, v> (absolute) the sweep could have seen
+    numeric: float  # the directional derivative the remainders imply: slope + delta
+    seen: float  # the smallest error of <g, v> (absolute) the sweep resolves: _SIGNIFICANT sd + slope_error
     scale: float  # sum |g_i v_i|
     threshold: float  # remainders below this are noise
+    fitted: bool = True  # enough remainders to fit delta; otherwise the sweep decides nothing
+
+    @property
+    def delta(self) -> float:
+        """The error of <g, v> the remainders imply (0 for a right gradient, within ``seen``)."""
+        return self.numeric - self.slope
 
 
 def taylor_sweep(
@@ -253,12 +262,13 @@ def taylor_sweep(
 
     The sweep starts at e = 1e-2, or larger (by factors of 4, up to 1) while the remainder there stands
     less than ``_TAYLOR_HEADROOM`` times above the noise: a code that rounds through float32 leaves only a
-    narrow band between its remainder and its noise at 1e-2, too narrow for a rate. The rate is fitted
-    only on consecutive pairs that both stand above the noise: noise + e * slope_error, where slope_error
-    bounds the rounding of <g, v> itself (a float32 gradient carries ~1e-7 of it, which would otherwise
-    show as a rate-1 term once the quadratic one falls below it). ``seen``: if <g, v> were off by delta,
-    r(e) would carry a term e * delta, visible once it exceeds max(|r(e)|, noise); so
-    delta <= min_e max(|r(e)|, noise) / e is what the sweep resolves.
+    narrow band between its remainder and its noise at 1e-2, too narrow for a rate. Rates are taken on
+    consecutive pairs that both stand above the noise: noise + e * slope_error, where slope_error bounds
+    the rounding of <g, v> itself. The verdict's number is delta, the error of <g, v> the remainders imply:
+    Richardson-extrapolated from the remainders where they converge (:func:`_fit_delta`). A right gradient
+    gives delta = 0 within its uncertainty u; ``seen`` = _SIGNIFICANT u + slope_error is the error the
+    sweep would call. Unlike a rate read off two remainders,
+    the fit is not fooled where an error's e * delta and c e^2 cancel (rates that climb above 2).
     """
     base = x[name]
     original = base.copy()
@@ -283,7 +293,7 @@ def taylor_sweep(
                 e, first = 4 * e, grown
             es, rs = [e], [first]
             for _ in range(_TAYLOR_HALVINGS):
-                if len(rs) >= 2 and abs(rs[-1]) < floor(es[-1]) and abs(rs[-2]) < floor(es[-2]):
+                if len(rs) >= _FIT_MIN and abs(rs[-1]) < floor(es[-1]) and abs(rs[-2]) < floor(es[-2]):
                     break
                 e /= 2
                 es.append(e)
@@ -293,17 +303,39 @@ def taylor_sweep(
     above = [math.isfinite(r) and abs(r) >= floor(ei) for r, ei in zip(rs, es, strict=True)]
     trusted = [k for k in range(len(rs) - 1) if above[k] and above[k + 1]]
     rates = tuple(math.log2(abs(rs[k]) / abs(rs[k + 1])) for k in trusted)
-    numeric = slope
-    if trusted:
-        k = trusted[-1]  # Richardson on the one-sided quotients D(e) = slope + r(e)/e
-        numeric = slope + (4 * rs[k + 1] - rs[k]) / es[k]
-    rate = rates[-1] if rates else math.inf
-    if len(rates) >= 2:
-        # the last two rates, or their extrapolation: a wrong gradient's rates fall steadily towards 1, so
-        # one low pair between remainders near the noise is no evidence. The rate approaches its limit with
-        # a deviation proportional to e: a right gradient's rate may still be climbing towards 2 (a cubic
-        # term against a small quadratic one) when the remainder reaches the noise
-        rate = max(rates[-1], rates[-2], 2 * rates[-1] - rates[-2])
+    # shown, not judged on: the median of the last three pairs above the noise, 2 for a right gradient
+    # and 1 for a wrong one, unmoved by one erratic pair next to the noise
+    rate = float(np.median(rates[-3:])) if rates else math.inf
     scale = float(np.sum(np.abs(g * v)))
-    seen = min(max(abs(r), floor(ei)) / ei for r, ei in zip(rs, es, strict=True) if math.isfinite(r))
-    return Taylor(rate, rates, slope, numeric, seen, scale, threshold)
+    distinct = dict(sorted((ei, r) for ei, r in zip(es, rs, strict=True) if math.isfinite(r)))
+    points = sorted(distinct.items(), reverse=True)  # each e once (the start may revisit one), largest first
+    if len(points) < _FIT_MIN:
+        return Taylor(rate, rates, slope, slope, math.inf, scale, threshold, fitted=False)
+    delta, sd = _fit_delta(points, noise)
+    return Taylor(rate, rates, slope, slope + delta, _SIGNIFICANT * sd + slope_error, scale, threshold)
+
+
+def _fit_delta(points: list[tuple[float, float]], noise: float) -> tuple[float, float]:
+    """(delta, its uncertainty) from remainders (e, r(e)) at e halving, largest e first.
+
+    D(e) = r(e) / e = delta + c e + d e^2 + ...; one Richardson step, delta_k = 2 D(e_k / 2) - D(e_k), removes
+    c (so an error's e * delta and c e^2 cannot cancel) and leaves -d e_k^2 / 2, which falls by 4 per halving
+    while the rounding it carries, about 5 noise / e_k, grows by 2. Its uncertainty at e_k: the truncation,
+    read off how far delta moves around e_k (it must shrink by 4 per halving, or the estimate has not
+    converged), plus 5.1 noise / e_k. The e_k with the smallest uncertainty gives the estimate: in the
+    converged band between the higher-order terms at large e and the noise at small e.
+    """
+    es = [e for e, _ in points]
+    ds = [(4 * points[k + 1][1] - points[k][1]) / es[k] for k in range(len(points) - 1)]
+    if any(abs(es[k + 1] - es[k] / 2) > 1e-12 * es[k] for k in range(len(ds))):
+        raise ValueError("remainders must be taken at e halving")  # the sweep's own invariant
+    moves = [abs(ds[j] - ds[j + 1]) for j in range(len(ds) - 1)]
+    best, best_err = 0.0, math.inf
+    for k in range(len(moves) - 1):
+        # the truncation at e_k seen three ways, which agree once delta_k converges: from the move to the
+        # next step (4/3), from the one after (16/3) and from the one before (1/3)
+        truncation = max(4 / 3 * moves[k], 16 / 3 * moves[k + 1], moves[k - 1] / 3 if k else 0.0)
+        err = truncation + 5.1 * noise / es[k]
+        if err < best_err:
+            best, best_err = ds[k], err
+    return best, best_err

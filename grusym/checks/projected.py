@@ -10,11 +10,11 @@ element is wrong by more than that. A failing block is bisected down to its elem
 * ``directional``: Richardson central differences at steps h and h/2 along each direction; the bound is
   measured, not chosen: atol + rtol sum|g v| + |D(h) - D(h/2)| (the truncation, measured) + the rounding
   the difference carries + the analytic side's rounding. A kink within the step is judged one-sided.
-* ``taylor``: the remainder rate of each direction (:func:`grusym.checks.numeric.taylor_sweep`). A block
-  whose last two rates fall below 2 - rtol fails. A block whose sweep shows the rate passes, stating the
-  resolution the sweep had (a float32 code resolves less than a float64 one). "inconclusive" only when the
-  remainder never rises above the noise and the flat sweep does not bound the error as tightly as fd
-  would: never ok, never FAIL.
+* ``taylor``: the remainder sweep of each direction (:func:`grusym.checks.numeric.taylor_sweep`). A block
+  fails when the error of <g, v> its remainders imply stands significantly off zero (a wrong gradient's
+  remainder keeps a term linear in e: rate 1); otherwise it passes, its rate printed (2 for a right
+  gradient), stating the resolution the sweep had (a float32 code resolves less than a float64 one).
+  "inconclusive" only when the sweep ends with too few remainders to fit: never ok, never FAIL.
 """
 
 from __future__ import annotations
@@ -66,12 +66,24 @@ def _directional(ctx: Context, name: str, u: Array) -> _Projection:
     # measured against sum |g_i u_i|, the size of the terms before cancellation, so a direction that
     # happens to be nearly orthogonal to g does not inflate the error
     scale = max(abs(analytic), abs(numeric), float(np.sum(np.abs(g * u))))
-    rounding = ctx.rounding * float(np.sum(np.abs(u)))
+    # the analytic side's rounding, element by element independent of the direction's signs: it adds up
+    # like a random walk (64 eps of the largest element is already a wide margin for each)
+    rounding = ctx.rounding * float(np.linalg.norm(u))
 
     def bound_for(noise_bound: float) -> float:
         return ctx.atol + ctx.rtol * scale + noise_bound + rounding
 
     bound = bound_for(abs(coarse - numeric) + fd_noise(ctx.noise, step / 2))
+    truncation = abs(coarse - numeric)
+    for _ in range(2):  # a truncation far above the tolerance and the noise (a kink within the step)
+        if truncation <= ctx.rtol * scale + ctx.atol or truncation <= 8 * fd_noise(ctx.noise, step / 16):
+            break
+        step /= 8
+        coarse, finer = line.central(step), line.central(step / 2)
+        truncation = abs(coarse - finer)
+        tighter = bound_for(truncation + fd_noise(ctx.noise, step / 2))
+        if tighter < bound:
+            numeric, bound = finer, tighter
     error = abs(analytic - numeric) / scale if scale > 0 else 0.0
     if abs(analytic - numeric) <= bound:
         return _Projection(analytic, numeric, error, bound, True, _per_element(bound, scale, u))
@@ -122,46 +134,36 @@ def directional_entry(ctx: Context, name: str) -> Entry:
 
 
 def taylor_entry(ctx: Context, name: str) -> Entry:
-    minimum = 2 - ctx.rtol
     g = ctx.analytic[name].astype(np.float64)
-    # what a flat sweep must bound: atol of sum |g v|, or what fd accepts absolutely (a gradient at
-    # rounding level, e.g. behind a saturated gate)
+    # an implied error within what fd accepts absolutely (rounding-level gradients behind a saturated
+    # gate) is not a wrong gradient
     fd_absolute = tolerance("fd", ctx.dtype).atol + fd_noise(ctx.noise, fd_step(ctx.noise, ctx.f0))
-    done, rates, open_ = [], [], ""
 
     def wrong(sweep: Taylor, slope_error: float) -> bool:
-        # the last two rates below 2 - rtol (one pair between noisy remainders is no evidence), from a
-        # slope error above what fd accepts absolutely (not rounding-level gradients behind a saturated gate)
-        falling = len(sweep.rates) >= 2 and sweep.rate < minimum
-        return falling and abs(sweep.slope - sweep.numeric) > fd_absolute + slope_error
+        slack = ctx.atol + ctx.rtol * abs(sweep.slope)  # the caller's loosening (none by default)
+        return sweep.fitted and abs(sweep.delta) > max(sweep.seen, fd_absolute + slope_error) + slack
 
+    done, rates, open_ = [], [], ""
     for u in directions(ctx, name, BLOCK["taylor"]):
-        slope_error = ctx.rounding * float(np.sum(np.abs(u)))
+        slope_error = ctx.rounding * float(np.linalg.norm(u))
         result = taylor_sweep(ctx.value, ctx.x, name, g, u, ctx.f0, ctx.noise, slope_error)
         if wrong(result, slope_error):
 
             def fails(mask: Array, u: Array = u) -> bool:
                 w = u * mask
-                error = ctx.rounding * float(np.sum(np.abs(w)))
+                error = ctx.rounding * float(np.linalg.norm(w))
                 return wrong(taylor_sweep(ctx.value, ctx.x, name, g, w, ctx.f0, ctx.noise, error), error)
 
-            return localize(ctx, name, u, fails, rate=result.rate)  # the rate the verdict used
+            return localize(ctx, name, u, fails, rate=result.rate)  # the rate of the failing direction
         scale = max(abs(result.slope), abs(result.numeric), result.scale)
-        error = abs(result.slope - result.numeric) / scale if scale > 0 else 0.0
-        needed = ctx.atol * result.scale + fd_absolute + slope_error
-        if len(result.rates) >= 2:
+        error = abs(result.delta) / scale if scale > 0 else 0.0
+        if not result.fitted:
+            open_ = "the sweep ended before it had enough remainders to fit the error: use fd"
+        if result.rates:
             rates.append(result.rate)
-            resolution = _per_element(result.seen, result.scale, u)
-        elif result.seen <= needed:
-            resolution = None  # within what fd accepts absolutely: the gradient is at noise level here
-        else:
-            relative = result.seen / result.scale if result.scale > 0 else float("inf")
-            open_ = (
-                f"the remainder never rose above the noise; the sweep bounds gradient errors only to "
-                f"{relative:.1e} of sum |g v|, the tolerance asks {ctx.atol:.0e}: use fd"
-            )
-            resolution = None
-        rate = result.rate if len(result.rates) >= 2 else 2.0
-        done.append(_Projection(result.slope, result.numeric, error, result.seen, True, resolution, "", rate))
+        resolution = _per_element(max(result.seen, fd_absolute), result.scale, u) if result.fitted else None
+        done.append(
+            _Projection(result.slope, result.numeric, error, result.seen, True, resolution, "", result.rate)
+        )
     entry = _worst(name, done, rate=min(rates) if rates else None)
     return dataclasses.replace(entry, ok=False, inconclusive=open_) if open_ else entry

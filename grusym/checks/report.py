@@ -133,7 +133,9 @@ class GradientReport:
             rows.append((*row, verdict))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         if self.method == "taylor":
-            tol = f"rate >= {2 - self.rtol:.2f}"
+            tol = "fails where the remainders imply an error of <g, v> beyond 5 sd"
+            if self.rtol or self.atol:
+                tol += f" + rtol {self.rtol:.0e}, atol {self.atol or 0:.0e}"
         else:
             tol = f"rtol {self.rtol:.0e}" + ("" if self.atol is None else f", atol {self.atol:.0e}")
         lines = [f"gradient check ({self.method}, {tol})" + (f"; {self.note}" if self.note else "")]

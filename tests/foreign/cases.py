@@ -63,7 +63,7 @@ for _cell in ("book_lstm", "book_gru"):
 _SQUARE = {"minchar": "Whh", "layers": "Wh", "book": "params[2]"}
 _MODULE = {"minchar": minchar, "layers": layers, "lstm": lstm, "book": book, "book_lstm": book_gated}
 _MODULE["book_gru"] = book_gated
-_BUGS = {**{m: mod.BUGS for m, mod in _MODULE.items()}, "book_gru": book_gated.BUGS[:-1]}  # no gate_bias
+_BUGS = {**{m: mod.BUGS for m, mod in _MODULE.items()}, "book_gru": book_gated.BUGS[:-2]}  # LSTM bias bugs
 _STATES = {"layers": ("h0", "X"), "lstm": ("h0", "c0", "X"), "minchar": (), "book": ("params[0]",)}
 _STATES["book_lstm"] = _STATES["book_gru"] = ("params[0]",)
 # what the complex step must name when it refuses a code with real (or float32) buffers
@@ -93,7 +93,7 @@ def _recurrent_expect(model: str, bug: str | None) -> Expect:
         name = {"lstm": "W", "book_lstm": "params[3]", "book_gru": "params[3]"}.get(model, square)
         index = mod.ELEMENT[model.split("_")[1]] if mod is book_gated else mod.ELEMENT
         return Expect(False, frozenset({name}), name, index=index, located=True)
-    if bug == "gate_bias":  # the output gate's bias gradient without the sigmoid's derivative: b alone
+    if bug in ("gate_bias", "bias_scale"):  # one gate's bias gradient wrong: b alone
         return Expect(False, frozenset({"params[3]"}), "params[3]", located=True)
     if bug == "preactivation":  # every step's local derivative is wrong: from t = 0
         return Expect(False, wide, weights[0], located=True)
@@ -531,7 +531,7 @@ def right(case: Case, method: str, outcome: Outcome) -> tuple[bool, str]:
     if x.located:
         for name, entry in names.items():
             if entry.index and not getattr(entry, "projected", False):
-                first, clear = changed_steps(case, name, tuple(entry.index))
+                first, clear = changed_steps(case, name, tuple(entry.index), entry.bound or 0.0)
                 # the checker before the one-based convention held the array index
                 got = entry.time_step if hasattr(type(entry), "step_index") else _plus_one(entry.time_step)
                 upper = got if clear is None else clear
@@ -619,12 +619,15 @@ def model_gradients(case: Case, bug: str | None) -> dict[str, Any]:
     return {n: g for n, g in zip(names, grads, strict=False) if g is not None}
 
 
-def changed_steps(case: Case, name: str, index: tuple[int, ...]) -> tuple[int | None, int | None]:
+def changed_steps(
+    case: Case, name: str, index: tuple[int, ...], bound: float = 0.0
+) -> tuple[int | None, int | None]:
     """(first, clear): the first step t (counted from 1) whose prefix X[:t] gives element ``name[index]`` a
     different gradient with the bug than without (by 1e-6 relative), and the first where the difference
-    exceeds 1e-2 of the element's largest prefix gradient: where the planted bug first shows, found from
-    the model itself, not from a checker. A code that rounds through float32 cannot show a change below its
-    resolution, so a located step between the two is right."""
+    exceeds 1e-2 of the element's largest prefix gradient and 3 times ``bound`` (what the check allowed
+    at that element): where the planted bug first shows, found from the model itself, not from a checker.
+    A code that rounds through float32 cannot show a change below its resolution, so a located step
+    between the two is right."""
     steps = {"minchar": 5, "layers": 4, "lstm": 4, "book": 4, "book_lstm": 5, "book_gru": 5}[case.model]
     pairs = []
     for L in range(1, steps + 1):
@@ -636,7 +639,7 @@ def changed_steps(case: Case, name: str, index: tuple[int, ...]) -> tuple[int | 
             pairs.append((L, float(a[index]), float(b[index])))
     largest = max(max(abs(a), abs(b)) for _, a, b in pairs)
     first = next((L for L, a, b in pairs if abs(a - b) > 1e-6 * max(abs(a), abs(b), 1e-30)), None)
-    clear = next((L for L, a, b in pairs if abs(a - b) > 1e-2 * max(largest, 1e-30)), None)
+    clear = next((L for L, a, b in pairs if abs(a - b) > max(1e-2 * largest, 3 * bound, 1e-30)), None)
     return first, clear
 
 
