@@ -27,7 +27,7 @@ Array = NDArray[Any]
 EPS = float(np.finfo(np.float64).eps)
 _SPACINGS = (1e-10, 1e-8, 1e-6, 1e-4)
 _POINTS = 9
-# rounding spreads over the 7 second differences (largest / median ~3); a kink puts one far above the rest
+# rounding spreads over the 7 second differences (largest / median deviation ~3); a kink puts one far out
 _KINK_RATIO = 20.0
 # a central difference with Richardson extrapolation carries about 2 noise / step; 8 is the margin
 FD_NOISE_FACTOR = 8.0
@@ -37,8 +37,9 @@ def _ecnoise(values: Array) -> float | None:
     """ECnoise on equally spaced values: the noise level, or None when the differences look smooth."""
     if np.ptp(values) == 0:
         return None  # constant: the spacing is below the function's resolution
-    second = np.abs(np.diff(values, 2))
-    if np.max(second) > _KINK_RATIO * np.median(second):
+    second = np.diff(values, 2)
+    spread = np.abs(second - np.median(second))  # less the curvature, which is nearly the same at each
+    if np.max(spread) > _KINK_RATIO * np.median(spread):
         return None  # one point stands out: a kink near x, not rounding noise
     sigmas = []
     diffs = values

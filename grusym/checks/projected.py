@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from .context import Context, directions, localize
 from .noise import fd_noise, fd_step
-from .numeric import Line, Taylor, kink_sides, taylor_sweep
+from .numeric import ONE_SIDED_NOISE, Line, Taylor, kink_sides, taylor_sweep
 from .report import Entry
 from .tolerance import tolerance
 
@@ -62,10 +62,9 @@ def _directional(ctx: Context, name: str, u: Array) -> _Projection:
     analytic = float(np.sum(g * u))
     step = fd_step(ctx.noise, ctx.f0)
     line = Line(ctx.value, ctx.x, name, u, ctx.f0)
-    coarse, numeric = line.central(step), line.central(step / 2)
     # measured against sum |g_i u_i|, the size of the terms before cancellation, so a direction that
     # happens to be nearly orthogonal to g does not inflate the error
-    scale = max(abs(analytic), abs(numeric), float(np.sum(np.abs(g * u))))
+    scale = max(abs(analytic), float(np.sum(np.abs(g * u))))
     # the analytic side's rounding, element by element independent of the direction's signs: it adds up
     # like a random walk (64 eps of the largest element is already a wide margin for each)
     rounding = ctx.rounding * float(np.linalg.norm(u))
@@ -73,30 +72,37 @@ def _directional(ctx: Context, name: str, u: Array) -> _Projection:
     def bound_for(noise_bound: float) -> float:
         return ctx.atol + ctx.rtol * scale + noise_bound + rounding
 
-    bound = bound_for(abs(coarse - numeric) + fd_noise(ctx.noise, step / 2))
-    truncation = abs(coarse - numeric)
-    for _ in range(2):  # a truncation far above the tolerance and the noise (a kink within the step)
-        if truncation <= ctx.rtol * scale + ctx.atol or truncation <= 8 * fd_noise(ctx.noise, step / 16):
-            break
-        step /= 8
-        coarse, finer = line.central(step), line.central(step / 2)
-        truncation = abs(coarse - finer)
-        tighter = bound_for(truncation + fd_noise(ctx.noise, step / 2))
-        if tighter < bound:
-            numeric, bound = finer, tighter
-    error = abs(analytic - numeric) / scale if scale > 0 else 0.0
-    if abs(analytic - numeric) <= bound:
-        return _Projection(analytic, numeric, error, bound, True, _per_element(bound, scale, u))
-    sides = kink_sides(line, step, ctx.noise, lambda a, b, nb: abs(a - b) > bound_for(2 * nb))
-    if sides is not None:
-        for side, value in (("left", sides[0]), ("right", sides[1])):
-            side_bound = bound_for(sides[2])
-            if abs(analytic - value) <= side_bound:
-                err = abs(analytic - value) / scale if scale > 0 else 0.0
-                return _Projection(
-                    analytic, value, err, side_bound, True, _per_element(side_bound, scale, u), side
-                )
-    return _Projection(analytic, numeric, error, bound, False, None)
+    def projection(numeric: float, bound: float, ok: bool, side: str = "") -> _Projection:
+        error = abs(analytic - numeric) / scale if scale > 0 else 0.0
+        return _Projection(
+            analytic, numeric, error, bound, ok, _per_element(bound, scale, u) if ok else None, side
+        )
+
+    # D(h/2) against the analytic value, within the measured truncation |D(h) - D(h/2)| and rounding; where
+    # that fails, or passes only by a truncation far above the tolerance (a kink within the step), the same
+    # at steps 8, 64 and 512 times smaller (while their rounding stays below the tolerance), and one-sided
+    first: _Projection | None = None
+    best: _Projection | None = None  # the passing projection with the tightest bound
+    h = step
+    while True:
+        coarse, numeric = line.central(h), line.central(h / 2)
+        bound = bound_for(abs(coarse - numeric) + fd_noise(ctx.noise, h / 2))
+        here = projection(
+            numeric, bound, abs(analytic - numeric) <= bound, "smaller step" if h < step else ""
+        )
+        first = first or here
+        if here.ok and (best is None or bound < best.bound):
+            best = here
+        if here.ok and abs(coarse - numeric) <= ctx.rtol * scale + ctx.atol:
+            return here
+        if not here.ok:
+            sides = kink_sides(line, h, ctx.noise, lambda a, b, nb: abs(a - b) > bound_for(2 * nb))
+            for side, value in zip(("left", "right"), sides[:2] if sides else (), strict=False):
+                if sides is not None and abs(analytic - value) <= bound_for(sides[2]):
+                    return projection(value, bound_for(sides[2]), True, side)
+        h /= 8
+        if h < step / 512 or ctx.rtol * scale + ctx.atol < 2 * ONE_SIDED_NOISE * fd_noise(ctx.noise, h):
+            return best or first
 
 
 def _worst(name: str, projections: list[_Projection], **extra: Any) -> Entry:
@@ -143,16 +149,27 @@ def taylor_entry(ctx: Context, name: str) -> Entry:
         slack = ctx.atol + ctx.rtol * abs(sweep.slope)  # the caller's loosening (none by default)
         return sweep.fitted and abs(sweep.delta) > max(sweep.seen, fd_absolute + slope_error) + slack
 
+    def sweep(w: Array) -> tuple[Taylor, str]:
+        """The sweep along w, or along -w where the point sits on a kink (relu at exactly 0): there the
+        analytic value is one side's derivative, and the other side's sweep finds no error."""
+        error = ctx.rounding * float(np.linalg.norm(w))
+        result = taylor_sweep(ctx.value, ctx.x, name, g, w, ctx.f0, ctx.noise, error)
+        if wrong(result, error):
+            other = taylor_sweep(ctx.value, ctx.x, name, g, -w, ctx.f0, ctx.noise, error)
+            if not wrong(other, error):
+                return other, "other side"
+        return result, ""
+
     done, rates, open_ = [], [], ""
     for u in directions(ctx, name, BLOCK["taylor"]):
         slope_error = ctx.rounding * float(np.linalg.norm(u))
-        result = taylor_sweep(ctx.value, ctx.x, name, g, u, ctx.f0, ctx.noise, slope_error)
+        result, side = sweep(u)
         if wrong(result, slope_error):
 
             def fails(mask: Array, u: Array = u) -> bool:
                 w = u * mask
-                error = ctx.rounding * float(np.linalg.norm(w))
-                return wrong(taylor_sweep(ctx.value, ctx.x, name, g, w, ctx.f0, ctx.noise, error), error)
+                got, _ = sweep(w)
+                return wrong(got, ctx.rounding * float(np.linalg.norm(w)))
 
             return localize(ctx, name, u, fails, rate=result.rate)  # the rate of the failing direction
         scale = max(abs(result.slope), abs(result.numeric), result.scale)
@@ -163,7 +180,7 @@ def taylor_entry(ctx: Context, name: str) -> Entry:
             rates.append(result.rate)
         resolution = _per_element(max(result.seen, fd_absolute), result.scale, u) if result.fitted else None
         done.append(
-            _Projection(result.slope, result.numeric, error, result.seen, True, resolution, "", result.rate)
+            _Projection(result.slope, result.numeric, error, result.seen, True, resolution, side, result.rate)
         )
     entry = _worst(name, done, rate=min(rates) if rates else None)
     return dataclasses.replace(entry, ok=False, inconclusive=open_) if open_ else entry
