@@ -29,7 +29,7 @@ from ..errors import GrusymError, InputError
 from .noise import fd_noise, fd_step, resolution
 from .trace import Loss, describe_line, locate_loss, user_frame
 
-__all__ = ["ComplexStep", "Line", "Taylor", "central", "kink_sides", "taylor_sweep"]
+__all__ = ["ComplexStep", "Line", "Taylor", "central", "kink_sides", "smooth", "taylor_sweep"]
 
 Array = NDArray[Any]
 Value = Callable[[dict[str, Array]], float]
@@ -103,6 +103,15 @@ def kink_sides(
     bound = ONE_SIDED_NOISE * fd_noise(noise, h)
     left, right = line.one_sided(h, -1), line.one_sided(h, 1)
     return (left, right, bound) if disagree(left, right, bound) else None
+
+
+def smooth(line: Line, h: float, noise: float, disagree: Callable[[float, float, float], bool]) -> bool:
+    """Whether both one-sided derivatives agree with each other and with the central difference at step h:
+    no kink within it, so smaller steps would only find the same (a kink close to x shifts the central
+    difference away from both sides, two kinks one side each pull the sides apart)."""
+    bound = ONE_SIDED_NOISE * fd_noise(noise, h)
+    left, right, central = line.one_sided(h, -1), line.one_sided(h, 1), line.central(h)
+    return not (disagree(left, right, 2 * bound) or disagree(central, left, 2 * bound))
 
 
 class ComplexStep:
@@ -196,6 +205,8 @@ class ComplexStep:
         for h in (step, step / 8, step / 64, step / 512):
             if not disagree(imaginary, line.central(h), 4 * fd_noise(noise, h)):
                 return True
+            if smooth(line, h, noise, disagree):
+                return False  # no kink within the step, and still different: the imaginary part is wrong
             sides = kink_sides(line, h, noise, lambda a, b, nb: disagree(a, b, 2 * nb))
             if (
                 sides is not None
