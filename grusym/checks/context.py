@@ -3,10 +3,11 @@
 Contract: a :class:`Context` is built once per ``check_gradients`` call. :func:`fd_element` is the one
 element-wise numeric derivative (Richardson central differences; where they disagree with the analytic
 value and the two one-sided differences disagree with each other, a kink lies within the step and the
-element is judged on the side the point is on); :func:`bounded_entry` turns per-element numeric values into
-an :class:`Entry` under the rule of :mod:`grusym.checks.tolerance`; :func:`localize` bisects a failing
-projection down to its elements; :func:`directions` draws the random block directions the projected
-methods use.
+element is judged on the side the point is on, :func:`judge_kink`); :func:`fd_elements` does a whole
+array, looking for kinks only until a failing element is confirmed wrong; :func:`bounded_entry` turns
+per-element numeric values into an :class:`Entry` under the rule of :mod:`grusym.checks.tolerance`;
+:func:`localize` bisects a failing projection down to its elements; :func:`directions` draws the random
+block directions the projected methods use.
 """
 
 from __future__ import annotations
@@ -48,23 +49,38 @@ class Context:
         return bool(abs(a - n) <= allowed(a, n, self.rtol, self.atol, noise_bound + self.rounding))
 
 
+def _element_line(ctx: Context, name: str, i: int) -> tuple[Line, float]:
+    step = fd_step(ctx.noise, ctx.f0, float(ctx.x[name].reshape(-1)[i]))
+    unit = np.zeros(ctx.x[name].shape)
+    unit.reshape(-1)[i] = 1.0
+    return Line(ctx.value, ctx.x, name, unit, ctx.f0), step
+
+
 def fd_element(ctx: Context, name: str, i: int) -> tuple[float, float, str]:
     """(numeric derivative of flat element i, the rounding bound it carries, "" or the side it was judged on).
 
     The Richardson central difference first (4 evaluations); only where it disagrees with the analytic
-    value are the one-sided differences taken (2 more): if they disagree with each other, a kink (relu,
-    abs, max) lies within the step, and the analytic value is held to the side it agrees with.
+    value is a kink looked for (:func:`judge_kink`).
     """
-    step = fd_step(ctx.noise, ctx.f0, float(ctx.x[name].reshape(-1)[i]))
-    unit = np.zeros(ctx.x[name].shape)
-    unit.reshape(-1)[i] = 1.0
-    line = Line(ctx.value, ctx.x, name, unit, ctx.f0)
+    line, step = _element_line(ctx, name, i)
     numeric, bound = line.central(step), fd_noise(ctx.noise, step)
     a = float(ctx.analytic[name].reshape(-1)[i])
     if ctx.agrees(a, numeric, bound):
         return numeric, bound, ""
-    # a kink very close to x contaminates both sides a little, two kinks one side each: the same at steps
-    # 8, 64 and 512 times smaller, as long as their rounding stays below the tolerance
+    return judge_kink(ctx, a, line, step, numeric, bound)
+
+
+def judge_kink(
+    ctx: Context, a: float, line: Line, step: float, numeric: float, bound: float
+) -> tuple[float, float, str]:
+    """An analytic value ``a`` that the central difference ``numeric`` rejects, looked at for a kink.
+
+    Smooth within the step (both one-sided differences agree with each other and with the central one,
+    2 more evaluations): the analytic value is wrong, (numeric, bound, "") stands. A kink within the step
+    (relu, abs, max): ``a`` is held to the side it agrees with; a kink very close to x (it contaminates
+    both sides a little) or two kinks (one each side): the same at steps 8, 64 and 512 times smaller, while
+    their rounding stays below the tolerance.
+    """
     h = step
     while True:
         if h < step:
@@ -81,18 +97,45 @@ def fd_element(ctx: Context, name: str, i: int) -> tuple[float, float, str]:
         h /= 8
         if h < step / 512 or ctx.rtol * abs(a) + ctx.atol < 2 * ONE_SIDED_NOISE * fd_noise(ctx.noise, h):
             return numeric, bound, ""
-    # a kink very close to x contaminates both sides a little, two kinks one side each: the same at steps
-    # 8, 64 and 512 times smaller, as long as their rounding stays below the tolerance
-    h = step
-    while h == step or ctx.rtol * abs(a) + ctx.atol >= 2 * ONE_SIDED_NOISE * fd_noise(ctx.noise, h):
-        sides = kink_sides(line, h, ctx.noise, lambda p, q, nb: not ctx.agrees(p, q, 2 * nb))
-        for side, value in zip(("left", "right"), sides[:2] if sides else (), strict=False):
-            if ctx.agrees(a, value, sides[2] if sides else 0.0):
-                return value, sides[2] if sides else 0.0, side
-        if h < step / 256:
+
+
+def fd_elements(ctx: Context, name: str) -> tuple[Array, Array, int]:
+    """(numeric, noise bound, elements judged one-sided) for every element of ``name``.
+
+    Central differences everywhere, then :func:`judge_kink` for the failing elements, worst first, until
+    one is confirmed wrong: the array fails either way, and the elements after it are less wrong, so a
+    wrong array costs one kink search, not one per element.
+    """
+    shape = ctx.x[name].shape
+    numeric, noise = np.empty(shape), np.empty(shape)
+    lines = []
+    for i in range(numeric.size):
+        line, step = _element_line(ctx, name, i)
+        numeric.reshape(-1)[i], noise.reshape(-1)[i] = line.central(step), fd_noise(ctx.noise, step)
+        lines.append((line, step))
+    kinks = settle(ctx, name, numeric, noise, lambda i, a, n, b: judge_kink(ctx, a, *lines[i], n, b))
+    return numeric, noise, kinks
+
+
+def settle(
+    ctx: Context, name: str, numeric: Array, noise: Array, judge: Callable[[int, float, float, float], Any]
+) -> int:
+    """Re-judge the elements that fail, worst first, with ``judge(i, a, n, bound) -> (value, bound, side)``
+    until one stays wrong; those judged one-sided are updated in place. Returns how many were."""
+    a = ctx.analytic[name].astype(np.float64)
+    bound = allowed(a, numeric, ctx.rtol, ctx.atol, noise + ctx.rounding)
+    excess = (np.abs(a - numeric) / bound).reshape(-1)
+    kinks = 0
+    for i in np.argsort(-excess):
+        if excess[i] <= 1.0:
             break
-        h /= 8
-    return numeric, bound, ""
+        value, value_bound, side = judge(int(i), float(a.reshape(-1)[i]), float(numeric.reshape(-1)[i]),
+                                         float(noise.reshape(-1)[i]))  # fmt: skip
+        if not side:
+            break  # confirmed wrong: the array fails, and what follows is less wrong
+        numeric.reshape(-1)[i], noise.reshape(-1)[i] = value, value_bound
+        kinks += 1
+    return kinks
 
 
 def bounded_entry(ctx: Context, name: str, numeric: Array, noise_bound: Any, **extra: Any) -> Entry:

@@ -35,7 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import InputError
-from .context import Context, bounded_entry, fd_element
+from .context import Context, bounded_entry, fd_element, fd_elements, settle
 from .inputs import Point, function_label
 from .noise import EPS, estimate_noise, resolution
 from .numeric import ComplexStep
@@ -52,12 +52,7 @@ _FLOAT32_RESOLUTION = 1e-11  # a function that resolves less than this (relative
 
 
 def _fd_entry(ctx: Context, name: str) -> Entry:
-    numeric = np.empty(ctx.x[name].shape)
-    noise = np.empty(ctx.x[name].shape)
-    kinks = 0
-    for i in range(numeric.size):
-        numeric.reshape(-1)[i], noise.reshape(-1)[i], side = fd_element(ctx, name, i)
-        kinks += bool(side)
+    numeric, noise, kinks = fd_elements(ctx, name)
     return bounded_entry(ctx, name, numeric, noise, kinks=kinks)
 
 
@@ -67,18 +62,18 @@ def _complex_entry(ctx: Context, name: str, step: ComplexStep) -> Entry:
         ctx.x[name].shape
     )
     noise = np.zeros(numeric.shape)
-    kinks = 0
     fd = tolerance("fd", ctx.dtype)
     by_fd = dataclasses.replace(ctx, rtol=fd.rtol, atol=fd.atol)
-    for i, (a, n) in enumerate(zip(ctx.analytic[name].reshape(-1), numeric.reshape(-1), strict=True)):
-        if not ctx.agrees(float(a), float(n), 0.0):
-            # exactly on a kink (relu at 0) the complex step takes the side its imaginary part points to;
-            # the analytic value may take the other: judged one-sided by differences, as fd does
-            value, bound, side = fd_element(by_fd, name, i)
-            if side and by_fd.agrees(float(a), value, bound):
-                allowed_by_fd = bound + fd.atol + fd.rtol * max(abs(float(a)), abs(value))
-                numeric.reshape(-1)[i], noise.reshape(-1)[i] = value, allowed_by_fd
-                kinks += 1
+
+    def judge(i: int, a: float, n: float, bound: float) -> tuple[float, float, str]:
+        # exactly on a kink (relu at 0) the complex step takes the side its imaginary part points to; the
+        # analytic value may take the other: judged one-sided by differences, as fd does, by fd's rule
+        value, value_bound, side = fd_element(by_fd, name, i)
+        if side and by_fd.agrees(a, value, value_bound):
+            return value, value_bound + fd.atol + fd.rtol * max(abs(a), abs(value)), side
+        return n, bound, ""
+
+    kinks = settle(ctx, name, numeric, noise, judge)
     return bounded_entry(ctx, name, numeric, noise, kinks=kinks)
 
 
