@@ -133,7 +133,7 @@ class GradientReport:
             rows.append((*row, verdict))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         if self.method == "taylor":
-            tol = "fails where the remainders imply an error of <g, v> beyond 5 sd"
+            tol = "fitted error of <g, v> within 5 sd"
             if self.rtol or self.atol:
                 tol += f" + rtol {self.rtol:.0e}, atol {self.atol or 0:.0e}"
         else:
