@@ -124,7 +124,7 @@ def test_a_planted_wrong_gradient_fails_every_check():
 
 
 def test_a_multi_state_failure_is_located_in_time():
-    """Localisation works with several states: W_hf[0, 0] 1 % off is wrong from the first step, t = 1 (X[0])."""
+    """Localisation works with several states: W_hf[0, 0] 1 % off is wrong from the first step, t = 1."""
     m = grusym.load("lstm")
 
     def wrong(params, X, Y, h0=None, lengths=None):
