@@ -83,12 +83,13 @@ def judge_kink(
     """
     h = step
     while True:
-        if h < step:
-            finer, finer_bound = line.central(h), fd_noise(ctx.noise, h)
-            if ctx.agrees(a, finer, finer_bound):
-                return finer, finer_bound, "smaller step"
         if smooth(line, h, ctx.noise, lambda p, q, nb: not ctx.agrees(p, q, nb)):
-            return numeric, bound, ""  # no kink within the step: the analytic value is wrong
+            # clear of kinks at this step: at a smaller step its central difference decides; at the first
+            # step it already has, and the analytic value is wrong
+            finer, finer_bound = line.central(h), fd_noise(ctx.noise, h)
+            if h < step and ctx.agrees(a, finer, finer_bound):
+                return finer, finer_bound, "smaller step"
+            return numeric, bound, ""
         sides = kink_sides(line, h, ctx.noise, lambda p, q, nb: not ctx.agrees(p, q, 2 * nb))
         if sides is not None:
             for side, value in (("left", sides[0]), ("right", sides[1])):

@@ -49,12 +49,18 @@ class _Projection:
     resolution: float | None  # per element of average size; None where the gradient is at noise level
     side: str = ""
     rate: float = 2.0  # taylor: the rate the block's verdict used
+    undecided: bool = False  # kinks within every step along this direction
 
 
-def _per_element(bound: float, scale: float, u: Array) -> float | None:
-    """bound over the average |g_k u_k| of the block: the relative error one element must carry to show."""
-    moved = int(np.count_nonzero(u))
-    return bound * moved / scale if scale > bound and moved else None
+def _per_element(bound: float, g: Array, u: Array) -> float | None:
+    """The relative error one element must carry to show, for any element at least as large as the array's
+    average |g|: an error d_k moves <g, u> by d_k |u_k| >= d_k min |u|, seen once that exceeds ``bound``.
+    None where the gradient is at noise level (then the bound is absolute)."""
+    moved = np.abs(u[u != 0])
+    average = float(np.mean(np.abs(g)))
+    if not moved.size or average * float(np.sum(moved)) <= bound:
+        return None
+    return bound / (average * float(np.min(moved)))
 
 
 def _directional(ctx: Context, name: str, u: Array) -> _Projection:
@@ -75,36 +81,42 @@ def _directional(ctx: Context, name: str, u: Array) -> _Projection:
     def projection(numeric: float, bound: float, ok: bool, side: str = "") -> _Projection:
         error = abs(analytic - numeric) / scale if scale > 0 else 0.0
         return _Projection(
-            analytic, numeric, error, bound, ok, _per_element(bound, scale, u) if ok else None, side
+            analytic, numeric, error, bound, ok, _per_element(bound, g, u) if ok else None, side
         )
 
-    # D(h/2) against the analytic value, within the measured truncation |D(h) - D(h/2)| and rounding; where
-    # that fails, or passes only by a truncation far above the tolerance (a kink within the step), the same
-    # at steps 8, 64 and 512 times smaller (while their rounding stays below the tolerance), and one-sided
+    # D(h/2) against the analytic value, within the measured truncation |D(h) - D(h/2)| and rounding. A
+    # pass with a truncation within the tolerance stands; otherwise a step decides when it is clear of
+    # kinks: its one-sided and central differences in agreement. A kink within the step (the sides
+    # disagree): the analytic value is held to a side, else the same at steps 8, 64 and 512 times smaller
+    # while their rounding stays below the tolerance; kinks within every step leave the direction undecided
     first: _Projection | None = None
-    best: _Projection | None = None  # the passing projection with the tightest bound
+    best: _Projection | None = None  # a pass whose bound a kink may have widened, the tightest
     h = step
     while True:
         coarse, numeric = line.central(h), line.central(h / 2)
-        bound = bound_for(abs(coarse - numeric) + fd_noise(ctx.noise, h / 2))
+        truncation = abs(coarse - numeric)
+        bound = bound_for(truncation + fd_noise(ctx.noise, h / 2))
         here = projection(
             numeric, bound, abs(analytic - numeric) <= bound, "smaller step" if h < step else ""
         )
         first = first or here
+        if here.ok and truncation <= ctx.rtol * scale + ctx.atol:
+            return here  # a pass within the tolerance's own truncation
+        if smooth(line, h, ctx.noise, lambda a, b, nb: abs(a - b) > bound_for(nb)):
+            # clear of kinks at this step (a kink at x itself leaves D(h) = D(h/2), the sides apart): the
+            # central difference decides
+            return here if here.ok else dataclasses.replace(first, ok=False)
         if here.ok and (best is None or bound < best.bound):
             best = here
-        if here.ok and abs(coarse - numeric) <= ctx.rtol * scale + ctx.atol:
-            return here
-        if not here.ok:
-            if smooth(line, h, ctx.noise, lambda a, b, nb: abs(a - b) > bound_for(nb)):
-                return first  # no kink within the step: the analytic value is wrong
-            sides = kink_sides(line, h, ctx.noise, lambda a, b, nb: abs(a - b) > bound_for(2 * nb))
-            for side, value in zip(("left", "right"), sides[:2] if sides else (), strict=False):
-                if sides is not None and abs(analytic - value) <= bound_for(sides[2]):
-                    return projection(value, bound_for(sides[2]), True, side)
+        sides = kink_sides(line, h, ctx.noise, lambda a, b, nb: abs(a - b) > bound_for(2 * nb))
+        for side, value in zip(("left", "right"), sides[:2] if sides else (), strict=False):
+            if sides is not None and abs(analytic - value) <= bound_for(sides[2]):
+                return projection(value, bound_for(sides[2]), True, side)
         h /= 8
-        if h < step / 512 or ctx.rtol * scale + ctx.atol < 2 * ONE_SIDED_NOISE * fd_noise(ctx.noise, h):
-            return best or first
+        if ctx.rtol * scale + ctx.atol < 2 * ONE_SIDED_NOISE * fd_noise(ctx.noise, h):
+            return best or first  # what the code's rounding lets a step resolve
+        if h < step / 512:
+            return dataclasses.replace(first, ok=False, undecided=True)
 
 
 def _worst(name: str, projections: list[_Projection], **extra: Any) -> Entry:
@@ -128,16 +140,23 @@ def _worst(name: str, projections: list[_Projection], **extra: Any) -> Entry:
 
 
 def directional_entry(ctx: Context, name: str) -> Entry:
-    done = []
+    done, open_ = [], ""
     for u in directions(ctx, name, BLOCK["directional"]):
         p = _directional(ctx, name, u)
+        if p.undecided:
+            open_ = "kinks (relu, max) within every step along a direction: use fd"
+            continue
         if not p.ok:
 
             def fails(mask: Array, u: Array = u) -> bool:
-                return not _directional(ctx, name, u * mask).ok
+                got = _directional(ctx, name, u * mask)
+                return not got.ok and not got.undecided
 
             return localize(ctx, name, u, fails)
         done.append(p)
+    if open_:
+        entry = _worst(name, done) if done else Entry(name, (), 0.0, 0.0, 0.0, False, 0, projected=True)
+        return dataclasses.replace(entry, ok=False, inconclusive=open_, resolution=None)
     return _worst(name, done)
 
 
@@ -180,7 +199,7 @@ def taylor_entry(ctx: Context, name: str) -> Entry:
             open_ = "the sweep ended before it had enough remainders to fit the error: use fd"
         if result.rates:
             rates.append(result.rate)
-        resolution = _per_element(max(result.seen, fd_absolute), result.scale, u) if result.fitted else None
+        resolution = _per_element(max(result.seen, fd_absolute), g, u) if result.fitted else None
         done.append(
             _Projection(result.slope, result.numeric, error, result.seen, True, resolution, side, result.rate)
         )

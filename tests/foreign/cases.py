@@ -559,8 +559,12 @@ def _passes_beyond_resolution(case: Case, method: str, report: Any, rename: dict
         d = np.abs(np.asarray(wrong_g[name], dtype=np.float64) - a)
         if not d.size or float(np.max(d)) == 0.0:
             continue
-        # relative to an element of average size, as the row states its resolution
-        error = float(np.max(d)) / max(float(np.mean(np.abs(a))), 1e-300)
+        # as the row states its resolution: relative to the element, or to the array's average element
+        # where the element is smaller (a projection sees an error by its absolute size)
+        average = max(float(np.mean(np.abs(a))), 1e-300)
+        error = float(np.max(d / np.maximum(np.abs(a), average)))
+        if getattr(e, "projected", False):
+            error = float(np.max(d)) / average
         stated = getattr(e, "resolution", None)
         if stated is None:  # an old checker, or a projection at noise level: the method's tolerance
             stated = 0.0 if getattr(e, "projected", False) else report.rtol
