@@ -15,7 +15,8 @@ from grusym.checks.core import METHODS
 from grusym.errors import GradientCheckError, InputError
 
 from .foreign import book, layers, lstm, minchar
-from .foreign.cases import CASES, float32_cell, float32_cell_pair, right, run
+from .foreign.cases import CASES, float32_cell, float32_cell_pair, run
+from .foreign.judge import right
 
 
 def _params():

@@ -12,7 +12,7 @@ from grusym.checks import check_gradients, check_layer, check_recurrent
 from grusym.errors import InputError
 
 from .foreign import book, book_gated, captioning, norm
-from .foreign.cases import causes
+from .foreign.judge import causes
 
 
 def _book(cell, bug=None):
