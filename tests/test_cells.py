@@ -124,7 +124,7 @@ def test_a_planted_wrong_gradient_fails_every_check():
 
 
 def test_a_multi_state_failure_is_located_in_time():
-    """Localisation works with several states: W_hf[0, 0] 1 % off is wrong from the first prefix, t = 0."""
+    """Localisation works with several states: W_hf[0, 0] 1 % off is wrong from the first step, t = 1."""
     m = grusym.load("lstm")
 
     def wrong(params, X, Y, h0=None, lengths=None):
@@ -134,9 +134,9 @@ def test_a_multi_state_failure_is_located_in_time():
         return value, {**grads, "W_hf": dW}, last
 
     report = check_variant("lstm", method="fd", loss_and_grads=wrong)
-    assert [(e.name, e.index, e.time_step) for e in report.failures] == [("W_hf", (0, 0), 0)]
+    assert [(e.name, e.index, e.time_step) for e in report.failures] == [("W_hf", (0, 0), 1)]
     report = check_oracle("lstm", T=2, n=1, d=2, h=2, q=2, loss_and_grads=wrong)
-    assert [(e.name, e.index, e.time_step) for e in report.failures] == [("W_hf", (0, 0), 0)]
+    assert [(e.name, e.index, e.time_step) for e in report.failures] == [("W_hf", (0, 0), 1)]
 
 
 # ---- the primitives against the outside world

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grusym.errors import InputError
+from grusym.checks import Entry, GradientReport
+from grusym.errors import GradientCheckError, InputError
 from grusym.gradcheck import check_gradients, check_recurrent
 
 RNG = np.random.default_rng(12)
@@ -69,16 +70,28 @@ def test_complex_step_names_what_it_saw_when_fun_returns_a_real():
     assert "no abs, max, comparisons" not in message  # causes that were not observed are not blamed
 
 
-def test_user_code_that_raises_under_complex_input_is_reraised_with_a_note():
+def test_user_code_that_raises_because_its_input_is_complex_is_refused_naming_the_line():
     def fun(x):
         acc = np.zeros(6)
         acc += A @ x["w"]  # complex into a float array in place: NumPy raises
         return np.sum(np.tanh(acc) ** 2)
 
-    with pytest.raises(TypeError) as info:
+    with pytest.raises(
+        InputError, match=r"complex step refused: .*test_gradcheck_defects.py:\d+ `acc \+= A @"
+    ) as info:
+        check_gradients(fun, _tanh_grad, {"w": W0}, method="complex")
+    assert "in-place update of a real array" in str(info.value) and "method='fd'" in str(info.value)
+
+
+def test_user_code_that_raises_for_another_reason_is_reraised_with_a_note():
+    def fun(x):
+        assert not np.iscomplexobj(x["w"]), "no complex here"
+        return _tanh_loss(x)
+
+    with pytest.raises(AssertionError) as info:
         check_gradients(fun, _tanh_grad, {"w": W0}, method="complex")
     notes = " ".join(getattr(info.value, "__notes__", []))
-    assert "complex step" in notes and "method='fd'" in notes
+    assert "complex step" in notes and "method='fd'" in notes and "test_gradcheck_defects.py:" in notes
 
 
 # 2. functions noisier than float64 ---------------------------------------------------------------------
@@ -117,16 +130,32 @@ def test_a_planted_error_in_float32_arithmetic_is_found_at_its_element():
     assert not report.ok and report.worst.index == (2,), str(report)
 
 
-def test_taylor_never_passes_a_tenth_of_a_percent_error_it_cannot_resolve():
+def test_taylor_never_passes_an_error_above_the_resolution_it_states():
     fun, grad, inputs = _float32_problem(11)
-    report = check_gradients(fun, lambda x: grad(x, k=2, factor=1.001), inputs, method="taylor")
-    assert not report.ok, str(report)  # FAIL, or inconclusive: never ok
+    for factor in (1.001, 1.05):
+        report = check_gradients(fun, lambda x, f=factor: grad(x, k=2, factor=f), inputs, method="taylor")
+        [entry] = report.entries
+        # FAIL, or ok stating a resolution coarser than the planted error: never a silent pass
+        assert not entry.ok or entry.resolution >= factor - 1, str(report)
+    assert not report.ok  # 5 % is well above what the sweep resolves in float32
 
 
-def test_taylor_says_inconclusive_when_the_sweep_never_leaves_the_noise():
-    fun, grad, inputs = _float32_problem(0)
+def test_taylor_passes_a_right_float32_gradient_when_the_sweep_shows_the_rate():
+    fun, grad, inputs = _float32_problem(0)  # the old sweep, started at e = 1e-2, never left the noise
     report = check_gradients(fun, grad, inputs, method="taylor")
-    assert not report.ok and "inconclusive" in str(report), str(report)
+    [entry] = report.entries
+    assert report.ok and entry.rate == pytest.approx(2, abs=0.1) and entry.resolution < 1e-1, str(report)
+
+
+def test_an_inconclusive_row_is_never_a_fail():
+    open_ = Entry(
+        "w", (), 1.0, 1.0, 0.0, False, 2, projected=True, inconclusive="the sweep stayed in the noise"
+    )
+    report = GradientReport("taylor", 0.2, [open_, Entry("b", (0,), 1.0, 1.0, 0.0, True, 1)])
+    assert "FAIL" not in str(report) and "1 of 2 inconclusive" in str(report)
+    with pytest.raises(GradientCheckError, match=r"could not decide: w along 2 random directions") as info:
+        report.raise_if_failed()
+    assert "failed" not in str(info.value)
 
 
 # 3. tolerances that work forwards ----------------------------------------------------------------------
@@ -166,9 +195,9 @@ def test_atol_decides_for_elements_near_zero():
 
 
 def _taylor_rows(report):
-    """(printed rate, verdict) of every row of the table."""
-    rows = str(report).splitlines()[2:-1]
-    return [(float(r.split()[-2]) if r.split()[-2] != "-" else None, r.split()[-1]) for r in rows]
+    """(printed rate, verdict) of every row of the table (the columns before it: rate, resolves, verdict)."""
+    rows = str(report).splitlines()[2 : 2 + len(report.entries)]
+    return [(float(r.split()[-3]) if r.split()[-3] != "-" else None, r.split()[-1]) for r in rows]
 
 
 def test_a_failing_taylor_row_shows_a_failing_rate():
@@ -189,8 +218,8 @@ def test_a_failing_taylor_row_shows_a_failing_rate():
 def test_a_right_gradient_in_float32_noise_is_never_a_fail_row_with_a_passing_rate():
     fun, grad, inputs = _float32_problem(29, n=11)  # the old checker printed FAIL next to rate 2.05 here
     report = check_gradients(fun, grad, inputs, method="taylor")
-    [(_, verdict)] = _taylor_rows(report)
-    assert verdict == "inconclusive", str(report)
+    [(rate, verdict)] = _taylor_rows(report)
+    assert verdict == "ok" and rate >= 1.8, str(report)  # a rate of 2 is a right gradient
 
 
 # 5. messages name the function the user passed --------------------------------------------------------

@@ -29,18 +29,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import InputError
+from .context import Context, bounded_entry, fd_element, fd_elements, settle
 from .inputs import Point, function_label
-from .noise import EPS, estimate_noise, fd_noise, fd_step, resolution
-from .numeric import ComplexStep, central, taylor_sweep
+from .noise import EPS, estimate_noise, resolution
+from .numeric import ComplexStep
+from .projected import directional_entry, taylor_entry
 from .report import Entry, GradientReport
-from .tolerance import allowed, relative_error, tolerance
+from .tolerance import tolerance
 
 __all__ = ["AUTO_FD_MAX", "METHODS", "check_gradients"]
 
@@ -50,156 +51,30 @@ METHODS = ("fd", "directional", "complex", "taylor")
 _FLOAT32_RESOLUTION = 1e-11  # a function that resolves less than this (relative) rounds below float64
 
 
-@dataclass
-class _Context:
-    value: Callable[[dict[str, Array]], float]
-    x: dict[str, Array]
-    analytic: dict[str, Array]
-    f0: float
-    noise: float
-    rtol: float
-    atol: float
-    rounding: float  # the analytic side's own rounding: 64 eps(its dtype) * largest gradient element
-    rng: np.random.Generator
-    dtype: Any = np.float64
+def _fd_entry(ctx: Context, name: str) -> Entry:
+    numeric, noise, kinks = fd_elements(ctx, name)
+    return bounded_entry(ctx, name, numeric, noise, kinks=kinks)
 
 
-def _bounded_entry(ctx: _Context, name: str, numeric: Array, noise_bound: Any, **extra: Any) -> Entry:
-    """The element furthest outside the rule, its printed error and the bound it was held to."""
-    a = ctx.analytic[name].astype(np.float64)
-    bound = allowed(a, numeric, ctx.rtol, ctx.atol, noise_bound + ctx.rounding)
-    excess = np.abs(a - numeric) / bound
-    worst = np.unravel_index(int(np.argmax(excess)), excess.shape) if excess.size else ()
-    err = relative_error(a, numeric)
-    return Entry(
-        name,
-        tuple(int(i) for i in worst),
-        float(a[worst]),
-        float(numeric[worst]),
-        float(err[worst]) if err.size else 0.0,
-        bool(np.all(excess <= 1.0)),
-        int(a.size),
-        bound=float(np.broadcast_to(bound, a.shape)[worst]) if a.size else 0.0,
-        **extra,
-    )
-
-
-def _fd_element(ctx: _Context, name: str, i: int) -> tuple[float, float]:
-    """(numeric derivative of flat element i, the rounding bound it carries)."""
-    flat_x = ctx.x[name].reshape(-1)
-    step = fd_step(ctx.noise, ctx.f0, float(flat_x[i]))
-    unit = np.zeros(ctx.x[name].shape)
-    unit.reshape(-1)[i] = 1.0
-    return central(ctx.value, ctx.x, name, unit, step), fd_noise(ctx.noise, step)
-
-
-def _fd_entry(ctx: _Context, name: str) -> Entry:
-    numeric = np.empty(ctx.x[name].shape)
-    noise = np.empty(ctx.x[name].shape)
-    for i in range(numeric.size):
-        numeric.reshape(-1)[i], noise.reshape(-1)[i] = _fd_element(ctx, name, i)
-    return _bounded_entry(ctx, name, numeric, noise)
-
-
-def _direction(ctx: _Context, name: str) -> Array:
-    """Random signs times U(0.5, 1), scaled by max(|x|, 1): every element moves, none cancels exactly."""
-    base = ctx.x[name]
-    v = ctx.rng.choice([-1.0, 1.0], base.shape) * ctx.rng.uniform(0.5, 1.0, base.shape)
-    return v * np.maximum(np.abs(base), 1.0)
-
-
-def _localize(ctx: _Context, name: str, fails: Callable[[Array], bool], **extra: Any) -> Entry:
-    """Bisect the elements of a failing array down to a few, then compare those one by one (fd)."""
-    shape = ctx.x[name].shape
-    candidates = np.arange(int(np.prod(shape)))
-    while candidates.size > 1:
-        half = candidates.size // 2
-        for part in (candidates[:half], candidates[half:]):
-            mask = np.zeros(shape, dtype=bool)
-            mask.reshape(-1)[part] = True
-            if fails(mask):
-                candidates = part
-                break
-        else:
-            break  # errors that cancel between the halves: compare the rest element by element
-    numeric = ctx.analytic[name].astype(np.float64).copy()
-    noise = np.zeros(shape)
-    for i in candidates:
-        numeric.reshape(-1)[i], noise.reshape(-1)[i] = _fd_element(ctx, name, int(i))
-    entry = _bounded_entry(ctx, name, numeric, noise, **extra)
-    return dataclasses.replace(entry, ok=False)
-
-
-def _directional(ctx: _Context, name: str, u: Array) -> tuple[float, float, float, float]:
-    """(<g, u>, the directional difference along u, the printed error, the allowed |difference|)."""
-    g = ctx.analytic[name].astype(np.float64)
-    analytic = float(np.sum(g * u))
-    step = fd_step(ctx.noise, ctx.f0)
-    numeric = central(ctx.value, ctx.x, name, u, step)
-    # measured against sum |g_i u_i|, the size of the terms before cancellation, so a direction that
-    # happens to be nearly orthogonal to g does not inflate the error
-    scale = max(abs(analytic), abs(numeric), float(np.sum(np.abs(g * u))))
-    bound = ctx.atol + ctx.rtol * scale + fd_noise(ctx.noise, step) + ctx.rounding * float(np.sum(np.abs(u)))
-    diff = abs(analytic - numeric)
-    return analytic, numeric, diff / scale if scale > 0 else 0.0, bound
-
-
-def _directional_entry(ctx: _Context, name: str) -> Entry:
-    u = _direction(ctx, name)
-    analytic, numeric, err, bound = _directional(ctx, name, u)
-    if abs(analytic - numeric) <= bound:
-        return Entry(name, (), analytic, numeric, err, True, 1, projected=True, bound=bound)
-
-    def fails(mask: Array) -> bool:
-        a, n, _, b = _directional(ctx, name, u * mask)
-        return abs(a - n) > b
-
-    return _localize(ctx, name, fails)
-
-
-def _complex_entry(ctx: _Context, name: str, step: ComplexStep) -> Entry:
+def _complex_entry(ctx: Context, name: str, step: ComplexStep) -> Entry:
     xc = {k: v.astype(np.complex128) for k, v in ctx.x.items()}
     numeric = np.array([step.element(xc, name, i) for i in range(ctx.x[name].size)]).reshape(
         ctx.x[name].shape
     )
-    return _bounded_entry(ctx, name, numeric, 0.0)
+    noise = np.zeros(numeric.shape)
+    fd = tolerance("fd", ctx.dtype)
+    by_fd = dataclasses.replace(ctx, rtol=fd.rtol, atol=fd.atol)
 
+    def judge(i: int, a: float, n: float, bound: float) -> tuple[float, float, str]:
+        # exactly on a kink (relu at 0) the complex step takes the side its imaginary part points to; the
+        # analytic value may take the other: judged one-sided by differences, as fd does, by fd's rule
+        value, value_bound, side = fd_element(by_fd, name, i)
+        if side and by_fd.agrees(a, value, value_bound):
+            return value, value_bound + fd.atol + fd.rtol * max(abs(a), abs(value)), side
+        return n, bound, ""
 
-def _taylor_entry(ctx: _Context, name: str) -> Entry:
-    minimum = 2 - ctx.rtol
-    v = _direction(ctx, name)
-    g = ctx.analytic[name].astype(np.float64)
-    slope_error = ctx.rounding * float(np.sum(np.abs(v)))  # the analytic side's own rounding of <g, v>
-    result = taylor_sweep(ctx.value, ctx.x, name, g, v, ctx.f0, ctx.noise, slope_error)
-    scale = max(abs(result.slope), abs(result.numeric), result.scale)
-    err = abs(result.slope - result.numeric) / scale if scale > 0 else 0.0
-    if result.rates and result.rate < minimum:
-
-        def fails(mask: Array) -> bool:
-            u = v * mask
-            sweep = taylor_sweep(
-                ctx.value, ctx.x, name, g, u, ctx.f0, ctx.noise, ctx.rounding * float(np.sum(np.abs(u)))
-            )
-            return bool(sweep.rates) and sweep.rate < minimum
-
-        return _localize(ctx, name, fails, rate=result.rate)  # the rate the verdict used
-    # what the sweep could resolve, against what the rule asks: atol of sum |g v|, or what fd accepts
-    # absolutely (a gradient at rounding level, e.g. behind a saturated gate)
-    fd_absolute = tolerance("fd", ctx.dtype).atol + fd_noise(ctx.noise, fd_step(ctx.noise, ctx.f0))
-    needed = ctx.atol * result.scale + fd_absolute + slope_error
-    entry = Entry(
-        name, (), result.slope, result.numeric, err, True, 1, rate=result.rate, projected=True, bound=needed
-    )
-    if result.seen <= needed:
-        return entry
-    relative = result.seen / result.scale if result.scale > 0 else float("inf")
-    why = (
-        "the remainder never rose above the noise"
-        if not result.rates
-        else f"the remainder reaches the noise ({result.threshold:.1e}) too early"
-    )
-    why += f"; the sweep resolves gradient errors of {relative:.1e} of sum |g v|, the tolerance asks "
-    return dataclasses.replace(entry, ok=False, inconclusive=f"{why}{ctx.atol:.0e}: use fd")
+    kinks = settle(ctx, name, numeric, noise, judge)
+    return bounded_entry(ctx, name, numeric, noise, kinks=kinks)
 
 
 def _value_of(result: Any, label: str) -> float:
@@ -268,9 +143,15 @@ def check_gradients(
     noisy = resolution(noise, f0) > _FLOAT32_RESOLUTION
     dtype = np.float32 if low < 8 or noisy else np.float64
     default = tolerance(method, dtype)
-    grad_eps = min(float(np.finfo(raw[k].dtype).eps) if raw[k].dtype.kind == "f" else EPS for k in names)
+    # the analytic side's rounding, relative to the function it is compared with: the coarser of its own
+    # dtype and the function's (a float64 gradient of a function that rounds through float32 inside
+    # matches it only to float32 precision)
+    grad_eps = max(
+        [float(np.finfo(raw[k].dtype).eps) for k in names if raw[k].dtype.kind == "f"]
+        + [float(np.finfo(np.float32).eps) if noisy else EPS]
+    )
     scale = max(float(np.max(np.abs(raw[k]), initial=0.0)) for k in names)
-    ctx = _Context(
+    ctx = Context(
         value,
         {k: v.copy() for k, v in point.x.items()},
         {k: np.asarray(raw[k], dtype=np.float64) for k in names},
@@ -278,7 +159,7 @@ def check_gradients(
         noise,
         default.rtol if rtol is None else rtol,
         default.atol if atol is None else atol,
-        64 * max(grad_eps, EPS) * scale,
+        64 * grad_eps * scale,
         np.random.default_rng(seed),
         dtype,
     )
@@ -298,6 +179,6 @@ def check_gradients(
         step.probe(value, ctx.x, names, noise, f0)
         report.entries = [_complex_entry(ctx, name, step) for name in names]
     else:
-        entry = {"fd": _fd_entry, "directional": _directional_entry, "taylor": _taylor_entry}[method]
+        entry = {"fd": _fd_entry, "directional": directional_entry, "taylor": taylor_entry}[method]
         report.entries = [entry(ctx, name) for name in names]
     return report

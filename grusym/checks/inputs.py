@@ -159,21 +159,19 @@ class Point:
     def gradients(self, result: Any, names: list[str], label: str) -> tuple[dict[str, Array], Any]:
         """Match ``result`` (grads in the inputs' structure, or (loss, grads, ...)) to leaf names.
 
-        Returns (gradients by name, the loss if ``result`` carried one, else None).
+        Positional gradients may come one per argument, one per float argument, or one per checked
+        argument (those ``names`` reaches: an argument left out by ``exclude``, e.g. a configuration dict
+        holding floats, needs no slot). Returns (gradients by name, the loss if ``result`` carried one).
         """
         loss, grads = None, result
-        pair = isinstance(result, tuple) and len(result) >= 2 and self._matches(result[1])
-        if pair and (not self._matches(result) or self._loss_first(result)):
+        pair = isinstance(result, tuple) and len(result) >= 2 and self._matches(result[1], names)
+        if pair and (not self._matches(result, names) or self._loss_first(result)):
             loss, grads = result[0], result[1]
-        if not self._matches(grads):
-            want = (
-                "a dict of gradients"
-                if not self.positional
-                else f"one gradient per argument ({len(self.roots)}) or per float argument"
-            )
-            raise InputError(f"{label} must return {want} (or (loss, gradients)), got {_describe(result)}")
+        if not self._matches(grads, names):
+            want, hint = self._wanted(names)
+            raise InputError(f"{label} must return {want}, got {_describe(result)}{hint}")
         found: dict[str, Any] = {}
-        items = self._align(grads) or []
+        items = self._align(grads, names) or []
         for root, g in items:
             _collect(g, root, found)
         out = {}
@@ -195,6 +193,33 @@ class Point:
             out[name] = g
         return out, loss
 
+    def _wanted(self, names: list[str]) -> tuple[str, str]:
+        """What a gradient result may look like, naming the arguments, and the remedy."""
+        if not self.positional:
+            return "a dict of gradients (or (loss, gradients))", ""
+        floats, checked = self._float_roots(), self._checked_roots(names)
+        counts = [f"one gradient per argument ({', '.join(self.roots)}: {len(self.roots)})"]
+        if floats != self.roots:
+            counts.append(f"per float argument ({', '.join(floats)}: {len(floats)})")
+        if checked != floats:
+            counts.append(f"per checked argument ({', '.join(checked)}: {len(checked)})")
+        want = ", ".join(counts[:-1]) + " or " + counts[-1] if len(counts) > 1 else counts[0]
+        extra = [r for r in floats if r not in checked]
+        held = [r for r in checked if isinstance(self._root(r), Mapping)]
+        hint = ""
+        if held:  # a container of floats (a configuration dict) counts as a float argument
+            leaves = ", ".join(n for n in self.x if n.startswith((held[0] + ".", held[0] + "[")))
+            hint = (
+                f"; {held[0]} holds floats ({leaves}), so it counts as a float argument: return None in "
+                f"its place or pass exclude=[{held[0]!r}]"
+            )
+        elif extra:
+            hint = f" ({', '.join(extra)} excluded)"
+        return f"{want} (or (loss, gradients))", hint
+
+    def _root(self, root: str) -> Any:
+        return self.tree[self.roots.index(root)] if self.positional else self.tree[root]
+
     def _loss_first(self, result: tuple[Any, ...]) -> bool:
         """Both readings fit: (loss, grads) if result[0] is a scalar but the first input is not."""
         first = self.tree[0] if self.positional else None
@@ -203,22 +228,26 @@ class Point:
     def _float_roots(self) -> list[str]:
         return [r for r in self.roots if any(n == r or n.startswith((r + "[", r + ".")) for n in self.x)]
 
-    def _align(self, result: Any) -> list[tuple[str, Any]] | None:
-        """Pair ``result`` with the top-level inputs: one gradient per argument, or per float argument."""
+    def _checked_roots(self, names: list[str]) -> list[str]:
+        return [r for r in self.roots if any(n == r or n.startswith((r + "[", r + ".")) for n in names)]
+
+    def _align(self, result: Any, names: list[str]) -> list[tuple[str, Any]] | None:
+        """Pair ``result`` with the top-level inputs: one gradient per argument, float or checked argument."""
         if not self.positional:
             return [(str(k), v) for k, v in result.items()] if isinstance(result, Mapping) else None
         floats = self._float_roots()
         if isinstance(result, list | tuple):
-            for roots in (self.roots, floats):
+            for roots in (self.roots, floats, self._checked_roots(names)):
                 if len(result) == len(roots):
                     return list(zip(roots, result, strict=True))
             return None
-        if len(floats) == 1 and isinstance(result, np.ndarray | float | np.floating):
-            return [(floats[0], result)]
+        for roots in (floats, self._checked_roots(names)):
+            if len(roots) == 1 and isinstance(result, np.ndarray | float | np.floating):
+                return [(roots[0], result)]
         return None
 
-    def _matches(self, result: Any) -> bool:
-        return self._align(result) is not None
+    def _matches(self, result: Any, names: list[str]) -> bool:
+        return self._align(result, names) is not None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ Contract: :func:`estimate_noise` returns the standard deviation of the rounding 
 step^k, those of noise keep a fixed size). It probes at several spacings, 1e-10 to 1e-4 relative, because
 a code that rounds through float32 somewhere is exactly constant at the small ones (its inputs do not move
 in float32) and shows its real resolution, ~6e-8 of the values it rounds, only at the larger ones; a
-spacing whose differences look smooth rather than noisy gives no estimate. The largest estimate wins.
+spacing whose differences look smooth rather than noisy gives no estimate, and neither does one whose
+second differences are concentrated in one place: that is a kink (relu, abs, max) within the probe's reach,
+not rounding, which spreads over every point. The largest estimate wins.
 :func:`fd_step` balances the truncation of Richardson-extrapolated central differences (step^4) against that
 noise (noise / step).
 """
@@ -25,6 +27,8 @@ Array = NDArray[Any]
 EPS = float(np.finfo(np.float64).eps)
 _SPACINGS = (1e-10, 1e-8, 1e-6, 1e-4)
 _POINTS = 9
+# rounding spreads over the 7 second differences (largest / median deviation ~3); a kink puts one far out
+_KINK_RATIO = 20.0
 # a central difference with Richardson extrapolation carries about 2 noise / step; 8 is the margin
 FD_NOISE_FACTOR = 8.0
 
@@ -33,6 +37,10 @@ def _ecnoise(values: Array) -> float | None:
     """ECnoise on equally spaced values: the noise level, or None when the differences look smooth."""
     if np.ptp(values) == 0:
         return None  # constant: the spacing is below the function's resolution
+    second = np.diff(values, 2)
+    spread = np.abs(second - np.median(second))  # less the curvature, which is nearly the same at each
+    if np.max(spread) > _KINK_RATIO * np.median(spread):
+        return None  # one point stands out: a kink near x, not rounding noise
     sigmas = []
     diffs = values
     for k in range(1, 7):

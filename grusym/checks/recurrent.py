@@ -15,6 +15,11 @@ Contract: ``check_recurrent(loss, loss_and_grads, params, X, Y, h0)`` calls ``lo
 (:func:`locate_time_step`): for each prefix X[:L], Y[:L] both sides are computed on the prefix problem
 from the same initial state, scaled like the full loss (L/T for a mean); the first prefix that disagrees
 ends at the step whose loss term is the first with a wrong gradient.
+
+Time steps are counted from 1, as in the reports' mathematics: step t = 1 is the first, computed from
+X[0] (the array index is t - 1) and the initial state h_0; the prefix X[:L] holds steps 1..L. Messages
+read "first wrong at t = 1 (X[0])"; ``Entry.time_step`` and ``StepLocation.first_wrong`` hold that t
+(``Entry.step_index`` the array index).
 """
 
 from __future__ import annotations
@@ -120,8 +125,9 @@ class _Layout:
 class StepLocation:
     """Where along time a gradient element first goes wrong.
 
-    ``analytic[t]`` and ``numeric[t]`` are the contributions of the loss term at time step t to the
-    element (differences of prefix gradients, scaled like the full loss).
+    ``first_wrong`` is the step t counted from 1 (its input is X[t - 1]); ``analytic[t - 1]`` and
+    ``numeric[t - 1]`` are the contributions of the loss term at step t to the element (differences of
+    prefix gradients, scaled like the full loss).
     """
 
     name: str
@@ -132,10 +138,11 @@ class StepLocation:
 
     def __str__(self) -> str:
         where = f"{self.name}[{', '.join(map(str, self.index))}]"
-        lines = [f"per-step contributions to {where} (first wrong at t = {self.first_wrong})"]
+        first = "none" if self.first_wrong is None else f"t = {self.first_wrong} (X[{self.first_wrong - 1}])"
+        lines = [f"per-step contributions to {where} (first wrong at {first}; t counts from 1)"]
         lines += [
-            f"  t={t:<3d} analytic {a: .6e}  numeric {n: .6e}"
-            for t, (a, n) in enumerate(zip(self.analytic, self.numeric, strict=True))
+            f"  t={t:<3d} {f'(X[{t - 1}])':8s} analytic {a: .6e}  numeric {n: .6e}"
+            for t, (a, n) in enumerate(zip(self.analytic, self.numeric, strict=True), start=1)
         ]
         return "\n".join(lines)
 
@@ -163,15 +170,15 @@ def locate_time_step(
     state_names: tuple[str, ...] | None = None,
     dtype: Any = np.float64,
 ) -> StepLocation:
-    """The first time step t at which the gradient of element ``name[index]`` goes wrong.
+    """The first time step t (from 1: t = 1 reads X[0]) at which the gradient of ``name[index]`` goes wrong.
 
     Layout arguments as for :func:`check_recurrent`. For L = 1..T both sides are computed on the prefix
     problem X[:L], Y[:L] from the same initial state, scaled by L/T for a mean loss: the analytic gradient
     from ``loss_and_grads`` and Richardson central differences of ``loss`` with a step from its resolution
     (measured once, on the full problem), compared by the fd rule of ``dtype``'s tolerance row. The prefix
-    of length L holds the loss terms of steps 0..L-1, so ``first_wrong`` = L-1 for the shortest prefix that
-    disagrees. Prefixes (not suffixes) keep every step at its absolute position, so a bug tied to step k
-    is reported at k.
+    of length L holds the loss terms of steps t = 1..L, so ``first_wrong`` = L for the shortest prefix that
+    disagrees. Prefixes (not suffixes) keep every step at its absolute position, so a bug tied to the step
+    that reads X[k] is reported at t = k + 1.
     """
     layout = _Layout(params, h0, batch_first, reduction, state_names)
     label = function_label(loss_and_grads, "loss_and_grads")
@@ -217,7 +224,7 @@ def locate_time_step(
         n = central(value, x, name, unit, step)
         analytic[L - 1], numeric[L - 1] = scale * a, scale * n
         if abs(a - n) > allowed(a, n, rtol, atol, fd_noise(noise, step)):
-            first = L - 1
+            first = L
     per_step_a = np.diff(analytic, prepend=0.0)
     per_step_n = np.diff(numeric, prepend=0.0)
     return StepLocation(name, tuple(index), first, per_step_a, per_step_n)
@@ -248,6 +255,10 @@ def check_recurrent(
     (T, n) token ids, Y (T, n), h0 (n, h), the loss a mean over T*n. method, wrt, exclude, rtol, atol and
     seed as for :func:`grusym.checks.check_gradients`. With ``localize``, each failing entry that names an
     element gets the first wrong time step (:func:`locate_time_step`).
+
+    Time steps are counted from 1 as in the reports: t = 1 is the first step, computed from X[0] and the
+    initial state h_0 (h0 here); a failing entry prints "first wrong at t = 1 (X[0])" and holds t in
+    ``Entry.time_step`` (the array index in ``Entry.step_index``).
     """
     layout = _Layout(params, h0, batch_first, reduction, state_names)
     inputs, tokens = layout.inputs(X)

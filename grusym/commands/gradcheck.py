@@ -1,12 +1,25 @@
-"""``grusym gradcheck``: check the generated gradients of one or every variant, one table per method."""
+"""``grusym gradcheck``: check the generated gradients of one or every variant, one table per method.
+
+Every requested method runs, in order; a method that refuses the code (the complex step through code that is
+not complex-analytic) prints "refused: ..." in place of its table, and the methods after it still run. Exit
+status: 1 if any table has a FAIL or an inconclusive row, else 2 if a cell got no verdict at all (every
+method refused it), else 0.
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
 
 from ..cli import non_negative_float, non_negative_int
 
-HELP = "check the generated gradients against numeric ones and a symbolic oracle (exit 1 on any failure)"
+HELP = (
+    "check the generated gradients against numeric ones and a symbolic oracle (exit 1 on a FAIL or "
+    "inconclusive row; a method that refuses the code is reported and the others still run)"
+)
 CHOICES = ("fd", "directional", "complex", "taylor", "oracle")
 
 
@@ -58,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from grusym.generated import CELLS
 
     names = list(CELLS) if args.all else [_variant(args.variant)]
-    failed = False
+    outcome = _Outcome()
     for name in names:
         # fused: the fused module is checked with its own loss (the complex step runs its kernels); the
         # oracle reads the built-in's declaration and checks the fused gradients against it
@@ -66,15 +79,50 @@ def run(args: argparse.Namespace) -> int:
         label = name if fused is None else f"{name}, fused"
         for method in methods:
             if fused is not None and method != "oracle":
-                report = check_variant(fused, method=method, seed=args.seed, scale=args.scale)
+                check = functools.partial(
+                    check_variant, fused, method=method, seed=args.seed, scale=args.scale
+                )
             else:
                 lag = None if fused is None else fused.loss_and_grads
-                report = check_variant(
-                    name, method=method, seed=args.seed, scale=args.scale, loss_and_grads=lag
+                check = functools.partial(
+                    check_variant, name, method=method, seed=args.seed, scale=args.scale, loss_and_grads=lag
                 )
-            print(f"[{label}] {report}\n")
-            failed |= not report.ok
-    return 1 if failed else 0
+            outcome.add(label, method, check)
+    return outcome.status()
+
+
+class _Outcome:
+    """Every method runs; a refusal is reported and the next method runs. The exit status: 1 if any row
+    is FAIL or inconclusive, else 2 if some cell got no verdict at all (every method refused), else 0."""
+
+    def __init__(self) -> None:
+        self.unverified = False
+        self.judged: dict[str, bool] = {}
+
+    def add(self, label: str, method: str, check: Callable[[], Any]) -> None:
+        from grusym.errors import InputError
+
+        try:
+            report = check()
+        except InputError as exc:  # the method cannot run on this code; the others still can
+            print(f"[{label}] {method}: refused: {exc}\n")
+            self.judged.setdefault(label, False)
+            return
+        print(f"[{label}] {report}\n")
+        self.judged[label] = True
+        self.unverified |= not report.ok
+
+    def status(self) -> int:
+        if self.unverified:
+            return 1
+        refused = [label for label, judged in self.judged.items() if not judged]
+        if refused:
+            print(
+                f"grusym gradcheck: every method refused {', '.join(refused)}: nothing was checked",
+                file=sys.stderr,
+            )
+            return 2
+        return 0
 
 
 def _variant(name: str) -> str:
@@ -95,12 +143,11 @@ def _check_cell(spec: str, methods: list[str], seed: int, scale: float) -> int:
 
     cell = load_cell(spec)
     m = derive_module(cell)
-    failed = False
+    outcome = _Outcome()
     for method in methods:
         if method == "oracle":
-            report = check_oracle(m, cell=cell, seed=seed, scale=scale)
+            check = functools.partial(check_oracle, m, cell=cell, seed=seed, scale=scale)
         else:
-            report = check_variant(m, method=method, seed=seed, scale=scale)
-        print(f"[{cell.name}] {report}\n")
-        failed |= not report.ok
-    return 1 if failed else 0
+            check = functools.partial(check_variant, m, method=method, seed=seed, scale=scale)
+        outcome.add(cell.name, method, check)
+    return outcome.status()

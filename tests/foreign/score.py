@@ -13,7 +13,8 @@ import time
 import grusym
 from grusym import gradcheck
 
-from .cases import CASES, right, run
+from .cases import CASES, run
+from .judge import right
 
 METHODS = ("fd", "directional", "complex", "taylor")
 
