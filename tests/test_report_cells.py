@@ -281,14 +281,9 @@ def test_symbolic_work_out_of_time_is_said_in_one_sentence_and_the_report_still_
     assert "NaN" not in (tmp_path / "mingru" / "figures.json").read_text(encoding="utf-8")
 
 
-# gradcheck's own verdicts (not the report's): its finite differences straddle a relu kink of light_gru at
-# its default seed; the oracle and the Jacobian rows pass. Issue 23's checker part redraws such points.
-KINK_AT_DEFAULT_SEED = pytest.mark.xfail(reason="gradcheck: a relu kink within its FD step (issue 23)")
-
-
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=KINK_AT_DEFAULT_SEED) if n == "light_gru" else n for n in NAMES]
-)
+# light_gru has a relu input within the finite-difference step at gradcheck's default seed: the checker
+# judges such kinks one-sided (issue 23), so its rows must say ok like every other cell's
+@pytest.mark.parametrize("name", NAMES)
 def test_a_users_cell_report_measures_every_check_like_a_built_in(built, name):
     """The verification block is measured for a user's cell too: every method and the Jacobian say ok."""
     out, _ = built
