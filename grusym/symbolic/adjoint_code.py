@@ -271,7 +271,12 @@ def _parameter_gradients(w: Writer, g: Schedule) -> None:
                 if token_db:
                     w("    db = dA_rows.sum(axis=0)")
             else:
-                stacked = f"{g.seq(g.state_of(left))}[:-1]" if left in g.prevs else f"{left}_all"
+                if left in g.prevs:
+                    stacked = f"{g.seq(g.state_of(left))}[:-1]"
+                elif left in g.states:  # a state's new value (two layers in one step): rows 1..T
+                    stacked = f"{g.seq(left)}[1:]"
+                else:
+                    stacked = f"{left}_all"
                 w(f"dW = {stacked}.reshape(T * n, nh).T @ {rows}")
             if len(run.weights) == 1:
                 w(f"d{run.weights[0]} = dW")
@@ -289,6 +294,8 @@ def _parameter_gradients(w: Writer, g: Schedule) -> None:
             grads[bias] = view if k == 0 else f"{view}.copy()"  # one array per key: callers update in place
     for v in g.vectors:
         grads[v] = f"d{v}_rows.sum(axis=0)"
+    for name in g.unused:
+        grads[name] = f'np.zeros_like(params["{name}"])'  # read only by pruned steps
     missing = set(g.cell_params) - set(grads)
     assert not missing, missing
     w("grads = {")

@@ -51,6 +51,7 @@ from .steps import (
     prev_name,
     q,
     scalar_form,
+    unread,
 )
 
 __all__ = [
@@ -416,6 +417,13 @@ class Cell:
         steps = {s.name: s for s in self.steps}
         if not any(t.left == INPUT for s in self.steps for t in s.terms):
             raise CellError(f"cell {self.name!r} never reads its input X (declare a gate with c.affine(...))")
+        dead = set(unread(self.steps, self.states))
+        readers = [s.name for s in self.steps if any(t.left == INPUT for t in s.terms)]
+        if all(r in dead for r in readers):
+            raise CellError(
+                f"cell {self.name!r} never reads its input X: no state depends on the steps that read it "
+                f"({', '.join(readers)})"
+            )
         for s in self.states:
             if s in steps and steps[s].kind == "linear":
                 raise CellError(

@@ -17,6 +17,8 @@ results escape.
 
 from __future__ import annotations
 
+import textwrap
+
 from .adjoint_code import emit_backward
 from .cell import OUTPUT, Cell
 from .derive import Contribution, adjoint_name
@@ -69,7 +71,9 @@ class _ModuleText:
 
     def docstring(self) -> str:
         c, g = self.cell, self.g
-        eqs = "\n".join(f"    ({g.num[s.name]}) {equation(s)}" for s in c.steps)
+        eqs = "\n".join(
+            f"    ({g.num[s.name]}) {equation(s)}" + "  [pruned]" * (s.name in g.pruned) for s in c.steps
+        )
         kind = "variant" if c.builtin else "cell"
         title = c.title or f"The {c.name} cell"
         doc = f"\n{c.doc.strip()}\n" if c.doc.strip() else ""
@@ -87,6 +91,8 @@ class _ModuleText:
             )
             states = "h0 (n, h)"
         how = "in plain NumPy" if self.fuser is None else "fused with Numba"
+        if g.pruned:
+            doc += "\n" + self.pruned_note() + "\n"
         if self.fuser is not None:
             plain = f"grusym/generated/{c.name}.py" if c.builtin else f"{c.name}.py"
             load = (
@@ -110,6 +116,18 @@ class _ModuleText:
 Shapes: X (T, n, d) floats or (T, n) token ids meaning one-hot rows of width d; {states}; Y (T, n) ids;
 lengths (n,) each sequence's true length (padded steps after it change nothing and count nothing).
 """'''
+
+    def pruned_note(self) -> str:
+        """Which steps the module leaves out and why (a step nothing reads: an ablation's leftover)."""
+        g = self.g
+        steps = ", ".join(f"({g.num[name]}) {name}" for name in g.pruned)
+        note = (
+            f"Pruned: no state depends on {steps} (nothing reads {'them' if len(g.pruned) > 1 else 'it'}, "
+            "or the terms that read it cancel), so this module does not compute it"
+        )
+        if g.unused:
+            note += f"; {', '.join(g.unused)}, read by nothing else, get exact zero gradients"
+        return textwrap.fill(note + ".", 110)
 
     def source(self) -> str:
         c, g, w = self.cell, self.g, Writer()

@@ -3,6 +3,8 @@
 Contract: :class:`Schedule` reads a cell and its :class:`~grusym.symbolic.derive.Derivation` and decides
 everything the forward and adjoint emitters share (what the derivation does not decide):
 
+* the steps no state depends on (``steps.unread``) are pruned: the module neither computes nor
+  differentiates them, and a parameter only they read gets an exact zero gradient (it stays in ``PARAMS``);
 * every linear step owns an h-wide column block of one pre-activation buffer ``A`` (T, n, G); blocks are
   ordered so that the steps sharing a left operand (X, h_prev, ...) are as contiguous as possible, so each
   operand needs one fused matmul per contiguous run, forward and backward;
@@ -20,11 +22,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .cell import INPUT, OUTPUT, Cell, Step, prev_name
 from .derive import Derivation, derive, derive_head
 from .emit import Writer
+from .steps import params_of, unread
 
 __all__ = ["Gemm", "Run", "Schedule", "cols", "gemm_plan", "numbered", "times_h"]
 
@@ -101,10 +104,16 @@ class Schedule:
     """The shared decisions of code generation for one cell (see the module docstring)."""
 
     def __init__(self, cell: Cell) -> None:
+        self.declared = cell
+        # the steps no state depends on are not computed; only they read ``unused``: zero gradients
+        self.pruned = unread(cell.steps, cell.states)
+        cell = replace(cell, steps=[s for s in cell.steps if s.name not in self.pruned])
         self.cell = cell
+        read = {p for s in cell.steps for p in params_of(s)}
+        self.unused = [p for p in cell.params if p not in read]
         self.der: Derivation = derive(cell)
         self.head_step, self.head = derive_head()
-        self.num = numbered(cell)
+        self.num = numbered(self.declared)  # the declared numbers: the reports number the same equations
         self.steps = {s.name: s for s in cell.steps}
         self.states = list(cell.states)
         self.prevs = [prev_name(s) for s in self.states]
@@ -129,6 +138,7 @@ class Schedule:
         ]
         self.saved_linear = [s.name for s in self.order if s.name in needed]
         self.cell_params = list(cell.params)
+        self.live_params = [p for p in cell.params if p not in self.unused]
         self.vectors = [p.name for p in cell.params.values() if p.kind == "vector"]
         readers = {s.name: [e for e in cell.steps if s.name in e.inputs] for s in self.order}
         self.inlined = {

@@ -15,9 +15,21 @@ from typing import Any, Literal
 import sympy as sp
 from sympy import MatrixExpr, MatrixSymbol, OneMatrix
 
-from .primitives import PRIMITIVES
+from .primitives import _Primitive
 
-__all__ = ["DIMS", "INPUT", "OUTPUT", "STATE", "Param", "Step", "Term", "prev_name", "scalar_form"]
+__all__ = [
+    "DIMS",
+    "INPUT",
+    "OUTPUT",
+    "STATE",
+    "Param",
+    "Step",
+    "Term",
+    "params_of",
+    "prev_name",
+    "scalar_form",
+    "unread",
+]
 
 DIMS = n, d, h, q = sp.symbols("n d h q", integer=True, positive=True)
 DIM_NAMES = {n: "n", d: "d", h: "h", q: "q"}
@@ -91,6 +103,25 @@ class Step:
         return tuple(sorted(s.name for s in self.expr.atoms(MatrixSymbol) if s.name not in self.vectors))
 
 
+def unread(steps: list[Step] | tuple[Step, ...], states: list[str] | tuple[str, ...]) -> list[str]:
+    """The steps no state depends on, in declaration order.
+
+    A step is *live* when it is a state's new value (the output feeds the loss, every state is returned
+    as a last state) or a live step reads it; the others (a gate left declared after an ablation, a
+    probe, a term that cancels as ``0*a`` or ``a - a`` does) change neither the loss nor the states.
+    """
+    live = set(states)
+    for s in reversed(steps):
+        if s.name in live:
+            live |= set(s.inputs)
+    return [s.name for s in steps if s.name not in live]
+
+
+def params_of(step: Step) -> tuple[str, ...]:
+    """The parameters ``step`` reads: its weights, bias rows and (h,) vectors."""
+    return (*(t.weight for t in step.terms), *step.biases, *step.vectors)
+
+
 def scalar_form(expr: MatrixExpr) -> sp.Expr:
     """The scalar expression one element of an elementwise matrix expression computes.
 
@@ -124,9 +155,18 @@ def scalar_form(expr: MatrixExpr) -> sp.Expr:
         ):  # 1 @ v: an (h,) parameter vector broadcast over the batch
             return sp.Mul(*scalars) * sp.Symbol(matrices[1].name, real=True)
     if isinstance(expr, sp.matrices.expressions.applyfunc.ElementwiseApplyFunction):
+        # SymPy merges f applied to g applied to M into one function x -> f(g(x)) applied to M: keep the
+        # whole chain of primitives, not only the outermost
         fn = expr.function
-        body = fn(sp.Symbol("x", real=True)) if isinstance(fn, sp.Lambda) else None
-        if body is not None and isinstance(body, tuple(PRIMITIVES.values())):
-            primitive: Any = type(body)
-            return primitive(scalar_form(expr.expr))
+        x = sp.Dummy("x", real=True)
+        body = fn(x) if isinstance(fn, sp.Lambda) else None
+        chain: list[Any] = []
+        while isinstance(body, _Primitive):
+            chain.append(type(body))
+            body = body.args[0]
+        if chain and body == x:
+            value = scalar_form(expr.expr)
+            for primitive in reversed(chain):
+                value = primitive(value)
+            return value
     raise ValueError(f"not an elementwise expression (stage matrix products with c.affine()): {expr}")

@@ -1,0 +1,309 @@
+"""Hypothesis strategies over the cell language: drawn *declarations*, as source a user could have written.
+
+A :class:`Declaration` is a small program in the language of ``grusym.symbolic.cell``: ``c.affine`` steps
+(with or without the input term, the recurrent term, a bias, two bias rows, a custom name, a left factor
+that is another state's prev, an elementwise step or a state's *new* value), ``c.let`` steps over every
+primitive, sums, differences, Hadamard products, numbers (terms that cancel: ``0*a``, ``a - a``,
+``a + (-1)*a``), (h,) parameter vectors, several states, steps nothing reads and steps read only through
+another state. :meth:`Declaration.source` renders it as the text of a cell function (a shrunk failure is
+pasted into a regression test as it prints), :meth:`Declaration.function` compiles that text.
+
+The drawn programs are not all valid: now and then a draw breaks a rule of the language (a matmul of a
+linear step, a state assigned by a linear step, a state read but never updated, a left factor that is not a
+named value, an affine step without any term, X read only by unread steps) so that the refusals are
+exercised too. Nothing here knows how grusym derives a cell; the test interprets the same programs in torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import strategies as st
+
+from grusym.symbolic import cell as language
+
+PRIMITIVES = ("tanh", "sigmoid", "relu", "softplus", "exp", "identity", "hard_sigmoid")
+NUMBERS = (0, 1, 2, -1, 0.5, -0.5, 0.25, 1.5, 3)  # dyadic: the same numbers in every interpreter
+EXTRA_STATES = ("s", "m")
+
+# an expression: ("step", name) | ("prev", state) | ("vec", name) | ("num", k) | ("prim", name, e) |
+# ("add" | "sub" | "mul", e, e) | ("neg", e) | ("div", e, k); numbers appear only beside a value
+Expr = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Affine:
+    """``c.affine(gate, x=, hidden=, recurrent=, bias=, name=)``; hidden None is the default h_prev."""
+
+    gate: str
+    x: bool = True
+    hidden: Expr | None = None
+    recurrent: bool = True
+    bias: bool | tuple[str, ...] = True  # True: the default b_<gate>
+    name: str | None = None
+
+    @property
+    def step(self) -> str:
+        return self.name or f"a_{self.gate}"
+
+    @property
+    def biases(self) -> tuple[str, ...]:
+        if self.bias is True:
+            return (f"b_{self.gate}",)
+        return () if self.bias is False else tuple(self.bias)
+
+
+@dataclass(frozen=True)
+class Let:
+    """``c.let(name, value)``."""
+
+    name: str
+    value: Expr
+
+    @property
+    def step(self) -> str:
+        return self.name
+
+
+Op = Affine | Let
+
+
+def _number(k: float) -> str:
+    return repr(k)
+
+
+def render(e: Expr) -> str:
+    """The Python text of an expression (fully parenthesised: it reads as the tree it is)."""
+    kind = e[0]
+    if kind == "step":
+        return str(e[1])
+    if kind == "prev":
+        return f'c.prev("{e[1]}")'
+    if kind == "vec":
+        return str(e[1])
+    if kind == "num":
+        return _number(e[1])
+    if kind == "prim":
+        return f"{e[1]}({render(e[2])})"
+    if kind == "neg":
+        return f"(-{render(e[1])})"
+    if kind == "div":
+        return f"({render(e[1])} / {_number(e[2])})"
+    op = {"add": "+", "sub": "-", "mul": "*"}[kind]
+    return f"({render(e[1])} {op} {render(e[2])})"
+
+
+def vectors_of(e: Expr | None, out: list[str]) -> list[str]:
+    if e is None:
+        return out
+    if e[0] == "vec" and e[1] not in out:
+        out.append(e[1])
+    for a in e[1:]:
+        if isinstance(a, tuple):
+            vectors_of(a, out)
+    return out
+
+
+def prevs_of(e: Expr | None, out: list[str]) -> list[str]:
+    if e is None:
+        return out
+    if e[0] == "prev" and e[1] not in out:
+        out.append(e[1])
+    for a in e[1:]:
+        if isinstance(a, tuple):
+            prevs_of(a, out)
+    return out
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """A drawn cell: its operations in declaration order."""
+
+    ops: tuple[Op, ...]
+
+    def vectors(self) -> list[str]:
+        out: list[str] = []
+        for op in self.ops:
+            vectors_of(op.value if isinstance(op, Let) else op.hidden, out)
+        return out
+
+    def states(self) -> list[str]:
+        """The states in the order the builder declares them (first read), the output h last if unread."""
+        out: list[str] = []
+        for op in self.ops:
+            if isinstance(op, Affine):
+                if op.recurrent and op.hidden is None and "h" not in out:
+                    out.append("h")
+                prevs_of(op.hidden if op.recurrent else None, out)
+            else:
+                prevs_of(op.value, out)
+        return out if "h" in out else [*out, "h"]
+
+    def source(self, name: str = "drawn") -> str:
+        lines = [f"def {name}(c):"]
+        lines += [f'    {v} = c.vector("{v}")' for v in self.vectors()]
+        for op in self.ops:
+            if isinstance(op, Let):
+                lines.append(f'    {op.name} = c.let("{op.name}", {render(op.value)})')
+                continue
+            args = [f'"{op.gate}"']
+            if not op.x:
+                args.append("x=False")
+            if not op.recurrent:
+                args.append("recurrent=False")
+            elif op.hidden is not None:
+                args.append(f"hidden={render(op.hidden)}")
+            if op.bias is False:
+                args.append("bias=False")
+            elif op.bias is not True:
+                args.append(f"bias={op.bias!r}")
+            if op.name is not None:
+                args.append(f'name="{op.name}"')
+            lines.append(f"    {op.step} = c.affine({', '.join(args)})")
+        return "\n".join(lines) + "\n"
+
+    def function(self, name: str = "drawn") -> Any:
+        """The cell function the source defines."""
+        namespace = {p: getattr(language, p) for p in PRIMITIVES}
+        exec(compile(self.source(name), f"<{name}>", "exec"), namespace)
+        return namespace[name]
+
+
+def _chance(draw: Any, percent: int) -> bool:
+    """True with about ``percent`` % probability; shrinks to True."""
+    return draw(st.integers(0, 99)) < percent
+
+
+def _rarely(draw: Any, percent: int) -> bool:
+    """True with about ``percent`` % probability; shrinks to False (a rare choice is not the simple one)."""
+    return draw(st.integers(0, 99)) >= 100 - percent
+
+
+def _leaf(draw: Any, fresh: list[Expr], values: list[Expr]) -> Expr:
+    """A value in scope, half the time one nothing has read yet (so fewer steps end up unread)."""
+    if fresh and _chance(draw, 50):
+        return draw(st.sampled_from(fresh))
+    return draw(st.sampled_from(values))
+
+
+@st.composite
+def expressions(draw: Any, fresh: list[Expr], values: list[Expr], depth: int) -> Expr:
+    """A value expression over ``values`` (the leaves in scope), at most ``depth`` operators deep."""
+    if depth == 0 or _chance(draw, 30):
+        return _leaf(draw, fresh, values)
+    kind = draw(st.sampled_from(["prim", "add", "mul", "sub", "number", "neg", "div", "cancel"]))
+    sub = expressions(fresh, values, depth - 1)
+    if kind == "prim":
+        return ("prim", draw(st.sampled_from(PRIMITIVES)), draw(sub))
+    if kind in ("add", "mul", "sub"):
+        return (kind, draw(sub), draw(sub))
+    if kind == "number":  # a number beside a value, on either side of +, -, *
+        op = draw(st.sampled_from(["mul", "add", "sub"]))
+        k = ("num", draw(st.sampled_from(NUMBERS)))
+        e = draw(sub)
+        return (op, k, e) if _chance(draw, 50) else (op, e, k)
+    if kind == "neg":
+        return ("neg", draw(sub))
+    if kind == "div":
+        return ("div", draw(sub), draw(st.sampled_from([k for k in NUMBERS if k != 0])))
+    e = draw(sub)  # terms that cancel
+    form = draw(st.sampled_from(["a - a", "0*a", "a + (-1)*a"]))
+    if form == "a - a":
+        return ("sub", e, e)
+    if form == "0*a":
+        return ("mul", ("num", 0), e)
+    return ("add", e, ("mul", ("num", -1), e))
+
+
+def _reads(e: Expr | None) -> set[str]:
+    if e is None:
+        return set()
+    found = {e[1]} if e[0] == "step" else set()
+    for a in e[1:]:
+        if isinstance(a, tuple):
+            found |= _reads(a)
+    return found
+
+
+@st.composite
+def _affine(draw: Any, gate: str, name: str | None, x: bool, prevs: list[Expr], ops: list[Op]) -> Affine:
+    recurrent = _chance(draw, 75) or not x  # an affine step without any term: rarely (below)
+    if not x and _rarely(draw, 10):
+        recurrent = False  # refused
+    hidden = None
+    if recurrent and _rarely(draw, 60):
+        elementwise = [("step", op.step) for op in ops if isinstance(op, Let)]
+        linear = [("step", op.step) for op in ops if isinstance(op, Affine)]
+        pick = draw(st.integers(0, 99))
+        if pick < 94 or not linear:  # another state's prev, an elementwise step or a state's new value
+            hidden = draw(st.sampled_from(prevs + elementwise))
+        elif pick < 97:  # not a named value: refused
+            hidden = ("mul", ("num", 2), draw(st.sampled_from(prevs)))
+        else:  # a linear step as the left factor: refused
+            hidden = draw(st.sampled_from(linear))
+    bias_pick = draw(st.integers(0, 9))
+    bias: bool | tuple[str, ...] = True
+    if bias_pick >= 8:
+        bias = False
+    elif bias_pick >= 6:
+        bias = (f"b{gate}_ih", f"b{gate}_hh")
+    return Affine(gate, x, hidden, recurrent, bias, name)
+
+
+@st.composite
+def declarations(draw: Any, max_body: int = 4, depth: int = 3) -> Declaration:
+    """A cell of 1 to ``max_body`` steps besides its states' updates (h and up to two more states)."""
+    extra = draw(st.lists(st.sampled_from(EXTRA_STATES), unique=True, max_size=2))
+    states = ["h", *extra]
+    body = draw(st.integers(1, max_body))
+    kinds = ["body"] * body
+    for s in reversed(states):  # mostly after the body (so they read it); now and then amid it
+        kinds.insert(draw(st.integers(0, len(kinds))) if _rarely(draw, 30) else len(kinds), s)
+    last_body = max(i for i, k in enumerate(kinds) if k == "body")
+    need_x = not _rarely(draw, 5)  # else the cell may never read X: refused
+    ops: list[Op] = []
+    vectors = [("vec", f"w{i}") for i in range(2)]
+    fresh: list[str] = []  # steps nothing has read yet
+    for i, kind in enumerate(kinds):
+        has_x = any(isinstance(op, Affine) and op.x for op in ops)
+        prevs = [("prev", s) for s in states]
+        if _rarely(draw, 3):  # a state read but never updated: refused
+            prevs.append(("prev", "u"))
+        leaves = [("step", op.step) for op in ops] + prevs + vectors[: 1 + _rarely(draw, 30)]
+        if kind == "body":
+            affine = _chance(draw, 55) or (need_x and not has_x and i == last_body)
+        else:
+            affine = _rarely(draw, 3)  # a state assigned by a linear step: refused
+        if affine:
+            gate = f"f{sum(isinstance(op, Affine) for op in ops)}"
+            name = kind if kind != "body" else (f"p{gate[1:]}" if _rarely(draw, 15) else None)
+            x = _chance(draw, 85) or (need_x and not has_x)
+            op: Op = draw(_affine(gate, name, x, prevs, ops))
+        else:
+            name = kind if kind != "body" else f"v{len(ops)}"
+            op = Let(name, draw(expressions([("step", f) for f in fresh], leaves, depth)))
+        read = _reads(op.value if isinstance(op, Let) else op.hidden)
+        fresh = [f for f in fresh if f not in read] + [op.step]
+        ops.append(op)
+    if need_x:
+        _read_x(ops)
+    return Declaration(tuple(ops))
+
+
+def _read_x(ops: list[Op]) -> None:
+    """Make a state read an input projection if none does yet (else the cell is refused): the last state
+    update after such a step adds it to its value."""
+    states = Declaration(tuple(ops)).states()
+    live = set(states)
+    for op in reversed(ops):
+        if op.step in live:
+            live |= _reads(op.value if isinstance(op, Let) else op.hidden)
+    if any(isinstance(op, Affine) and op.x and op.step in live for op in ops):
+        return
+    for i in reversed(range(len(ops))):
+        op = ops[i]
+        before = [o.step for o in ops[:i] if isinstance(o, Affine) and o.x]
+        if isinstance(op, Let) and op.name in states and before:
+            ops[i] = Let(op.name, ("add", op.value, ("step", before[-1])))
+            return

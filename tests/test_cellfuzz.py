@@ -1,0 +1,376 @@
+"""The cell fuzzer: every declaration the language accepts derives right, every other one is refused by name.
+
+The invariant (docs/cells.md): a declaration is either refused when it is declared, with a one-line
+``CellError`` naming the cell and the problem, or its generated module is right. Declarations are drawn by
+``tests/cell_strategies.py`` (random graphs of affine / let / prev / vector steps over every primitive,
+numbers and terms that cancel, several states, unread steps, matmuls of new state values, two bias rows,
+``x=False``, ``recurrent=False``, ``bias=False``), derived in memory, and each accepted cell's loss, every
+gradient (parameters, every initial state, X) and last states are compared at 1e-9 (float64, relative to
+the array's largest entry, at least 1) on float X with unsorted lengths and on token ids with:
+
+* the tape autograd of tests/reference_autograd.py, which interprets the declared SymPy steps;
+* torch autograd running the declaration's own source on tensors (tests/torch_cell.py), when torch is
+  installed: it shares nothing with grusym, not even the builder;
+* the fused (Numba) module, against the tape, when numba is installed (fewer cells: each compiles).
+
+Parameter values are continuous draws, so a relu or hard_sigmoid kink is met only by an argument that is a
+structural constant (``relu(a - a)``), whose gradient is zero under every convention. ``COUNTS`` tallies the
+outcomes (drawn, derived, refused by reason); ``-s`` prints them. Examples: 20x the hypothesis profile's
+max_examples (300 in the default tier, 6000 with --thorough), derandomized. A shrunk failure becomes a named
+case in ``REGRESSIONS`` below, as the declaration source it printed.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import hashlib
+import importlib.util
+import inspect
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, note, settings
+from hypothesis import strategies as st
+
+from grusym.symbolic import cell as language
+from grusym.symbolic.cell import Cell, CellError, scalar_form
+from grusym.symbolic.codegen import module_source
+from grusym.symbolic.usercell import declare, derive_module
+
+from . import literature_cells, reference_autograd
+from .backends import needs_numba
+from .cell_strategies import PRIMITIVES, Declaration, declarations
+
+EXAMPLES = 20 * settings.default.max_examples
+FUSED_EXAMPLES = max(8, settings.default.max_examples // 2)
+FUZZ = settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), report_multiple_bugs=False
+)
+SIZES = {"T": 4, "n": 3, "d": 2, "h": 4, "q": 5}  # all different: a confused dimension cannot hide
+TOLERANCE = 1e-9
+COUNTS: collections.Counter[str] = collections.Counter()
+
+# reason -> the fragment of the one-line CellError that names it
+REFUSALS = {
+    "matmul of a linear step": "reads the linear step",
+    "state assigned by a linear step": "is a linear step",
+    "state read but never updated": "never updated",
+    "left factor not a named value": "must be a named (n, h) value",
+    "affine step without a term": "neither an input nor a recurrent term",
+    "X read only by unread steps": "no state depends on the steps that read it",
+    "X never read": "never reads its input X (declare",
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_counts():
+    start = time.perf_counter()
+    yield
+    print(f"\ncell fuzzer ({time.perf_counter() - start:.1f} s):", dict(sorted(COUNTS.items())))
+
+
+@dataclass(frozen=True)
+class Derived:
+    fn: Any
+    cell: Cell
+    module: Any
+
+
+def _reason(message: str) -> str:
+    return next((r for r, fragment in REFUSALS.items() if fragment in message), f"other: {message}")
+
+
+@functools.cache
+def _outcome(decl: Declaration) -> Derived | str:
+    """The derived cell and its in-memory module, or the refusal's reason (cached: shrinking re-derives)."""
+    source = decl.source()
+    name = "drawn_" + hashlib.sha1(source.encode()).hexdigest()[:10]
+    fn = decl.function()
+    try:
+        cell = declare(fn, name)
+    except CellError as exc:
+        message = str(exc)
+        assert "\n" not in message and f"'{name}'" in message, message
+        return _reason(message)
+    return Derived(fn, cell, derive_module(cell))  # a declared cell must generate: no refusal after this
+
+
+def _problem(m: Any, seed: int, tokens: bool, lengths: bool) -> tuple[Any, ...]:
+    T, n, d, h, q = SIZES.values()
+    rng = np.random.default_rng(seed)
+    p = m.init_params(d, h, q, seed=seed, scale=0.5)
+    p = {k: (v if v.ndim == 2 else rng.normal(0, 0.5, v.shape)) for k, v in p.items()}
+    X = rng.integers(0, d, (T, n)) if tokens else rng.normal(size=(T, n, d))
+    Y = rng.integers(0, q, (T, n))
+    initial = {s: rng.normal(0, 0.5, (n, h)) for s in m.STATES}
+    L = rng.permutation([T - 1, 1, T]) if lengths else None  # unsorted, one full, one of a single step
+    return p, X, Y, initial, L
+
+
+def _error(ours: Any, ref: Any) -> float:
+    ours, ref = np.asarray(ours), np.asarray(ref)
+    assert ours.shape == ref.shape, (ours.shape, ref.shape)
+    return float(np.max(np.abs(ours - ref), initial=0.0) / max(1.0, float(np.max(np.abs(ref), initial=0.0))))
+
+
+def _finite(*arrays: Any) -> bool:
+    return all(np.all(np.isfinite(np.asarray(a))) for a in arrays)
+
+
+def _agree(label: str, ours: tuple[float, dict, dict], ref: tuple[float, dict, dict]) -> None:
+    (loss, grads, last), (ref_loss, ref_grads, ref_last) = ours, ref
+    assert set(grads) == set(ref_grads), f"{label}: gradient keys {sorted(grads)} != {sorted(ref_grads)}"
+    errors = {"loss": _error(loss, ref_loss)}
+    errors |= {k: _error(grads[k], v) for k, v in ref_grads.items()}
+    errors |= {f"last {s}": _error(last[s], v) for s, v in ref_last.items()}
+    bad = {k: f"{e:.1e}" for k, e in errors.items() if not e <= TOLERANCE}
+    assert not bad, f"{label}: differs from the oracle beyond {TOLERANCE:.0e}: {bad}"
+
+
+def _ours(m: Any, problem: tuple[Any, ...]) -> tuple[float, dict, dict]:
+    p, X, Y, initial, L = problem
+    h0 = tuple(initial[s] for s in m.STATES) if len(m.STATES) > 1 else initial["h"]
+    loss, grads, last = m.loss_and_grads(p, X, Y, h0, L)
+    last = last if len(m.STATES) > 1 else (last,)
+    return loss, grads, dict(zip(m.STATES, last, strict=True))
+
+
+def _tape(cell: Cell, m: Any, problem: tuple[Any, ...]) -> tuple[float, dict, dict]:
+    p, X, Y, initial, L = problem
+    h0 = tuple(initial[s] for s in cell.states) if len(cell.states) > 1 else initial["h"]
+    with np.errstate(all="ignore"):
+        loss, grads, last = reference_autograd.unroll(cell, p, X, Y, h0, L)
+    return loss, grads, dict(zip(cell.states, last, strict=True))
+
+
+CASES = {"floats, unsorted lengths": (False, True), "token ids": (True, False)}
+
+
+def check_cell(label: str, derived: Derived, seed: int, oracle: str, module: Any = None) -> None:
+    """The module's loss, gradients and last states agree with ``oracle`` ("tape" or "torch") on both
+    input kinds; with torch also forward's H. ``module``: check this one (the fused) instead."""
+    m = module or derived.module
+    for case, (tokens, lengths) in CASES.items():
+        problem = _problem(m, seed, tokens, lengths)
+        if oracle == "tape":
+            ref = _tape(derived.cell, m, problem)
+        else:
+            from . import torch_cell
+
+            p, X, Y, initial, L = problem
+            ref_loss, ref_grads, ref_last, ref_H = torch_cell.unroll(derived.fn, p, X, Y, initial, L)
+            ref = (ref_loss, ref_grads, ref_last)
+        if not _finite(ref[0], *ref[1].values(), *ref[2].values()):
+            COUNTS["non-finite values in the oracle (not compared)"] += 1
+            continue
+        _agree(f"{label}, {case}, vs the {oracle}", _ours(m, problem), ref)
+        if oracle == "torch":
+            p, X, Y, initial, L = problem
+            h0 = tuple(initial[s] for s in m.STATES) if len(m.STATES) > 1 else initial["h"]
+            H, _ = m.forward(p, X, h0, L)
+            assert _error(H, ref_H) <= TOLERANCE, f"{label}, {case}: forward's H differs from torch's"
+
+
+def _fuzz(decl: Declaration, seed: int, oracle: str) -> None:
+    note(decl.source())
+    COUNTS["drawn"] += 1
+    out = _outcome(decl)
+    if isinstance(out, str):
+        COUNTS[f"refused: {out}"] += 1
+        assert not out.startswith("other"), f"a refusal no rule explains: {out}"
+        return
+    COUNTS["derived"] += 1
+    check_cell("drawn cell", out, seed, oracle)
+    COUNTS[f"agree with the {oracle}"] += 1
+
+
+@FUZZ
+@given(decl=declarations(), seed=st.integers(0, 2**16))
+def test_every_drawn_cell_is_refused_by_name_or_matches_the_tape(decl, seed):
+    _fuzz(decl, seed, "tape")
+
+
+@pytest.mark.torch
+@FUZZ
+@given(decl=declarations(), seed=st.integers(0, 2**16))
+def test_every_drawn_cell_is_refused_by_name_or_matches_torch_autograd_of_its_source(decl, seed):
+    pytest.importorskip("torch")
+    _fuzz(decl, seed, "torch")
+
+
+def _fused(derived: Derived, folder: Path) -> Any:
+    """The fused module of a derived cell, written to ``folder`` (Numba caches kernels beside files)."""
+    name = f"{derived.cell.name}_fused"
+    path = folder / f"{name}.py"
+    path.write_text(module_source(derived.cell, "tests/test_cellfuzz.py", fused=True), encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_numba
+@settings(FUZZ, max_examples=FUSED_EXAMPLES)
+@given(decl=declarations(), seed=st.integers(0, 2**16))
+def test_every_drawn_cell_fused_matches_the_tape(decl, seed, tmp_path_factory):
+    note(decl.source())
+    out = _outcome(decl)
+    assume(not isinstance(out, str))  # the refusals are the other tests' business
+    COUNTS["fused: derived"] += 1
+    check_cell("fused cell", out, seed, "tape", _fused(out, tmp_path_factory.mktemp("fused")))
+    COUNTS["fused: agree with the tape"] += 1
+
+
+# ---- named cells: the literature's (tests/literature_cells.py) and the fuzzer's shrunk failures
+
+# source -> None (derives and must agree with the oracles) or the fragment its refusal must contain; each
+# failed on the generator before issue 23 as the comment says
+REGRESSIONS: dict[str, tuple[str, str | None]] = {
+    # a step named like a state but never read back (not a state): backward raised NameError 'ds'
+    "unread_step_named_s": (
+        """
+def drawn(c):
+    s = c.let("s", c.vector("w0") + 0)
+    h = c.let("h", c.affine("f0"))
+""",
+        None,
+    ),
+    # the only input projection cancels (0*a): the module crashed in copyto; now refused by name
+    "input_term_cancels": (
+        """
+def drawn(c):
+    a_f0 = c.affine("f0", recurrent=False)
+    s = c.let("s", (c.prev("h") - c.prev("h")) * a_f0)
+    h = c.let("h", s)
+""",
+        "no state depends on the steps that read it (a_f0)",
+    ),
+    # the only input projection is unread: the module crashed on a shape; now refused by name
+    "input_read_by_an_unread_step": (
+        """
+def drawn(c):
+    h = c.let("h", c.prev("h"))
+    a_f0 = c.affine("f0", recurrent=False)
+    m = c.let("m", h + a_f0)
+""",
+        "no state depends on the steps that read it (a_f0)",
+    ),
+    # SymPy merges tanh(sigmoid(a)) into one function: the generator applied the outer primitive alone
+    "nested_primitives": (
+        """
+def drawn(c):
+    a = c.affine("f0")
+    h = c.let("h", tanh(sigmoid(exp(a))) + 0.5 * relu(softplus(a)))
+""",
+        None,
+    ),
+}
+
+
+def _regression(name: str) -> Any:
+    namespace = {p: getattr(language, p) for p in PRIMITIVES}
+    exec(compile(REGRESSIONS[name][0], f"<{name}>", "exec"), namespace)
+    return namespace["drawn"]
+
+
+def _named() -> dict[str, Any]:
+    found = {k: _regression(k) for k, (_, refused) in REGRESSIONS.items() if refused is None}
+    return {**literature_cells.CELLS, **found}
+
+
+@functools.cache
+def _derive_named(name: str) -> Derived:
+    fn = _named()[name]
+    cell = declare(fn, name)
+    return Derived(fn, cell, derive_module(cell))
+
+
+@pytest.mark.parametrize("name", list(_named()))
+def test_named_cell_matches_the_tape(name):
+    """Each cell of the literature (five of them wrong or crashing before issue 23) and each shrunk fuzzer
+    failure agrees with the tape on floats with lengths and on token ids."""
+    check_cell(name, _derive_named(name), seed=7, oracle="tape")
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", list(_named()))
+def test_named_cell_matches_torch_autograd_of_its_source(name):
+    pytest.importorskip("torch")
+    check_cell(name, _derive_named(name), seed=7, oracle="torch")
+
+
+@pytest.mark.parametrize("name", [k for k, (_, refused) in REGRESSIONS.items() if refused is not None])
+def test_named_refusal(name):
+    """A cell whose input reaches no state is refused in one line naming the steps (it crashed before)."""
+    with pytest.raises(CellError) as info:
+        declare(_regression(name), name)
+    message = str(info.value)
+    assert REGRESSIONS[name][1] in message and f"'{name}'" in message and "\n" not in message
+
+
+def _module(name: str) -> Any:
+    return _derive_named(name).module
+
+
+def test_an_unread_affine_step_is_pruned_and_its_parameters_keep_zero_gradients():
+    """Regression (wrong before: W_xi 190 % off, the pruned gate's dA columns were np.empty garbage): the
+    ablated LSTM's unread output gate is pruned, named in the module's docstring, and its parameters stay
+    in PARAMS with exact zero gradients."""
+    m = _module("lstm_no_output_gate")
+    assert {"W_xo", "W_ho", "b_o"} <= set(m.PARAMS)
+    assert "Pruned: no state depends on (7) a_o" in m.__doc__ and "W_xo, W_ho, b_o" in m.__doc__
+    assert "(7) a_o = X @ W_xo + h_prev @ W_ho + b_o  [pruned]" in m.__doc__
+    p, X, Y, initial, L = _problem(m, 3, False, True)
+    for _ in range(2):  # the workspace's reused buffers: the second call must not see the first's values
+        _, grads, _ = m.loss_and_grads(p, X, Y, (initial["h"], initial["c"]), L)
+        assert all(not grads[k].any() for k in ("W_xo", "W_ho", "b_o"))
+    check_cell("lstm_no_output_gate", _derive_named("lstm_no_output_gate"), seed=3, oracle="tape")
+
+
+@pytest.mark.parametrize("name", ["beta_zero", "cancelling_term"])
+def test_a_term_that_cancels_prunes_the_step_it_read(name):
+    """Regression (wrong before: every gradient off, the loss right): ``BETA*b`` with BETA = 0 and
+    ``b - b`` leave a_u unread; it is pruned and W_xu, W_hu, b_u get zero gradients."""
+    m = _module(name)
+    assert "Pruned: no state depends on (2) a_u" in m.__doc__
+    p, X, Y, initial, L = _problem(m, 4, False, True)
+    _, grads, _ = m.loss_and_grads(p, X, Y, initial["h"], L)
+    assert all(not grads[k].any() for k in ("W_xu", "W_hu", "b_u"))
+    assert all(grads[k].any() for k in ("W_xh", "W_hh", "b_h"))
+
+
+def test_an_unread_elementwise_step_is_pruned_and_backward_runs():
+    """Regression (backward raised NameError: name 'dprobe' is not defined): the probe is pruned."""
+    m = _module("unread_elementwise")
+    assert "Pruned: no state depends on (2) probe" in m.__doc__ and "zero gradients" not in m.__doc__
+    p, X, _, initial, L = _problem(m, 5, False, True)
+    H, cache = m.forward(p, X, initial["h"], L)
+    assert set(m.backward(p, cache, np.ones_like(H))) >= set(m.PARAMS)
+
+
+def test_a_matmul_of_a_new_state_value_has_its_weight_gradient():
+    """Regression (backward raised NameError: name 's_all' is not defined): the gradient of W_hh, whose
+    left factor is the new s of the same step, reads the state sequence S_s[1:]."""
+    m = _module("two_layers_in_one_step")
+    assert "S_s[1:].reshape(T * n, nh).T @" in inspect.getsource(m)
+    check_cell("two_layers_in_one_step", _derive_named("two_layers_in_one_step"), seed=6, oracle="tape")
+
+
+def test_nested_primitives_keep_every_function_of_the_chain():
+    """Regression (silently wrong before: the forward and its gradient computed tanh(a), dropping the
+    sigmoid and exp SymPy had merged into one applied function): every primitive of the chain is kept."""
+    cell = _derive_named("nested_primitives").cell
+    form = str(scalar_form(cell.steps[-1].expr))
+    assert "Tanh(Sigmoid(Exp(a_f0)))" in form and "Relu(Softplus(a_f0))" in form
+    m = _module("nested_primitives")
+    p, X, _, initial, _ = _problem(m, 8, False, False)
+    H, _ = m.forward(p, X, initial["h"])
+    a = X[0] @ p["W_xf0"] + initial["h"] @ p["W_hf0"] + p["b_f0"]
+    expected = np.tanh(1 / (1 + np.exp(-np.exp(a)))) + 0.5 * np.maximum(np.logaddexp(0, a), 0)
+    np.testing.assert_allclose(H[0], expected, rtol=1e-14)
