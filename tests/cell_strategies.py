@@ -26,6 +26,8 @@ from grusym.symbolic import cell as language
 PRIMITIVES = ("tanh", "sigmoid", "relu", "softplus", "exp", "identity", "hard_sigmoid")
 NUMBERS = (0, 1, 2, -1, 0.5, -0.5, 0.25, 1.5, 3)  # dyadic: the same numbers in every interpreter
 EXTRA_STATES = ("s", "m")
+# names the generated code uses for itself, which a user might pick too
+GENERATED = ("tmp0", "one", "zip", "t", "k0", "g1", "dA", "T", "H")
 
 # an expression: ("step", name) | ("prev", state) | ("vec", name) | ("num", k) | ("prim", name, e) |
 # ("add" | "sub" | "mul", e, e) | ("neg", e) | ("div", e, k); numbers appear only beside a value
@@ -180,6 +182,25 @@ def _rarely(draw: Any, percent: int) -> bool:
     return draw(st.integers(0, 99)) >= 100 - percent
 
 
+def tricky_names(ops: list[Op] | tuple[Op, ...], states: list[str]) -> list[str]:
+    """Names that meet names of the module generated for ``ops``: adjoints, prevs, initial states, a
+    step's products and cached sequences, a parameter's transpose and gradient, the generator's own."""
+    names = [f"d{op.step}" for op in ops] + [f"{s}_prev" for s in states] + [f"{s}0" for s in states]
+    for op in ops:
+        if isinstance(op, Affine):
+            names += [f"{op.step}_{render(op.hidden)}" if op.hidden and op.hidden[0] == "step" else
+                      f"{op.step}_h_prev", f"W_x{op.gate}_T", f"dW_h{op.gate}", f"R_{op.step}"]  # fmt: skip
+        else:
+            names += [f"{op.step}_all", f"S_{op.step}"]
+    return names + list(GENERATED)
+
+
+def _rename(e: Expr, old: str, new: str) -> Expr:
+    if e[0] == "vec" and e[1] == old:
+        return ("vec", new)
+    return tuple(_rename(a, old, new) if isinstance(a, tuple) else a for a in e)
+
+
 def _leaf(draw: Any, fresh: list[Expr], values: list[Expr]) -> Expr:
     """A value in scope, half the time one nothing has read yet (so fewer steps end up unread)."""
     if fresh and _chance(draw, 50):
@@ -247,7 +268,8 @@ def _affine(draw: Any, gate: str, name: str | None, x: bool, prevs: list[Expr], 
     if bias_pick >= 8:
         bias = False
     elif bias_pick >= 6:
-        bias = (f"b{gate}_ih", f"b{gate}_hh")
+        tricky = _rarely(draw, 20)
+        bias = (f"b{gate}_ih", draw(st.sampled_from(tricky_names(ops, []))) if tricky else f"b{gate}_hh")
     return Affine(gate, x, hidden, recurrent, bias, name)
 
 
@@ -282,12 +304,18 @@ def declarations(draw: Any, max_body: int = 4, depth: int = 3) -> Declaration:
             op: Op = draw(_affine(gate, name, x, prevs, ops))
         else:
             name = kind if kind != "body" else f"v{len(ops)}"
+            if kind == "body" and _rarely(draw, 6):
+                tricky = [t for t in tricky_names(ops, states) if t.islower() and t not in states]
+                name = draw(st.sampled_from(tricky))
             op = Let(name, draw(expressions([("step", f) for f in fresh], leaves, depth)))
         read = _reads(op.value if isinstance(op, Let) else op.hidden)
         fresh = [f for f in fresh if f not in read] + [op.step]
         ops.append(op)
     if need_x:
         _read_x(ops)
+    if _rarely(draw, 8):  # a vector named like something of the generated module
+        new = draw(st.sampled_from(tricky_names(ops, states)))
+        ops = [Let(op.name, _rename(op.value, "w1", new)) if isinstance(op, Let) else op for op in ops]
     return Declaration(tuple(ops))
 
 

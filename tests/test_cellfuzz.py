@@ -64,6 +64,11 @@ REFUSALS = {
     "affine step without a term": "neither an input nor a recurrent term",
     "X read only by unread steps": "no state depends on the steps that read it",
     "X never read": "never reads its input X (declare",
+    "a name reserved for the generated code": "reserved for the generated code",
+    "two names meet in the generated code": "would share the name",
+    "a name given twice": "clashes with a value of the same name",
+    "a step named like a parameter": "has the name of a parameter",
+    "a value assigned twice": "assigned twice",
 }
 
 
