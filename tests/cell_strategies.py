@@ -248,18 +248,23 @@ def _reads(e: Expr | None) -> set[str]:
 
 
 @st.composite
-def _affine(draw: Any, gate: str, name: str | None, x: bool, prevs: list[Expr], ops: list[Op]) -> Affine:
+def _affine(
+    draw: Any, gate: str, name: str | None, x: bool, prevs: list[Expr], ops: list[Op], states: list[str]
+) -> Affine:
     recurrent = _chance(draw, 75) or not x  # an affine step without any term: rarely (below)
-    if not x and _rarely(draw, 10):
+    if not x and _rarely(draw, 20):
         recurrent = False  # refused
     hidden = None
     if recurrent and _rarely(draw, 60):
         elementwise = [("step", op.step) for op in ops if isinstance(op, Let)]
         linear = [("step", op.step) for op in ops if isinstance(op, Affine)]
+        new_states = [e for e in elementwise if e[1] in states]
         pick = draw(st.integers(0, 99))
-        if pick < 94 or not linear:  # another state's prev, an elementwise step or a state's new value
+        if new_states and pick < 35:  # a state's new value: two layers inside one step
+            hidden = draw(st.sampled_from(new_states))
+        elif pick < 85 or not linear:  # another state's prev or an elementwise step
             hidden = draw(st.sampled_from(prevs + elementwise))
-        elif pick < 97:  # not a named value: refused
+        elif pick < 92:  # not a named value: refused
             hidden = ("mul", ("num", 2), draw(st.sampled_from(prevs)))
         else:  # a linear step as the left factor: refused
             hidden = draw(st.sampled_from(linear))
@@ -276,12 +281,12 @@ def _affine(draw: Any, gate: str, name: str | None, x: bool, prevs: list[Expr], 
 @st.composite
 def declarations(draw: Any, max_body: int = 4, depth: int = 3) -> Declaration:
     """A cell of 1 to ``max_body`` steps besides its states' updates (h and up to two more states)."""
-    extra = draw(st.lists(st.sampled_from(EXTRA_STATES), unique=True, max_size=2))
+    extra = list(EXTRA_STATES[: draw(st.integers(0, len(EXTRA_STATES)))])
     states = ["h", *extra]
     body = draw(st.integers(1, max_body))
     kinds = ["body"] * body
     for s in reversed(states):  # mostly after the body (so they read it); now and then amid it
-        kinds.insert(draw(st.integers(0, len(kinds))) if _rarely(draw, 30) else len(kinds), s)
+        kinds.insert(draw(st.integers(0, len(kinds))) if _rarely(draw, 40) else len(kinds), s)
     last_body = max(i for i, k in enumerate(kinds) if k == "body")
     need_x = not _rarely(draw, 5)  # else the cell may never read X: refused
     ops: list[Op] = []
@@ -290,18 +295,18 @@ def declarations(draw: Any, max_body: int = 4, depth: int = 3) -> Declaration:
     for i, kind in enumerate(kinds):
         has_x = any(isinstance(op, Affine) and op.x for op in ops)
         prevs = [("prev", s) for s in states]
-        if _rarely(draw, 3):  # a state read but never updated: refused
+        if _rarely(draw, 5):  # a state read but never updated: refused
             prevs.append(("prev", "u"))
         leaves = [("step", op.step) for op in ops] + prevs + vectors[: 1 + _rarely(draw, 30)]
         if kind == "body":
             affine = _chance(draw, 55) or (need_x and not has_x and i == last_body)
         else:
-            affine = _rarely(draw, 3)  # a state assigned by a linear step: refused
+            affine = _rarely(draw, 4)  # a state assigned by a linear step: refused
         if affine:
             gate = f"f{sum(isinstance(op, Affine) for op in ops)}"
             name = kind if kind != "body" else (f"p{gate[1:]}" if _rarely(draw, 15) else None)
             x = _chance(draw, 85) or (need_x and not has_x)
-            op: Op = draw(_affine(gate, name, x, prevs, ops))
+            op: Op = draw(_affine(gate, name, x, prevs, ops, states))
         else:
             name = kind if kind != "body" else f"v{len(ops)}"
             if kind == "body" and _rarely(draw, 6):
@@ -321,7 +326,7 @@ def declarations(draw: Any, max_body: int = 4, depth: int = 3) -> Declaration:
 
 def _read_x(ops: list[Op]) -> None:
     """Make a state read an input projection if none does yet (else the cell is refused): the last state
-    update after such a step adds it to its value."""
+    update adds the last input projection before it, or a new one declared just before it."""
     states = Declaration(tuple(ops)).states()
     live = set(states)
     for op in reversed(ops):
@@ -329,9 +334,63 @@ def _read_x(ops: list[Op]) -> None:
             live |= _reads(op.value if isinstance(op, Let) else op.hidden)
     if any(isinstance(op, Affine) and op.x and op.step in live for op in ops):
         return
-    for i in reversed(range(len(ops))):
-        op = ops[i]
-        before = [o.step for o in ops[:i] if isinstance(o, Affine) and o.x]
-        if isinstance(op, Let) and op.name in states and before:
-            ops[i] = Let(op.name, ("add", op.value, ("step", before[-1])))
-            return
+    last = max((i for i, op in enumerate(ops) if isinstance(op, Let) and op.name in states), default=None)
+    if last is None:
+        return
+    before = [o.step for o in ops[:last] if isinstance(o, Affine) and o.x]
+    if not before:
+        gate = f"f{sum(isinstance(op, Affine) for op in ops)}"
+        ops.insert(last, Affine(gate))
+        before, last = [f"a_{gate}"], last + 1
+    update = ops[last]
+    assert isinstance(update, Let)
+    ops[last] = Let(update.name, ("add", update.value, ("step", before[-1])))
+
+
+def features(decl: Declaration) -> set[str]:
+    """The constructs of the language a declaration uses (the fuzzer checks it reaches every one)."""
+    found: set[str] = set()
+
+    def walk(e: Expr) -> None:
+        kind = e[0]
+        if kind == "prim":
+            found.add(f"primitive {e[1]}")
+        elif kind == "vec":
+            found.add("vector")
+        elif kind == "num":
+            found.add("number")
+        elif kind in ("neg", "div"):
+            found.add({"neg": "negation", "div": "division by a number"}[kind])
+        if kind == "sub" and e[1] == e[2]:
+            found.add("cancels: a - a")
+        if kind == "mul" and e[1] == ("num", 0):
+            found.add("cancels: 0*a")
+        if kind == "add" and e[2] == ("mul", ("num", -1), e[1]):
+            found.add("cancels: a + (-1)*a")
+        if kind in ("add", "sub", "mul"):
+            found.add({"add": "sum", "sub": "difference", "mul": "product"}[kind])
+        for a in e[1:]:
+            if isinstance(a, tuple):
+                walk(a)
+
+    lets = {op.name for op in decl.ops if isinstance(op, Let)}
+    for op in decl.ops:
+        if isinstance(op, Let):
+            walk(op.value)
+            continue
+        flags = {
+            "affine": True,
+            "x=False": not op.x,
+            "recurrent=False": not op.recurrent,
+            "bias=False": op.bias is False,
+            "two bias rows": isinstance(op.bias, tuple),
+            "affine name=": op.name is not None,
+        }
+        found |= {k for k, v in flags.items() if v}
+        if op.recurrent and op.hidden is not None and op.hidden[0] == "prev" and op.hidden[1] != "h":
+            found.add("matmul of another state's prev")
+        if op.recurrent and op.hidden is not None and op.hidden[0] == "step" and op.hidden[1] in lets:
+            states = decl.states()
+            found.add("matmul of a state's new value" if op.hidden[1] in states else "matmul of a step")
+    found |= {f"{len(decl.states())} states"}
+    return found

@@ -70,7 +70,7 @@ def test_every_identifier_of_a_generated_module_is_accounted_for(cell):
 
 
 @settings(
-    max_examples=10 * settings.default.max_examples, deadline=None, suppress_health_check=list(HealthCheck)
+    max_examples=5 * settings.default.max_examples, deadline=None, suppress_health_check=list(HealthCheck)
 )
 @given(decl=declarations())
 def test_every_identifier_of_a_drawn_cells_module_is_accounted_for(decl):

@@ -40,18 +40,21 @@ from hypothesis import strategies as st
 from grusym.symbolic import cell as language
 from grusym.symbolic.cell import Cell, CellError, scalar_form
 from grusym.symbolic.codegen import module_source
+from grusym.symbolic.steps import unread
 from grusym.symbolic.usercell import declare, derive_module
 
 from . import literature_cells, reference_autograd
 from .backends import needs_numba
-from .cell_strategies import PRIMITIVES, Declaration, declarations
+from .cell_strategies import PRIMITIVES, Declaration, declarations, features
 
-EXAMPLES = 20 * settings.default.max_examples
-FUSED_EXAMPLES = max(8, settings.default.max_examples // 2)
+EXAMPLES = 20 * settings.default.max_examples  # 300 (default tier), 6000 (--thorough)
+TORCH_EXAMPLES = EXAMPLES // 2
+FUSED_EXAMPLES = settings.default.max_examples // 3  # each compiles its kernels: 5, 100
 FUZZ = settings(
     max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), report_multiple_bugs=False
 )
 SIZES = {"T": 4, "n": 3, "d": 2, "h": 4, "q": 5}  # all different: a confused dimension cannot hide
+TINY = {"T": 1, "n": 1, "d": 1, "h": 1, "q": 2}  # every axis of length one (one draw in ten)
 TOLERANCE = 1e-9
 COUNTS: collections.Counter[str] = collections.Counter()
 
@@ -105,15 +108,16 @@ def _outcome(decl: Declaration) -> Derived | str:
     return Derived(fn, cell, derive_module(cell))  # a declared cell must generate: no refusal after this
 
 
-def _problem(m: Any, seed: int, tokens: bool, lengths: bool) -> tuple[Any, ...]:
-    T, n, d, h, q = SIZES.values()
+def _problem(m: Any, seed: int, tokens: bool, lengths: bool, sizes: dict = SIZES) -> tuple[Any, ...]:
+    T, n, d, h, q = (sizes[k] for k in "Tndhq")
     rng = np.random.default_rng(seed)
     p = m.init_params(d, h, q, seed=seed, scale=0.5)
     p = {k: (v if v.ndim == 2 else rng.normal(0, 0.5, v.shape)) for k, v in p.items()}
     X = rng.integers(0, d, (T, n)) if tokens else rng.normal(size=(T, n, d))
     Y = rng.integers(0, q, (T, n))
     initial = {s: rng.normal(0, 0.5, (n, h)) for s in m.STATES}
-    L = rng.permutation([T - 1, 1, T]) if lengths else None  # unsorted, one full, one of a single step
+    # unsorted: a full sequence, one of a single step, one in between (n = 3: a permutation of 3, 1, 4)
+    L = rng.permutation(np.resize([max(T - 1, 1), 1, T], n)) if lengths else None
     return p, X, Y, initial, L
 
 
@@ -156,12 +160,14 @@ def _tape(cell: Cell, m: Any, problem: tuple[Any, ...]) -> tuple[float, dict, di
 CASES = {"floats, unsorted lengths": (False, True), "token ids": (True, False)}
 
 
-def check_cell(label: str, derived: Derived, seed: int, oracle: str, module: Any = None) -> None:
+def check_cell(
+    label: str, derived: Derived, seed: int, oracle: str, module: Any = None, sizes: dict = SIZES
+) -> None:
     """The module's loss, gradients and last states agree with ``oracle`` ("tape" or "torch") on both
-    input kinds; with torch also forward's H. ``module``: check this one (the fused) instead."""
+    input kinds; with torch also forward's H and final_states. ``module``: check this one (the fused)."""
     m = module or derived.module
     for case, (tokens, lengths) in CASES.items():
-        problem = _problem(m, seed, tokens, lengths)
+        problem = _problem(m, seed, tokens, lengths, sizes)
         if oracle == "tape":
             ref = _tape(derived.cell, m, problem)
         else:
@@ -177,35 +183,75 @@ def check_cell(label: str, derived: Derived, seed: int, oracle: str, module: Any
         if oracle == "torch":
             p, X, Y, initial, L = problem
             h0 = tuple(initial[s] for s in m.STATES) if len(m.STATES) > 1 else initial["h"]
-            H, _ = m.forward(p, X, h0, L)
+            H, cache = m.forward(p, X, h0, L)
+            last = m.final_states(cache)
+            last = dict(zip(m.STATES, last if len(m.STATES) > 1 else (last,), strict=True))
             assert _error(H, ref_H) <= TOLERANCE, f"{label}, {case}: forward's H differs from torch's"
+            bad = [s for s in m.STATES if not _error(last[s], ref_last[s]) <= TOLERANCE]
+            assert not bad, f"{label}, {case}: final_states differ from torch's for {bad}"
 
 
-def _fuzz(decl: Declaration, seed: int, oracle: str) -> None:
-    note(decl.source())
-    COUNTS["drawn"] += 1
-    out = _outcome(decl)
-    if isinstance(out, str):
-        COUNTS[f"refused: {out}"] += 1
-        assert not out.startswith("other"), f"a refusal no rule explains: {out}"
-        return
-    COUNTS["derived"] += 1
-    check_cell("drawn cell", out, seed, oracle)
-    COUNTS[f"agree with the {oracle}"] += 1
+def _live_features(cell: Cell) -> set[str]:
+    """Constructs of the accepted cell: pruned steps, steps only another state than h reads."""
+    pruned = set(unread(cell.steps, cell.states))
+    reach = {"h"}  # the steps h reads within the step
+    for s in reversed(cell.steps):
+        if s.name in reach:
+            reach |= set(s.inputs)
+    others = {s.name for s in cell.steps} - pruned - reach
+    flags = {"pruned step": pruned, "step read only through another state": others}
+    return {k for k, v in flags.items() if v}
 
 
-@FUZZ
-@given(decl=declarations(), seed=st.integers(0, 2**16))
-def test_every_drawn_cell_is_refused_by_name_or_matches_the_tape(decl, seed):
-    _fuzz(decl, seed, "tape")
+# every construct of the language, and every refusal the strategy aims at, appears in each fuzz run
+CONSTRUCTS = {f"primitive {p}" for p in PRIMITIVES} | {
+    "vector", "number", "negation", "division by a number", "sum", "difference", "product",
+    "cancels: a - a", "cancels: 0*a", "cancels: a + (-1)*a", "affine", "x=False", "recurrent=False",
+    "bias=False", "two bias rows", "affine name=", "matmul of another state's prev", "matmul of a step",
+    "matmul of a state's new value", "1 states", "2 states", "3 states", "pruned step",
+    "step read only through another state",
+}  # fmt: skip
+AIMED = {
+    "matmul of a linear step", "state assigned by a linear step", "state read but never updated",
+    "left factor not a named value", "affine step without a term", "X read only by unread steps",
+    "a name reserved for the generated code", "two names meet in the generated code",
+}  # fmt: skip
+
+
+def _fuzz(oracle: str, examples: int, aimed: set[str]) -> None:
+    """Draw ``examples`` declarations; each is refused by a known rule or agrees with ``oracle``; then
+    every construct (in an accepted cell) and every ``aimed`` refusal must have appeared among them."""
+    seen: collections.Counter[str] = collections.Counter()
+
+    @settings(FUZZ, max_examples=examples)
+    @given(decl=declarations(), seed=st.integers(0, 2**16), tiny=st.integers(0, 9).map(lambda k: k == 9))
+    def fuzz(decl: Declaration, seed: int, tiny: bool) -> None:
+        note(decl.source())
+        seen["drawn"] += 1
+        out = _outcome(decl)
+        if isinstance(out, str):
+            seen[f"refused: {out}"] += 1
+            assert not out.startswith("other"), f"a refusal no rule explains: {out}"
+            return
+        seen["derived"] += 1
+        seen.update(features(decl) | _live_features(out.cell))
+        check_cell("drawn cell", out, seed, oracle, sizes=TINY if tiny else SIZES)
+        seen[f"agree with the {oracle}"] += 1
+
+    fuzz()
+    COUNTS.update({f"{oracle}: {k}": v for k, v in seen.items()})
+    missing = sorted(CONSTRUCTS - set(seen)) + sorted(aimed - {k.removeprefix("refused: ") for k in seen})
+    assert not missing, f"{examples} draws never reached: {missing}"
+
+
+def test_every_drawn_cell_is_refused_by_name_or_matches_the_tape():
+    _fuzz("tape", EXAMPLES, AIMED)
 
 
 @pytest.mark.torch
-@FUZZ
-@given(decl=declarations(), seed=st.integers(0, 2**16))
-def test_every_drawn_cell_is_refused_by_name_or_matches_torch_autograd_of_its_source(decl, seed):
+def test_every_drawn_cell_is_refused_by_name_or_matches_torch_autograd_of_its_source():
     pytest.importorskip("torch")
-    _fuzz(decl, seed, "torch")
+    _fuzz("torch", TORCH_EXAMPLES, set())
 
 
 def _fused(derived: Derived, folder: Path) -> Any:
