@@ -17,8 +17,9 @@ from __future__ import annotations
 import itertools
 
 import sympy as sp
+from sympy import MatrixSymbol, OneMatrix
 
-from .cell import INPUT, OUTPUT
+from .cell import INPUT, OUTPUT, n
 from .derive import adjoint_name
 from .emit import InPlace, Writer, cheapest, cost, loop
 from .fuse import Fuser
@@ -161,9 +162,34 @@ def _shared_forms(exprs: list[sp.Expr]) -> tuple[list[tuple[sp.Symbol, sp.Expr]]
     return best
 
 
+def _templates_follow_the_rules(g: Schedule) -> None:
+    """The matmul adjoints are written below as templates (``d[left] = d[step] @ W.T``, ``dW = left.T @
+    d[step]``, bias gradients as column sums); every contribution the derivation made from
+    ``LINEAR_RULES`` must be exactly that, so a changed rule cannot leave the templates silently behind."""
+    for der in (g.der, g.head):
+        for c in der.contributions:
+            if c.kind not in ("matmul_left", "matmul_right", "bias"):
+                continue
+            rows, cols = c.expr.shape
+            if c.kind == "matmul_left":
+                W = der.cell.params[str(c.weight)].symbol
+                expected = MatrixSymbol(adjoint_name(c.source), rows, W.shape[1]) * W.T
+            elif c.kind == "matmul_right":
+                dY = MatrixSymbol(adjoint_name(c.source), n, cols)
+                expected = MatrixSymbol(str(c.left), n, rows).T * dY
+            else:
+                expected = OneMatrix(1, n) * MatrixSymbol(adjoint_name(c.source), n, cols)
+            if c.expr != expected:
+                raise NotImplementedError(
+                    f"LINEAR_RULES[{c.kind!r}] gives {c.expr} for {c.target}, but the generated code "
+                    f"computes {expected}: change the matmul templates of adjoint_code.py with the rule"
+                )
+
+
 def emit_backward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
     """The body of ``_backward(params, cache, dH, buf, input_grad)`` (see the module docstring); with a
     fuser, its loop with the elementwise runs as kernels (the fused module)."""
+    _templates_follow_the_rules(g)
     w.indent = 1
     for state in g.states:
         if state != OUTPUT:
