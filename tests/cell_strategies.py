@@ -213,7 +213,8 @@ def expressions(draw: Any, fresh: list[Expr], values: list[Expr], depth: int) ->
     """A value expression over ``values`` (the leaves in scope), at most ``depth`` operators deep."""
     if depth == 0 or _chance(draw, 30):
         return _leaf(draw, fresh, values)
-    kind = draw(st.sampled_from(["prim", "add", "mul", "sub", "number", "neg", "div", "cancel"]))
+    kinds = ["prim", "add", "mul", "prim", "sub", "number", "prim", "neg", "div", "cancel"]  # 3 in 10: prim
+    kind = draw(st.sampled_from(kinds))
     sub = expressions(fresh, values, depth - 1)
     if kind == "prim":
         return ("prim", draw(st.sampled_from(PRIMITIVES)), draw(sub))
@@ -260,20 +261,20 @@ def _affine(
         linear = [("step", op.step) for op in ops if isinstance(op, Affine)]
         new_states = [e for e in elementwise if e[1] in states]
         pick = draw(st.integers(0, 99))
-        if new_states and pick < 35:  # a state's new value: two layers inside one step
+        if new_states and pick < 50:  # a state's new value: two layers inside one step
             hidden = draw(st.sampled_from(new_states))
-        elif pick < 85 or not linear:  # another state's prev or an elementwise step
-            hidden = draw(st.sampled_from(prevs + elementwise))
-        elif pick < 92:  # not a named value: refused
-            hidden = ("mul", ("num", 2), draw(st.sampled_from(prevs)))
-        else:  # a linear step as the left factor: refused
+        elif pick >= 95 and linear:  # a linear step as the left factor: refused
             hidden = draw(st.sampled_from(linear))
+        elif pick >= 90:  # not a named value: refused
+            hidden = ("mul", ("num", 2), draw(st.sampled_from(prevs)))
+        else:  # another state's prev or an elementwise step
+            hidden = draw(st.sampled_from(prevs + elementwise))
     bias_pick = draw(st.integers(0, 9))
     bias: bool | tuple[str, ...] = True
     if bias_pick >= 8:
         bias = False
     elif bias_pick >= 6:
-        tricky = _rarely(draw, 20)
+        tricky = _rarely(draw, 10)
         bias = (f"b{gate}_ih", draw(st.sampled_from(tricky_names(ops, []))) if tricky else f"b{gate}_hh")
     return Affine(gate, x, hidden, recurrent, bias, name)
 
@@ -281,7 +282,7 @@ def _affine(
 @st.composite
 def declarations(draw: Any, max_body: int = 4, depth: int = 3) -> Declaration:
     """A cell of 1 to ``max_body`` steps besides its states' updates (h and up to two more states)."""
-    extra = list(EXTRA_STATES[: draw(st.integers(0, len(EXTRA_STATES)))])
+    extra = list(EXTRA_STATES[: draw(st.sampled_from([0, 1, 2, 2]))])
     states = ["h", *extra]
     body = draw(st.integers(1, max_body))
     kinds = ["body"] * body
@@ -295,8 +296,6 @@ def declarations(draw: Any, max_body: int = 4, depth: int = 3) -> Declaration:
     for i, kind in enumerate(kinds):
         has_x = any(isinstance(op, Affine) and op.x for op in ops)
         prevs = [("prev", s) for s in states]
-        if _rarely(draw, 5):  # a state read but never updated: refused
-            prevs.append(("prev", "u"))
         leaves = [("step", op.step) for op in ops] + prevs + vectors[: 1 + _rarely(draw, 30)]
         if kind == "body":
             affine = _chance(draw, 55) or (need_x and not has_x and i == last_body)
@@ -305,20 +304,23 @@ def declarations(draw: Any, max_body: int = 4, depth: int = 3) -> Declaration:
         if affine:
             gate = f"f{sum(isinstance(op, Affine) for op in ops)}"
             name = kind if kind != "body" else (f"p{gate[1:]}" if _rarely(draw, 15) else None)
-            x = _chance(draw, 85) or (need_x and not has_x)
+            x = _chance(draw, 75) or (need_x and not has_x)
             op: Op = draw(_affine(gate, name, x, prevs, ops, states))
         else:
             name = kind if kind != "body" else f"v{len(ops)}"
-            if kind == "body" and _rarely(draw, 6):
+            if kind == "body" and _rarely(draw, 3):
                 tricky = [t for t in tricky_names(ops, states) if t.islower() and t not in states]
                 name = draw(st.sampled_from(tricky))
-            op = Let(name, draw(expressions([("step", f) for f in fresh], leaves, depth)))
+            value = draw(expressions([("step", f) for f in fresh], leaves, depth))
+            if _rarely(draw, 2):  # a state read but never updated: refused
+                value = ("add", value, ("prev", "u"))
+            op = Let(name, value)
         read = _reads(op.value if isinstance(op, Let) else op.hidden)
         fresh = [f for f in fresh if f not in read] + [op.step]
         ops.append(op)
     if need_x:
         _read_x(ops)
-    if _rarely(draw, 8):  # a vector named like something of the generated module
+    if _rarely(draw, 4):  # a vector named like something of the generated module
         new = draw(st.sampled_from(tricky_names(ops, states)))
         ops = [Let(op.name, _rename(op.value, "w1", new)) if isinstance(op, Let) else op for op in ops]
     return Declaration(tuple(ops))

@@ -32,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, note, settings
+from hypothesis import HealthCheck, Phase, assume, find, given, note, settings
 from hypothesis import strategies as st
 
 from grusym.symbolic import cell as language
@@ -56,6 +57,7 @@ FUZZ = settings(
 SIZES = {"T": 4, "n": 3, "d": 2, "h": 4, "q": 5}  # all different: a confused dimension cannot hide
 TINY = {"T": 1, "n": 1, "d": 1, "h": 1, "q": 2}  # every axis of length one (one draw in ten)
 TOLERANCE = 1e-9
+SEEDS = {"tape": 23, "torch": 2023}  # the hypothesis seed of each fuzz run
 COUNTS: collections.Counter[str] = collections.Counter()
 
 # reason -> the fragment of the one-line CellError that names it
@@ -72,6 +74,7 @@ REFUSALS = {
     "a name given twice": "clashes with a value of the same name",
     "a step named like a parameter": "has the name of a parameter",
     "a value assigned twice": "assigned twice",
+    "a parameter declared twice": "declared twice",
 }
 
 
@@ -94,18 +97,26 @@ def _reason(message: str) -> str:
 
 
 @functools.cache
-def _outcome(decl: Declaration) -> Derived | str:
-    """The derived cell and its in-memory module, or the refusal's reason (cached: shrinking re-derives)."""
+def _declared(decl: Declaration) -> tuple[Any, Cell] | str:
+    """(the cell function, the declared cell), or the refusal's reason (cached: shrinking re-declares)."""
     source = decl.source()
     name = "drawn_" + hashlib.sha1(source.encode()).hexdigest()[:10]
     fn = decl.function()
     try:
-        cell = declare(fn, name)
+        return fn, declare(fn, name)
     except CellError as exc:
         message = str(exc)
         assert "\n" not in message and f"'{name}'" in message, message
         return _reason(message)
-    return Derived(fn, cell, derive_module(cell))  # a declared cell must generate: no refusal after this
+
+
+@functools.cache
+def _outcome(decl: Declaration) -> Derived | str:
+    """The derived cell and its in-memory module, or the refusal's reason."""
+    declared = _declared(decl)
+    if isinstance(declared, str):
+        return declared
+    return Derived(*declared, derive_module(declared[1]))  # a declared cell must generate: no refusal here
 
 
 def _problem(m: Any, seed: int, tokens: bool, lengths: bool, sizes: dict = SIZES) -> tuple[Any, ...]:
@@ -203,7 +214,7 @@ def _live_features(cell: Cell) -> set[str]:
     return {k for k, v in flags.items() if v}
 
 
-# every construct of the language, and every refusal the strategy aims at, appears in each fuzz run
+# the constructs of the language and the refusals the strategy aims at (see the test that finds each)
 CONSTRUCTS = {f"primitive {p}" for p in PRIMITIVES} | {
     "vector", "number", "negation", "division by a number", "sum", "difference", "product",
     "cancels: a - a", "cancels: 0*a", "cancels: a + (-1)*a", "affine", "x=False", "recurrent=False",
@@ -218,11 +229,11 @@ AIMED = {
 }  # fmt: skip
 
 
-def _fuzz(oracle: str, examples: int, aimed: set[str]) -> None:
-    """Draw ``examples`` declarations; each is refused by a known rule or agrees with ``oracle``; then
-    every construct (in an accepted cell) and every ``aimed`` refusal must have appeared among them."""
+def _fuzz(oracle: str, examples: int) -> None:
+    """Draw ``examples`` declarations; each is refused by a known rule or agrees with ``oracle``."""
     seen: collections.Counter[str] = collections.Counter()
 
+    @hypothesis.seed(SEEDS[oracle])  # its own fixed draws per oracle; the thorough tier extends them
     @settings(FUZZ, max_examples=examples)
     @given(decl=declarations(), seed=st.integers(0, 2**16), tiny=st.integers(0, 9).map(lambda k: k == 9))
     def fuzz(decl: Declaration, seed: int, tiny: bool) -> None:
@@ -240,18 +251,41 @@ def _fuzz(oracle: str, examples: int, aimed: set[str]) -> None:
 
     fuzz()
     COUNTS.update({f"{oracle}: {k}": v for k, v in seen.items()})
-    missing = sorted(CONSTRUCTS - set(seen)) + sorted(aimed - {k.removeprefix("refused: ") for k in seen})
+    # the run cannot pass by never drawing a construct (in an accepted cell); the aimed refusals are rarer
+    # (a few in a hundred draws, unevenly spread by hypothesis): required of the thorough tier's runs
+    missing = sorted(CONSTRUCTS - set(seen))
+    if examples >= 1000:
+        missing += sorted(AIMED - {k.removeprefix("refused: ") for k in seen})
     assert not missing, f"{examples} draws never reached: {missing}"
 
 
 def test_every_drawn_cell_is_refused_by_name_or_matches_the_tape():
-    _fuzz("tape", EXAMPLES, AIMED)
+    _fuzz("tape", EXAMPLES)
 
 
 @pytest.mark.torch
 def test_every_drawn_cell_is_refused_by_name_or_matches_torch_autograd_of_its_source():
     pytest.importorskip("torch")
-    _fuzz("torch", TORCH_EXAMPLES, set())
+    _fuzz("torch", TORCH_EXAMPLES)
+
+
+def _has(target: str) -> Any:
+    def found(decl: Declaration) -> bool:
+        out = _declared(decl)
+        if isinstance(out, str):
+            return out == target
+        return target in features(decl) | _live_features(out[1])
+
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", sorted(CONSTRUCTS) + sorted(AIMED))
+def test_the_strategy_draws_every_construct_and_every_refusal(target):
+    """The strategy reaches each construct (in an accepted cell) and each aimed refusal: hypothesis finds
+    a declaration with each one within 1,000 draws (a guard for edits of the strategy; about a minute)."""
+    once = settings(FUZZ, max_examples=1000, database=None, phases=[Phase.generate])  # found: no shrinking
+    find(declarations(), _has(target), settings=once)
 
 
 def _fused(derived: Derived, folder: Path) -> Any:
@@ -312,6 +346,19 @@ def drawn(c):
 """,
         "no state depends on the steps that read it (a_f0)",
     ),
+    # the thorough fuzzer's draw 1918 (seed 10000): h grows to 8e12, softplus(a_f1) past 710, and the
+    # adjoint computed softplus' derivative 1 - exp(-y) as (exp(y) - 1)*exp(-y): inf*0, nan gradients
+    "softplus_derivative_refactored": (
+        """
+def drawn(c):
+    a_f0 = c.affine("f0", bias=("bf0_ih", "bf0_hh"))
+    a_f1 = c.affine("f1", bias=False)
+    v2 = c.let("v2", a_f0 * hard_sigmoid(softplus(a_f1)) * softplus(a_f1))
+    a_f2 = c.affine("f2", hidden=v2, bias=False)
+    h = c.let("h", -a_f2 * a_f2)
+""",
+        None,
+    ),
     # SymPy merges tanh(sigmoid(a)) into one function: the generator applied the outer primitive alone
     "nested_primitives": (
         """
@@ -342,18 +389,21 @@ def _derive_named(name: str) -> Derived:
     return Derived(fn, cell, derive_module(cell))
 
 
+SEED = {"softplus_derivative_refactored": 10000}  # the draw's own values (others: 7)
+
+
 @pytest.mark.parametrize("name", list(_named()))
 def test_named_cell_matches_the_tape(name):
     """Each cell of the literature (five of them wrong or crashing before issue 23) and each shrunk fuzzer
     failure agrees with the tape on floats with lengths and on token ids."""
-    check_cell(name, _derive_named(name), seed=7, oracle="tape")
+    check_cell(name, _derive_named(name), seed=SEED.get(name, 7), oracle="tape")
 
 
 @pytest.mark.torch
 @pytest.mark.parametrize("name", list(_named()))
 def test_named_cell_matches_torch_autograd_of_its_source(name):
     pytest.importorskip("torch")
-    check_cell(name, _derive_named(name), seed=7, oracle="torch")
+    check_cell(name, _derive_named(name), seed=SEED.get(name, 7), oracle="torch")
 
 
 @pytest.mark.parametrize("name", [k for k, (_, refused) in REGRESSIONS.items() if refused is not None])

@@ -21,7 +21,7 @@ from sympy import MatrixSymbol, OneMatrix
 
 from .cell import INPUT, OUTPUT, n
 from .derive import adjoint_name
-from .emit import InPlace, Writer, cheapest, cost, loop
+from .emit import InPlace, Writer, cheapest, cost, loop, same_functions
 from .fuse import Fuser
 from .layout import Schedule, times_h
 from .printing import equation
@@ -149,7 +149,7 @@ def _shared_forms(exprs: list[sp.Expr]) -> tuple[list[tuple[sp.Symbol, sp.Expr]]
     """CSE of one step's contributions, each in its cheapest form or expanded, whichever pair of choices
     needs the fewest calls: ``dh*z`` and ``dh*(1 - z)`` share ``dh*z`` once the second is expanded, so
     d[h_tilde] becomes ``dh - dh_prev`` (one call instead of two)."""
-    forms = [(cheapest(e), sp.expand(e)) for e in exprs]
+    forms = [(cheapest(e), sp.expand(e) if same_functions(sp.expand(e), e) else e) for e in exprs]
     best = sp.cse([f for f, _ in forms], sp.numbered_symbols("g"), optimizations=None)
     if len(exprs) > 4:  # 2^k CSE runs: keep derivation fast for wide steps
         return best

@@ -25,7 +25,7 @@ from .derive import Contribution, adjoint_name
 from .emit import InPlace, Writer, cheapest
 from .forward_code import emit_forward
 from .fuse import Fuser
-from .layout import Gemm, Schedule, gemm_plan, numbered
+from .layout import Gemm, Schedule, gemm_plan, numbered, pruning_note
 from .printing import equation
 from .variants import CELLS, VARIANTS, build
 
@@ -92,7 +92,7 @@ class _ModuleText:
             states = "h0 (n, h)"
         how = "in plain NumPy" if self.fuser is None else "fused with Numba"
         if g.pruned:
-            doc += "\n" + self.pruned_note() + "\n"
+            doc += "\n" + textwrap.fill(pruning_note(c), 110) + "\n"
         if self.fuser is not None:
             plain = f"grusym/generated/{c.name}.py" if c.builtin else f"{c.name}.py"
             load = (
@@ -116,18 +116,6 @@ class _ModuleText:
 Shapes: X (T, n, d) floats or (T, n) token ids meaning one-hot rows of width d; {states}; Y (T, n) ids;
 lengths (n,) each sequence's true length (padded steps after it change nothing and count nothing).
 """'''
-
-    def pruned_note(self) -> str:
-        """Which steps the module leaves out and why (a step nothing reads: an ablation's leftover)."""
-        g = self.g
-        steps = ", ".join(f"({g.num[name]}) {name}" for name in g.pruned)
-        note = (
-            f"Pruned: no state depends on {steps} (nothing reads {'them' if len(g.pruned) > 1 else 'it'}, "
-            "or the terms that read it cancel), so this module does not compute it"
-        )
-        if g.unused:
-            note += f"; {', '.join(g.unused)}, read by nothing else, get exact zero gradients"
-        return textwrap.fill(note + ".", 110)
 
     def source(self) -> str:
         c, g, w = self.cell, self.g, Writer()

@@ -29,7 +29,7 @@ from .derive import Derivation, derive, derive_head
 from .emit import Writer
 from .steps import params_of, unread
 
-__all__ = ["Gemm", "Run", "Schedule", "cols", "gemm_plan", "numbered", "times_h"]
+__all__ = ["Gemm", "Run", "Schedule", "cols", "gemm_plan", "numbered", "pruning", "pruning_note", "times_h"]
 
 _LAYOUT_SEARCH = 7  # up to this many linear steps every block order is tried; beyond, declaration order
 
@@ -40,6 +40,32 @@ def numbered(cell: Cell) -> dict[str, int]:
     numbers["logits"] = len(cell.steps) + 1
     numbers["loss"] = len(cell.steps) + 2
     return numbers
+
+
+def pruning(cell: Cell) -> tuple[list[str], list[str]]:
+    """(the steps no state depends on, the parameters only they read), in declaration order."""
+    pruned = unread(cell.steps, cell.states)
+    read = {p for s in cell.steps if s.name not in pruned for p in params_of(s)}
+    return pruned, [p for p in cell.params if p not in read]
+
+
+def pruning_note(cell: Cell) -> str:
+    """What the generated module leaves out of ``cell`` and why, in one sentence ("" when nothing)."""
+    pruned, unused = pruning(cell)
+    if not pruned:
+        return ""
+    num = numbered(cell)
+    it = "it" if len(pruned) == 1 else "them"
+    steps = ", ".join(f"({num[name]}) {name}" for name in pruned)
+    note = (
+        f"Pruned: no state depends on {steps} (nothing reads {it}, or the terms that read {it} cancel), "
+        f"so the module does not compute {it}"
+    )
+    if unused:
+        note += (
+            f"; {', '.join(unused)}, read by nothing else, get{'s' * (len(unused) == 1)} exact zero gradients"
+        )
+    return note + "."
 
 
 @dataclass(frozen=True)
@@ -106,11 +132,9 @@ class Schedule:
     def __init__(self, cell: Cell) -> None:
         self.declared = cell
         # the steps no state depends on are not computed; only they read ``unused``: zero gradients
-        self.pruned = unread(cell.steps, cell.states)
+        self.pruned, self.unused = pruning(cell)
         cell = replace(cell, steps=[s for s in cell.steps if s.name not in self.pruned])
         self.cell = cell
-        read = {p for s in cell.steps for p in params_of(s)}
-        self.unused = [p for p in cell.params if p not in read]
         self.der: Derivation = derive(cell)
         self.head_step, self.head = derive_head()
         self.num = numbered(self.declared)  # the declared numbers: the reports number the same equations
