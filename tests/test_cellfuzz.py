@@ -49,7 +49,6 @@ from .backends import needs_numba
 from .cell_strategies import PRIMITIVES, Declaration, declarations, features
 
 EXAMPLES = 20 * settings.default.max_examples  # 300 (default tier), 6000 (--thorough)
-TORCH_EXAMPLES = EXAMPLES // 2
 FUSED_EXAMPLES = settings.default.max_examples // 3  # each compiles its kernels: 5, 100
 FUZZ = settings(
     max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), report_multiple_bugs=False
@@ -57,7 +56,7 @@ FUZZ = settings(
 SIZES = {"T": 4, "n": 3, "d": 2, "h": 4, "q": 5}  # all different: a confused dimension cannot hide
 TINY = {"T": 1, "n": 1, "d": 1, "h": 1, "q": 2}  # every axis of length one (one draw in ten)
 TOLERANCE = 1e-9
-SEEDS = {"tape": 23, "torch": 2023}  # the hypothesis seed of each fuzz run
+SEED = 23  # the hypothesis seed of the fuzz runs: the tape and torch see the same draws (derived once)
 COUNTS: collections.Counter[str] = collections.Counter()
 
 # reason -> the fragment of the one-line CellError that names it
@@ -233,7 +232,7 @@ def _fuzz(oracle: str, examples: int) -> None:
     """Draw ``examples`` declarations; each is refused by a known rule or agrees with ``oracle``."""
     seen: collections.Counter[str] = collections.Counter()
 
-    @hypothesis.seed(SEEDS[oracle])  # its own fixed draws per oracle; the thorough tier extends them
+    @hypothesis.seed(SEED)  # fixed draws; the thorough tier's runs extend the default tier's
     @settings(FUZZ, max_examples=examples)
     @given(decl=declarations(), seed=st.integers(0, 2**16), tiny=st.integers(0, 9).map(lambda k: k == 9))
     def fuzz(decl: Declaration, seed: int, tiny: bool) -> None:
@@ -266,7 +265,7 @@ def test_every_drawn_cell_is_refused_by_name_or_matches_the_tape():
 @pytest.mark.torch
 def test_every_drawn_cell_is_refused_by_name_or_matches_torch_autograd_of_its_source():
     pytest.importorskip("torch")
-    _fuzz("torch", TORCH_EXAMPLES)
+    _fuzz("torch", EXAMPLES)
 
 
 def _has(target: str) -> Any:
@@ -359,6 +358,18 @@ def drawn(c):
 """,
         None,
     ),
+    # the thorough fuzzer's draw 418 (values seed 0): h cancels to 0, state m = exp(m_prev) overflows in a
+    # padded step, and backward multiplied m's zero adjoint by inf: nan gradients for m0 and W_hf0
+    "overflow_where_the_loss_does_not_look": (
+        """
+def drawn(c):
+    m = c.let("m", exp(c.prev("m")))
+    a_f0 = c.affine("f0", hidden=m, bias=False)
+    s = c.let("s", a_f0)
+    h = c.let("h", ((c.prev("s") * (-s)) * ((s - c.prev("s")) - (s - c.prev("s")))))
+""",
+        None,
+    ),
     # SymPy merges tanh(sigmoid(a)) into one function: the generator applied the outer primitive alone
     "nested_primitives": (
         """
@@ -389,21 +400,22 @@ def _derive_named(name: str) -> Derived:
     return Derived(fn, cell, derive_module(cell))
 
 
-SEED = {"softplus_derivative_refactored": 10000}  # the draw's own values (others: 7)
+# the seed of each named cell's values (the fuzzer's draw's own where it matters; others 7)
+VALUES = {"softplus_derivative_refactored": 10000, "overflow_where_the_loss_does_not_look": 0}
 
 
 @pytest.mark.parametrize("name", list(_named()))
 def test_named_cell_matches_the_tape(name):
     """Each cell of the literature (five of them wrong or crashing before issue 23) and each shrunk fuzzer
     failure agrees with the tape on floats with lengths and on token ids."""
-    check_cell(name, _derive_named(name), seed=SEED.get(name, 7), oracle="tape")
+    check_cell(name, _derive_named(name), seed=VALUES.get(name, 7), oracle="tape")
 
 
 @pytest.mark.torch
 @pytest.mark.parametrize("name", list(_named()))
 def test_named_cell_matches_torch_autograd_of_its_source(name):
     pytest.importorskip("torch")
-    check_cell(name, _derive_named(name), seed=SEED.get(name, 7), oracle="torch")
+    check_cell(name, _derive_named(name), seed=VALUES.get(name, 7), oracle="torch")
 
 
 @pytest.mark.parametrize("name", [k for k, (_, refused) in REGRESSIONS.items() if refused is not None])

@@ -200,6 +200,10 @@ def emit_backward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
     g.unpack(w, [wn for lf in recurrent for run in g.runs[lf] for wn in run.weights] + g.vectors)
     g.fused_weights(w, recurrent)
     w(f'dA = buf("dA", (T, n, {times_h(g.G)}), dtype)  # adjoints of the linear steps, all t')
+    for lin in g.order:
+        if lin.name in g.constant:  # backward skips it: its block stays zero
+            block = g.cols(g.slot[lin.name], g.slot[lin.name] + 1)
+            w(f"dA[:, :, {block}] = 0  # the loss does not depend on {lin.name}")
     for state, prev in zip(g.states, g.prevs, strict=True):
         note = f"not from buf: it is returned as the gradient of {state}0"
         w(f"{adjoint_name(prev)} = np.zeros((n, nh), dtype=dtype)  # {note}")
@@ -221,7 +225,8 @@ def emit_backward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
             adj.buffers.append(adjoint_name(state))
             adj.assigned.add(state)
     for step in reversed(g.cell.steps):
-        adj.step(step.name)
+        if step.name not in g.constant:
+            adj.step(step.name)
     for prev in g.prevs:
         runs = g.runs.get(prev, [])
         if runs:
@@ -287,6 +292,8 @@ def _parameter_gradients(w: Writer, g: Schedule) -> None:
     for left, runs in g.runs.items():
         for run in runs:
             rows = "dA_rows" if (run.lo, run.hi) == (0, g.G) else f"dA_rows[:, {g.cols(run.lo, run.hi)}]"
+            if left != INPUT and all(s.name in g.constant for s in run.steps):
+                continue  # zero gradients (below): its left factor may hold what overflowed, 0*inf is nan
             if left == INPUT:
                 w("if tokens:")
                 w(f'    dW = rt.token_weight_grad(X, {rows}, params["{run.weights[0]}"].shape[0])')
@@ -322,6 +329,11 @@ def _parameter_gradients(w: Writer, g: Schedule) -> None:
         grads[v] = f"d{v}_rows.sum(axis=0)"
     for name in g.unused:
         grads[name] = f'np.zeros_like(params["{name}"])'  # read only by pruned steps
+    for s in g.order:
+        if s.name in g.constant:  # the loss does not depend on it
+            for name in (*(t.weight for t in s.terms), *s.biases):
+                grads[name] = f'np.zeros_like(params["{name}"])'
+
     missing = set(g.cell_params) - set(grads)
     assert not missing, missing
     w("grads = {")

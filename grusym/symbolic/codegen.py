@@ -93,6 +93,13 @@ class _ModuleText:
         how = "in plain NumPy" if self.fuser is None else "fused with Numba"
         if g.pruned:
             doc += "\n" + textwrap.fill(pruning_note(c), 110) + "\n"
+        if g.constant:
+            steps = ", ".join(f"({g.num[name]}) {name}" for name in g.constant)
+            note = (
+                f"Not differentiated: the loss does not depend on {steps} (only states it never reads do), "
+                "so their adjoints are zero and backward skips them."
+            )
+            doc += "\n" + textwrap.fill(note, 110) + "\n"
         if self.fuser is not None:
             plain = f"grusym/generated/{c.name}.py" if c.builtin else f"{c.name}.py"
             load = (

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from .cell import INPUT, OUTPUT, Cell, Step, prev_name
 from .derive import Derivation, derive, derive_head
 from .emit import Writer
-from .steps import params_of, unread
+from .steps import loss_reach, params_of, unread
 
 __all__ = ["Gemm", "Run", "Schedule", "cols", "gemm_plan", "numbered", "pruning", "pruning_note", "times_h"]
 
@@ -136,6 +136,9 @@ class Schedule:
         cell = replace(cell, steps=[s for s in cell.steps if s.name not in self.pruned])
         self.cell = cell
         self.der: Derivation = derive(cell)
+        # backward differentiates only the steps the loss depends on; the others' adjoints are zero
+        reach = loss_reach(cell.steps, cell.states)
+        self.constant = [s.name for s in cell.steps if s.name not in reach]
         self.head_step, self.head = derive_head()
         self.num = numbered(self.declared)  # the declared numbers: the reports number the same equations
         self.steps = {s.name: s for s in cell.steps}
@@ -151,6 +154,8 @@ class Schedule:
         # parameter products
         needed: set[str] = set()
         for c in self.der.contributions:
+            if c.source in self.constant:
+                continue
             if c.kind in ("elementwise", "vector"):
                 needed |= {s.name for s in c.expr.free_symbols}
             elif c.kind == "matmul_right":

@@ -25,6 +25,7 @@ __all__ = [
     "Param",
     "Step",
     "Term",
+    "loss_reach",
     "params_of",
     "prev_name",
     "scalar_form",
@@ -115,6 +116,26 @@ def unread(steps: list[Step] | tuple[Step, ...], states: list[str] | tuple[str, 
         if s.name in live:
             live |= set(s.inputs)
     return [s.name for s in steps if s.name not in live]
+
+
+def loss_reach(steps: list[Step] | tuple[Step, ...], states: list[str] | tuple[str, ...]) -> set[str]:
+    """The steps the output (and so the loss) depends on, at the same or an earlier time step.
+
+    The others feed only states nothing the output reads (or read through a term that cancels): their
+    adjoint is zero at every step, so backward skips them, and multiplying that zero by their forward
+    values, which may overflow where no loss looks, cannot turn it into nan.
+    """
+    new_value = {prev_name(s): s for s in states}  # a state's prev is its new value one step earlier
+    by_name = {s.name: s for s in steps}
+    reach, todo = {OUTPUT}, [OUTPUT]
+    while todo:
+        step = by_name.get(todo.pop())
+        for name in step.inputs if step else ():
+            name = new_value.get(name, name)
+            if name in by_name and name not in reach:
+                reach.add(name)
+                todo.append(name)
+    return reach
 
 
 def params_of(step: Step) -> tuple[str, ...]:
