@@ -141,13 +141,32 @@ def _finite(*arrays: Any) -> bool:
     return all(np.all(np.isfinite(np.asarray(a))) for a in arrays)
 
 
-def _agree(label: str, ours: tuple[float, dict, dict], ref: tuple[float, dict, dict]) -> None:
+def _errors(ours: tuple[float, dict, dict], ref: tuple[float, dict, dict]) -> dict[str, float]:
+    """The relative error of the loss, of every gradient and of every last state."""
     (loss, grads, last), (ref_loss, ref_grads, ref_last) = ours, ref
-    assert set(grads) == set(ref_grads), f"{label}: gradient keys {sorted(grads)} != {sorted(ref_grads)}"
+    assert set(grads) == set(ref_grads), f"gradient keys {sorted(grads)} != {sorted(ref_grads)}"
     errors = {"loss": _error(loss, ref_loss)}
     errors |= {k: _error(grads[k], v) for k, v in ref_grads.items()}
-    errors |= {f"last {s}": _error(last[s], v) for s, v in ref_last.items()}
-    bad = {k: f"{e:.1e}" for k, e in errors.items() if not e <= TOLERANCE}
+    return errors | {f"last {s}": _error(last[s], v) for s, v in ref_last.items()}
+
+
+def _rounding_floor(fn: Any, problem: tuple[Any, ...], ref: tuple[float, dict, dict]) -> dict[str, float]:
+    """How far rounding alone moves each float64 result of torch's run of the source: its float32 run's
+    distance from the float64 one, times eps(float64)/eps(float32) (rounding errors scale with the unit
+    roundoff). Grusym plays no part: a cell whose sums cancel (h = 8*h_prev - 4*s_prev) is judged at its
+    own noise, a defect of grusym's stays far above it."""
+    import torch
+
+    from . import torch_cell
+
+    p, X, Y, initial, L = problem
+    low = torch_cell.unroll(fn, p, X, Y, initial, L, dtype=torch.float32)[:3]
+    scale = np.finfo(np.float64).eps / np.finfo(np.float32).eps
+    return {k: e * scale for k, e in _errors(low, ref).items()}
+
+
+def _agree(label: str, errors: dict[str, float], floor: dict[str, float] | None = None) -> None:
+    bad = {k: f"{e:.1e}" for k, e in errors.items() if not e <= max(TOLERANCE, 10 * (floor or {}).get(k, 0))}
     assert not bad, f"{label}: differs from the oracle beyond {TOLERANCE:.0e}: {bad}"
 
 
@@ -189,7 +208,11 @@ def check_cell(
         if not _finite(ref[0], *ref[1].values(), *ref[2].values()):
             COUNTS["non-finite values in the oracle (not compared)"] += 1
             continue
-        _agree(f"{label}, {case}, vs the {oracle}", _ours(m, problem), ref)
+        errors, floor = _errors(_ours(m, problem), ref), None
+        if oracle == "torch" and max(errors.values()) > TOLERANCE:  # measure the cell's rounding noise
+            floor = _rounding_floor(derived.fn, problem, ref)
+            COUNTS["judged at the cell's own rounding noise (torch's float32 run)"] += 1
+        _agree(f"{label}, {case}, vs the {oracle}", errors, floor)
         if oracle == "torch":
             p, X, Y, initial, L = problem
             h0 = tuple(initial[s] for s in m.STATES) if len(m.STATES) > 1 else initial["h"]

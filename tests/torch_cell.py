@@ -15,8 +15,6 @@ from typing import Any
 import numpy as np
 import torch
 
-f64 = torch.float64
-
 
 def _hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
     # derivative 1/5 inside (-5/2, 5/2), 0 outside and at the kinks: the convention grusym documents
@@ -42,6 +40,7 @@ class _Builder:
         self.leaves, self.x, self.prev_values = leaves, x, prev
         self.values: dict[str, torch.Tensor] = {}
         self.n, self.h = next(iter(prev.values())).shape
+        self.dtype = x.dtype
 
     @property
     def X(self) -> torch.Tensor:
@@ -61,14 +60,14 @@ class _Builder:
         return self.leaves[name]
 
     def _set(self, name: str, v: Any) -> torch.Tensor:
-        self.values[name] = torch.broadcast_to(torch.as_tensor(v, dtype=f64), (self.n, self.h))
+        self.values[name] = torch.broadcast_to(torch.as_tensor(v, dtype=self.dtype), (self.n, self.h))
         return self.values[name]
 
     def let(self, name: str, value: Any) -> torch.Tensor:
         return self._set(name, value)
 
     def affine(self, gate, *, x=True, hidden=None, recurrent=True, bias=None, name=None):
-        total = torch.zeros(self.n, self.h, dtype=f64)
+        total = torch.zeros(self.n, self.h, dtype=self.dtype)
         if x:
             total = total + self.x @ self.leaves[f"W_x{gate}"]
         if recurrent:
@@ -99,21 +98,24 @@ def unroll(
     Y: np.ndarray,
     initial: dict[str, np.ndarray],
     lengths: np.ndarray | None = None,
+    dtype: torch.dtype = torch.float64,
 ) -> tuple[float, dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
     """(loss, gradients, last states, H) of cell function ``fn`` over X with the char-LM head.
 
     X: (T, n, d) floats or (T, n) token ids (one-hot rows; no "X" gradient); initial: state name ->
     (n, h); lengths: None or (n,) true lengths in any order. Gradients: every parameter, "<state>0" and
     "X"; H (T, n, h) is zero after each sequence's end; last states are each sequence's at its length.
+    dtype: the precision of the whole computation (float32: to measure how rounding moves the result).
     """
     step = _on_tensors(fn)
     tokens = np.issubdtype(X.dtype, np.integer)
-    leaves = {k: torch.tensor(v, dtype=f64, requires_grad=True) for k, v in params.items()}
-    starts = {s: torch.tensor(v, dtype=f64, requires_grad=True) for s, v in initial.items()}
+    leaves = {k: torch.tensor(v, dtype=dtype, requires_grad=True) for k, v in params.items()}
+    starts = {s: torch.tensor(v, dtype=dtype, requires_grad=True) for s, v in initial.items()}
     if tokens:
-        xs = torch.nn.functional.one_hot(torch.from_numpy(X), leaves[_input_weight(params)].shape[0]).to(f64)
+        vocab = leaves[_input_weight(params)].shape[0]
+        xs = torch.nn.functional.one_hot(torch.from_numpy(X), vocab).to(dtype)
     else:
-        xs = torch.tensor(X, dtype=f64, requires_grad=True)
+        xs = torch.tensor(X, dtype=dtype, requires_grad=True)
     T, n = X.shape[:2]
     lengths = np.full(n, T) if lengths is None else np.asarray(lengths)
     valid = torch.from_numpy(np.arange(T)[:, None] < lengths[None, :])

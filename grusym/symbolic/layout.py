@@ -5,6 +5,8 @@ everything the forward and adjoint emitters share (what the derivation does not 
 
 * the steps no state depends on (``steps.unread``) are pruned: the module neither computes nor
   differentiates them, and a parameter only they read gets an exact zero gradient (it stays in ``PARAMS``);
+  the steps only states the loss never reads depend on (outside ``steps.loss_reach``: ``constant``) are
+  computed but not differentiated, their adjoints being zero;
 * every linear step owns an h-wide column block of one pre-activation buffer ``A`` (T, n, G); blocks are
   ordered so that the steps sharing a left operand (X, h_prev, ...) are as contiguous as possible, so each
   operand needs one fused matmul per contiguous run, forward and backward;

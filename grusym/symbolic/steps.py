@@ -3,8 +3,10 @@
 Contract: a :class:`Step` assigns one new (n, h) value and is either *linear* (a sum of ``left @ W``
 products plus broadcast bias rows, where ``W`` is a parameter) or *elementwise* (a SymPy matrix expression
 of Hadamard products, sums, numbers, broadcast parameter vectors and primitives applied elementwise).
-:func:`scalar_form` is what one element of an elementwise step computes. The builder that produces steps
-is :mod:`grusym.symbolic.cell`; derivation, code generation, reports and the oracle read these types.
+:func:`scalar_form` is what one element of an elementwise step computes; :func:`unread` and
+:func:`loss_reach` say which steps the states and the loss depend on (code generation prunes the others,
+or skips them in backward). The builder that produces steps is :mod:`grusym.symbolic.cell`; derivation,
+code generation, reports and the oracle read these types.
 """
 
 from __future__ import annotations
