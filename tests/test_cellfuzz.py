@@ -39,7 +39,7 @@ from hypothesis import HealthCheck, Phase, assume, find, given, note, settings
 from hypothesis import strategies as st
 
 from grusym.symbolic import cell as language
-from grusym.symbolic.cell import Cell, CellError, scalar_form
+from grusym.symbolic.cell import Cell, CellError, exp, scalar_form
 from grusym.symbolic.codegen import module_source
 from grusym.symbolic.steps import unread
 from grusym.symbolic.usercell import declare, derive_module
@@ -510,3 +510,32 @@ def test_nested_primitives_keep_every_function_of_the_chain():
     a = X[0] @ p["W_xf0"] + initial["h"] @ p["W_hf0"] + p["b_f0"]
     expected = np.tanh(1 / (1 + np.exp(-np.exp(a)))) + 0.5 * np.maximum(np.logaddexp(0, a), 0)
     np.testing.assert_allclose(H[0], expected, rtol=1e-14)
+
+
+def _cancelling(c):
+    """The thorough torch run's draw 2718: h = 4*(2*h_prev + s_prev) + a, sums of terms that cancel."""
+    v0 = c.let("v0", c.prev("h"))
+    a_f0 = c.affine("f0")
+    c.let("s", ((exp(v0) - exp(v0)) - c.prev("h")))
+    c.let("h", (((v0 + (v0 + c.prev("s"))) / 0.25) + a_f0))
+
+
+@pytest.mark.torch
+def test_a_cell_whose_sums_cancel_is_judged_at_its_own_rounding_noise_and_a_real_error_still_fails():
+    """Its gradients differ from torch's by up to 5e-9 (rounding: torch's float32 run puts the noise at
+    2e-9) and pass; the same gradients 1e-7 off fail."""
+    pytest.importorskip("torch")
+    from . import torch_cell
+
+    cell = declare(_cancelling, "cancelling")
+    m = derive_module(cell)
+    problem = _problem(m, 6305, False, True)
+    p, X, Y, initial, L = problem
+    ref = torch_cell.unroll(_cancelling, p, X, Y, initial, L)[:3]
+    ours = _ours(m, problem)
+    errors, floor = _errors(ours, ref), _rounding_floor(_cancelling, problem, ref)
+    assert max(errors.values()) > TOLERANCE  # plain 1e-9 would fail a right cell
+    _agree("cancelling", errors, floor)
+    off = (ours[0], {k: v * (1 + 1e-7) for k, v in ours[1].items()}, ours[2])
+    with pytest.raises(AssertionError, match="differs from the oracle"):
+        _agree("cancelling, 1e-7 off", _errors(off, ref), floor)
