@@ -150,19 +150,39 @@ def _errors(ours: tuple[float, dict, dict], ref: tuple[float, dict, dict]) -> di
     return errors | {f"last {s}": _error(last[s], v) for s, v in ref_last.items()}
 
 
-def _rounding_floor(fn: Any, problem: tuple[Any, ...], ref: tuple[float, dict, dict]) -> dict[str, float]:
-    """How far rounding alone moves each float64 result of torch's run of the source: its float32 run's
-    distance from the float64 one, times eps(float64)/eps(float32) (rounding errors scale with the unit
-    roundoff). Grusym plays no part: a cell whose sums cancel (h = 8*h_prev - 4*s_prev) is judged at its
-    own noise, a defect of grusym's stays far above it."""
-    import torch
+def _settled(fn: Any, problem: tuple[Any, ...], ours: dict, ref: dict, keys: list[str]) -> list[str]:
+    """The keys among ``keys`` where torch's float64 rounding, not grusym, is off: an 80-bit central
+    difference of the source's own loss (tests/source_cell.py) along a random direction of that input
+    agrees with grusym's directional derivative to 1e-8 and is closer to it than to torch's.
 
-    from . import torch_cell
+    Torch evaluates the source as written, so ``v + exp(v) - exp(v)`` loses v's gradient (1 + e - e is
+    e - e = 0 in float64 once e is large) and a sum whose terms are 1e7 times its value keeps 1e-9 of
+    noise; grusym's SymPy form has neither. The difference shares nothing with either side.
+    """
+    from . import source_cell
 
     p, X, Y, initial, L = problem
-    low = torch_cell.unroll(fn, p, X, Y, initial, L, dtype=torch.float32)[:3]
-    scale = np.finfo(np.float64).eps / np.finfo(np.float32).eps
-    return {k: e * scale for k, e in _errors(low, ref).items()}
+    inputs = {**p, **{f"{s}0": v for s, v in initial.items()}, "X": X}
+    rng = np.random.default_rng(0)
+    settled = []
+    for key in keys:
+        if key not in inputs or not np.issubdtype(inputs[key].dtype, np.floating):
+            continue
+        v = rng.standard_normal(inputs[key].shape)
+        step = 1e-5 / max(1.0, float(np.abs(inputs[key]).max()))
+
+        def loss(sign: int, key: str = key, v: np.ndarray = v, step: float = step) -> np.longdouble:
+            moved = {key: inputs[key].astype(np.longdouble) + sign * step * v}
+            pp = {k: moved.get(k, a) for k, a in p.items()}
+            init = {s: moved.get(f"{s}0", a) for s, a in initial.items()}
+            return source_cell.extended_loss(fn, pp, moved.get("X", X), Y, init, L)
+
+        fd = (loss(1) - loss(-1)) / (2 * step)
+        mine, theirs = np.sum(ours[key] * v), np.sum(ref[key] * v)
+        scale = float(np.sum(np.abs(ours[key] * v)))
+        if abs(mine - fd) <= 1e-8 * scale and abs(mine - fd) < abs(theirs - fd):
+            settled.append(key)
+    return settled
 
 
 def _overflowed_unread(m: Any, problem: tuple[Any, ...], errors: dict[str, float]) -> bool:
@@ -183,8 +203,8 @@ def _overflowed_unread(m: Any, problem: tuple[Any, ...], errors: dict[str, float
     return not _finite(*(v for v in cache.values() if isinstance(v, np.ndarray) and v.dtype.kind == "f"))
 
 
-def _agree(label: str, errors: dict[str, float], floor: dict[str, float] | None = None) -> None:
-    bad = {k: f"{e:.1e}" for k, e in errors.items() if not e <= max(TOLERANCE, 10 * (floor or {}).get(k, 0))}
+def _agree(label: str, errors: dict[str, float]) -> None:
+    bad = {k: f"{e:.1e}" for k, e in errors.items() if not e <= TOLERANCE}
     assert not bad, f"{label}: differs from the oracle beyond {TOLERANCE:.0e}: {bad}"
 
 
@@ -226,14 +246,17 @@ def check_cell(
         if not _finite(ref[0], *ref[1].values(), *ref[2].values()):
             COUNTS["non-finite values in the oracle (not compared)"] += 1
             continue
-        errors, floor = _errors(_ours(m, problem), ref), None
+        ours = _ours(m, problem)
+        errors = _errors(ours, ref)
         if _overflowed_unread(m, problem, errors):
             errors = {k: e for k, e in errors.items() if not np.isnan(e)}
             COUNTS["nan gradients from values that overflowed where the loss does not look (limitation)"] += 1
-        if oracle == "torch" and max(errors.values()) > TOLERANCE:  # measure the cell's rounding noise
-            floor = _rounding_floor(derived.fn, problem, ref)
-            COUNTS["judged at the cell's own rounding noise (torch's float32 run)"] += 1
-        _agree(f"{label}, {case}, vs the {oracle}", errors, floor)
+        bad = [k for k, e in errors.items() if not e <= TOLERANCE]
+        if oracle == "torch" and bad:  # who is right: an extended-precision difference of the source
+            settled = _settled(derived.fn, problem, ours[1], ref[1], bad)
+            errors = {k: e for k, e in errors.items() if k not in settled}
+            COUNTS["torch's own rounding, settled by an 80-bit difference of the source"] += bool(settled)
+        _agree(f"{label}, {case}, vs the {oracle}", errors)
         if oracle == "torch":
             p, X, Y, initial, L = problem
             h0 = tuple(initial[s] for s in m.STATES) if len(m.STATES) > 1 else initial["h"]
@@ -534,32 +557,40 @@ def test_nested_primitives_keep_every_function_of_the_chain():
 
 
 def _cancelling(c):
-    """The thorough torch run's draw 2718: h = 4*(2*h_prev + s_prev) + a, sums of terms that cancel."""
+    """The thorough torch run's draw 2718 (values seed 6305): h = 4*(2*h_prev + s_prev) + a."""
     v0 = c.let("v0", c.prev("h"))
     a_f0 = c.affine("f0")
     c.let("s", ((exp(v0) - exp(v0)) - c.prev("h")))
     c.let("h", (((v0 + (v0 + c.prev("s"))) / 0.25) + a_f0))
 
 
+def _absorbs(c):
+    """The thorough torch run's shrunk draw (values seed 0): s = v + exp(v) - exp(v), h = 4*s + a."""
+    v0 = c.let("v0", c.prev("h"))
+    a_f0 = c.affine("f0")
+    s = c.let("s", (v0 + (exp(v0) - exp(v0))))
+    c.let("h", ((s / 0.25) + a_f0))
+
+
 @pytest.mark.torch
-def test_a_cell_whose_sums_cancel_is_judged_at_its_own_rounding_noise_and_a_real_error_still_fails():
-    """Its gradients differ from torch's by up to 5e-9 (rounding: torch's float32 run puts the noise at
-    2e-9) and pass; the same gradients 1e-7 off fail."""
+@pytest.mark.parametrize(("fn", "seed"), [(_cancelling, 6305), (_absorbs, 0)], ids=["cancels", "absorbs"])
+def test_where_torch_rounds_badly_an_80_bit_difference_settles_it_and_a_real_error_fails(fn, seed):
+    """Torch's float64 evaluation of these sources is off (by 5e-9: sums 1e7 times their value; by 150 %:
+    1 + e - e is 0 once e = exp(v) is large); an 80-bit difference of the source sides with grusym, key by
+    key. The same gradients 1e-6 off are not settled."""
     pytest.importorskip("torch")
     from . import torch_cell
 
-    cell = declare(_cancelling, "cancelling")
+    cell = declare(fn, fn.__name__)
     m = derive_module(cell)
-    problem = _problem(m, 6305, False, True)
+    problem = _problem(m, seed, False, True)
     p, X, Y, initial, L = problem
-    ref = torch_cell.unroll(_cancelling, p, X, Y, initial, L)[:3]
+    ref = torch_cell.unroll(fn, p, X, Y, initial, L)[:3]
     ours = _ours(m, problem)
-    errors, floor = _errors(ours, ref), _rounding_floor(_cancelling, problem, ref)
-    assert max(errors.values()) > TOLERANCE  # plain 1e-9 would fail a right cell
-    _agree("cancelling", errors, floor)
-    off = (ours[0], {k: v * (1 + 1e-7) for k, v in ours[1].items()}, ours[2])
-    with pytest.raises(AssertionError, match="differs from the oracle"):
-        _agree("cancelling, 1e-7 off", _errors(off, ref), floor)
+    bad = [k for k, e in _errors(ours, ref).items() if e > TOLERANCE]
+    assert bad and sorted(_settled(fn, problem, ours[1], ref[1], bad)) == sorted(bad)
+    off = {k: v * (1 + 1e-6) for k, v in ours[1].items()}
+    assert not _settled(fn, problem, off, ref[1], bad)
 
 
 def _last_step_overflow(c):

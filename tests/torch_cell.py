@@ -1,19 +1,20 @@
 """A cell declaration run as torch operations: the user's own cell function, re-executed on tensors.
 
-:func:`unroll` calls the declaration function once per time step with a builder whose ``c.affine``,
-``c.let``, ``c.prev``, ``c.vector`` ... compute torch tensors, and with the primitives it names replaced by
-their torch formulas; torch's autograd differentiates the whole unrolled loss. Nothing of grusym takes part
-(no builder, no SymPy, no derivation, no generated code): what the user wrote is what is run, so a defect
-anywhere between the declaration and the generated module shows up. Needs torch (callers importorskip it).
+:func:`unroll` runs the declaration function on torch tensors (tests/source_cell.py: a builder whose
+``c.affine``, ``c.let``, ``c.prev`` ... compute at once, the primitives replaced by their torch formulas),
+and torch's autograd differentiates the whole unrolled loss. Nothing of grusym takes part (no builder, no
+SymPy, no derivation, no generated code): what the user wrote is what is run, so a defect anywhere between
+the declaration and the generated module shows up. Needs torch (callers importorskip it).
 """
 
 from __future__ import annotations
 
-import types
 from typing import Any
 
 import numpy as np
 import torch
+
+from . import source_cell
 
 
 def _hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
@@ -33,64 +34,6 @@ PRIMITIVES = {
 }
 
 
-class _Builder:
-    """The ``c`` of one time step: every method computes its value at once."""
-
-    def __init__(self, leaves: dict[str, torch.Tensor], x: torch.Tensor, prev: dict[str, torch.Tensor]):
-        self.leaves, self.x, self.prev_values = leaves, x, prev
-        self.values: dict[str, torch.Tensor] = {}
-        self.n, self.h = next(iter(prev.values())).shape
-        self.dtype = x.dtype
-
-    @property
-    def X(self) -> torch.Tensor:
-        return self.x
-
-    def prev(self, state: str) -> torch.Tensor:
-        return self.prev_values[state]
-
-    @property
-    def h_prev(self) -> torch.Tensor:
-        return self.prev("h")
-
-    def value(self, name: str) -> torch.Tensor:
-        return self.values[name]
-
-    def vector(self, name: str) -> torch.Tensor:
-        return self.leaves[name]
-
-    def _set(self, name: str, v: Any) -> torch.Tensor:
-        self.values[name] = torch.broadcast_to(torch.as_tensor(v, dtype=self.dtype), (self.n, self.h))
-        return self.values[name]
-
-    def let(self, name: str, value: Any) -> torch.Tensor:
-        return self._set(name, value)
-
-    def affine(self, gate, *, x=True, hidden=None, recurrent=True, bias=None, name=None):
-        total = torch.zeros(self.n, self.h, dtype=self.dtype)
-        if x:
-            total = total + self.x @ self.leaves[f"W_x{gate}"]
-        if recurrent:
-            left = self.prev("h") if hidden is None else hidden
-            total = total + left @ self.leaves[f"W_h{gate}"]
-        if bias is None or bias is True:
-            bias = (f"b_{gate}",)
-        elif bias is False:
-            bias = ()
-        for b in (bias,) if isinstance(bias, str) else bias:
-            total = total + self.leaves[b]
-        return self._set(name or f"a_{gate}", total)
-
-
-def _on_tensors(fn: Any) -> Any:
-    """``fn`` with the primitives it names (as globals) replaced by their torch formulas."""
-    env = dict(fn.__globals__)  # nested functions of the declaration see these globals too
-    env.update({k: v for k, v in PRIMITIVES.items() if k in env})
-    if "apply" in env:
-        env["apply"] = lambda primitive, v: PRIMITIVES[primitive](v)
-    return types.FunctionType(fn.__code__, env, fn.__name__, fn.__defaults__, fn.__closure__)
-
-
 def unroll(
     fn: Any,
     params: dict[str, np.ndarray],
@@ -107,7 +50,6 @@ def unroll(
     "X"; H (T, n, h) is zero after each sequence's end; last states are each sequence's at its length.
     dtype: the precision of the whole computation (float32: to measure how rounding moves the result).
     """
-    step = _on_tensors(fn)
     tokens = np.issubdtype(X.dtype, np.integer)
     leaves = {k: torch.tensor(v, dtype=dtype, requires_grad=True) for k, v in params.items()}
     starts = {s: torch.tensor(v, dtype=dtype, requires_grad=True) for s, v in initial.items()}
@@ -119,14 +61,12 @@ def unroll(
     T, n = X.shape[:2]
     lengths = np.full(n, T) if lengths is None else np.asarray(lengths)
     valid = torch.from_numpy(np.arange(T)[:, None] < lengths[None, :])
-    prev = dict(starts)
-    history: dict[str, list[torch.Tensor]] = {s: [] for s in starts}
-    for t in range(T):
-        c = _Builder(leaves, xs[t], prev)
-        step(c)
-        prev = {s: c.values[s] for s in starts}
-        for s in starts:
-            history[s].append(prev[s])
+    shape = next(iter(initial.values())).shape
+
+    def broadcast(v: Any) -> torch.Tensor:
+        return torch.broadcast_to(torch.as_tensor(v, dtype=dtype), shape)
+
+    history = source_cell.run(source_cell.on(fn, PRIMITIVES), leaves, xs, starts, broadcast)
     H = torch.stack(history["h"])
     logits = H @ leaves["W_hq"] + leaves["b_q"]
     rows = torch.logsumexp(logits, -1) - logits.gather(-1, torch.from_numpy(Y)[..., None])[..., 0]
