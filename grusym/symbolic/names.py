@@ -3,12 +3,14 @@
 Contract: generated code names its values after the declaration (step ``z`` is the local ``z``, its adjoint
 ``dz``, its cached sequence ``z_all``, its row in a fused kernel ``R_z``; parameter ``W_xz`` is the local
 ``W_xz``, its gradient ``dW_xz``, its contiguous transpose ``W_xz_T``), beside names of its own (``A``,
-``tmp0``, ``zip`` ...): ``RESERVED`` and ``RESERVED_PATTERN``. :func:`identifiers` lists every identifier
-a cell's names give rise to, with what it stands for; :func:`clash` returns the first identifier that would
-stand for two things (or for one of the generator's own names), in words, or None. A clash is a silent
-wrong gradient or a crash inside generated code, so the builder refuses it (``Cell.check``).
-tests/test_cell_names.py harvests every identifier of generated modules and checks that this module
-accounts for each one, so a new naming scheme in the generator cannot slip past it.
+``tmp0``, ``zip`` ...): ``RESERVED`` and ``RESERVED_PATTERN``. These locals live in ``_forward``,
+``_backward`` and the fused kernels (``GENERATED_IN``); elsewhere a declaration's names appear only as the
+initial states' ``<state>0``. :func:`identifiers` lists every identifier a cell's names give rise to, with
+what it stands for; :func:`clash` returns the first identifier that would stand for two things (or for one
+of the generator's own names), in words, or None. A clash is a silent wrong gradient or a crash inside
+generated code, so the builder refuses it (``Cell.check``). tests/test_cell_names.py harvests every
+identifier of generated modules and checks that this module accounts for each one, so a new naming scheme
+in the generator cannot slip past it.
 """
 
 from __future__ import annotations
@@ -23,24 +25,26 @@ from .steps import INPUT, OUTPUT, prev_name
 if TYPE_CHECKING:
     from .cell import Cell
 
-__all__ = ["RESERVED", "RESERVED_PATTERN", "clash", "identifiers", "reserved"]
+__all__ = ["GENERATED_IN", "RESERVED", "RESERVED_PATTERN", "SEQUENTIAL", "clash", "identifiers", "reserved"]
 
-# the generated module's own names: module constants and functions, arguments, buffers, loop variables, and
-# the builtins it calls
+# the names the generator gives its own values in ``_forward``, ``_backward`` and the fused kernels (the only
+# functions where a declaration's names become locals), the builtins they call, and a few more the language
+# has always kept for itself
 RESERVED = frozenset(
     {
-        "A", "Any", "CELL_PARAMS", "H", "H_rows", "OUTPUT", "PARAMS", "S", "SAVED", "STATES", "T", "VARIANT",
-        "X", "Y", "_WORKSPACE", "annotations", "backward", "buf", "cache", "dA", "dA_rows", "dA_t", "dH",
-        "dH_t", "dW", "db", "dict", "dims", "dlogits", "dtype", "final_states", "float", "forward", "grads",
-        "half", "head", "hidden_size", "init_params", "input_grad", "input_size", "lengths", "logits", "loss",
-        "loss_and_grads", "n", "nh", "np", "numba", "one", "output_size", "params", "range", "rt", "scale",
-        "seed", "seqs", "state", "step", "str", "t", "table", "tokens", "tuple", "two", "valid", "validate",
-        "value", "x_t", "zip",
+        "A", "H", "T", "X", "buf", "cache", "dA", "dA_rows", "dA_t", "dH", "dH_t", "dW", "dims", "dlogits",
+        "dtype", "grads", "half", "input_grad", "lengths", "logits", "n", "nh", "np", "numba", "one",
+        "params", "range", "rt", "state", "t", "table", "tokens", "two", "valid", "validate", "value", "x_t",
+        "zip",
     }
 )  # fmt: skip
+# bound only after the backward loop, when no value of a step is live: a step's adjoint may share it (db)
+SEQUENTIAL = frozenset({"db"})
 # names the generator makes for itself: numbered scratch, CSE terms and constants, kernel names and
 # arguments, fused products and weights
 RESERVED_PATTERN = re.compile(r"(tmp|g|k)\d+|_.*|[KP]_.*|W_\w+_all\d*(_T)?")
+# the generated functions in which a declaration's names become local names
+GENERATED_IN = re.compile(r"_(forward|backward)(_k\d+)?")
 # a name of the user's may not take the shape of a derived one (``R_z``, ``S_c``, ``z_all``, ``W_hz_T``):
 # it could meet the derived name of another step in a module the checks never see
 _DERIVED_SHAPE = re.compile(r"[A-VX-Z]_.*|.*_(all|rows)\d*|.*_T")
