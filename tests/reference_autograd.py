@@ -129,18 +129,54 @@ def evaluate(expr: sp.Basic, env: dict[str, Node], n: int) -> Node:
         for other in nodes[1:]:
             total = total @ other
         return total.scale(float(coeff)) if coeff != 1 else total
+    if isinstance(expr, sp.ZeroMatrix):
+        width = next(v.value.shape[1] for k, v in env.items() if k.endswith("_prev"))
+        return Node(np.zeros((n, width)))
+    if isinstance(expr, sp.HadamardPower) and expr.exp.is_Integer and expr.exp > 0:
+        base = evaluate(expr.base, env, n)
+        total = base
+        for _ in range(int(expr.exp) - 1):
+            total = total * base
+        return total
     if isinstance(expr, sp.matrices.expressions.applyfunc.ElementwiseApplyFunction):
-        body = expr.function(sp.Symbol("x"))
-        return evaluate(expr.expr, env, n).apply(type(body))
+        # SymPy merges nested applications into one function, e.g. x -> tanh(sigmoid(x)): apply the chain
+        x = sp.Symbol("x")
+        body = expr.function(x)
+        chain = []
+        while body != x:
+            chain.append(type(body))
+            (body,) = body.args
+        node = evaluate(expr.expr, env, n)
+        for fn in reversed(chain):
+            node = node.apply(fn)
+        return node
     raise NotImplementedError(type(expr))
 
 
 def loss_and_grads(cell: Cell, params: dict, X: np.ndarray, Y: np.ndarray, h0):
-    """Loss and gradients of the unrolled cell + char-LM head, by the tape above (float X only).
+    """Loss and gradients of the unrolled cell + char-LM head, by the tape above (float X).
 
     h0: the initial state (n, h), or a tuple of them in ``cell.states`` order; gradients "<state>0".
     """
+    value, grads, _ = unroll(cell, params, X, Y, h0)
+    return value, grads
+
+
+def unroll(cell: Cell, params: dict, X: np.ndarray, Y: np.ndarray, h0, lengths=None):
+    """(loss, gradients, last states) of the unrolled cell + char-LM head, by the tape above.
+
+    X: (T, n, d) floats, or (T, n) integer token ids (one-hot rows; then no "X" gradient); h0: the initial
+    state (n, h) or a tuple in ``cell.states`` order; lengths: None or (n,) true lengths, in any order (the
+    mean runs over the positions t < lengths[i], the last state of sequence i is the one after its step
+    lengths[i] - 1). Last states: a tuple in ``cell.states`` order.
+    """
+    tokens = np.issubdtype(np.asarray(X).dtype, np.integer)
+    if tokens:
+        width = next(v.shape[0] for k, v in params.items() if k.startswith("W_x"))
+        X = np.eye(width)[X]
     T, n, _ = X.shape
+    lengths = np.full(n, T) if lengths is None else np.asarray(lengths)
+    count = int(lengths.sum())
     states = list(cell.states)
     initial = (h0,) if len(states) == 1 else tuple(h0)
     leaves = {k: Node(v if v.ndim == 2 else v[None, :]) for k, v in params.items()}
@@ -148,23 +184,32 @@ def loss_and_grads(cell: Cell, params: dict, X: np.ndarray, Y: np.ndarray, h0):
         leaves[f"{s}0"] = Node(v)
     xs = [Node(X[t]) for t in range(T)]
     prev = {s: leaves[f"{s}0"] for s in states}
+    last = {s: np.array(v, dtype=np.float64) for s, v in zip(states, initial, strict=True)}
     total = None
     for t in range(T):
         env = {**leaves, "X": xs[t], **{f"{s}_prev": prev[s] for s in states}}
         for step in cell.steps:
             env[step.name] = evaluate(step.expr, env, n)
         prev = {s: env[s] for s in states}
+        valid = t < lengths
+        for s in states:
+            last[s][valid] = env[s].value[valid]
         logits = env["h"] @ leaves["W_hq"] + leaves["b_q"]
-        # mean cross-entropy, by log-sum-exp with its own vjp
+        # mean cross-entropy over the valid positions, by log-sum-exp with its own vjp
         z = logits.value - logits.value.max(axis=1, keepdims=True)
         p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-        ce = float(np.sum(np.log(np.exp(z).sum(axis=1)) - z[np.arange(n), Y[t]]))
+        rows = np.log(np.exp(z).sum(axis=1)) - z[np.arange(n), Y[t]]
+        ce = float(np.sum(rows[valid]))
         onehot = np.eye(logits.value.shape[1])[Y[t]]
-        node = Node(np.array(ce / (T * n)), ((logits, lambda g, p=p, oh=onehot: g * (p - oh) / (T * n)),))
+        mask = valid[:, None].astype(float)
+        node = Node(
+            np.array(ce / count), ((logits, lambda g, p=p, oh=onehot, m=mask: g * m * (p - oh) / count),)
+        )
         total = node if total is None else total + node
     backprop(total)
     grads = {k: (leaves[k].grad if params[k].ndim == 2 else leaves[k].grad[0]) for k in params}
     for s in states:
         grads[f"{s}0"] = leaves[f"{s}0"].grad
-    grads["X"] = np.stack([x.grad for x in xs])
-    return float(total.value), grads
+    if not tokens:
+        grads["X"] = np.stack([x.grad for x in xs])
+    return float(total.value), grads, tuple(last[s] for s in states)

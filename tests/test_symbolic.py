@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import sympy as sp
 
+from grusym.symbolic.adjoint_code import emit_backward
 from grusym.symbolic.cell import Cell, CellError, sigmoid
 from grusym.symbolic.derive import LINEAR_RULES, derive
+from grusym.symbolic.emit import Writer
+from grusym.symbolic.layout import Schedule
 from grusym.symbolic.primitives import PRIMITIVES, RULES, verify_rules
 from grusym.symbolic.variants import CELLS
 
@@ -91,3 +96,14 @@ def test_declaration_errors_are_caught():
     c = Cell("bad")
     with pytest.raises(CellError, match=r"'@' between cell values: .* c\.affine"):
         c.let("y", c.h_prev @ c.h_prev)
+
+
+def test_the_matmul_templates_implement_linear_rules():
+    """Generated code writes matmul adjoints from templates (``d[left] = d[step] @ W.T``): a derivation
+    whose LINEAR_RULES contribution differs from them (a planted sign flip) stops generation, by name."""
+    g = Schedule(CELLS["gru"].cell())
+    flip = next(c for c in g.der.contributions if c.kind == "matmul_left")
+    wrong = tuple(replace(c, expr=-c.expr) if c is flip else c for c in g.der.contributions)
+    g.der = replace(g.der, contributions=wrong)
+    with pytest.raises(NotImplementedError, match=r"LINEAR_RULES\['matmul_left'\] gives -"):
+        emit_backward(Writer(), g)

@@ -68,6 +68,7 @@ def package_folder(check: bool) -> Path:
 
 
 def _run_cell(args: argparse.Namespace) -> int:
+    from ..symbolic.layout import pruning_note
     from ..symbolic.usercell import load_cell, module_drifted, regenerate_command, write_module
 
     out = args.out or Path(".")
@@ -80,6 +81,9 @@ def _run_cell(args: argparse.Namespace) -> int:
         return 1 if bad else 0
     path, changed = write_module(cell, out, command, args.fused)
     print(f"wrote {path}" if changed else f"{path} is current")
+    note = pruning_note(cell)
+    if note:
+        print(note)
     return 0
 
 

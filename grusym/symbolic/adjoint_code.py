@@ -19,10 +19,11 @@ from __future__ import annotations
 import itertools
 
 import sympy as sp
+from sympy import MatrixSymbol, OneMatrix
 
-from .cell import INPUT, OUTPUT
+from .cell import INPUT, OUTPUT, n
 from .derive import adjoint_name
-from .emit import InPlace, Writer, cheapest, cost, loop
+from .emit import InPlace, Writer, cheapest, cost, loop, same_functions
 from .fuse import Fuser
 from .layout import Schedule, times_h
 from .printing import equation
@@ -150,7 +151,7 @@ def _shared_forms(exprs: list[sp.Expr]) -> tuple[list[tuple[sp.Symbol, sp.Expr]]
     """CSE of one step's contributions, each in its cheapest form or expanded, whichever pair of choices
     needs the fewest calls: ``dh*z`` and ``dh*(1 - z)`` share ``dh*z`` once the second is expanded, so
     d[h_tilde] becomes ``dh - dh_prev`` (one call instead of two)."""
-    forms = [(cheapest(e), sp.expand(e)) for e in exprs]
+    forms = [(cheapest(e), sp.expand(e) if same_functions(sp.expand(e), e) else e) for e in exprs]
     best = sp.cse([f for f, _ in forms], sp.numbered_symbols("g"), optimizations=None)
     if len(exprs) > 4:  # 2^k CSE runs: keep derivation fast for wide steps
         return best
@@ -163,9 +164,34 @@ def _shared_forms(exprs: list[sp.Expr]) -> tuple[list[tuple[sp.Symbol, sp.Expr]]
     return best
 
 
+def _templates_follow_the_rules(g: Schedule) -> None:
+    """The matmul adjoints are written below as templates (``d[left] = d[step] @ W.T``, ``dW = left.T @
+    d[step]``, bias gradients as column sums); every contribution the derivation made from
+    ``LINEAR_RULES`` must be exactly that, so a changed rule cannot leave the templates silently behind."""
+    for der in (g.der, g.head):
+        for c in der.contributions:
+            if c.kind not in ("matmul_left", "matmul_right", "bias"):
+                continue
+            rows, cols = c.expr.shape
+            if c.kind == "matmul_left":
+                W = der.cell.params[str(c.weight)].symbol
+                expected = MatrixSymbol(adjoint_name(c.source), rows, W.shape[1]) * W.T
+            elif c.kind == "matmul_right":
+                dY = MatrixSymbol(adjoint_name(c.source), n, cols)
+                expected = MatrixSymbol(str(c.left), n, rows).T * dY
+            else:
+                expected = OneMatrix(1, n) * MatrixSymbol(adjoint_name(c.source), n, cols)
+            if c.expr != expected:
+                raise NotImplementedError(
+                    f"LINEAR_RULES[{c.kind!r}] gives {c.expr} for {c.target}, but the generated code "
+                    f"computes {expected}: change the matmul templates of adjoint_code.py with the rule"
+                )
+
+
 def emit_backward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
     """The body of ``_backward(params, cache, dH, buf, input_grad, upstream)`` (see the module docstring);
     with a fuser, its loop with the elementwise runs as kernels (the fused module)."""
+    _templates_follow_the_rules(g)
     w.indent = 1
     for state in g.states:
         if state != OUTPUT:
@@ -176,6 +202,10 @@ def emit_backward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
     g.unpack(w, [wn for lf in recurrent for run in g.runs[lf] for wn in run.weights] + g.vectors)
     g.fused_weights(w, recurrent)
     w(f'dA = buf("dA", (T, n, {times_h(g.G)}), dtype)  # adjoints of the linear steps, all t')
+    for lin in g.order:
+        if lin.name in g.constant:  # backward skips it: its block stays zero
+            block = g.cols(g.slot[lin.name], g.slot[lin.name] + 1)
+            w(f"dA[:, :, {block}] = 0  # the loss does not depend on {lin.name}")
     for state, prev in zip(g.states, g.prevs, strict=True):
         note = f"not from buf: it is returned as the gradient of {state}0"
         w(f"{adjoint_name(prev)} = np.zeros((n, nh), dtype=dtype)  # {note}")
@@ -200,7 +230,8 @@ def emit_backward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
             adj.buffers.append(adjoint_name(state))
             adj.assigned.add(state)
     for step in reversed(g.cell.steps):
-        adj.step(step.name)
+        if step.name not in g.constant:
+            adj.step(step.name)
     for prev in g.prevs:
         runs = g.runs.get(prev, [])
         if runs:
@@ -272,6 +303,8 @@ def _parameter_gradients(w: Writer, g: Schedule) -> None:
     for left, runs in g.runs.items():
         for run in runs:
             rows = "dA_rows" if (run.lo, run.hi) == (0, g.G) else f"dA_rows[:, {g.cols(run.lo, run.hi)}]"
+            if left != INPUT and all(s.name in g.constant for s in run.steps):
+                continue  # zero gradients (below): its left factor may hold what overflowed, 0*inf is nan
             if left == INPUT:
                 w("if tokens:")
                 w(f'    dW = rt.token_weight_grad(X, {rows}, params["{run.weights[0]}"].shape[0])')
@@ -282,7 +315,12 @@ def _parameter_gradients(w: Writer, g: Schedule) -> None:
                 if token_db:
                     w("    db = dA_rows.sum(axis=0)")
             else:
-                stacked = f"{g.seq(g.state_of(left))}[:-1]" if left in g.prevs else f"{left}_all"
+                if left in g.prevs:
+                    stacked = f"{g.seq(g.state_of(left))}[:-1]"
+                elif left in g.states:  # a state's new value (two layers in one step): rows 1..T
+                    stacked = f"{g.seq(left)}[1:]"
+                else:
+                    stacked = f"{left}_all"
                 w(f"dW = {stacked}.reshape(T * n, nh).T @ {rows}")
             if len(run.weights) == 1:
                 w(f"d{run.weights[0]} = dW")
@@ -300,6 +338,13 @@ def _parameter_gradients(w: Writer, g: Schedule) -> None:
             grads[bias] = view if k == 0 else f"{view}.copy()"  # one array per key: callers update in place
     for v in g.vectors:
         grads[v] = f"d{v}_rows.sum(axis=0)"
+    for name in g.unused:
+        grads[name] = f'np.zeros_like(params["{name}"])'  # read only by pruned steps
+    for s in g.order:
+        if s.name in g.constant:  # the loss does not depend on it
+            for name in (*(t.weight for t in s.terms), *s.biases):
+                grads[name] = f'np.zeros_like(params["{name}"])'
+
     missing = set(g.cell_params) - set(grads)
     assert not missing, missing
     w("grads = {")

@@ -35,6 +35,7 @@ import sympy as sp
 from sympy import MatrixExpr, MatrixSymbol, OneMatrix
 
 from ..errors import InputError
+from .names import clash, reserved
 from .primitives import PRIMITIVES, _Primitive
 from .steps import (
     DIM_NAMES,
@@ -51,6 +52,7 @@ from .steps import (
     prev_name,
     q,
     scalar_form,
+    unread,
 )
 
 __all__ = [
@@ -80,11 +82,6 @@ __all__ = [
     "tanh",
 ]
 
-# names the generated code uses for itself; a step, state or parameter may not take them
-_RESERVED = {
-    "n", "nh", "np", "rt", "buf", "tokens", "dtype", "params", "cache", "grads", "one", "two", "half",
-    "table", "value", "logits", "dlogits", "validate", "lengths", "valid", "state", "x_t", "dims", "t",
-}  # fmt: skip
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 
@@ -416,6 +413,13 @@ class Cell:
         steps = {s.name: s for s in self.steps}
         if not any(t.left == INPUT for s in self.steps for t in s.terms):
             raise CellError(f"cell {self.name!r} never reads its input X (declare a gate with c.affine(...))")
+        dead = set(unread(self.steps, self.states))
+        readers = [s.name for s in self.steps if any(t.left == INPUT for t in s.terms)]
+        if all(r in dead for r in readers):
+            raise CellError(
+                f"cell {self.name!r} never reads its input X: no state depends on the steps that read it "
+                f"({', '.join(readers)})"
+            )
         for s in self.states:
             if s in steps and steps[s].kind == "linear":
                 raise CellError(
@@ -427,12 +431,9 @@ class Cell:
                     f"cell {self.name!r}: state {s!r} is read as {prev_name(s)} but never updated "
                     f"(declare its new value with c.let({s!r}, ...))"
                 )
-        for name in names:
-            for other in [*names, *self.params, *map(prev_name, self.states)]:
-                if name == f"d{other}":
-                    raise CellError(
-                        f"cell {self.name!r}: step {name!r} clashes with the adjoint of {other!r}"
-                    )
+        problem = clash(self)
+        if problem:
+            raise CellError(f"cell {self.name!r}: {problem}")
         return self
 
     # ---- helpers
@@ -443,11 +444,7 @@ class Cell:
     def _check_name(self, name: object, what: str, pattern: re.Pattern[str] = _NAME) -> None:
         if not isinstance(name, str) or not pattern.match(name) or keyword.iskeyword(name):
             raise self.error(f"{what} name {name!r} must be a lowercase identifier (letters, digits, _)")
-        if (
-            name in _RESERVED
-            or keyword.iskeyword(f"d{name}")
-            or re.fullmatch(r"(tmp|g|k)\d+|.*_(all|x|rows)", name)
-        ):
+        if reserved(name) or keyword.iskeyword(f"d{name}") or re.fullmatch(r".*_(all|x|rows)", name):
             raise self.error(f"{what} name {name!r} is reserved for the generated code; choose another")
 
     def _param(
@@ -461,7 +458,9 @@ class Cell:
             raise self.error(f"parameter name {name!r} must be an identifier")
         if name in self.params:
             raise self.error(f"parameter {name!r} declared twice")
-        if name in {s.name for s in self.steps} or name in self.states or name in _RESERVED:
+        if reserved(name):
+            raise self.error(f"parameter name {name!r} is reserved for the generated code; choose another")
+        if name in {s.name for s in self.steps} or name in self.states:
             raise self.error(f"parameter {name!r} clashes with a value of the same name")
         if name in ("W_hq", "b_q"):
             raise self.error(f"parameter {name!r} belongs to the output head")

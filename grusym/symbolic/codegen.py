@@ -17,13 +17,15 @@ results escape.
 
 from __future__ import annotations
 
+import textwrap
+
 from .adjoint_code import emit_backward
 from .cell import OUTPUT, Cell
 from .derive import Contribution, adjoint_name
 from .emit import InPlace, Writer, cheapest
 from .forward_code import emit_forward
 from .fuse import Fuser
-from .layout import Gemm, Schedule, gemm_plan, numbered
+from .layout import Gemm, Schedule, gemm_plan, numbered, pruning_note
 from .printing import equation
 from .variants import CELLS, VARIANTS, build
 
@@ -69,7 +71,9 @@ class _ModuleText:
 
     def docstring(self) -> str:
         c, g = self.cell, self.g
-        eqs = "\n".join(f"    ({g.num[s.name]}) {equation(s)}" for s in c.steps)
+        eqs = "\n".join(
+            f"    ({g.num[s.name]}) {equation(s)}" + "  [pruned]" * (s.name in g.pruned) for s in c.steps
+        )
         kind = "variant" if c.builtin else "cell"
         title = c.title or f"The {c.name} cell"
         doc = f"\n{c.doc.strip()}\n" if c.doc.strip() else ""
@@ -87,6 +91,15 @@ class _ModuleText:
             )
             states = "h0 (n, h)"
         how = "in plain NumPy" if self.fuser is None else "fused with Numba"
+        if g.pruned:
+            doc += "\n" + textwrap.fill(pruning_note(c), 110) + "\n"
+        if g.constant:
+            steps = ", ".join(f"({g.num[name]}) {name}" for name in g.constant)
+            note = (
+                f"Not differentiated: the loss does not depend on {steps} (only states it never reads do), "
+                "so their adjoints are zero and backward skips them."
+            )
+            doc += "\n" + textwrap.fill(note, 110) + "\n"
         if self.fuser is not None:
             plain = f"grusym/generated/{c.name}.py" if c.builtin else f"{c.name}.py"
             load = (

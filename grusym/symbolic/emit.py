@@ -15,7 +15,7 @@ import sympy as sp
 from .primitives import _Primitive
 from .printing import code
 
-__all__ = ["InPlace", "Writer", "cheapest", "cost", "loop"]
+__all__ = ["InPlace", "Writer", "cheapest", "cost", "loop", "same_functions"]
 
 
 class Writer:
@@ -181,17 +181,25 @@ def cost(e: sp.Expr) -> tuple[int, int]:
     return len(em.emit(e, "out")), em.count
 
 
+def same_functions(form: sp.Expr, e: sp.Expr) -> bool:
+    """Whether ``form`` applies no function that ``e`` does not: an equal form that does can overflow
+    where ``e`` cannot, e.g. ``factor(1 - exp(-y))`` is ``(exp(y) - 1)*exp(-y)``, inf*0 = nan for y > 710
+    (softplus' derivative at a large argument)."""
+    return bool(form.atoms(sp.Function) <= e.atoms(sp.Function))
+
+
 def cheapest(e: sp.Expr) -> sp.Expr:
     """The algebraically equal form of ``e`` that needs the fewest in-place NumPy calls (then buffers).
 
     Candidates: ``e`` itself (it wins ties), its expansion, the expansion collected on each symbol, and its
     factorisation. E.g. ``h_prev*z + h_tilde*(1 - z)`` (4 calls, 1 buffer) becomes
-    ``h_tilde + z*(h_prev - h_tilde)`` (3 calls, none).
+    ``h_tilde + z*(h_prev - h_tilde)`` (3 calls, none). A candidate must not apply a function ``e`` does
+    not (see :func:`same_functions`).
     """
     expanded = sp.expand(e)
     candidates = [e, expanded, *(sp.collect(expanded, s) for s in sorted(e.free_symbols, key=str))]
     candidates.append(sp.factor(e))
-    best = min(candidates, key=cost)
+    best = min((c for c in candidates if same_functions(c, e)), key=cost)
     if sp.expand(best - e) != 0:  # pragma: no cover - collect/factor are identities
         raise AssertionError(f"rewrite of {e} as {best} is not an identity")
     return best

@@ -90,7 +90,7 @@ def emit_forward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
     """The body of ``_forward(params, X, tokens, <state>0..., dtype, buf)`` (see the module docstring);
     with a fuser, its loop with the elementwise runs as kernels (the fused module)."""
     w.indent = 1
-    g.unpack(w, g.cell_params)
+    g.unpack(w, g.live_params)
     g.fused_weights(w, list(g.runs))
     _projections(w, g)
     for state in g.states:

@@ -3,6 +3,10 @@
 Contract: :class:`Schedule` reads a cell and its :class:`~grusym.symbolic.derive.Derivation` and decides
 everything the forward and adjoint emitters share (what the derivation does not decide):
 
+* the steps no state depends on (``steps.unread``) are pruned: the module neither computes nor
+  differentiates them, and a parameter only they read gets an exact zero gradient (it stays in ``PARAMS``);
+  the steps only states the loss never reads depend on (outside ``steps.loss_reach``: ``constant``) are
+  computed but not differentiated, their adjoints being zero;
 * every linear step owns an h-wide column block of one pre-activation buffer ``A`` (T, n, G); blocks are
   ordered so that the steps sharing a left operand (X, h_prev, ...) are as contiguous as possible, so each
   operand needs one fused matmul per contiguous run, forward and backward;
@@ -20,13 +24,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .cell import INPUT, OUTPUT, Cell, Step, prev_name
 from .derive import Derivation, derive, derive_head
 from .emit import Writer
+from .steps import loss_reach, params_of, unread
 
-__all__ = ["Gemm", "Run", "Schedule", "cols", "gemm_plan", "numbered", "times_h"]
+__all__ = ["Gemm", "Run", "Schedule", "cols", "gemm_plan", "numbered", "pruning", "pruning_note", "times_h"]
 
 _LAYOUT_SEARCH = 7  # up to this many linear steps every block order is tried; beyond, declaration order
 
@@ -37,6 +42,32 @@ def numbered(cell: Cell) -> dict[str, int]:
     numbers["logits"] = len(cell.steps) + 1
     numbers["loss"] = len(cell.steps) + 2
     return numbers
+
+
+def pruning(cell: Cell) -> tuple[list[str], list[str]]:
+    """(the steps no state depends on, the parameters only they read), in declaration order."""
+    pruned = unread(cell.steps, cell.states)
+    read = {p for s in cell.steps if s.name not in pruned for p in params_of(s)}
+    return pruned, [p for p in cell.params if p not in read]
+
+
+def pruning_note(cell: Cell) -> str:
+    """What the generated module leaves out of ``cell`` and why, in one sentence ("" when nothing)."""
+    pruned, unused = pruning(cell)
+    if not pruned:
+        return ""
+    num = numbered(cell)
+    it = "it" if len(pruned) == 1 else "them"
+    steps = ", ".join(f"({num[name]}) {name}" for name in pruned)
+    note = (
+        f"Pruned: no state depends on {steps} (nothing reads {it}, or the terms that read {it} cancel), "
+        f"so the module does not compute {it}"
+    )
+    if unused:
+        note += (
+            f"; {', '.join(unused)}, read by nothing else, get{'s' * (len(unused) == 1)} exact zero gradients"
+        )
+    return note + "."
 
 
 @dataclass(frozen=True)
@@ -101,10 +132,17 @@ class Schedule:
     """The shared decisions of code generation for one cell (see the module docstring)."""
 
     def __init__(self, cell: Cell) -> None:
+        self.declared = cell
+        # the steps no state depends on are not computed; only they read ``unused``: zero gradients
+        self.pruned, self.unused = pruning(cell)
+        cell = replace(cell, steps=[s for s in cell.steps if s.name not in self.pruned])
         self.cell = cell
         self.der: Derivation = derive(cell)
+        # backward differentiates only the steps the loss depends on; the others' adjoints are zero
+        reach = loss_reach(cell.steps, cell.states)
+        self.constant = [s.name for s in cell.steps if s.name not in reach]
         self.head_step, self.head = derive_head()
-        self.num = numbered(cell)
+        self.num = numbered(self.declared)  # the declared numbers: the reports number the same equations
         self.steps = {s.name: s for s in cell.steps}
         self.states = list(cell.states)
         self.prevs = [prev_name(s) for s in self.states]
@@ -118,6 +156,8 @@ class Schedule:
         # parameter products
         needed: set[str] = set()
         for c in self.der.contributions:
+            if c.source in self.constant:
+                continue
             if c.kind in ("elementwise", "vector"):
                 needed |= {s.name for s in c.expr.free_symbols}
             elif c.kind == "matmul_right":
@@ -129,6 +169,7 @@ class Schedule:
         ]
         self.saved_linear = [s.name for s in self.order if s.name in needed]
         self.cell_params = list(cell.params)
+        self.live_params = [p for p in cell.params if p not in self.unused]
         self.vectors = [p.name for p in cell.params.values() if p.kind == "vector"]
         readers = {s.name: [e for e in cell.steps if s.name in e.inputs] for s in self.order}
         self.inlined = {

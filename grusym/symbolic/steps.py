@@ -3,8 +3,10 @@
 Contract: a :class:`Step` assigns one new (n, h) value and is either *linear* (a sum of ``left @ W``
 products plus broadcast bias rows, where ``W`` is a parameter) or *elementwise* (a SymPy matrix expression
 of Hadamard products, sums, numbers, broadcast parameter vectors and primitives applied elementwise).
-:func:`scalar_form` is what one element of an elementwise step computes. The builder that produces steps
-is :mod:`grusym.symbolic.cell`; derivation, code generation, reports and the oracle read these types.
+:func:`scalar_form` is what one element of an elementwise step computes; :func:`unread` and
+:func:`loss_reach` say which steps the states and the loss depend on (code generation prunes the others,
+or skips them in backward). The builder that produces steps is :mod:`grusym.symbolic.cell`; derivation,
+code generation, reports and the oracle read these types.
 """
 
 from __future__ import annotations
@@ -15,9 +17,22 @@ from typing import Any, Literal
 import sympy as sp
 from sympy import MatrixExpr, MatrixSymbol, OneMatrix
 
-from .primitives import PRIMITIVES
+from .primitives import _Primitive
 
-__all__ = ["DIMS", "INPUT", "OUTPUT", "STATE", "Param", "Step", "Term", "prev_name", "scalar_form"]
+__all__ = [
+    "DIMS",
+    "INPUT",
+    "OUTPUT",
+    "STATE",
+    "Param",
+    "Step",
+    "Term",
+    "loss_reach",
+    "params_of",
+    "prev_name",
+    "scalar_form",
+    "unread",
+]
 
 DIMS = n, d, h, q = sp.symbols("n d h q", integer=True, positive=True)
 DIM_NAMES = {n: "n", d: "d", h: "h", q: "q"}
@@ -91,6 +106,45 @@ class Step:
         return tuple(sorted(s.name for s in self.expr.atoms(MatrixSymbol) if s.name not in self.vectors))
 
 
+def unread(steps: list[Step] | tuple[Step, ...], states: list[str] | tuple[str, ...]) -> list[str]:
+    """The steps no state depends on, in declaration order.
+
+    A step is *live* when it is a state's new value (the output feeds the loss, every state is returned
+    as a last state) or a live step reads it; the others (a gate left declared after an ablation, a
+    probe, a term that cancels as ``0*a`` or ``a - a`` does) change neither the loss nor the states.
+    """
+    live = set(states)
+    for s in reversed(steps):
+        if s.name in live:
+            live |= set(s.inputs)
+    return [s.name for s in steps if s.name not in live]
+
+
+def loss_reach(steps: list[Step] | tuple[Step, ...], states: list[str] | tuple[str, ...]) -> set[str]:
+    """The steps the output (and so the loss) depends on, at the same or an earlier time step.
+
+    The others feed only states nothing the output reads (or read through a term that cancels): their
+    adjoint is zero at every step, so backward skips them, and multiplying that zero by their forward
+    values, which may overflow where no loss looks, cannot turn it into nan.
+    """
+    new_value = {prev_name(s): s for s in states}  # a state's prev is its new value one step earlier
+    by_name = {s.name: s for s in steps}
+    reach, todo = {OUTPUT}, [OUTPUT]
+    while todo:
+        step = by_name.get(todo.pop())
+        for name in step.inputs if step else ():
+            name = new_value.get(name, name)
+            if name in by_name and name not in reach:
+                reach.add(name)
+                todo.append(name)
+    return reach
+
+
+def params_of(step: Step) -> tuple[str, ...]:
+    """The parameters ``step`` reads: its weights, bias rows and (h,) vectors."""
+    return (*(t.weight for t in step.terms), *step.biases, *step.vectors)
+
+
 def scalar_form(expr: MatrixExpr) -> sp.Expr:
     """The scalar expression one element of an elementwise matrix expression computes.
 
@@ -124,9 +178,18 @@ def scalar_form(expr: MatrixExpr) -> sp.Expr:
         ):  # 1 @ v: an (h,) parameter vector broadcast over the batch
             return sp.Mul(*scalars) * sp.Symbol(matrices[1].name, real=True)
     if isinstance(expr, sp.matrices.expressions.applyfunc.ElementwiseApplyFunction):
+        # SymPy merges f applied to g applied to M into one function x -> f(g(x)) applied to M: keep the
+        # whole chain of primitives, not only the outermost
         fn = expr.function
-        body = fn(sp.Symbol("x", real=True)) if isinstance(fn, sp.Lambda) else None
-        if body is not None and isinstance(body, tuple(PRIMITIVES.values())):
-            primitive: Any = type(body)
-            return primitive(scalar_form(expr.expr))
+        x = sp.Dummy("x", real=True)
+        body = fn(x) if isinstance(fn, sp.Lambda) else None
+        chain: list[Any] = []
+        while isinstance(body, _Primitive):
+            chain.append(type(body))
+            body = body.args[0]
+        if chain and body == x:
+            value = scalar_form(expr.expr)
+            for primitive in reversed(chain):
+                value = primitive(value)
+            return value
     raise ValueError(f"not an elementwise expression (stage matrix products with c.affine()): {expr}")
