@@ -28,6 +28,7 @@ __all__ = [
     "Dims",
     "check_cache",
     "check_dstates",
+    "check_dstates_reach",
     "check_final",
     "check_head",
     "check_init",
@@ -449,6 +450,23 @@ def check_dstates(
         _check_finite(name, a, dtype)
         out.append(a.astype(dtype, copy=False))
     return tuple(out)
+
+
+def check_dstates_reach(
+    dlast: tuple[Array | None, ...] | None, states: Sequence[str], unreached: Sequence[str]
+) -> None:
+    """Refuse a nonzero gradient on the last value of a state the output never reads: the generated
+    backward does not differentiate the steps only such states depend on (their adjoints are zero for every
+    loss on H), so it cannot take a gradient that enters there."""
+    if dlast is None:
+        return
+    for state, a in zip(states, dlast, strict=True):
+        if state in unreached and a is not None and np.any(a):
+            raise InputError(
+                f"dstates: d{state} is nonzero, but state {state!r} of this cell never reaches its output h "
+                f"(no step h depends on reads it), so backward does not derive gradients through it; give "
+                f"None or zeros for d{state}"
+            )
 
 
 def _plain(a: object) -> bool:

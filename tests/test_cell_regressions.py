@@ -270,3 +270,40 @@ def test_nan_from_a_value_that_overflowed_where_the_loss_does_not_look_is_a_coun
     assert not overflowed_unread(
         m, finite, {**errors_of(run_module(m, finite), run_tape(cell, m, finite)), "X": np.nan}
     )
+
+
+def _side_state(c):
+    """A second state s that the output h never reads (s reads h_prev, h reads only X and h_prev)."""
+    c.let("s", language.tanh(c.affine("s", hidden=c.prev("s")) + c.prev("h")))
+    c.let("h", language.tanh(c.affine("h")))
+
+
+def test_dstates_on_a_state_the_output_never_reads_is_refused_not_dropped():
+    """Issue 23 x 25: backward skips the steps only such a state depends on, so a gradient entering its last
+    value was silently dropped (zero gradients for W_xs, W_hs, b_s); it is refused by name, and a gradient on
+    h's last value alone still matches finite differences."""
+    from grusym import check_gradients
+    from grusym.errors import InputError
+
+    m = derive_module(declare(_side_state, "side_state"))
+    p = m.init_params(3, 4, 3, seed=1, scale=0.5)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3, 2, 3))
+    h0 = tuple(rng.normal(size=(2, 4)) for _ in m.STATES)
+    ds = {s: rng.normal(size=(2, 4)) for s in m.STATES}
+    _, cache = m.forward(p, X, h0)
+    with pytest.raises(InputError, match="state 's' of this cell never reaches its output h"):
+        m.backward(p, cache, None, dstates=tuple(ds[s] for s in m.STATES))
+    only_h = tuple(ds[s] if s == "h" else None for s in m.STATES)
+    cell = {k: v for k, v in p.items() if k in m.CELL_PARAMS}
+
+    def loss(q):
+        _, c = m.forward({**p, **q}, X, h0)
+        return float(np.sum(m.final_states(c)[m.STATES.index("h")] * ds["h"]))
+
+    def grad(q):
+        _, c = m.forward({**p, **q}, X, h0)
+        g = m.backward({**p, **q}, c, None, dstates=only_h, input_grad=False)
+        return {k: g[k] for k in q}
+
+    check_gradients(loss, grad, cell).raise_if_failed()

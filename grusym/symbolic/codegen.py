@@ -305,6 +305,12 @@ def _forward(params, X, tokens, {self.state_args}, dtype, buf):
             )
         else:
             dstates = "an (n, h) array"
+        unreached = [s for s in self.states if s in self.g.constant]
+        reach_check = (
+            f"    validate.check_dstates_reach(dlast, STATES, {tuple(unreached)!r})  # states h never reads\n"
+            if unreached
+            else ""
+        )
         w.block(f'''
 def backward(params, cache, dH=None, dstates=None, input_grad=None):
     """Backpropagation through time: gradients of sum(dH * H) + sum(dstates * last states) for the H and
@@ -326,7 +332,7 @@ def backward(params, cache, dH=None, dstates=None, input_grad=None):
     dH = validate.check_upstream(dH, H[1:])
     dH = rt.mask_upstream(dH, lengths)  # padded positions contribute nothing
     dlast = validate.check_dstates(dstates, STATES, H.shape[1], H.shape[2], dtype)
-    dH, upstream = rt.seed_last_states(dH, dlast, STATES, OUTPUT, lengths)
+{reach_check}    dH, upstream = rt.seed_last_states(dH, dlast, STATES, OUTPUT, lengths)
     grads = _backward(params, cache, dH, rt.fresh, input_grad, upstream)
     return rt.head_zeros(grads, params, PARAMS)
 
