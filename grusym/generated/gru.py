@@ -2,7 +2,7 @@
 """GRU, reset before the hidden matmul (variant ``gru``): forward pass and BPTT derived by grusym, in plain NumPy.
 
 Reset gate: before the hidden matmul. Update: h = z*h_prev + (1-z)*h_tilde (z near 1 keeps the old state).
-Sources: Dive into Deep Learning 9.1 / seed 003; Cho et al. 2014. Used by: d2l; Keras reset_after=False.
+Sources: Dive into Deep Learning 8.8 / seed 003; Cho et al. 2014. Used by: d2l; Keras reset_after=False.
 
 One step of the cell, applied for t = 0..T-1 with h_prev = H[t-1] (h0 at t = 0); ``@`` is the matrix
 product, ``*`` elementwise, biases broadcast over the batch:

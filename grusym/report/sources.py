@@ -21,7 +21,7 @@ TUTORIALS = {
 }
 # the toy of tutorial 000: its text, character ids, and the batch of its walk-through
 TOY: dict[str, Any] = {"text": "MathMathMathMathMath", "vocab": "hatM", "batch": 2, "steps": 3, "hidden": 2}
-_NAMED = re.compile(r"([^;()/]+?) / seed (\d{3})")  # "Dive into Deep Learning 9.1 / seed 003"
+_NAMED = re.compile(r"([^;()/]+?) / seed (\d{3})")  # "Dive into Deep Learning 8.8 / seed 003"
 _SHORT = re.compile(r"^(Dive into Deep Learning [\d.]+|d2l)")  # a short name of source 003
 _SEED = re.compile(r"seeds? (\d{3})(?:/(\d{3}))?(?:/(\d{3}))?")
 

@@ -111,7 +111,7 @@ VARIANTS: dict[str, Variant] = {
             _gru,
             "before the hidden matmul",
             _KEEP_PREV,
-            "Dive into Deep Learning 9.1 / seed 003; Cho et al. 2014",
+            "Dive into Deep Learning 8.8 / seed 003; Cho et al. 2014",
             "d2l; Keras reset_after=False",
         ),
         Variant(

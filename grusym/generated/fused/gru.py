@@ -2,7 +2,7 @@
 """GRU, reset before the hidden matmul (variant ``gru``): forward pass and BPTT derived by grusym, fused with Numba.
 
 Reset gate: before the hidden matmul. Update: h = z*h_prev + (1-z)*h_tilde (z near 1 keeps the old state).
-Sources: Dive into Deep Learning 9.1 / seed 003; Cho et al. 2014. Used by: d2l; Keras reset_after=False.
+Sources: Dive into Deep Learning 8.8 / seed 003; Cho et al. 2014. Used by: d2l; Keras reset_after=False.
 
 The fused module: ``grusym/generated/gru.py`` with each run of elementwise calls between the matmuls
 and NumPy's tanh done by one Numba kernel (below the functions), in the same order; the
