@@ -68,6 +68,7 @@ IDS = [label for label, _, _ in CELL_CASES]
 
 def _problem(m, seed=0, T=4, n=2, d=3, h=4, q=5):
     rng = np.random.default_rng(seed)
+    d = h if getattr(m, "INPUT_ELEMENTWISE", False) else d  # sru reads X elementwise: d == h
     p = m.init_params(d, h, q, seed=seed, scale=0.8)
     p = {k: (v if v.ndim == 2 else rng.normal(0, 0.4, v.shape)) for k, v in p.items()}
     X = rng.normal(size=(T, n, d))

@@ -51,6 +51,8 @@ def header(regenerate: str = REGENERATE) -> str:
 
 
 HEADER = header()
+# only in the modules of cells that read X elementwise: the built-ins' modules stay as they were
+_INPUT_ELEMENTWISE = "INPUT_ELEMENTWISE = True  # X is read elementwise: the input size d must equal h\n"
 
 
 class _ModuleText:
@@ -145,7 +147,7 @@ OUTPUT = "{OUTPUT}"  # the state that forms H and feeds the head
 PARAMS = {self.params_spec()}
 CELL_PARAMS = {tuple(g.cell_params)!r}
 SAVED = {tuple(g.cached())!r}  # what forward caches for backward besides X, tokens and H
-_WORKSPACE = rt.Workspace()  # scratch buffers of loss_and_grads, reused across calls
+{_INPUT_ELEMENTWISE if g.x_rows else ""}_WORKSPACE = rt.Workspace()  # scratch buffers of loss_and_grads, reused across calls
 ''')
         w()
         w()
@@ -158,6 +160,11 @@ def init_params(input_size, hidden_size, output_size, seed=0, dtype=np.float64, 
     """
     return rt.init_params(PARAMS, input_size, hidden_size, output_size, seed, dtype, scale)
 ''')
+        if g.x_rows:  # known sizes: refuse d != h before any parameter exists
+            w.lines.insert(
+                len(w.lines) - 1,
+                f"    validate.check_elementwise_sizes({g.x_rows_where()!r}, input_size, hidden_size)",
+            )
         w()
         w()
         self.forward(w)
