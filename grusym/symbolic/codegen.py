@@ -128,6 +128,7 @@ lengths (n,) each sequence's true length (padded steps after it change nothing a
 
     def source(self) -> str:
         c, g, w = self.cell, self.g, Writer()
+        x_line = _INPUT_ELEMENTWISE * g.x_rows
         w.block(header(self.regenerate))
         w.block(f'''
 {self.docstring()}
@@ -147,7 +148,7 @@ OUTPUT = "{OUTPUT}"  # the state that forms H and feeds the head
 PARAMS = {self.params_spec()}
 CELL_PARAMS = {tuple(g.cell_params)!r}
 SAVED = {tuple(g.cached())!r}  # what forward caches for backward besides X, tokens and H
-{_INPUT_ELEMENTWISE if g.x_rows else ""}_WORKSPACE = rt.Workspace()  # scratch buffers of loss_and_grads, reused across calls
+{x_line}_WORKSPACE = rt.Workspace()  # scratch buffers of loss_and_grads, reused across calls
 ''')
         w()
         w()

@@ -33,7 +33,18 @@ from .derive import Derivation, derive, derive_head
 from .emit import Writer
 from .steps import loss_reach, params_of, unread
 
-__all__ = ["ROW", "Gemm", "Run", "Schedule", "cols", "gemm_plan", "numbered", "pruning", "pruning_note", "times_h"]
+__all__ = [
+    "ROW",
+    "Gemm",
+    "Run",
+    "Schedule",
+    "cols",
+    "gemm_plan",
+    "numbered",
+    "pruning",
+    "pruning_note",
+    "times_h",
+]
 
 _LAYOUT_SEARCH = 7  # up to this many linear steps every block order is tried; beyond, declaration order
 
@@ -206,8 +217,8 @@ class Schedule:
 
     def x_rows_code(self) -> str:
         """The code of X_e, the (T, n, h) rows of X that elementwise steps read (one-hot for token ids)."""
-        weight = self.runs[INPUT][0].weights[0]
-        return f'validate.elementwise_rows(X, tokens, params["{weight}"].shape[0], nh, dtype, {self.x_rows_where()!r})'
+        d = f'params["{self.runs[INPUT][0].weights[0]}"].shape[0]'  # the width of X, or of its one-hot rows
+        return f"validate.elementwise_rows(X, tokens, {d}, nh, dtype, {self.x_rows_where()!r})"
 
     def seq(self, state: str) -> str:
         """The (T + 1, n, h) array holding state ``state`` at every step (row t = its prev at step t)."""
