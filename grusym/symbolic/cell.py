@@ -129,7 +129,7 @@ class Value:
         rhs = self._lift(other, op)
         left, right = self.expr, rhs
         if op != "@" and {left.shape, right.shape} == {(n, d), (n, h)}:
-            left, right = _hidden(left), _hidden(right)  # X used elementwise: its width d must be h
+            left, right = _hidden(left, self.cell), _hidden(right, self.cell)  # X used elementwise: d == h
         agree = left.shape[1] == right.shape[0] if op == "@" else left.shape == right.shape
         try:
             if agree:  # SymPy cannot always tell symbolic d from h apart, so check here
@@ -205,15 +205,20 @@ def _number(other: object) -> sp.Expr | None:
     return None
 
 
-def _hidden(expr: MatrixExpr) -> MatrixExpr:
+def _hidden(expr: MatrixExpr, cell: Cell) -> MatrixExpr:
     """An (n, d) value (the input X, scaled or shifted) read elementwise next to (n, h) values: the same
-    expression of width h. The module then requires d == h (``validate.check_elementwise_input``)."""
-    return expr.xreplace({d: h}) if expr.shape == (n, d) else expr
+    expression of width h. The cell notes the step, and its module requires d == h even where the term
+    cancels (``X - X``): the declaration as written exists only for d == h."""
+    if expr.shape != (n, d):
+        return expr
+    if len(cell.steps) + 1 not in cell.x_steps:
+        cell.x_steps.append(len(cell.steps) + 1)
+    return expr.xreplace({d: h})
 
 
 def reads_input_elementwise(cell: Cell) -> bool:
-    """Whether an elementwise step of ``cell`` reads the input X itself (so d must equal h)."""
-    return any(s.kind == "elementwise" and INPUT in s.inputs for s in cell.steps)
+    """Whether a step of ``cell`` reads the input X elementwise (so d must equal h)."""
+    return bool(cell.x_steps)
 
 
 def _name(expr: MatrixExpr) -> str:
@@ -235,7 +240,7 @@ def _elementwise(fn: type[_Primitive], v: object) -> Value:
             f"{fn.label}() takes a cell value (from c.X, c.prev, c.let or c.affine), got "
             f"{type(v).__name__} {v!r}"
         )
-    v = Value(_hidden(v.expr), v.cell)
+    v = Value(_hidden(v.expr, v.cell), v.cell)
     if v.expr.shape != (n, h):
         raise v.cell.error(
             f"{fn.label}() of {_name(v.expr)} of shape {_shape_text(v.expr)}: primitives apply to (n, h) "
@@ -302,6 +307,7 @@ class Cell:
     title: str = ""
     doc: str = ""
     builtin: bool = False  # one of grusym's own (symbolic/variants.py), not a user's
+    x_steps: list[int] = field(default_factory=list)  # the numbers of the steps that read X elementwise
 
     # ---- values
     def error(self, message: str) -> CellError:
@@ -405,7 +411,7 @@ class Cell:
         """Declare the elementwise step ``name = value`` (``value`` of shape (n, h), no matmuls)."""
         if not isinstance(value, Value):
             raise self.error(f"let({name!r}, ...) takes a cell value, got {type(value).__name__} {value!r}")
-        value = Value(_hidden(value.expr), self)
+        value = Value(_hidden(value.expr, self), self)
         if value.expr.shape != (n, h):
             raise self.error(f"{name!r} has shape {_shape_text(value.expr)}, expected (n, h)")
         try:

@@ -128,7 +128,7 @@ lengths (n,) each sequence's true length (padded steps after it change nothing a
 
     def source(self) -> str:
         c, g, w = self.cell, self.g, Writer()
-        x_line = _INPUT_ELEMENTWISE * g.x_rows
+        x_line = _INPUT_ELEMENTWISE * g.x_sized
         w.block(header(self.regenerate))
         w.block(f'''
 {self.docstring()}
@@ -161,7 +161,7 @@ def init_params(input_size, hidden_size, output_size, seed=0, dtype=np.float64, 
     """
     return rt.init_params(PARAMS, input_size, hidden_size, output_size, seed, dtype, scale)
 ''')
-        if g.x_rows:  # known sizes: refuse d != h before any parameter exists
+        if g.x_sized:  # known sizes: refuse d != h before any parameter exists
             w.lines.insert(
                 len(w.lines) - 1,
                 f"    validate.check_elementwise_sizes({g.x_rows_where()!r}, input_size, hidden_size)",

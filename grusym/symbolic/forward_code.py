@@ -95,6 +95,8 @@ def emit_forward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
     _projections(w, g)
     if g.x_rows:
         w(f"{INPUT}_e = {g.x_rows_code()}  # X read elementwise, row by row (x_t)")
+    elif g.x_sized:  # X's elementwise terms cancel, but the cell as declared needs d == h
+        w(f"validate.check_elementwise_sizes({g.x_rows_where()!r}, {g.x_width()}, nh)")
     for state in g.states:
         seq = g.seq(state)
         w(f'{seq} = buf("{seq}", (T + 1, n, nh), dtype)  # {seq}[t] is {state}_prev of step t')

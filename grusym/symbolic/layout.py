@@ -163,6 +163,7 @@ class Schedule:
         # X read elementwise (d == h): the loops read its row x_t (of X_e, X or the one-hot rows of token
         # ids), and backward adds d[x_t] into dx_t, the row of dX_e
         self.x_rows = any(ROW in s.inputs for s in cell.steps)
+        self.x_sized = bool(self.declared.x_steps)  # d == h required (also where X's terms cancel)
         self.der: Derivation = derive(cell)
         # backward differentiates only the steps the loss depends on; the others' adjoints are zero
         reach = loss_reach(cell.steps, cell.states)
@@ -212,13 +213,17 @@ class Schedule:
     # ---- names
     def x_rows_where(self) -> str:
         """The cell and the steps that read X elementwise, as its d != h error names them."""
-        steps = ", ".join(f"({self.num[s.name]}) {s.name}" for s in self.cell.steps if ROW in s.inputs)
-        return f"cell {self.cell.name!r}, step {steps}"
+        steps = self.declared.steps
+        where = ", ".join(f"({k}) {steps[k - 1].name}" for k in self.declared.x_steps if k <= len(steps))
+        return f"cell {self.cell.name!r}, step {where}"
 
     def x_rows_code(self) -> str:
         """The code of X_e, the (T, n, h) rows of X that elementwise steps read (one-hot for token ids)."""
-        d = f'params["{self.runs[INPUT][0].weights[0]}"].shape[0]'  # the width of X, or of its one-hot rows
-        return f"validate.elementwise_rows(X, tokens, {d}, nh, dtype, {self.x_rows_where()!r})"
+        return f"validate.elementwise_rows(X, tokens, {self.x_width()}, nh, dtype, {self.x_rows_where()!r})"
+
+    def x_width(self) -> str:
+        """The code of d, the width of X (or of its one-hot rows): an input weight's rows."""
+        return f'params["{self.runs[INPUT][0].weights[0]}"].shape[0]'
 
     def seq(self, state: str) -> str:
         """The (T + 1, n, h) array holding state ``state`` at every step (row t = its prev at step t)."""
