@@ -89,8 +89,8 @@ def jacobian_error(cell: str | Subject, seed: int = 0) -> tuple[float, int]:
     """
     from ..analysis.jacobian import state_jacobian
     from ..context import subject
-    from .values import initial_state, step_values
     from .problem import report_input_size
+    from .values import initial_state, step_values
 
     sub = subject(cell) if isinstance(cell, str) else cell
     m, decl = sub.module, sub.cell
