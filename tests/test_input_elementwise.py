@@ -276,7 +276,7 @@ def test_token_ids_need_a_vocabulary_of_h():
 
 def test_concatenated_bidirectional_layers_are_refused_at_init():
     """Layer 2 of a concatenating bidirectional model reads 2h inputs, which sru cannot add to h."""
-    with pytest.raises(ShapeError, match=r"d = 8, h = 4"):
+    with pytest.raises(ShapeError, match=r"cell 'sru' reads its input X elementwise.*2h = 8 inputs.*merge"):
         grusym.load(MODULES["sru"], num_layers=2, bidirectional=True).init_params(4, 4, 3)
     with pytest.raises(ShapeError, match=r"d = 3, h = 4"):
         grusym.load(MODULES["sru"], num_layers=2).init_params(3, 4, 3)
@@ -318,3 +318,18 @@ def test_the_fused_module_gives_the_plain_modules_numbers(name, tokens, tmp_path
         np.testing.assert_array_equal(ga[k], gb[k], err_msg=k)
     for a, b in zip(sa, sb, strict=True) if isinstance(sa, tuple) else [(sa, sb)]:
         np.testing.assert_array_equal(a, b)
+
+
+def test_x_terms_that_cancel_still_require_d_equal_h():
+    """The declaration as written reads X next to (n, h) values: the module refuses d != h even where
+    SymPy cancels the terms (the fuzzer's draw; torch of the source cannot run it at d != h)."""
+    cell = declare(lambda c: c.let("h", tanh(c.affine("h")) + (c.X - c.X)), "cancels")
+    assert not any("X" in s.inputs for s in cell.steps if s.kind == "elementwise")
+    m = derive_module(cell)
+    assert m.INPUT_ELEMENTWISE
+    with pytest.raises(ShapeError, match=r"cell 'cancels', step \(2\) h reads the input X elementwise"):
+        m.init_params(3, 4, 2)
+    p = m.init_params(4, 4, 2)
+    p["W_xh"] = np.zeros((3, 4))
+    with pytest.raises(ShapeError, match=r"got d = 3, h = 4"):
+        m.forward(p, np.zeros((2, 1, 3)))
