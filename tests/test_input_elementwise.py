@@ -333,3 +333,25 @@ def test_x_terms_that_cancel_still_require_d_equal_h():
     p["W_xh"] = np.zeros((3, 4))
     with pytest.raises(ShapeError, match=r"got d = 3, h = 4"):
         m.forward(p, np.zeros((2, 1, 3)))
+
+
+def test_gradcheck_cli_runs_every_method_on_sru(capsys):
+    """``grusym gradcheck --cell sru.py:sru`` draws d == h and every method agrees (exit 0)."""
+    from grusym.cli import main
+
+    methods = "fd,directional,complex,taylor,oracle"
+    assert main(["gradcheck", "--cell", path("sru"), "--method", methods]) == 0
+    assert capsys.readouterr().out.count("all gradients agree") == 5
+
+
+def test_a_stacked_sru_streams_step_by_step_like_its_forward():
+    """Layer 2 reads layer 1's h (d == h): ``step`` of a 2-layer model gives forward's H row by row."""
+    model = grusym.load(MODULES["sru"], num_layers=2)
+    rng = np.random.default_rng(9)
+    p = model.init_params(4, 4, 3, seed=9, scale=0.6)
+    X = rng.normal(size=(4, 2, 4))
+    H, _ = model.forward(p, X)
+    state = None
+    for t in range(X.shape[0]):
+        state = model.step(p, X[t], state)
+        _close(state[model.STATES.index("h")][-1], H[t], f"step {t}")
