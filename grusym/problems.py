@@ -23,6 +23,8 @@ def variant_data(
     from . import load
 
     m = load(name) if isinstance(name, str) else name
+    if getattr(m, "INPUT_ELEMENTWISE", False):
+        d = h  # a cell that reads X elementwise (SRU's highway, a residual) exists only for d == h
     rng = np.random.default_rng(seed)
     params = m.init_params(d, h, q, seed=seed, scale=scale)
     for key, value in params.items():

@@ -615,3 +615,24 @@ def check_init(
             f"got {scale!r}"
         )
     return d, nh, q, dt
+
+
+def check_elementwise_sizes(where: str, d: object, nh: object) -> None:
+    """A cell that reads the input X elementwise (``where``: its name and step) needs d == h."""
+    sizes = isinstance(d, numbers.Integral) and isinstance(nh, numbers.Integral)  # else check_init says
+    if sizes and d != nh:
+        raise ShapeError(
+            f"{where} reads the input X elementwise, so the input size d must equal the hidden size h; "
+            f"got d = {d}, h = {nh}"
+        )
+
+
+def elementwise_rows(X: Array, tokens: bool, d: int, nh: int, dtype: Any, where: str) -> Array:
+    """X as the (T, n, h) rows a cell reads elementwise: float X itself, token ids as their one-hot rows
+    of width d (the rows the input projections read), after checking d == h."""
+    check_elementwise_sizes(where, d, nh)
+    if not tokens:
+        return X
+    rows = np.zeros((*X.shape, nh), dtype=dtype)
+    np.put_along_axis(rows, X[..., None], 1, axis=2)
+    return rows

@@ -29,7 +29,7 @@ from grusym.symbolic.usercell import declare, derive_module
 from . import reference_autograd
 from .cell_strategies import Declaration
 
-SIZES = {"T": 4, "n": 3, "d": 2, "h": 4, "q": 5}  # all different: a confused dimension cannot hide
+SIZES = {"T": 4, "n": 3, "d": 2, "h": 4, "q": 5}  # all different (d = h where X is read elementwise)
 TINY = {"T": 1, "n": 1, "d": 1, "h": 1, "q": 2}  # every axis of length one
 TOLERANCE = 1e-9
 COUNTS: collections.Counter[str] = collections.Counter()  # outcomes, printed by the fuzzer's tests
@@ -203,6 +203,8 @@ def check_cell(
     """The module's loss, gradients and last states agree with ``oracle`` ("tape" or "torch") on both
     input kinds; with torch also forward's H and final_states. ``module``: check this one (the fused)."""
     m = module or derived.module
+    if getattr(m, "INPUT_ELEMENTWISE", False):
+        sizes = {**sizes, "d": sizes["h"]}  # X read elementwise: only d == h exists
     for case, (tokens, lengths) in CASES.items():
         problem = make_problem(m, seed, tokens, lengths, sizes)
         if oracle == "tape":

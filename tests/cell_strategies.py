@@ -1,12 +1,13 @@
 """Hypothesis strategies over the cell language: drawn *declarations*, as source a user could have written.
 
 A :class:`Declaration` is a small program in the language of ``grusym.symbolic.cell``: ``c.affine`` steps
-(with or without the input term, the recurrent term, a bias, two bias rows, a custom name, a left factor
-that is another state's prev, an elementwise step or a state's *new* value), ``c.let`` steps over every
-primitive, sums, differences, Hadamard products, numbers (terms that cancel: ``0*a``, ``a - a``,
-``a + (-1)*a``), (h,) parameter vectors, several states, steps nothing reads and steps read only through
-another state. :meth:`Declaration.source` renders it as the text of a cell function (a shrunk failure is
-pasted into a regression test as it prints), :meth:`Declaration.function` compiles that text.
+(with or without the input term, the recurrent term, a bias, two bias rows, a custom name, a left factor that
+is another state's prev, an elementwise step or a state's *new* value), ``c.let`` steps over every primitive,
+the input ``c.X`` read elementwise (then d == h), sums, differences, Hadamard products, numbers (terms that
+cancel: ``0*a``, ``a - a``, ``a + (-1)*a``), (h,) parameter vectors, several states, steps nothing reads and
+steps read only through another state. :meth:`Declaration.source` renders it as the text of a cell function (a
+shrunk failure is pasted into a regression test as it prints), :meth:`Declaration.function` compiles that
+text.
 
 The drawn programs are not all valid: now and then a draw breaks a rule of the language (a matmul of a
 linear step, a state assigned by a linear step, a state read but never updated, a left factor that is not a
@@ -29,7 +30,8 @@ EXTRA_STATES = ("s", "m")
 # names the generated code uses for itself, which a user might pick too
 GENERATED = ("tmp0", "one", "zip", "t", "k0", "g1", "dA", "T", "H")
 
-# an expression: ("step", name) | ("prev", state) | ("vec", name) | ("num", k) | ("prim", name, e) |
+# an expression: ("step", name) | ("prev", state) | ("vec", name) | ("x",) (the input read elementwise,
+# d == h) | ("num", k) | ("prim", name, e) |
 # ("add" | "sub" | "mul", e, e) | ("neg", e) | ("div", e, k); numbers appear only beside a value
 Expr = tuple[Any, ...]
 
@@ -84,6 +86,8 @@ def render(e: Expr) -> str:
         return f'c.prev("{e[1]}")'
     if kind == "vec":
         return str(e[1])
+    if kind == "x":
+        return "c.X"
     if kind == "num":
         return _number(e[1])
     if kind == "prim":
@@ -292,11 +296,12 @@ def declarations(draw: Any, max_body: int = 4, depth: int = 3) -> Declaration:
     need_x = not _rarely(draw, 5)  # else the cell may never read X: refused
     ops: list[Op] = []
     vectors = [("vec", f"w{i}") for i in range(2)]
+    x_leaf = [("x",)] if _rarely(draw, 25) else []  # X read elementwise (SRU's highway, a residual)
     fresh: list[str] = []  # steps nothing has read yet
     for i, kind in enumerate(kinds):
         has_x = any(isinstance(op, Affine) and op.x for op in ops)
         prevs = [("prev", s) for s in states]
-        leaves = [("step", op.step) for op in ops] + prevs + vectors[: 1 + _rarely(draw, 30)]
+        leaves = [("step", op.step) for op in ops] + prevs + vectors[: 1 + _rarely(draw, 30)] + x_leaf
         if kind == "body":
             affine = _chance(draw, 55) or (need_x and not has_x and i == last_body)
         else:
@@ -359,6 +364,8 @@ def features(decl: Declaration) -> set[str]:
             found.add(f"primitive {e[1]}")
         elif kind == "vec":
             found.add("vector")
+        elif kind == "x":
+            found.add("X read elementwise")
         elif kind == "num":
             found.add("number")
         elif kind in ("neg", "div"):

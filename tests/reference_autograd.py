@@ -172,7 +172,8 @@ def unroll(cell: Cell, params: dict, X: np.ndarray, Y: np.ndarray, h0, lengths=N
     """
     tokens = np.issubdtype(np.asarray(X).dtype, np.integer)
     if tokens:
-        width = next(v.shape[0] for k, v in params.items() if k.startswith("W_x"))
+        # the width of the one-hot rows: the rows of an input weight (named freely: SRU's W)
+        width = next(params[t.weight].shape[0] for s in cell.steps for t in s.terms if t.left == "X")
         X = np.eye(width)[X]
     T, n, _ = X.shape
     lengths = np.full(n, T) if lengths is None else np.asarray(lengths)

@@ -98,6 +98,16 @@ def drawn(c):
 """,
         None,
     ),
+    # issue 26: X read elementwise in a term that cancels; the module took d != h (the term was gone) while
+    # the source exists only for d == h: torch of the source failed. Now the cell requires d == h
+    "x_elementwise_cancels": (
+        """
+def drawn(c):
+    a_f1 = c.affine("f1")
+    h = c.let("h", (exp(((c.prev("h") - c.X) - (c.prev("h") - c.X))) + a_f1))
+""",
+        None,
+    ),
 }
 
 

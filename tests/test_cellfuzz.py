@@ -61,7 +61,7 @@ CONSTRUCTS = {f"primitive {p}" for p in PRIMITIVES} | {
     "cancels: a - a", "cancels: 0*a", "cancels: a + (-1)*a", "affine", "x=False", "recurrent=False",
     "bias=False", "two bias rows", "affine name=", "matmul of another state's prev", "matmul of a step",
     "matmul of a state's new value", "1 states", "2 states", "3 states", "pruned step",
-    "step read only through another state",
+    "step read only through another state", "X read elementwise",
 }  # fmt: skip
 AIMED = {
     "matmul of a linear step", "state assigned by a linear step", "state read but never updated",

@@ -68,6 +68,7 @@ IDS = [label for label, _, _ in CELL_CASES]
 
 def _problem(m, seed=0, T=4, n=2, d=3, h=4, q=5):
     rng = np.random.default_rng(seed)
+    d = h if getattr(m, "INPUT_ELEMENTWISE", False) else d  # sru reads X elementwise: d == h
     p = m.init_params(d, h, q, seed=seed, scale=0.8)
     p = {k: (v if v.ndim == 2 else rng.normal(0, 0.4, v.shape)) for k, v in p.items()}
     X = rng.normal(size=(T, n, d))
@@ -179,8 +180,13 @@ def _fails(declare_fn, *fragments):
         assert fragment in text, f"{fragment!r} not in {text!r}"
 
 
-def test_shape_mismatch_names_the_operands_and_shapes():
-    _fails(lambda c: c.let("y", c.X * c.h_prev), "cell 'bad', step 1", "'X * h_prev'", "(n, d)", "(n, h)")
+def test_x_times_a_hidden_value_reads_x_elementwise():
+    """Once refused as a shape mismatch; since issue 26 X next to an (n, h) value is read elementwise and
+    its module requires d == h (tests/test_input_elementwise.py)."""
+    cell = declare(lambda c: c.let("h", tanh(c.affine("h")) + c.X * c.h_prev), "uses_x")
+    assert "X" in cell.steps[-1].inputs
+    with pytest.raises(grusym.InputError, match=r"cell 'uses_x', step \(2\) h reads the input X elementwise"):
+        derive_module(cell).init_params(3, 4, 5)
 
 
 def test_use_before_definition():

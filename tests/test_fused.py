@@ -104,6 +104,7 @@ def test_committed_fused_modules_are_the_generator_output():
 
 def _problem(m, dt, floats, seed=0, T=6, n=3, d=5, h=4):
     rng = np.random.default_rng(seed)
+    d = h if getattr(m, "INPUT_ELEMENTWISE", False) else d  # sru reads X elementwise: d == h
     p = m.init_params(d, h, d, seed=seed, dtype=dt, scale=0.7)
     p = {k: (v if v.ndim == 2 else rng.normal(0, 0.3, v.shape).astype(dt)) for k, v in p.items()}
     X = rng.standard_normal((T, n, d)).astype(dt) if floats else rng.integers(0, d, (T, n))

@@ -50,7 +50,8 @@ def run_reference(sub, params: dict, X: np.ndarray, Y: np.ndarray, h0) -> tuple[
     values = step_values(sub.cell, params, X, h0, sub.module)
     T, n = X.shape
     q = params["W_hq"].shape[1]
-    onehot = np.eye(params[next(k for k in params if k.startswith("W_x"))].shape[0])[X]
+    x_weight = next(t.weight for st in sub.cell.steps for t in st.terms if t.left == "X")  # sru's is W
+    onehot = np.eye(params[x_weight].shape[0])[X]
     v = {k: [None, *a] for k, a in values.items()} | {"X": [None, *onehot]}
     logits = values[OUTPUT] @ params["W_hq"] + params["b_q"]
     dlogits = [None, *((_softmax(logits) - np.eye(q)[Y]) / (T * n))]  # the loss rule, typed here
@@ -61,10 +62,11 @@ def run_reference(sub, params: dict, X: np.ndarray, Y: np.ndarray, h0) -> tuple[
 def _check_reference(sub) -> None:
     m = sub.module
     X, Y = toy_tokens(5, 3)
-    params = m.init_params(4, 3, 4, seed=2, scale=0.7)
+    h = 4 if getattr(m, "INPUT_ELEMENTWISE", False) else 3  # sru reads X elementwise: h == d == 4 ids
+    params = m.init_params(4, h, 4, seed=2, scale=0.7)
     params = {k: p + 0.3 if p.ndim == 1 else p for k, p in params.items()}  # biases and vectors nonzero
     rng = np.random.default_rng(1)
-    h0 = initial_state(sub.cell, 3, 3, rng.uniform(-0.5, 0.5, (3, 3 * len(sub.cell.states))))
+    h0 = initial_state(sub.cell, 3, h, rng.uniform(-0.5, 0.5, (3, h * len(sub.cell.states))))
     grads, initial = run_reference(sub, params, X, Y, h0)
     _, want, _ = m.loss_and_grads(params, X, Y, h0)
     for k in params:
@@ -120,6 +122,7 @@ def test_the_message_of_a_users_cell_is_linear_in_what_reaches_its_state(spec):
     m, cell = sub.module, sub.cell
     rng = np.random.default_rng(3)
     n, h, k = 2, 3, len(cell.states)
+    h = 4 if getattr(m, "INPUT_ELEMENTWISE", False) else h  # sru reads X elementwise: h == d == 4 ids
     params = m.init_params(4, h, 4, seed=3, scale=0.6)
     params = {q: rng.normal(0, 0.5, p.shape) if p.ndim == 1 else p for q, p in params.items()}
     X, Y = toy_tokens(4, n)
@@ -144,16 +147,18 @@ def test_the_message_of_a_users_cell_is_linear_in_what_reaches_its_state(spec):
                 return np.concatenate(new if isinstance(new, tuple) else [new], axis=1)
 
             Jt[:, :, j] = (step(states[t] + e) - step(states[t] - e)) / 2e-6
+        # a state no step reads back (sru's h) sends no message: zero, as its columns of J_t are
+        zero = np.zeros_like(adj["dh"])
         outside = np.concatenate(
             [
                 adj["dh"][t]
                 if s == OUTPUT
-                else (adj[f"d{prev_name(s)}"][t + 1] if t + 1 < T else 0 * adj["dh"][t])
+                else (adj.get(f"d{prev_name(s)}", zero)[t + 1] if t + 1 < T else 0 * adj["dh"][t])
                 for s in cell.states
             ],
             axis=1,
         )
-        message = np.concatenate([adj[f"d{prev_name(s)}"][t] for s in cell.states], axis=1)
+        message = np.concatenate([adj.get(f"d{prev_name(s)}", zero)[t] for s in cell.states], axis=1)
         np.testing.assert_allclose(np.einsum("ni,nij->nj", outside, Jt), message, rtol=1e-5, atol=1e-9)
 
 

@@ -94,6 +94,12 @@ class Model:
             return dict(self.cell.init_params(input_size, hidden_size, output_size, seed, dtype, scale))
         rng = np.random.default_rng(seed)  # one child seed per cell, then one for the head
         width = self.structure.width(hidden_size)
+        if getattr(self.cell, "INPUT_ELEMENTWISE", False) and width != hidden_size:
+            raise ShapeError(
+                f"cell {self.VARIANT!r} reads its input X elementwise (d must equal h = {hidden_size}), but "
+                f"the layers above the first read both directions side by side, 2h = {width} inputs: "
+                "merge them elementwise (grusym.model.build(..., merge='sum'))"
+            )
         params: Params = {}
         for layer, direction in self._cells:
             p = self.cell.init_params(

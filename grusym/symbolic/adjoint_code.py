@@ -25,7 +25,7 @@ from .cell import INPUT, OUTPUT, n
 from .derive import adjoint_name
 from .emit import InPlace, Writer, cheapest, cost, loop, same_functions
 from .fuse import Fuser
-from .layout import Schedule, times_h
+from .layout import ROW, Schedule, times_h
 from .printing import equation
 
 __all__ = ["emit_backward"]
@@ -47,6 +47,7 @@ class _Adjoints:
         g = self.g
         if (
             target not in g.slot
+            and target != ROW  # dx_t is the row of dX_e
             and target not in g.prevs
             and target not in g.states
             and target not in g.vectors
@@ -214,6 +215,11 @@ def emit_backward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
     for state in g.states:
         if state != OUTPUT:  # the gradient on a last state enters at its sequence's last step
             w(f'{_upstream(g, state)} = rt.state_upstream(upstream, "{state}", dH, buf)')
+    if g.x_rows:
+        w(f"{INPUT}_e = {g.x_rows_code()}")
+        # every step assigns its row, unless the loss depends on no step that reads X elementwise
+        new = "np.zeros((T, n, nh), dtype=dtype)" if _x_rows_constant(g) else 'buf("dX_e", (T, n, nh), dtype)'
+        w(f"d{INPUT}_e = {new}  # the elementwise part of dX, row t is dx_t")
     w.indent = 2
     body_start = len(w.lines)
     adj = _Adjoints(w, g)
@@ -260,6 +266,8 @@ def emit_backward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
     seqs |= {"dH_t": "dH[::-1]", "dA_t": "dA[::-1]"}
     seqs |= {f"{_upstream(g, s)}_t": f"{_upstream(g, s)}[::-1]" for s in g.states if s != OUTPUT}
     seqs |= {name: f"{name}_all[::-1]" for name in g.saved}
+    if g.x_rows:
+        seqs |= {ROW: f"{INPUT}_e[::-1]", adjoint_name(ROW): f"d{INPUT}_e[::-1]"}
     kept = g.kept()
     for lin in g.order:
         seqs[adjoint_name(lin.name)] = g.block("dA[::-1]", "dA[::-1, :, {}]", lin)
@@ -281,6 +289,11 @@ def emit_backward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
     _parameter_gradients(w, g)
 
 
+def _x_rows_constant(g: Schedule) -> bool:
+    """Whether no step that reads X elementwise is differentiated (dx_t is then never written)."""
+    return all(s.name in g.constant for s in g.cell.steps if ROW in s.inputs)
+
+
 def _upstream(g: Schedule, state: str) -> str:
     """The per-step upstream gradient of a state other than the output (``dS_c`` for LSTM's c)."""
     return f"d{g.seq(state)}"
@@ -289,6 +302,7 @@ def _upstream(g: Schedule, state: str) -> str:
 def _parameter_gradients(w: Writer, g: Schedule) -> None:
     w("# parameter gradients: each is a sum over t, computed as one matmul over all T*n rows")
     grads: dict[str, str] = {}
+    dW = "_dW" if "W" in g.cell.params else "dW"  # a parameter W (SRU's) has the adjoint dW
     w(f"dA_rows = dA.reshape(T * n, {times_h(g.G)})  # column blocks of it are strided BLAS operands")
     x_runs = g.runs.get(INPUT, [])
     # token ids send each row of dA to exactly one row of dW: the bias gradient of the columns the X run
@@ -297,7 +311,7 @@ def _parameter_gradients(w: Writer, g: Schedule) -> None:
     if token_db:
         lo, hi = x_runs[0].lo, x_runs[0].hi
         parts = [f"dA_rows[:, {g.cols(0, lo)}].sum(axis=0)"] if lo > 0 else []
-        parts.append("dW.sum(axis=0)")
+        parts.append(f"{dW}.sum(axis=0)")
         parts += [f"dA_rows[:, {g.cols(hi, g.G)}].sum(axis=0)"] if hi < g.G else []
         token_sum = parts[0] if len(parts) == 1 else f"np.concatenate(({', '.join(parts)}))"
     for left, runs in g.runs.items():
@@ -307,11 +321,11 @@ def _parameter_gradients(w: Writer, g: Schedule) -> None:
                 continue  # zero gradients (below): its left factor may hold what overflowed, 0*inf is nan
             if left == INPUT:
                 w("if tokens:")
-                w(f'    dW = rt.token_weight_grad(X, {rows}, params["{run.weights[0]}"].shape[0])')
+                w(f'    {dW} = rt.token_weight_grad(X, {rows}, params["{run.weights[0]}"].shape[0])')
                 if token_db:
                     w(f"    db = {token_sum}")
                 w("else:")
-                w(f"    dW = X.reshape(T * n, -1).T @ {rows}")
+                w(f"    {dW} = X.reshape(T * n, -1).T @ {rows}")
                 if token_db:
                     w("    db = dA_rows.sum(axis=0)")
             else:
@@ -321,12 +335,12 @@ def _parameter_gradients(w: Writer, g: Schedule) -> None:
                     stacked = f"{g.seq(left)}[1:]"
                 else:
                     stacked = f"{left}_all"
-                w(f"dW = {stacked}.reshape(T * n, nh).T @ {rows}")
+                w(f"{dW} = {stacked}.reshape(T * n, nh).T @ {rows}")
             if len(run.weights) == 1:
-                w(f"d{run.weights[0]} = dW")
+                w(f"d{run.weights[0]} = {dW}")
             else:
                 for k, name in enumerate(run.weights):
-                    w(f"d{name} = dW[:, {g.cols(k, k + 1)}]")
+                    w(f"d{name} = {dW}[:, {g.cols(k, k + 1)}]")
             for name in run.weights:
                 grads[name] = f"d{name}"
     if not token_db:
@@ -359,6 +373,8 @@ def _parameter_gradients(w: Writer, g: Schedule) -> None:
         f"{'dA' if (r.lo, r.hi) == (0, g.G) else f'dA[:, :, {g.cols(r.lo, r.hi)}]'} @ {g.fused_x(r)}.T"
         for r in x_runs
     ]
+    if g.x_rows:
+        terms.append(f"d{INPUT}_e")
     w(f'grads["X"] = {" + ".join(terms)}')
     w.indent = 1
     w("return grads")

@@ -75,6 +75,7 @@ __all__ = [
     "n",
     "prev_name",
     "q",
+    "reads_input_elementwise",
     "relu",
     "scalar_form",
     "sigmoid",
@@ -127,6 +128,8 @@ class Value:
     def _combine(self, other: object, op: str, build: Any) -> Value:
         rhs = self._lift(other, op)
         left, right = self.expr, rhs
+        if op != "@" and {left.shape, right.shape} == {(n, d), (n, h)}:
+            left, right = _hidden(left, self.cell), _hidden(right, self.cell)  # X used elementwise: d == h
         agree = left.shape[1] == right.shape[0] if op == "@" else left.shape == right.shape
         try:
             if agree:  # SymPy cannot always tell symbolic d from h apart, so check here
@@ -202,6 +205,22 @@ def _number(other: object) -> sp.Expr | None:
     return None
 
 
+def _hidden(expr: MatrixExpr, cell: Cell) -> MatrixExpr:
+    """An (n, d) value (the input X, scaled or shifted) read elementwise next to (n, h) values: the same
+    expression of width h. The cell notes the step, and its module requires d == h even where the term
+    cancels (``X - X``): the declaration as written exists only for d == h."""
+    if expr.shape != (n, d):
+        return expr
+    if len(cell.steps) + 1 not in cell.x_steps:
+        cell.x_steps.append(len(cell.steps) + 1)
+    return expr.xreplace({d: h})
+
+
+def reads_input_elementwise(cell: Cell) -> bool:
+    """Whether a step of ``cell`` reads the input X elementwise (so d must equal h)."""
+    return bool(cell.x_steps)
+
+
 def _name(expr: MatrixExpr) -> str:
     if isinstance(expr, MatrixSymbol):
         return str(expr.name)
@@ -221,6 +240,7 @@ def _elementwise(fn: type[_Primitive], v: object) -> Value:
             f"{fn.label}() takes a cell value (from c.X, c.prev, c.let or c.affine), got "
             f"{type(v).__name__} {v!r}"
         )
+    v = Value(_hidden(v.expr, v.cell), v.cell)
     if v.expr.shape != (n, h):
         raise v.cell.error(
             f"{fn.label}() of {_name(v.expr)} of shape {_shape_text(v.expr)}: primitives apply to (n, h) "
@@ -287,6 +307,7 @@ class Cell:
     title: str = ""
     doc: str = ""
     builtin: bool = False  # one of grusym's own (symbolic/variants.py), not a user's
+    x_steps: list[int] = field(default_factory=list)  # the numbers of the steps that read X elementwise
 
     # ---- values
     def error(self, message: str) -> CellError:
@@ -337,19 +358,21 @@ class Cell:
         recurrent: bool = True,
         bias: str | tuple[str, ...] | bool | None = None,
         name: str | None = None,
+        weight: str | None = None,
     ) -> Value:
         """Declare ``a_<gate> = X @ W_x<gate> + hidden @ W_h<gate> + b_<gate>``.
 
         x: include the input term; hidden: the left factor of the recurrent term (default h_prev; any
         declared (n, h) value or another state's prev); recurrent=False: no recurrent term (gates from
         the input only); bias: the bias name, a tuple of names (several rows, e.g. torch's b_ih and
-        b_hh), or False for none; name: the step's name (default ``a_<gate>``).
+        b_hh), or False for none; name: the step's name (default ``a_<gate>``); weight: the name of the
+        input weight (default ``W_x<gate>``; SRU's ``W``, ``W_f``).
         """
         self._check_name(gate, "gate", pattern=re.compile(r"[a-z0-9][a-z0-9_]*\Z"))
         step_name = name or f"a_{gate}"
         terms = []
         if x:
-            terms.append(Term(INPUT, self._param(f"W_x{gate}", d, h, "weight").name))
+            terms.append(Term(INPUT, self._param(weight or f"W_x{gate}", d, h, "weight").name))
         if recurrent:
             left = hidden.expr if hidden is not None else self.h_prev.expr
             if hidden is not None and not isinstance(hidden, Value):
@@ -388,6 +411,7 @@ class Cell:
         """Declare the elementwise step ``name = value`` (``value`` of shape (n, h), no matmuls)."""
         if not isinstance(value, Value):
             raise self.error(f"let({name!r}, ...) takes a cell value, got {type(value).__name__} {value!r}")
+        value = Value(_hidden(value.expr, self), self)
         if value.expr.shape != (n, h):
             raise self.error(f"{name!r} has shape {_shape_text(value.expr)}, expected (n, h)")
         try:

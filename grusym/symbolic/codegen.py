@@ -51,6 +51,8 @@ def header(regenerate: str = REGENERATE) -> str:
 
 
 HEADER = header()
+# only in the modules of cells that read X elementwise: the built-ins' modules stay as they were
+_INPUT_ELEMENTWISE = "INPUT_ELEMENTWISE = True  # X is read elementwise: the input size d must equal h\n"
 
 
 class _ModuleText:
@@ -126,6 +128,7 @@ lengths (n,) each sequence's true length (padded steps after it change nothing a
 
     def source(self) -> str:
         c, g, w = self.cell, self.g, Writer()
+        x_line = _INPUT_ELEMENTWISE * g.x_sized
         w.block(header(self.regenerate))
         w.block(f'''
 {self.docstring()}
@@ -145,7 +148,7 @@ OUTPUT = "{OUTPUT}"  # the state that forms H and feeds the head
 PARAMS = {self.params_spec()}
 CELL_PARAMS = {tuple(g.cell_params)!r}
 SAVED = {tuple(g.cached())!r}  # what forward caches for backward besides X, tokens and H
-_WORKSPACE = rt.Workspace()  # scratch buffers of loss_and_grads, reused across calls
+{x_line}_WORKSPACE = rt.Workspace()  # scratch buffers of loss_and_grads, reused across calls
 ''')
         w()
         w()
@@ -158,6 +161,11 @@ def init_params(input_size, hidden_size, output_size, seed=0, dtype=np.float64, 
     """
     return rt.init_params(PARAMS, input_size, hidden_size, output_size, seed, dtype, scale)
 ''')
+        if g.x_sized:  # known sizes: refuse d != h before any parameter exists
+            w.lines.insert(
+                len(w.lines) - 1,
+                f"    validate.check_elementwise_sizes({g.x_rows_where()!r}, input_size, hidden_size)",
+            )
         w()
         w()
         self.forward(w)

@@ -14,7 +14,7 @@ import sympy as sp
 from .cell import INPUT, OUTPUT, scalar_form
 from .emit import InPlace, Writer, cheapest, loop
 from .fuse import Fuser
-from .layout import Schedule, cols, times_h
+from .layout import ROW, Schedule, cols, times_h
 from .printing import equation, text
 
 __all__ = ["emit_forward"]
@@ -93,6 +93,10 @@ def emit_forward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
     g.unpack(w, g.live_params)
     g.fused_weights(w, list(g.runs))
     _projections(w, g)
+    if g.x_rows:
+        w(f"{INPUT}_e = {g.x_rows_code()}  # X read elementwise, row by row (x_t)")
+    elif g.x_sized:  # X's elementwise terms cancel, but the cell as declared needs d == h
+        w(f"validate.check_elementwise_sizes({g.x_rows_where()!r}, {g.x_width()}, nh)")
     for state in g.states:
         seq = g.seq(state)
         w(f'{seq} = buf("{seq}", (T + 1, n, nh), dtype)  # {seq}[t] is {state}_prev of step t')
@@ -149,6 +153,8 @@ def emit_forward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
     for st in g.order:
         seqs[f"{st.name}_x" if st.name in g.materialized else st.name] = g.block("A", "A[:, :, {}]", st)
     seqs |= {name: f"{name}_all" for name in g.saved + kept}
+    if g.x_rows:
+        seqs[ROW] = f"{INPUT}_e"
     if fuser is None:
         loop(w, seqs, body)
     else:

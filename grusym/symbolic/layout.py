@@ -26,12 +26,25 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from .cell import INPUT, OUTPUT, Cell, Step, prev_name
+from sympy import MatrixSymbol
+
+from .cell import INPUT, OUTPUT, Cell, Step, h, n, prev_name
 from .derive import Derivation, derive, derive_head
 from .emit import Writer
 from .steps import loss_reach, params_of, unread
 
-__all__ = ["Gemm", "Run", "Schedule", "cols", "gemm_plan", "numbered", "pruning", "pruning_note", "times_h"]
+__all__ = [
+    "ROW",
+    "Gemm",
+    "Run",
+    "Schedule",
+    "cols",
+    "gemm_plan",
+    "numbered",
+    "pruning",
+    "pruning_note",
+    "times_h",
+]
 
 _LAYOUT_SEARCH = 7  # up to this many linear steps every block order is tried; beyond, declaration order
 
@@ -68,6 +81,16 @@ def pruning_note(cell: Cell) -> str:
             f"; {', '.join(unused)}, read by nothing else, get{'s' * (len(unused) == 1)} exact zero gradients"
         )
     return note + "."
+
+
+ROW = "x_t"  # the input row of one time step, as elementwise steps read it
+
+
+def _row(s: Step) -> Step:
+    """An elementwise step reading X itself reads the loop's row x_t (both (n, h), since d == h)."""
+    if s.kind != "elementwise" or INPUT not in s.inputs:
+        return s
+    return replace(s, expr=s.expr.xreplace({MatrixSymbol(INPUT, n, h): MatrixSymbol(ROW, n, h)}))
 
 
 @dataclass(frozen=True)
@@ -135,8 +158,12 @@ class Schedule:
         self.declared = cell
         # the steps no state depends on are not computed; only they read ``unused``: zero gradients
         self.pruned, self.unused = pruning(cell)
-        cell = replace(cell, steps=[s for s in cell.steps if s.name not in self.pruned])
+        cell = replace(cell, steps=[_row(s) for s in cell.steps if s.name not in self.pruned])
         self.cell = cell
+        # X read elementwise (d == h): the loops read its row x_t (of X_e, X or the one-hot rows of token
+        # ids), and backward adds d[x_t] into dx_t, the row of dX_e
+        self.x_rows = any(ROW in s.inputs for s in cell.steps)
+        self.x_sized = bool(self.declared.x_steps)  # d == h required (also where X's terms cancel)
         self.der: Derivation = derive(cell)
         # backward differentiates only the steps the loss depends on; the others' adjoints are zero
         reach = loss_reach(cell.steps, cell.states)
@@ -184,6 +211,20 @@ class Schedule:
         ]
 
     # ---- names
+    def x_rows_where(self) -> str:
+        """The cell and the steps that read X elementwise, as its d != h error names them."""
+        steps = self.declared.steps
+        where = ", ".join(f"({k}) {steps[k - 1].name}" for k in self.declared.x_steps if k <= len(steps))
+        return f"cell {self.cell.name!r}, step {where}"
+
+    def x_rows_code(self) -> str:
+        """The code of X_e, the (T, n, h) rows of X that elementwise steps read (one-hot for token ids)."""
+        return f"validate.elementwise_rows(X, tokens, {self.x_width()}, nh, dtype, {self.x_rows_where()!r})"
+
+    def x_width(self) -> str:
+        """The code of d, the width of X (or of its one-hot rows): an input weight's rows."""
+        return f'params["{self.runs[INPUT][0].weights[0]}"].shape[0]'
+
     def seq(self, state: str) -> str:
         """The (T + 1, n, h) array holding state ``state`` at every step (row t = its prev at step t)."""
         return "H" if state == OUTPUT else f"S_{state}"

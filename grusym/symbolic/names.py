@@ -35,7 +35,7 @@ RESERVED = frozenset(
         "A", "H", "T", "X", "buf", "cache", "dA", "dA_rows", "dA_t", "dH", "dH_t", "dW", "dims", "dlogits",
         "dtype", "grads", "half", "input_grad", "lengths", "logits", "n", "nh", "np", "numba", "one",
         "params", "range", "rt", "state", "t", "table", "tokens", "two", "upstream", "valid", "validate",
-        "value", "x_t", "zip",
+        "value", "x_t", "dx_t", "X_e", "dX_e", "zip",
     }
 )  # fmt: skip
 # bound only after the backward loop, when no value of a step is live: a step's adjoint may share it (db)
@@ -111,6 +111,6 @@ def clash(cell: Cell) -> str | None:
     for ident, meanings in identifiers(cell).items():
         if len(meanings) > 1:
             return f"{meanings[1]} and {meanings[0]} would share the name {ident!r} in the generated code"
-        if reserved(ident):
+        if reserved(ident) and not (ident == "dW" and "W" in cell.params):  # then the generator's is _dW
             return f"the generated code would name {meanings[0]} {ident!r}, a name it uses for itself"
     return None

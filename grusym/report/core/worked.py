@@ -51,13 +51,13 @@ def worked_section(c: Context, w: dict[str, Any]) -> list[Block]:
                 f"The toy of {TUTORIALS['000']}: the text {TOY['text']}, character ids ",
                 Code("{" + ", ".join(f"'{ch}': {i}" for i, ch in enumerate(vocab)) + "}"),
                 f", batch n = {TOY['batch']}, T = {TOY['steps']} steps, hidden size ",
-                Math("d_{h} = 2"),
+                Math(f"d_{{h}} = {w.get('hidden', 2)}"),
                 f", output q = 4. Its first batch: the text cut into {TOY['batch']} rows, {TOY['steps']} "
                 f"steps each; inputs (example 1, example 2) {chars(X)}, targets {chars(Y)}: step t reads "
                 "character t of each row. Part 2 of the "
                 "tutorial stops before backpropagation; here it is, every number computed by this build "
                 f"from ",
-                Code(f"init_params(4, 2, 4, seed={w['seed']}, scale={w['scale']})"),
+                Code(f"init_params(4, {w.get('hidden', 2)}, 4, seed={w['seed']}, scale={w['scale']})"),
                 " and ",
                 Math(" = ".join(f"{k}_{{0}}" for k in c.cell.states) + " = 0"),
                 ". In the tables each line of a cell is one row of the array: for values and adjoints, "

@@ -45,8 +45,17 @@ def toy_batch() -> tuple[np.ndarray, np.ndarray]:
     return rows[:, :S].T.copy(), nxt[:, :S].T.copy()
 
 
+def report_input_size(module: Any, d: int, h: int) -> int:
+    """d, or h for a module that reads X elementwise (``INPUT_ELEMENTWISE``: d must equal h)."""
+    return h if getattr(module, "INPUT_ELEMENTWISE", False) else d
+
+
 def report_params(sub: Subject, d: int, h: int, q: int, *, seed: int, scale: float) -> dict[str, Any]:
-    """``init_params(d, h, q, seed, scale)`` of the subject's module, scaling vectors set to 1."""
+    """``init_params(d, h, q, seed, scale)`` of the subject's module, scaling vectors set to 1.
+
+    A cell that reads X elementwise (SRU) exists only for d == h: its input is h wide, token ids one-hot
+    rows of width h of which the problem's d symbols occur."""
+    d = report_input_size(sub.module, d, h)
     params: dict[str, Any] = sub.module.init_params(d, h, q, seed=seed, scale=scale)
     for v in factor_vectors(sub.cell):
         params[v] = np.ones_like(params[v])

@@ -71,9 +71,13 @@ def step_values(
     vectors = {k: np.asarray(params[k], np.float64) for k, p in cell.params.items() if p.kind == "vector"}
     for k in cell.states:
         out[prev_name(k)] = []
+    if cell.x_steps:
+        out[INPUT] = []  # the rows the elementwise steps read (local derivatives may read them too)
     for t in range(T):
         env: dict[str, np.ndarray] = {prev_name(k): v for k, v in state.items()}
         env |= {k: np.broadcast_to(v, h.shape) for k, v in vectors.items()}
+        if cell.x_steps:  # X read elementwise (d == h): its row, one-hot for token ids
+            env[INPUT] = np.eye(h.shape[-1])[X[t]] if tokens else X[t]
         for s in cell.steps:
             if s.kind == "linear":
                 acc = np.zeros_like(h) + sum((params[b] for b in s.biases), np.zeros(h.shape[-1]))

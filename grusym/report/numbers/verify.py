@@ -89,12 +89,14 @@ def jacobian_error(cell: str | Subject, seed: int = 0) -> tuple[float, int]:
     """
     from ..analysis.jacobian import state_jacobian
     from ..context import subject
+    from .problem import report_input_size
     from .values import initial_state, step_values
 
     sub = subject(cell) if isinstance(cell, str) else cell
     m, decl = sub.module, sub.cell
     rng = np.random.default_rng(seed)
     n, d, h, k = 2, 3, 4, len(decl.states)
+    d = report_input_size(m, d, h)
     params = m.init_params(d, h, 2, seed=seed, scale=1.0)
     for name, p in params.items():
         if p.ndim == 1:

@@ -53,6 +53,8 @@ def worked_data(sub: Subject) -> dict[str, Any]:
     m = sub.module
     X, Y = toy_batch()
     nb, hid, v = TOY["batch"], TOY["hidden"], len(TOY["vocab"])
+    if getattr(m, "INPUT_ELEMENTWISE", False):
+        hid = v  # X read elementwise: the hidden size is the one-hot rows' width (d == h)
     params = report_params(sub, v, hid, v, seed=SEED, scale=SCALE)
     h0 = initial_state(sub.cell, nb, hid)
     run = bptt_values(sub, params, X, Y, h0)
@@ -72,6 +74,7 @@ def worked_data(sub: Subject) -> dict[str, Any]:
         "Y": Y.tolist(),
         "scale": SCALE,
         "seed": SEED,
+        **({"hidden": hid} if hid != TOY["hidden"] else {}),  # the built-ins' data stays as it was
         "params": {k: p.tolist() for k, p in params.items()},
         "values": {k: a.tolist() for k, a in run["values"].items()},
         "logits": run["logits"].tolist(),
