@@ -1,5 +1,5 @@
-"""Every math span of every committed report, and of the example cells' reports, typeset by MathJax 3 as GitHub
-does: no TeX error (issue 27).
+"""Every math span of every committed report and of the example cells' reports, typeset by MathJax 3 as
+GitHub does: no TeX error (issue 27).
 
 Needs node and the npm package mathjax-full on NODE_PATH (e.g. ``npm install mathjax-full@3`` in a scratch
 folder, then ``NODE_PATH=that/node_modules``); without them the test skips.
@@ -85,11 +85,21 @@ def test_every_math_span_of_every_committed_report_typesets_without_error():
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_every_math_span_of_an_example_cells_report_typesets_without_error(name, tmp_path):
-    """Users' cells render through the same code with their own names and primitives (sru reads X elementwise)."""
+    """Users' cells render through the same code with their own names (sru reads X elementwise)."""
     node = _node()
     subprocess.run(
-        [sys.executable, "-m", "grusym", "report", "--cell", path(name), "--format", "md"]
-        + ["--out", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "grusym",
+            "report",
+            "--cell",
+            path(name),
+            "--format",
+            "md",
+            "--out",
+            str(tmp_path),
+        ],
         check=True,
         capture_output=True,
     )
