@@ -85,7 +85,8 @@ def _register(library: str, addresses: dict[str, int], width: int) -> None:
                     integer)  # fmt: skip
             sig = types.void(*args)
         elif routine.endswith("gemv"):
-            sig = types.void(enum, enum, integer, integer, real, ptr, integer, ptr, integer, real, ptr, integer)
+            gemv_args = (enum, enum, integer, integer, real, ptr, integer, ptr, integer, real, ptr, integer)
+            sig = types.void(*gemv_args)
         else:
             sig = real(integer, ptr, integer, ptr, integer)
         funcs[routine] = types.ExternalFunction(name, sig)

@@ -109,10 +109,11 @@ class _ModuleText:
             )
             doc += (
                 f"\nThe fused module: ``{plain}`` with each run of elementwise calls between the matmuls\n"
-                "done by one Numba kernel (below the functions), in the same order, and each loop over t, when\n"
-                "NumPy's OpenBLAS is found, by one Numba function calling it. The same API; the same results\n"
-                "except that tanh and sigmoid are grusym.fastmath's (within 2.5 ulp of exact, as NumPy's own\n"
-                f"are within 1.4). It needs numba (the ``fused`` extra). {load}\n"
+                "done by one Numba kernel (below the functions), in the same order, and each loop\n"
+                "over t, when NumPy's OpenBLAS is found, by one Numba function calling it. The same\n"
+                "API and the same results, except that tanh and sigmoid are grusym.fastmath's (within\n"
+                "fastmath.TANH_ULPS / SIGMOID_ULPS of exact; tests/test_fused.py states how close).\n"
+                f"It needs numba (the ``fused`` extra). {load}\n"
             )
         return f'''"""{title} ({kind} ``{c.name}``): forward pass and BPTT derived by grusym, {how}.
 {doc}

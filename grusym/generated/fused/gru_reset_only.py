@@ -5,10 +5,11 @@ Reset gate: before the hidden matmul. Update: none: h = tanh(...).
 Sources: d2l exercise 4 / seed 003. Used by: ablation.
 
 The fused module: ``grusym/generated/gru_reset_only.py`` with each run of elementwise calls between the matmuls
-done by one Numba kernel (below the functions), in the same order, and each loop over t, when
-NumPy's OpenBLAS is found, by one Numba function calling it. The same API; the same results
-except that tanh and sigmoid are grusym.fastmath's (within 2.5 ulp of exact, as NumPy's own
-are within 1.4). It needs numba (the ``fused`` extra). ``grusym.load("gru_reset_only", backend="fused")`` loads it.
+done by one Numba kernel (below the functions), in the same order, and each loop
+over t, when NumPy's OpenBLAS is found, by one Numba function calling it. The same
+API and the same results, except that tanh and sigmoid are grusym.fastmath's (within
+fastmath.TANH_ULPS / SIGMOID_ULPS of exact; tests/test_fused.py states how close).
+It needs numba (the ``fused`` extra). ``grusym.load("gru_reset_only", backend="fused")`` loads it.
 
 One step of the cell, applied for t = 0..T-1 with h_prev = H[t-1] (h0 at t = 0); ``@`` is the matrix
 product, ``*`` elementwise, biases broadcast over the batch:

@@ -5,10 +5,11 @@ Reset gate: none. Update: c = f*c_prev + i*g; h = o*tanh(c) (two states, h and c
 Sources: Hochreiter & Schmidhuber 1997; Gers et al. 2000 (forget gate); PyTorch nn.LSTM docs. Used by: PyTorch nn.LSTM (biases b_ih and b_hh kept apart), Keras LSTM.
 
 The fused module: ``grusym/generated/lstm.py`` with each run of elementwise calls between the matmuls
-done by one Numba kernel (below the functions), in the same order, and each loop over t, when
-NumPy's OpenBLAS is found, by one Numba function calling it. The same API; the same results
-except that tanh and sigmoid are grusym.fastmath's (within 2.5 ulp of exact, as NumPy's own
-are within 1.4). It needs numba (the ``fused`` extra). ``grusym.load("lstm", backend="fused")`` loads it.
+done by one Numba kernel (below the functions), in the same order, and each loop
+over t, when NumPy's OpenBLAS is found, by one Numba function calling it. The same
+API and the same results, except that tanh and sigmoid are grusym.fastmath's (within
+fastmath.TANH_ULPS / SIGMOID_ULPS of exact; tests/test_fused.py states how close).
+It needs numba (the ``fused`` extra). ``grusym.load("lstm", backend="fused")`` loads it.
 
 One step of the cell, applied for t = 0..T-1 with h_prev, c_prev the states after step t-1
 (h0, c0 at t = 0); ``@`` is the matrix product, ``*`` elementwise, biases broadcast over the batch:
