@@ -33,9 +33,9 @@ __all__ = ["GENERATED_IN", "RESERVED", "RESERVED_PATTERN", "SEQUENTIAL", "clash"
 RESERVED = frozenset(
     {
         "A", "H", "T", "X", "buf", "cache", "dA", "dA_rows", "dA_t", "dH", "dH_t", "dW", "dims", "dlogits",
-        "dtype", "grads", "half", "input_grad", "lengths", "logits", "n", "nh", "np", "numba", "one",
-        "params", "range", "rt", "state", "t", "table", "tokens", "two", "upstream", "valid", "validate",
-        "value", "x_t", "zip",
+        "dtype", "grads", "half", "input_grad", "isinstance", "lengths", "logits", "n", "nh", "np", "numba",
+        "one", "params", "range", "rt", "state", "t", "table", "tokens", "two", "upstream", "valid",
+        "validate", "value", "x_t", "zip",
     }
 )  # fmt: skip
 # bound only after the backward loop, when no value of a step is live: a step's adjoint may share it (db)
