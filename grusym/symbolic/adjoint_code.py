@@ -248,8 +248,6 @@ def emit_backward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
     body = w.lines[body_start:]
     del w.lines[body_start:]
     w.indent = 1
-    if fuser is not None and fuser.needs_half(body):
-        adj.em.lit(sp.Rational(1, 2))
     adj.em.define_constants(w, "dtype")
     alloc_start = len(w.lines)
     for name in dict.fromkeys(adj.buffers + [f"tmp{i}" for i in range(adj.em.count)]):

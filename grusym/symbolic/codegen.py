@@ -111,8 +111,11 @@ class _ModuleText:
             )
             doc += (
                 f"\nThe fused module: ``{plain}`` with each run of elementwise calls between the matmuls\n"
-                "and NumPy's tanh done by one Numba kernel (below the functions), in the same order; the\n"
-                f"same API and the same results. It needs numba (the ``fused`` extra). {load}\n"
+                "done by one Numba kernel (below the functions), in the same order, and each loop\n"
+                "over t, when NumPy's OpenBLAS is found, by one Numba function calling it. The same\n"
+                "API and the same results, except that tanh and sigmoid are grusym.fastmath's (within\n"
+                "fastmath.TANH_ULPS / SIGMOID_ULPS of exact; tests/test_fused.py states how close).\n"
+                f"It needs numba (the ``fused`` extra). {load}\n"
             )
         return f'''"""{title} ({kind} ``{c.name}``): forward pass and BPTT derived by grusym, {how}.
 {doc}
@@ -139,7 +142,7 @@ from typing import Any
 
 {"import numba" + chr(10) if self.fuser is not None else ""}import numpy as np
 
-from grusym import runtime as rt
+{{IMPORTS}}from grusym import runtime as rt
 from grusym import validate
 
 VARIANT = "{c.name}"
@@ -183,7 +186,9 @@ def init_params(input_size, hidden_size, output_size, seed=0, dtype=np.float64, 
             w()
             w("# ---- the fused kernels: one per run of elementwise calls in the loops above")
             self.fuser.emit_kernels(w)
-        return "\n".join(w.lines).rstrip("\n") + "\n"
+        text = "\n".join(w.lines).rstrip("\n") + "\n"
+        used = [f"from grusym import {m} as _{a}\n" for m, a in (("blas", "blas"), ("fastmath", "fm"))]
+        return text.replace("{IMPORTS}", "".join(u for u in used if u.split()[-1] + "." in text), 1)
 
     # ---- the public functions around the emitted bodies
     def unpacked(self) -> str:

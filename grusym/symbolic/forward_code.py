@@ -137,8 +137,6 @@ def emit_forward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
     del w.lines[body_start:]
     scratch += [f"tmp{i}" for i in range(em.count)]
     w.indent = 1
-    if fuser is not None and fuser.needs_half(body):
-        em.lit(sp.Rational(1, 2))
     em.define_constants(w, "dtype")
     alloc_start = len(w.lines)
     for name in scratch:
@@ -161,7 +159,7 @@ def emit_forward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
         loop_start = len(w.lines)
         fuser.loop(
             w, seqs, body, prefix="_forward", constants=list(em.constants), views=matmuls.views,
-            vectors=tuple(g.vectors),
+            vectors=tuple(g.vectors), saved=tuple(g.saved + kept),
         )  # fmt: skip
         fuser.prune(w, alloc_start, loop_start)
     w.indent = 1

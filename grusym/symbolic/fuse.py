@@ -1,13 +1,21 @@
-"""Fused loops: the generated per-step body with each run of elementwise arithmetic as one Numba kernel.
+"""Fused loops: the generated per-step body with each run of elementwise work as one Numba kernel, and the
+whole loop as one Numba function that calls the BLAS itself.
 
 Contract: :class:`Fuser` takes the loop body that ``forward_code`` / ``adjoint_code`` emit for the NumPy
 module (in-place ufunc calls, matmuls, comments) and writes, instead of :func:`~grusym.symbolic.emit.loop`,
-a loop over ``t`` that keeps every matmul and every transcendental as the same NumPy call and replaces each
-run of arithmetic calls between them by one call of an ``@numba.njit`` kernel. A kernel performs the run's
-operations in the same order, one element at a time, so each operand is read once and each result written
-once instead of once per call; the arithmetic is the same, so results agree with the NumPy module to the
-last bit wherever NumPy's own tanh is used. Transcendentals stay NumPy calls because NumPy's SIMD tanh is
-about 50x faster than the scalar libm call a Numba loop makes (the registry's llvmlite has no SVML).
+a loop over ``t`` that keeps every matmul (and every call it cannot inline) as the same NumPy call and
+replaces each run of elementwise calls between them by one call of an ``@numba.njit`` kernel. A kernel
+performs the run's operations in the same order, one element at a time, so each operand is read once and
+each result written once instead of once per call. Arithmetic, ``relu``, ``hard_sigmoid`` and ``sign`` give
+the same bits as NumPy's calls; ``tanh`` and ``sigmoid`` are :mod:`grusym.fastmath`'s vectorisable ones
+(NumPy's SIMD tanh cannot be called from a kernel, and a scalar libm call would cost 50x), which agree bit for
+bit with their NumPy twins there and are within ``fastmath.TANH_ULPS`` / ``SIGMOID_ULPS`` of exact. Other
+transcendentals (exp, softplus, ...) stay NumPy calls between kernels.
+
+When every statement left in the loop is a matmul, a kernel call or a view of a per-step array, the loop
+also becomes one Numba function (``<prefix>_seq``) whose matmuls call the BLAS NumPy's ``np.matmul`` calls
+(:func:`grusym.blas.matmul`: the same routine, the same bits), and the module calls it when that BLAS was
+found (``_blas.AVAILABLE``): no Python runs per time step, which at batch 1 is most of the time.
 
 Kernels index whole C-contiguous arrays by ``t`` and take one row per batch row, so the inner loop runs
 over contiguous memory even for a column block of ``A`` or ``dA`` (a strided 2-D view would not vectorise).
@@ -31,7 +39,16 @@ _ARITH = {
     "np.multiply": "{0} * {1}",
     "np.divide": "{0} / {1}",
     "np.negative": "-{0}",
+    "np.sign": "np.sign({0})",
+    "np.tanh": "_fm.tanh({0})",
+    "rt.sigmoid": "_fm.sigmoid({0})",
+    "rt.relu": "_fm.relu({0})",
+    "rt.hard_sigmoid": "_fm.hard_sigmoid({0})",
 }
+# the statements a whole-loop Numba function can run: a view of a per-step array, a matmul, a kernel call
+_VIEW = re.compile(r"\w+ = \w+\[[^\]]*\]")
+_MATMUL = re.compile(r"np\.matmul\((?P<a>.+), (?P<b>\w+), out=(?P<out>\w+)\)")
+_KERNEL_CALL = re.compile(r"(?P<fn>\w+)\((?P<args>.*)\)")
 _CALL = re.compile(r"(?P<fn>(?:np|rt)\.\w+)\((?P<args>.*)\)")
 _NAME = re.compile(r"[A-Za-z_]\w*")
 # how each per-step sequence of emit.loop advances with t: the time index of its row t
@@ -133,20 +150,6 @@ def _first_access(kind: str, item: object) -> dict[str, str]:
     return {n: "r" for n in reads} | {n: "w" for n in outs if n not in reads}
 
 
-def _expand_sigmoid(line: str, half: str) -> list[str] | None:
-    """``rt.sigmoid(x, out=y)`` as runtime.sigmoid computes it: y = x*half; tanh(y); y = y*half + half."""
-    m = re.fullmatch(r"rt\.sigmoid\((\w+), out=(\w+)\)", line)
-    if m is None:
-        return None
-    x, y = m.groups()
-    return [
-        f"np.multiply({x}, {half}, out={y})",
-        f"np.tanh({y}, out={y})",
-        f"np.multiply({y}, {half}, out={y})",
-        f"np.add({y}, {half}, out={y})",
-    ]
-
-
 class Fuser:
     """Collects the kernels of one module; :meth:`loop` writes one fused loop and queues its kernels,
     :meth:`emit_kernels` writes them all at the end of the module."""
@@ -154,11 +157,6 @@ class Fuser:
     def __init__(self) -> None:
         self.kernels: list[str] = []
         self.count: dict[str, int] = {}  # kernels so far per name prefix
-
-    @staticmethod
-    def needs_half(body: list[str]) -> bool:
-        """Whether the body's sigmoids, split around NumPy's tanh, need the constant ``half``."""
-        return any(ln.strip().startswith("rt.sigmoid(") for ln in body)
 
     def loop(
         self,
@@ -172,6 +170,7 @@ class Fuser:
         vectors: tuple[str, ...] = (),
         live_out: tuple[str, ...] = (),
         reverse: bool = False,
+        saved: tuple[str, ...] = (),
     ) -> None:
         """Write ``for t in range(T)`` (reverse: T-1 down to 0) with the body fused (see the module doc).
 
@@ -180,7 +179,10 @@ class Fuser:
         per-step sequences of emit.loop (name -> e.g. ``H[:-1]``, ``dA[::-1, :, :nh]``); views: per-call
         column views of buffers (name -> e.g. ``P_h_prev[:, :nh]``); vectors: the cell's (h,) parameter
         vectors, broadcast over the batch; live_out: per-call buffers read after the loop (the gradients
-        of the initial states).
+        of the initial states); saved: the per-step values of ``seqs`` kept only for backward (forward's
+        loop): a second whole-loop function, ``_predict_seq``, keeps them in registers (or in one (n, h)
+        block of their array when a matmul reads them), and runs when the allocator ``buf`` is predict's
+        :class:`~grusym.runtime.Inference`.
         """
         where = {name: _where(seq) for name, seq in seqs.items()}
         for name, view in views.items():
@@ -189,10 +191,7 @@ class Fuser:
                 raise NotImplementedError(f"cannot fuse over the view {name} = {view}")
             where[name] = _Where(m.group(1), None, m.group(2))
         where |= {v: _Where(v, None, ":", batched=False) for v in vectors}
-        lines: list[str] = []
-        for raw in body:
-            s = raw.strip()
-            lines += _expand_sigmoid(s, "half") or [s]
+        lines = [raw.strip() for raw in body]
         # segments: ("py", line) or ("ops", [ops]); comments travel with the op after them
         segments: list[tuple[str, object]] = []
         notes: list[str] = []
@@ -215,20 +214,52 @@ class Fuser:
                     segments.append(("ops", [op]))
             notes = []
         segments += [("py", n) for n in notes]
-        segments = [seg for kind, item in segments for seg in self._unfuse_single(kind, item, where)]
         py_lines = [
             str(x).partition("  # ")[0] for kind, x in segments if kind == "py" and not str(x).startswith("#")
         ]
         py_text = "\n".join(py_lines)
         access = [_first_access(kind, item) for kind, item in segments]
-        w(f"for t in range({'T - 1, -1, -1' if reverse else 'T'}):")
+        steps = f"range({'T - 1, -1, -1' if reverse else 'T'})"
+        stmts, kernels = self._build(prefix, where, segments, access, py_text, live_out, constants)
+        whole = self._whole_loop(f"{prefix}_seq", steps, stmts, kernels)
+        inference = None
+        if saved and whole is not None:  # the same loop keeping the saved values in registers
+            kept = {name: loc for name, loc in where.items() if name not in saved}
+            built = self._build("_predict", kept, segments, access, py_text, live_out, constants)
+            buffers = {name: f"{seqs[name]}[0]" for name in saved}  # (n, h): the allocator's one block
+            inference = self._whole_loop("_predict_seq", steps, *built, buffers)
+        if inference is not None:
+            w("if _blas.AVAILABLE and isinstance(buf, rt.Inference):  # predict: nothing kept for backward")
+            w(f"    {inference}")
+        if whole is not None:
+            w(f"{'el' * (inference is not None)}if _blas.AVAILABLE:  # the whole loop in one Numba call")
+            w(f"    {whole}")
+            w("else:")
+            w.indent += 1
+        w(f"for t in {steps}:")
         w.indent += 1
-        for name, loc in where.items():
-            if loc.time is not None and re.search(rf"\b{name}\b", py_text):
-                w(f"{name} = {loc.at_t()}")
+        for line in stmts:
+            w(line)
+        w.indent -= 1 + (whole is not None)
+
+    def _build(
+        self,
+        prefix: str,
+        where: dict[str, _Where],
+        segments: list[tuple[str, object]],
+        access: list[dict[str, str]],
+        py_text: str,
+        live_out: tuple[str, ...],
+        constants: list[str],
+    ) -> tuple[list[str], set[str]]:
+        """Queue the kernels of one pass over the segments; return the loop's statements and the kernels'
+        names."""
+        stmts = [f"{name} = {loc.at_t()}" for name, loc in where.items() if loc.time is not None
+                 and re.search(rf"\b{name}\b", py_text)]  # fmt: skip
+        kernels: set[str] = set()
         for k, (kind, item) in enumerate(segments):
             if kind == "py":
-                w(str(item))
+                stmts.append(str(item))
                 continue
             ops: list[_Op] = item  # type: ignore[assignment]
             later = access[k + 1 :] + access[: k + 1]  # the loop repeats: step t-1 follows step t
@@ -240,23 +271,52 @@ class Fuser:
 
             self.count[prefix] = self.count.get(prefix, -1) + 1
             name = f"{prefix}_k{self.count[prefix]}"
+            kernels.add(name)
             args = self._kernel(name, ops, where, live, constants)
             nums = sorted({int(x) for op in ops for c in op.notes for x in re.findall(r"^# \((\d+)\)", c)})
             what = ", ".join(f"({x})" for x in nums)
             calls = f"{len(ops)} elementwise call{'s' * (len(ops) > 1)}"
-            w(f"{name}({', '.join(args)})  # {what + ': ' if what else ''}{calls} in one pass")
-        w.indent -= 1
+            stmts.append(f"{name}({', '.join(args)})  # {what + ': ' if what else ''}{calls} in one pass")
+        return stmts, kernels
 
-    @staticmethod
-    def _unfuse_single(kind: str, item: object, where: dict[str, _Where]) -> list[tuple[str, object]]:
-        """A run of one call on whole per-step arrays stays that NumPy call: a kernel would gain nothing
-        (a column block of A or dA, which a NumPy call reads strided, still gets its kernel)."""
-        if kind != "ops" or len(item) != 1:  # type: ignore[arg-type]
-            return [(kind, item)]
-        op: _Op = item[0]  # type: ignore[index]
-        if any(n in where and where[n].cols != ":" for n in [*op.reads, op.out]):
-            return [(kind, item)]
-        return [*(("py", n) for n in op.notes), ("py", op.line)]
+    def _whole_loop(
+        self, name: str, steps: str, stmts: list[str], kernels: set[str], passed: dict[str, str] | None = None
+    ) -> str | None:
+        """Queue ``name``, the loop of ``stmts`` as one Numba function, and return the call of it (the
+        arguments ``passed`` maps replaced by its expressions); None when a statement is none of a view of
+        a per-step array, a matmul and a kernel call."""
+        body, assigned, free = [], set(), []
+        for line in stmts:
+            code = line.partition("  # ")[0]
+            if code.startswith("#"):
+                body.append(line)
+                continue
+            m, call = _MATMUL.fullmatch(code), _KERNEL_CALL.fullmatch(code)
+            if m is not None:
+                body.append(f"_blas.matmul({m['a']}, {m['b']}, {m['out']})")
+                used = f"{m['a']} {m['b']} {m['out']}"
+            elif _VIEW.fullmatch(code):
+                body.append(line)
+                target, _, used = code.partition(" = ")
+                assigned.add(target)
+            elif call is not None and call["fn"] in kernels:
+                body.append(line)
+                used = call["args"]
+            else:
+                return None
+            free += [x for x in _NAME.findall(used) if x not in assigned]
+        known = {"t", "n", "nh", "T"}
+        args = [x for x in dict.fromkeys(free) if x not in known]
+        text = Writer()
+        text('@numba.njit(cache=True, nogil=True, error_model="numpy")')
+        text(f"def {name}(T, n, nh, {', '.join(args)}):")
+        text(f"    for t in {steps}:")
+        text.indent = 2
+        for line in body:
+            text(line)
+        self.kernels.append("\n".join(text.lines))
+        passed = passed or {}
+        return f"{name}(T, n, nh, {', '.join(passed.get(a, a) for a in args)})"
 
     def _kernel(
         self,

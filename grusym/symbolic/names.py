@@ -33,9 +33,9 @@ __all__ = ["GENERATED_IN", "RESERVED", "RESERVED_PATTERN", "SEQUENTIAL", "clash"
 RESERVED = frozenset(
     {
         "A", "H", "T", "X", "buf", "cache", "dA", "dA_rows", "dA_t", "dH", "dH_t", "dW", "dims", "dlogits",
-        "dtype", "grads", "half", "input_grad", "lengths", "logits", "n", "nh", "np", "numba", "one",
-        "params", "range", "rt", "state", "t", "table", "tokens", "two", "upstream", "valid", "validate",
-        "value", "x_t", "dx_t", "X_e", "dX_e", "zip",
+        "dtype", "grads", "half", "input_grad", "isinstance", "lengths", "logits", "n", "nh", "np", "numba",
+        "one", "params", "range", "rt", "state", "t", "table", "tokens", "two", "upstream", "valid",
+        "validate", "value", "x_t", "dx_t", "X_e", "dX_e", "zip",
     }
 )  # fmt: skip
 # bound only after the backward loop, when no value of a step is live: a step's adjoint may share it (db)
@@ -43,8 +43,9 @@ SEQUENTIAL = frozenset({"db"})
 # names the generator makes for itself: numbered scratch, CSE terms and constants, kernel names and
 # arguments, fused products and weights
 RESERVED_PATTERN = re.compile(r"(tmp|g|k)\d+|_.*|[KP]_.*|W_\w+_all\d*(_T)?")
-# the generated functions in which a declaration's names become local names
-GENERATED_IN = re.compile(r"_(forward|backward)(_k\d+)?")
+# the generated functions in which a declaration's names become local names (the fused modules' kernels
+# and whole-loop functions too)
+GENERATED_IN = re.compile(r"_(forward|backward|predict)(_k\d+|_seq)?")
 # a name of the user's may not take the shape of a derived one (``R_z``, ``S_c``, ``z_all``, ``W_hz_T``):
 # it could meet the derived name of another step in a module the checks never see
 _DERIVED_SHAPE = re.compile(r"[A-VX-Z]_.*|.*_(all|rows)\d*|.*_T")

@@ -5,8 +5,11 @@ Reset gate: before the hidden matmul. Update: h = z*h_prev + (1-z)*h_tilde (z ne
 Sources: Dive into Deep Learning 8.8 / seed 003; Cho et al. 2014. Used by: d2l; Keras reset_after=False.
 
 The fused module: ``grusym/generated/gru.py`` with each run of elementwise calls between the matmuls
-and NumPy's tanh done by one Numba kernel (below the functions), in the same order; the
-same API and the same results. It needs numba (the ``fused`` extra). ``grusym.load("gru", backend="fused")`` loads it.
+done by one Numba kernel (below the functions), in the same order, and each loop
+over t, when NumPy's OpenBLAS is found, by one Numba function calling it. The same
+API and the same results, except that tanh and sigmoid are grusym.fastmath's (within
+fastmath.TANH_ULPS / SIGMOID_ULPS of exact; tests/test_fused.py states how close).
+It needs numba (the ``fused`` extra). ``grusym.load("gru", backend="fused")`` loads it.
 
 One step of the cell, applied for t = 0..T-1 with h_prev = H[t-1] (h0 at t = 0); ``@`` is the matrix
 product, ``*`` elementwise, biases broadcast over the batch:
@@ -33,6 +36,8 @@ from typing import Any
 import numba
 import numpy as np
 
+from grusym import blas as _blas
+from grusym import fastmath as _fm
 from grusym import runtime as rt
 from grusym import validate
 
@@ -137,27 +142,22 @@ def _forward(params, X, tokens, h0, dtype, buf):
     r_all = buf("r", (T, n, nh), dtype)
     r_h_all = buf("r_h", (T, n, nh), dtype)
     h_tilde_all = buf("h_tilde", (T, n, nh), dtype)
-    half = np.array(1/2, dtype=dtype)
     P_h_prev = buf("P_h_prev", (n, 2*nh), dtype)
     a_h_r_h = buf("a_h_r_h", (n, nh), dtype)  # the r_h term of a_h
-    for t in range(T):
-        h_prev = H[t]
-        z = z_all[t]
-        r = r_all[t]
-        r_h = r_h_all[t]
-        h_tilde = h_tilde_all[t]
-        # (1), (3): h_prev terms
-        np.matmul(h_prev, W_h_all, out=P_h_prev)
-        _forward_k0(t, n, nh, A, P_h_prev, z_all, half)  # (2): 2 elementwise calls in one pass
-        np.tanh(z, out=z)
-        _forward_k1(t, n, nh, z_all, A, P_h_prev, r_all, half)  # (4): 4 elementwise calls in one pass
-        np.tanh(r, out=r)
-        _forward_k2(t, n, nh, r_all, H, r_h_all, half)  # (5): 3 elementwise calls in one pass
-        # (6): r_h terms
-        np.matmul(r_h, W_hh, out=a_h_r_h)
-        _forward_k3(t, n, nh, A, a_h_r_h, h_tilde_all)  # (7): 1 elementwise call in one pass
-        np.tanh(h_tilde, out=h_tilde)
-        _forward_k4(t, n, nh, H, h_tilde_all, z_all)  # (8): 3 elementwise calls in one pass
+    if _blas.AVAILABLE and isinstance(buf, rt.Inference):  # predict: nothing kept for backward
+        _predict_seq(T, n, nh, H, W_h_all, P_h_prev, A, z_all[0], r_h_all[0], W_hh, a_h_r_h)
+    elif _blas.AVAILABLE:  # the whole loop in one Numba call
+        _forward_seq(T, n, nh, H, r_h_all, W_h_all, P_h_prev, A, z_all, r_all, W_hh, a_h_r_h, h_tilde_all)
+    else:
+        for t in range(T):
+            h_prev = H[t]
+            r_h = r_h_all[t]
+            # (1), (3): h_prev terms
+            np.matmul(h_prev, W_h_all, out=P_h_prev)
+            _forward_k0(t, n, nh, A, P_h_prev, z_all, r_all, H, r_h_all)  # (2), (4), (5): 5 elementwise calls in one pass
+            # (6): r_h terms
+            np.matmul(r_h, W_hh, out=a_h_r_h)
+            _forward_k1(t, n, nh, A, a_h_r_h, h_tilde_all, H, z_all)  # (7), (8): 5 elementwise calls in one pass
     cache = {"X": X, "tokens": tokens, "H": H, "z": z_all, "r": r_all, "r_h": r_h_all, "h_tilde": h_tilde_all}
     return H[1:], cache
 
@@ -209,16 +209,19 @@ def _backward(params, cache, dH, buf, input_grad, upstream=None):
     np.copyto(W_hh_T, W_hh.T)
     W_h_all_T = buf("W_h_all_T", W_h_all.shape[::-1], dtype)  # contiguous: a .T operand is slower
     np.copyto(W_h_all_T, W_h_all.T)
-    for t in range(T - 1, -1, -1):
-        dA_t = dA[t]
-        da_h = dA[t, :, 2*nh:3*nh]
-        _backward_k0(t, n, nh, dH, dh_prev, z_all, H, h_tilde_all, dz, dA, one)  # (7), (8): 8 elementwise calls in one pass
-        # (6) grad of: a_h = X @ W_xh + r_h @ W_hh + b_h
-        np.matmul(da_h, W_hh_T, out=dr_h)
-        _backward_k1(t, n, nh, dr_h, r_all, dh_prev, H, dA, z_all, dz, one)  # (2), (4), (5): 9 elementwise calls in one pass
-        # (1), (3) grad of the h_prev terms, fused
-        np.matmul(dA_t[:, :2*nh], W_h_all_T, out=tmp0)
-        np.add(dh_prev, tmp0, out=dh_prev)
+    if _blas.AVAILABLE:  # the whole loop in one Numba call
+        _backward_seq(T, n, nh, dA, dH, dh_prev, z_all, H, h_tilde_all, dz, one, W_hh_T, dr_h, r_all, W_h_all_T, tmp0)
+    else:
+        for t in range(T - 1, -1, -1):
+            dA_t = dA[t]
+            da_h = dA[t, :, 2*nh:3*nh]
+            _backward_k0(t, n, nh, dH, dh_prev, z_all, H, h_tilde_all, dz, dA, one)  # (7), (8): 8 elementwise calls in one pass
+            # (6) grad of: a_h = X @ W_xh + r_h @ W_hh + b_h
+            np.matmul(da_h, W_hh_T, out=dr_h)
+            _backward_k1(t, n, nh, dr_h, r_all, dh_prev, H, dA, z_all, dz, one)  # (2), (4), (5): 9 elementwise calls in one pass
+            # (1), (3) grad of the h_prev terms, fused
+            np.matmul(dA_t[:, :2*nh], W_h_all_T, out=tmp0)
+            _backward_k2(t, n, nh, dh_prev, tmp0)  # 1 elementwise call in one pass
     # parameter gradients: each is a sum over t, computed as one matmul over all T*n rows
     dA_rows = dA.reshape(T * n, 3*nh)  # column blocks of it are strided BLAS operands
     if tokens:
@@ -311,94 +314,142 @@ def loss_and_grads(params, X, Y, h0=None, lengths=None, input_grad=None) -> tupl
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _forward_k0(t, n, nh, A, P_h_prev, z_all, K_half):
-    half = K_half[()]
+def _forward_k0(t, n, nh, A, P_h_prev, z_all, r_all, H, r_h_all):
     for _b in range(n):
         R_a_z = A[t, _b, :nh]
         R_a_z_h_prev = P_h_prev[_b, :nh]
         R_z = z_all[t, _b]
+        R_a_r = A[t, _b, nh:2*nh]
+        R_a_r_h_prev = P_h_prev[_b, nh:2*nh]
+        R_r = r_all[t, _b]
+        R_h_prev = H[t, _b]
+        R_r_h = r_h_all[t, _b]
         for _j in range(nh):
             # (2) z = sigmoid(a_z)
             # evaluated as: z = sigmoid(a_z + a_z_h_prev)
             a_z = R_a_z[_j]
             a_z_h_prev = R_a_z_h_prev[_j]
             z = a_z + a_z_h_prev
-            z = z * half
-            R_z[_j] = z
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _forward_k1(t, n, nh, z_all, A, P_h_prev, r_all, K_half):
-    half = K_half[()]
-    for _b in range(n):
-        R_z = z_all[t, _b]
-        R_a_r = A[t, _b, nh:2*nh]
-        R_a_r_h_prev = P_h_prev[_b, nh:2*nh]
-        R_r = r_all[t, _b]
-        for _j in range(nh):
-            z = R_z[_j]
-            z = z * half
-            z = z + half
+            z = _fm.sigmoid(z)
             # (4) r = sigmoid(a_r)
             # evaluated as: r = sigmoid(a_r + a_r_h_prev)
             a_r = R_a_r[_j]
             a_r_h_prev = R_a_r_h_prev[_j]
             r = a_r + a_r_h_prev
-            r = r * half
-            R_z[_j] = z
-            R_r[_j] = r
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _forward_k2(t, n, nh, r_all, H, r_h_all, K_half):
-    half = K_half[()]
-    for _b in range(n):
-        R_r = r_all[t, _b]
-        R_h_prev = H[t, _b]
-        R_r_h = r_h_all[t, _b]
-        for _j in range(nh):
-            r = R_r[_j]
-            r = r * half
-            r = r + half
+            r = _fm.sigmoid(r)
             # (5) r_h = h_prev*r
             h_prev = R_h_prev[_j]
             r_h = h_prev * r
+            R_z[_j] = z
             R_r[_j] = r
             R_r_h[_j] = r_h
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _forward_k3(t, n, nh, A, B_a_h_r_h, h_tilde_all):
+def _forward_k1(t, n, nh, A, B_a_h_r_h, h_tilde_all, H, z_all):
     for _b in range(n):
         R_a_h = A[t, _b, 2*nh:3*nh]
         R_a_h_r_h = B_a_h_r_h[_b]
         R_h_tilde = h_tilde_all[t, _b]
+        R_h_prev = H[t, _b]
+        R_h = H[t + 1, _b]
+        R_z = z_all[t, _b]
         for _j in range(nh):
             # (7) h_tilde = tanh(a_h)
             # evaluated as: h_tilde = tanh(a_h + a_h_r_h)
             a_h = R_a_h[_j]
             a_h_r_h = R_a_h_r_h[_j]
             h_tilde = a_h + a_h_r_h
-            R_h_tilde[_j] = h_tilde
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _forward_k4(t, n, nh, H, h_tilde_all, z_all):
-    for _b in range(n):
-        R_h_prev = H[t, _b]
-        R_h_tilde = h_tilde_all[t, _b]
-        R_h = H[t + 1, _b]
-        R_z = z_all[t, _b]
-        for _j in range(nh):
+            h_tilde = _fm.tanh(h_tilde)
             # (8) h = h_prev*z + h_tilde*(1 - z)
             # evaluated as: h = h_tilde + z*(h_prev - h_tilde)
             h_prev = R_h_prev[_j]
-            h_tilde = R_h_tilde[_j]
+            h = h_prev - h_tilde
+            z = R_z[_j]
+            h = h * z
+            h = h + h_tilde
+            R_h_tilde[_j] = h_tilde
+            R_h[_j] = h
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _forward_seq(T, n, nh, H, r_h_all, W_h_all, P_h_prev, A, z_all, r_all, W_hh, a_h_r_h, h_tilde_all):
+    for t in range(T):
+        h_prev = H[t]
+        r_h = r_h_all[t]
+        # (1), (3): h_prev terms
+        _blas.matmul(h_prev, W_h_all, P_h_prev)
+        _forward_k0(t, n, nh, A, P_h_prev, z_all, r_all, H, r_h_all)  # (2), (4), (5): 5 elementwise calls in one pass
+        # (6): r_h terms
+        _blas.matmul(r_h, W_hh, a_h_r_h)
+        _forward_k1(t, n, nh, A, a_h_r_h, h_tilde_all, H, z_all)  # (7), (8): 5 elementwise calls in one pass
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _predict_k0(t, n, nh, A, P_h_prev, B_z, H, B_r_h):
+    for _b in range(n):
+        R_a_z = A[t, _b, :nh]
+        R_a_z_h_prev = P_h_prev[_b, :nh]
+        R_z = B_z[_b]
+        R_a_r = A[t, _b, nh:2*nh]
+        R_a_r_h_prev = P_h_prev[_b, nh:2*nh]
+        R_h_prev = H[t, _b]
+        R_r_h = B_r_h[_b]
+        for _j in range(nh):
+            # (2) z = sigmoid(a_z)
+            # evaluated as: z = sigmoid(a_z + a_z_h_prev)
+            a_z = R_a_z[_j]
+            a_z_h_prev = R_a_z_h_prev[_j]
+            z = a_z + a_z_h_prev
+            z = _fm.sigmoid(z)
+            # (4) r = sigmoid(a_r)
+            # evaluated as: r = sigmoid(a_r + a_r_h_prev)
+            a_r = R_a_r[_j]
+            a_r_h_prev = R_a_r_h_prev[_j]
+            r = a_r + a_r_h_prev
+            r = _fm.sigmoid(r)
+            # (5) r_h = h_prev*r
+            h_prev = R_h_prev[_j]
+            r_h = h_prev * r
+            R_z[_j] = z
+            R_r_h[_j] = r_h
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _predict_k1(t, n, nh, A, B_a_h_r_h, H, B_z):
+    for _b in range(n):
+        R_a_h = A[t, _b, 2*nh:3*nh]
+        R_a_h_r_h = B_a_h_r_h[_b]
+        R_h_prev = H[t, _b]
+        R_h = H[t + 1, _b]
+        R_z = B_z[_b]
+        for _j in range(nh):
+            # (7) h_tilde = tanh(a_h)
+            # evaluated as: h_tilde = tanh(a_h + a_h_r_h)
+            a_h = R_a_h[_j]
+            a_h_r_h = R_a_h_r_h[_j]
+            h_tilde = a_h + a_h_r_h
+            h_tilde = _fm.tanh(h_tilde)
+            # (8) h = h_prev*z + h_tilde*(1 - z)
+            # evaluated as: h = h_tilde + z*(h_prev - h_tilde)
+            h_prev = R_h_prev[_j]
             h = h_prev - h_tilde
             z = R_z[_j]
             h = h * z
             h = h + h_tilde
             R_h[_j] = h
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _predict_seq(T, n, nh, H, W_h_all, P_h_prev, A, z, r_h, W_hh, a_h_r_h):
+    for t in range(T):
+        h_prev = H[t]
+        # (1), (3): h_prev terms
+        _blas.matmul(h_prev, W_h_all, P_h_prev)
+        _predict_k0(t, n, nh, A, P_h_prev, z, H, r_h)  # (2), (4), (5): 5 elementwise calls in one pass
+        # (6): r_h terms
+        _blas.matmul(r_h, W_hh, a_h_r_h)
+        _predict_k1(t, n, nh, A, a_h_r_h, H, z)  # (7), (8): 5 elementwise calls in one pass
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -468,3 +519,29 @@ def _backward_k1(t, n, nh, B_dr_h, r_all, B_dh_prev, H, dA, z_all, B_dz, K_one):
             R_dh_prev[_j] = dh_prev
             R_da_r[_j] = da_r
             R_da_z[_j] = da_z
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _backward_k2(t, n, nh, B_dh_prev, B_tmp0):
+    for _b in range(n):
+        R_dh_prev = B_dh_prev[_b]
+        R_tmp0 = B_tmp0[_b]
+        for _j in range(nh):
+            dh_prev = R_dh_prev[_j]
+            tmp0 = R_tmp0[_j]
+            dh_prev = dh_prev + tmp0
+            R_dh_prev[_j] = dh_prev
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _backward_seq(T, n, nh, dA, dH, dh_prev, z_all, H, h_tilde_all, dz, one, W_hh_T, dr_h, r_all, W_h_all_T, tmp0):
+    for t in range(T - 1, -1, -1):
+        dA_t = dA[t]
+        da_h = dA[t, :, 2*nh:3*nh]
+        _backward_k0(t, n, nh, dH, dh_prev, z_all, H, h_tilde_all, dz, dA, one)  # (7), (8): 8 elementwise calls in one pass
+        # (6) grad of: a_h = X @ W_xh + r_h @ W_hh + b_h
+        _blas.matmul(da_h, W_hh_T, dr_h)
+        _backward_k1(t, n, nh, dr_h, r_all, dh_prev, H, dA, z_all, dz, one)  # (2), (4), (5): 9 elementwise calls in one pass
+        # (1), (3) grad of the h_prev terms, fused
+        _blas.matmul(dA_t[:, :2*nh], W_h_all_T, tmp0)
+        _backward_k2(t, n, nh, dh_prev, tmp0)  # 1 elementwise call in one pass

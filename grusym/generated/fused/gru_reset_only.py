@@ -5,8 +5,11 @@ Reset gate: before the hidden matmul. Update: none: h = tanh(...).
 Sources: d2l exercise 4 / seed 003. Used by: ablation.
 
 The fused module: ``grusym/generated/gru_reset_only.py`` with each run of elementwise calls between the matmuls
-and NumPy's tanh done by one Numba kernel (below the functions), in the same order; the
-same API and the same results. It needs numba (the ``fused`` extra). ``grusym.load("gru_reset_only", backend="fused")`` loads it.
+done by one Numba kernel (below the functions), in the same order, and each loop
+over t, when NumPy's OpenBLAS is found, by one Numba function calling it. The same
+API and the same results, except that tanh and sigmoid are grusym.fastmath's (within
+fastmath.TANH_ULPS / SIGMOID_ULPS of exact; tests/test_fused.py states how close).
+It needs numba (the ``fused`` extra). ``grusym.load("gru_reset_only", backend="fused")`` loads it.
 
 One step of the cell, applied for t = 0..T-1 with h_prev = H[t-1] (h0 at t = 0); ``@`` is the matrix
 product, ``*`` elementwise, biases broadcast over the batch:
@@ -30,6 +33,8 @@ from typing import Any
 import numba
 import numpy as np
 
+from grusym import blas as _blas
+from grusym import fastmath as _fm
 from grusym import runtime as rt
 from grusym import validate
 
@@ -127,23 +132,22 @@ def _forward(params, X, tokens, h0, dtype, buf):
     H[0] = h0
     r_all = buf("r", (T, n, nh), dtype)
     r_h_all = buf("r_h", (T, n, nh), dtype)
-    half = np.array(1/2, dtype=dtype)
     a_r_h_prev = buf("a_r_h_prev", (n, nh), dtype)  # the h_prev term of a_r
     a_h_r_h = buf("a_h_r_h", (n, nh), dtype)  # the r_h term of a_h
-    for t in range(T):
-        h_prev = H[t]
-        h = H[t + 1]
-        r = r_all[t]
-        r_h = r_h_all[t]
-        # (1): h_prev terms
-        np.matmul(h_prev, W_hr, out=a_r_h_prev)
-        _forward_k0(t, n, nh, A, a_r_h_prev, r_all, half)  # (2): 2 elementwise calls in one pass
-        np.tanh(r, out=r)
-        _forward_k1(t, n, nh, r_all, H, r_h_all, half)  # (3): 3 elementwise calls in one pass
-        # (4): r_h terms
-        np.matmul(r_h, W_hh, out=a_h_r_h)
-        _forward_k2(t, n, nh, A, a_h_r_h, H)  # (5): 1 elementwise call in one pass
-        np.tanh(h, out=h)
+    if _blas.AVAILABLE and isinstance(buf, rt.Inference):  # predict: nothing kept for backward
+        _predict_seq(T, n, nh, H, W_hr, a_r_h_prev, A, r_h_all[0], W_hh, a_h_r_h)
+    elif _blas.AVAILABLE:  # the whole loop in one Numba call
+        _forward_seq(T, n, nh, H, r_h_all, W_hr, a_r_h_prev, A, r_all, W_hh, a_h_r_h)
+    else:
+        for t in range(T):
+            h_prev = H[t]
+            r_h = r_h_all[t]
+            # (1): h_prev terms
+            np.matmul(h_prev, W_hr, out=a_r_h_prev)
+            _forward_k0(t, n, nh, A, a_r_h_prev, r_all, H, r_h_all)  # (2), (3): 3 elementwise calls in one pass
+            # (4): r_h terms
+            np.matmul(r_h, W_hh, out=a_h_r_h)
+            _forward_k1(t, n, nh, A, a_h_r_h, H)  # (5): 2 elementwise calls in one pass
     cache = {"X": X, "tokens": tokens, "H": H, "r": r_all, "r_h": r_h_all}
     return H[1:], cache
 
@@ -191,16 +195,19 @@ def _backward(params, cache, dH, buf, input_grad, upstream=None):
     np.copyto(W_hh_T, W_hh.T)
     W_hr_T = buf("W_hr_T", W_hr.shape[::-1], dtype)  # contiguous: a .T operand is slower
     np.copyto(W_hr_T, W_hr.T)
-    for t in range(T - 1, -1, -1):
-        dA_t = dA[t]
-        da_h = dA[t, :, nh:2*nh]
-        _backward_k0(t, n, nh, dH, dh_prev, H, dA, one)  # (5): 4 elementwise calls in one pass
-        # (4) grad of: a_h = X @ W_xh + r_h @ W_hh + b_h
-        np.matmul(da_h, W_hh_T, out=dr_h)
-        _backward_k1(t, n, nh, dr_h, r_all, dh_prev, H, dA, one)  # (2), (3): 5 elementwise calls in one pass
-        # (1) grad of the h_prev terms, fused
-        np.matmul(dA_t[:, :nh], W_hr_T, out=tmp0)
-        np.add(dh_prev, tmp0, out=dh_prev)
+    if _blas.AVAILABLE:  # the whole loop in one Numba call
+        _backward_seq(T, n, nh, dA, dH, dh_prev, H, one, W_hh_T, dr_h, r_all, W_hr_T, tmp0)
+    else:
+        for t in range(T - 1, -1, -1):
+            dA_t = dA[t]
+            da_h = dA[t, :, nh:2*nh]
+            _backward_k0(t, n, nh, dH, dh_prev, H, dA, one)  # (5): 4 elementwise calls in one pass
+            # (4) grad of: a_h = X @ W_xh + r_h @ W_hh + b_h
+            np.matmul(da_h, W_hh_T, out=dr_h)
+            _backward_k1(t, n, nh, dr_h, r_all, dh_prev, H, dA, one)  # (2), (3): 5 elementwise calls in one pass
+            # (1) grad of the h_prev terms, fused
+            np.matmul(dA_t[:, :nh], W_hr_T, out=tmp0)
+            _backward_k2(t, n, nh, dh_prev, tmp0)  # 1 elementwise call in one pass
     # parameter gradients: each is a sum over t, computed as one matmul over all T*n rows
     dA_rows = dA.reshape(T * n, 2*nh)  # column blocks of it are strided BLAS operands
     if tokens:
@@ -288,33 +295,20 @@ def loss_and_grads(params, X, Y, h0=None, lengths=None, input_grad=None) -> tupl
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _forward_k0(t, n, nh, A, B_a_r_h_prev, r_all, K_half):
-    half = K_half[()]
+def _forward_k0(t, n, nh, A, B_a_r_h_prev, r_all, H, r_h_all):
     for _b in range(n):
         R_a_r = A[t, _b, :nh]
         R_a_r_h_prev = B_a_r_h_prev[_b]
         R_r = r_all[t, _b]
+        R_h_prev = H[t, _b]
+        R_r_h = r_h_all[t, _b]
         for _j in range(nh):
             # (2) r = sigmoid(a_r)
             # evaluated as: r = sigmoid(a_r + a_r_h_prev)
             a_r = R_a_r[_j]
             a_r_h_prev = R_a_r_h_prev[_j]
             r = a_r + a_r_h_prev
-            r = r * half
-            R_r[_j] = r
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _forward_k1(t, n, nh, r_all, H, r_h_all, K_half):
-    half = K_half[()]
-    for _b in range(n):
-        R_r = r_all[t, _b]
-        R_h_prev = H[t, _b]
-        R_r_h = r_h_all[t, _b]
-        for _j in range(nh):
-            r = R_r[_j]
-            r = r * half
-            r = r + half
+            r = _fm.sigmoid(r)
             # (3) r_h = h_prev*r
             h_prev = R_h_prev[_j]
             r_h = h_prev * r
@@ -323,7 +317,7 @@ def _forward_k1(t, n, nh, r_all, H, r_h_all, K_half):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _forward_k2(t, n, nh, A, B_a_h_r_h, H):
+def _forward_k1(t, n, nh, A, B_a_h_r_h, H):
     for _b in range(n):
         R_a_h = A[t, _b, nh:2*nh]
         R_a_h_r_h = B_a_h_r_h[_b]
@@ -334,7 +328,69 @@ def _forward_k2(t, n, nh, A, B_a_h_r_h, H):
             a_h = R_a_h[_j]
             a_h_r_h = R_a_h_r_h[_j]
             h = a_h + a_h_r_h
+            h = _fm.tanh(h)
             R_h[_j] = h
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _forward_seq(T, n, nh, H, r_h_all, W_hr, a_r_h_prev, A, r_all, W_hh, a_h_r_h):
+    for t in range(T):
+        h_prev = H[t]
+        r_h = r_h_all[t]
+        # (1): h_prev terms
+        _blas.matmul(h_prev, W_hr, a_r_h_prev)
+        _forward_k0(t, n, nh, A, a_r_h_prev, r_all, H, r_h_all)  # (2), (3): 3 elementwise calls in one pass
+        # (4): r_h terms
+        _blas.matmul(r_h, W_hh, a_h_r_h)
+        _forward_k1(t, n, nh, A, a_h_r_h, H)  # (5): 2 elementwise calls in one pass
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _predict_k0(t, n, nh, A, B_a_r_h_prev, H, B_r_h):
+    for _b in range(n):
+        R_a_r = A[t, _b, :nh]
+        R_a_r_h_prev = B_a_r_h_prev[_b]
+        R_h_prev = H[t, _b]
+        R_r_h = B_r_h[_b]
+        for _j in range(nh):
+            # (2) r = sigmoid(a_r)
+            # evaluated as: r = sigmoid(a_r + a_r_h_prev)
+            a_r = R_a_r[_j]
+            a_r_h_prev = R_a_r_h_prev[_j]
+            r = a_r + a_r_h_prev
+            r = _fm.sigmoid(r)
+            # (3) r_h = h_prev*r
+            h_prev = R_h_prev[_j]
+            r_h = h_prev * r
+            R_r_h[_j] = r_h
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _predict_k1(t, n, nh, A, B_a_h_r_h, H):
+    for _b in range(n):
+        R_a_h = A[t, _b, nh:2*nh]
+        R_a_h_r_h = B_a_h_r_h[_b]
+        R_h = H[t + 1, _b]
+        for _j in range(nh):
+            # (5) h = tanh(a_h)
+            # evaluated as: h = tanh(a_h + a_h_r_h)
+            a_h = R_a_h[_j]
+            a_h_r_h = R_a_h_r_h[_j]
+            h = a_h + a_h_r_h
+            h = _fm.tanh(h)
+            R_h[_j] = h
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _predict_seq(T, n, nh, H, W_hr, a_r_h_prev, A, r_h, W_hh, a_h_r_h):
+    for t in range(T):
+        h_prev = H[t]
+        # (1): h_prev terms
+        _blas.matmul(h_prev, W_hr, a_r_h_prev)
+        _predict_k0(t, n, nh, A, a_r_h_prev, H, r_h)  # (2), (3): 3 elementwise calls in one pass
+        # (4): r_h terms
+        _blas.matmul(r_h, W_hh, a_h_r_h)
+        _predict_k1(t, n, nh, A, a_h_r_h, H)  # (5): 2 elementwise calls in one pass
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -380,3 +436,29 @@ def _backward_k1(t, n, nh, B_dr_h, r_all, B_dh_prev, H, dA, K_one):
             da_r = tmp0 * r
             R_dh_prev[_j] = dh_prev
             R_da_r[_j] = da_r
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _backward_k2(t, n, nh, B_dh_prev, B_tmp0):
+    for _b in range(n):
+        R_dh_prev = B_dh_prev[_b]
+        R_tmp0 = B_tmp0[_b]
+        for _j in range(nh):
+            dh_prev = R_dh_prev[_j]
+            tmp0 = R_tmp0[_j]
+            dh_prev = dh_prev + tmp0
+            R_dh_prev[_j] = dh_prev
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _backward_seq(T, n, nh, dA, dH, dh_prev, H, one, W_hh_T, dr_h, r_all, W_hr_T, tmp0):
+    for t in range(T - 1, -1, -1):
+        dA_t = dA[t]
+        da_h = dA[t, :, nh:2*nh]
+        _backward_k0(t, n, nh, dH, dh_prev, H, dA, one)  # (5): 4 elementwise calls in one pass
+        # (4) grad of: a_h = X @ W_xh + r_h @ W_hh + b_h
+        _blas.matmul(da_h, W_hh_T, dr_h)
+        _backward_k1(t, n, nh, dr_h, r_all, dh_prev, H, dA, one)  # (2), (3): 5 elementwise calls in one pass
+        # (1) grad of the h_prev terms, fused
+        _blas.matmul(dA_t[:, :nh], W_hr_T, tmp0)
+        _backward_k2(t, n, nh, dh_prev, tmp0)  # 1 elementwise call in one pass

@@ -5,8 +5,11 @@ Reset gate: none. Update: h = z*h_prev + (1-z)*h_tilde (z near 1 keeps the old s
 Sources: d2l exercise 4 / seed 003. Used by: ablation.
 
 The fused module: ``grusym/generated/gru_update_only.py`` with each run of elementwise calls between the matmuls
-and NumPy's tanh done by one Numba kernel (below the functions), in the same order; the
-same API and the same results. It needs numba (the ``fused`` extra). ``grusym.load("gru_update_only", backend="fused")`` loads it.
+done by one Numba kernel (below the functions), in the same order, and each loop
+over t, when NumPy's OpenBLAS is found, by one Numba function calling it. The same
+API and the same results, except that tanh and sigmoid are grusym.fastmath's (within
+fastmath.TANH_ULPS / SIGMOID_ULPS of exact; tests/test_fused.py states how close).
+It needs numba (the ``fused`` extra). ``grusym.load("gru_update_only", backend="fused")`` loads it.
 
 One step of the cell, applied for t = 0..T-1 with h_prev = H[t-1] (h0 at t = 0); ``@`` is the matrix
 product, ``*`` elementwise, biases broadcast over the batch:
@@ -30,6 +33,8 @@ from typing import Any
 import numba
 import numpy as np
 
+from grusym import blas as _blas
+from grusym import fastmath as _fm
 from grusym import runtime as rt
 from grusym import validate
 
@@ -128,19 +133,17 @@ def _forward(params, X, tokens, h0, dtype, buf):
     H[0] = h0
     z_all = buf("z", (T, n, nh), dtype)
     h_tilde_all = buf("h_tilde", (T, n, nh), dtype)
-    half = np.array(1/2, dtype=dtype)
     P_h_prev = buf("P_h_prev", (n, 2*nh), dtype)
-    for t in range(T):
-        h_prev = H[t]
-        z = z_all[t]
-        h_tilde = h_tilde_all[t]
-        # (1), (3): h_prev terms
-        np.matmul(h_prev, W_h_all, out=P_h_prev)
-        _forward_k0(t, n, nh, A, P_h_prev, z_all, half)  # (2): 2 elementwise calls in one pass
-        np.tanh(z, out=z)
-        _forward_k1(t, n, nh, z_all, A, P_h_prev, h_tilde_all, half)  # (4): 3 elementwise calls in one pass
-        np.tanh(h_tilde, out=h_tilde)
-        _forward_k2(t, n, nh, H, h_tilde_all, z_all)  # (5): 3 elementwise calls in one pass
+    if _blas.AVAILABLE and isinstance(buf, rt.Inference):  # predict: nothing kept for backward
+        _predict_seq(T, n, nh, H, W_h_all, P_h_prev, A)
+    elif _blas.AVAILABLE:  # the whole loop in one Numba call
+        _forward_seq(T, n, nh, H, W_h_all, P_h_prev, A, z_all, h_tilde_all)
+    else:
+        for t in range(T):
+            h_prev = H[t]
+            # (1), (3): h_prev terms
+            np.matmul(h_prev, W_h_all, out=P_h_prev)
+            _forward_k0(t, n, nh, A, P_h_prev, z_all, h_tilde_all, H)  # (2), (4), (5): 7 elementwise calls in one pass
     cache = {"X": X, "tokens": tokens, "H": H, "z": z_all, "h_tilde": h_tilde_all}
     return H[1:], cache
 
@@ -186,12 +189,15 @@ def _backward(params, cache, dH, buf, input_grad, upstream=None):
     tmp0 = buf("tmp0", (n, nh), dtype)
     W_h_all_T = buf("W_h_all_T", W_h_all.shape[::-1], dtype)  # contiguous: a .T operand is slower
     np.copyto(W_h_all_T, W_h_all.T)
-    for t in range(T - 1, -1, -1):
-        dA_t = dA[t]
-        _backward_k0(t, n, nh, dH, dh_prev, z_all, H, h_tilde_all, dA, one)  # (2), (4), (5): 11 elementwise calls in one pass
-        # (1), (3) grad of the h_prev terms, fused
-        np.matmul(dA_t, W_h_all_T, out=tmp0)
-        np.add(dh_prev, tmp0, out=dh_prev)
+    if _blas.AVAILABLE:  # the whole loop in one Numba call
+        _backward_seq(T, n, nh, dA, dH, dh_prev, z_all, H, h_tilde_all, one, W_h_all_T, tmp0)
+    else:
+        for t in range(T - 1, -1, -1):
+            dA_t = dA[t]
+            _backward_k0(t, n, nh, dH, dh_prev, z_all, H, h_tilde_all, dA, one)  # (2), (4), (5): 11 elementwise calls in one pass
+            # (1), (3) grad of the h_prev terms, fused
+            np.matmul(dA_t, W_h_all_T, out=tmp0)
+            _backward_k1(t, n, nh, dh_prev, tmp0)  # 1 elementwise call in one pass
     # parameter gradients: each is a sum over t, computed as one matmul over all T*n rows
     dA_rows = dA.reshape(T * n, 2*nh)  # column blocks of it are strided BLAS operands
     if tokens:
@@ -278,60 +284,87 @@ def loss_and_grads(params, X, Y, h0=None, lengths=None, input_grad=None) -> tupl
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _forward_k0(t, n, nh, A, P_h_prev, z_all, K_half):
-    half = K_half[()]
+def _forward_k0(t, n, nh, A, P_h_prev, z_all, h_tilde_all, H):
     for _b in range(n):
         R_a_z = A[t, _b, :nh]
         R_a_z_h_prev = P_h_prev[_b, :nh]
         R_z = z_all[t, _b]
+        R_a_h = A[t, _b, nh:2*nh]
+        R_a_h_h_prev = P_h_prev[_b, nh:2*nh]
+        R_h_tilde = h_tilde_all[t, _b]
+        R_h_prev = H[t, _b]
+        R_h = H[t + 1, _b]
         for _j in range(nh):
             # (2) z = sigmoid(a_z)
             # evaluated as: z = sigmoid(a_z + a_z_h_prev)
             a_z = R_a_z[_j]
             a_z_h_prev = R_a_z_h_prev[_j]
             z = a_z + a_z_h_prev
-            z = z * half
-            R_z[_j] = z
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _forward_k1(t, n, nh, z_all, A, P_h_prev, h_tilde_all, K_half):
-    half = K_half[()]
-    for _b in range(n):
-        R_z = z_all[t, _b]
-        R_a_h = A[t, _b, nh:2*nh]
-        R_a_h_h_prev = P_h_prev[_b, nh:2*nh]
-        R_h_tilde = h_tilde_all[t, _b]
-        for _j in range(nh):
-            z = R_z[_j]
-            z = z * half
-            z = z + half
+            z = _fm.sigmoid(z)
             # (4) h_tilde = tanh(a_h)
             # evaluated as: h_tilde = tanh(a_h + a_h_h_prev)
             a_h = R_a_h[_j]
             a_h_h_prev = R_a_h_h_prev[_j]
             h_tilde = a_h + a_h_h_prev
-            R_z[_j] = z
-            R_h_tilde[_j] = h_tilde
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _forward_k2(t, n, nh, H, h_tilde_all, z_all):
-    for _b in range(n):
-        R_h_prev = H[t, _b]
-        R_h_tilde = h_tilde_all[t, _b]
-        R_h = H[t + 1, _b]
-        R_z = z_all[t, _b]
-        for _j in range(nh):
+            h_tilde = _fm.tanh(h_tilde)
             # (5) h = h_prev*z + h_tilde*(1 - z)
             # evaluated as: h = h_tilde + z*(h_prev - h_tilde)
             h_prev = R_h_prev[_j]
-            h_tilde = R_h_tilde[_j]
             h = h_prev - h_tilde
-            z = R_z[_j]
+            h = h * z
+            h = h + h_tilde
+            R_z[_j] = z
+            R_h_tilde[_j] = h_tilde
+            R_h[_j] = h
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _forward_seq(T, n, nh, H, W_h_all, P_h_prev, A, z_all, h_tilde_all):
+    for t in range(T):
+        h_prev = H[t]
+        # (1), (3): h_prev terms
+        _blas.matmul(h_prev, W_h_all, P_h_prev)
+        _forward_k0(t, n, nh, A, P_h_prev, z_all, h_tilde_all, H)  # (2), (4), (5): 7 elementwise calls in one pass
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _predict_k0(t, n, nh, A, P_h_prev, H):
+    for _b in range(n):
+        R_a_z = A[t, _b, :nh]
+        R_a_z_h_prev = P_h_prev[_b, :nh]
+        R_a_h = A[t, _b, nh:2*nh]
+        R_a_h_h_prev = P_h_prev[_b, nh:2*nh]
+        R_h_prev = H[t, _b]
+        R_h = H[t + 1, _b]
+        for _j in range(nh):
+            # (2) z = sigmoid(a_z)
+            # evaluated as: z = sigmoid(a_z + a_z_h_prev)
+            a_z = R_a_z[_j]
+            a_z_h_prev = R_a_z_h_prev[_j]
+            z = a_z + a_z_h_prev
+            z = _fm.sigmoid(z)
+            # (4) h_tilde = tanh(a_h)
+            # evaluated as: h_tilde = tanh(a_h + a_h_h_prev)
+            a_h = R_a_h[_j]
+            a_h_h_prev = R_a_h_h_prev[_j]
+            h_tilde = a_h + a_h_h_prev
+            h_tilde = _fm.tanh(h_tilde)
+            # (5) h = h_prev*z + h_tilde*(1 - z)
+            # evaluated as: h = h_tilde + z*(h_prev - h_tilde)
+            h_prev = R_h_prev[_j]
+            h = h_prev - h_tilde
             h = h * z
             h = h + h_tilde
             R_h[_j] = h
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _predict_seq(T, n, nh, H, W_h_all, P_h_prev, A):
+    for t in range(T):
+        h_prev = H[t]
+        # (1), (3): h_prev terms
+        _blas.matmul(h_prev, W_h_all, P_h_prev)
+        _predict_k0(t, n, nh, A, P_h_prev, H)  # (2), (4), (5): 7 elementwise calls in one pass
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -369,3 +402,25 @@ def _backward_k0(t, n, nh, dH, B_dh_prev, z_all, H, h_tilde_all, dA, K_one):
             R_dh_prev[_j] = dh_prev
             R_da_h[_j] = da_h
             R_da_z[_j] = da_z
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _backward_k1(t, n, nh, B_dh_prev, B_tmp0):
+    for _b in range(n):
+        R_dh_prev = B_dh_prev[_b]
+        R_tmp0 = B_tmp0[_b]
+        for _j in range(nh):
+            dh_prev = R_dh_prev[_j]
+            tmp0 = R_tmp0[_j]
+            dh_prev = dh_prev + tmp0
+            R_dh_prev[_j] = dh_prev
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _backward_seq(T, n, nh, dA, dH, dh_prev, z_all, H, h_tilde_all, one, W_h_all_T, tmp0):
+    for t in range(T - 1, -1, -1):
+        dA_t = dA[t]
+        _backward_k0(t, n, nh, dH, dh_prev, z_all, H, h_tilde_all, dA, one)  # (2), (4), (5): 11 elementwise calls in one pass
+        # (1), (3) grad of the h_prev terms, fused
+        _blas.matmul(dA_t, W_h_all_T, tmp0)
+        _backward_k1(t, n, nh, dh_prev, tmp0)  # 1 elementwise call in one pass

@@ -5,8 +5,11 @@ Reset gate: none. Update: c = f*c_prev + i*g; h = o*tanh(c) (two states, h and c
 Sources: Hochreiter & Schmidhuber 1997; Gers et al. 2000 (forget gate); PyTorch nn.LSTM docs. Used by: PyTorch nn.LSTM (biases b_ih and b_hh kept apart), Keras LSTM.
 
 The fused module: ``grusym/generated/lstm.py`` with each run of elementwise calls between the matmuls
-and NumPy's tanh done by one Numba kernel (below the functions), in the same order; the
-same API and the same results. It needs numba (the ``fused`` extra). ``grusym.load("lstm", backend="fused")`` loads it.
+done by one Numba kernel (below the functions), in the same order, and each loop
+over t, when NumPy's OpenBLAS is found, by one Numba function calling it. The same
+API and the same results, except that tanh and sigmoid are grusym.fastmath's (within
+fastmath.TANH_ULPS / SIGMOID_ULPS of exact; tests/test_fused.py states how close).
+It needs numba (the ``fused`` extra). ``grusym.load("lstm", backend="fused")`` loads it.
 
 One step of the cell, applied for t = 0..T-1 with h_prev, c_prev the states after step t-1
 (h0, c0 at t = 0); ``@`` is the matrix product, ``*`` elementwise, biases broadcast over the batch:
@@ -36,6 +39,8 @@ from typing import Any
 import numba
 import numpy as np
 
+from grusym import blas as _blas
+from grusym import fastmath as _fm
 from grusym import runtime as rt
 from grusym import validate
 
@@ -153,32 +158,17 @@ def _forward(params, X, tokens, h0, c0, dtype, buf):
     g_all = buf("g", (T, n, nh), dtype)
     o_all = buf("o", (T, n, nh), dtype)
     tanh_c_all = buf("tanh_c", (T, n, nh), dtype)
-    half = np.array(1/2, dtype=dtype)
     P_h_prev = buf("P_h_prev", (n, 4*nh), dtype)
-    for t in range(T):
-        h_prev = H[t]
-        h = H[t + 1]
-        c = S_c[t + 1]
-        i = i_all[t]
-        f = f_all[t]
-        g = g_all[t]
-        o = o_all[t]
-        tanh_c = tanh_c_all[t]
-        # (1), (3), (5), (7): h_prev terms
-        np.matmul(h_prev, W_h_all, out=P_h_prev)
-        _forward_k0(t, n, nh, A, P_h_prev, i_all, half)  # (2): 2 elementwise calls in one pass
-        np.tanh(i, out=i)
-        _forward_k1(t, n, nh, i_all, A, P_h_prev, f_all, half)  # (4): 4 elementwise calls in one pass
-        np.tanh(f, out=f)
-        _forward_k2(t, n, nh, f_all, A, P_h_prev, g_all, half)  # (6): 3 elementwise calls in one pass
-        np.tanh(g, out=g)
-        _forward_k3(t, n, nh, A, P_h_prev, o_all, half)  # (8): 2 elementwise calls in one pass
-        np.tanh(o, out=o)
-        _forward_k4(t, n, nh, o_all, S_c, f_all, g_all, i_all, half)  # (9): 5 elementwise calls in one pass
-        # (10) tanh_c = tanh(c)
-        np.tanh(c, out=tanh_c)
-        # (11) h = o*tanh_c
-        np.multiply(o, tanh_c, out=h)
+    if _blas.AVAILABLE and isinstance(buf, rt.Inference):  # predict: nothing kept for backward
+        _predict_seq(T, n, nh, H, W_h_all, P_h_prev, A, S_c)
+    elif _blas.AVAILABLE:  # the whole loop in one Numba call
+        _forward_seq(T, n, nh, H, W_h_all, P_h_prev, A, i_all, f_all, g_all, o_all, S_c, tanh_c_all)
+    else:
+        for t in range(T):
+            h_prev = H[t]
+            # (1), (3), (5), (7): h_prev terms
+            np.matmul(h_prev, W_h_all, out=P_h_prev)
+            _forward_k0(t, n, nh, A, P_h_prev, i_all, f_all, g_all, o_all, S_c, tanh_c_all, H)  # (2), (4), (6), (8), (9), (10), (11): 13 elementwise calls in one pass
     cache = {"X": X, "tokens": tokens, "H": H, "S_c": S_c, "i": i_all, "f": f_all, "g": g_all, "o": o_all, "tanh_c": tanh_c_all}
     return H[1:], cache
 
@@ -229,11 +219,14 @@ def _backward(params, cache, dH, buf, input_grad, upstream=None):
     one = np.array(1, dtype=dtype)
     W_h_all_T = buf("W_h_all_T", W_h_all.shape[::-1], dtype)  # contiguous: a .T operand is slower
     np.copyto(W_h_all_T, W_h_all.T)
-    for t in range(T - 1, -1, -1):
-        dA_t = dA[t]
-        _backward_k0(t, n, nh, dH, dh_prev, dS_c, dc_prev, tanh_c_all, o_all, f_all, S_c, i_all, g_all, dA, one)  # (2), (4), (6), (8), (9), (10), (11): 24 elementwise calls in one pass
-        # (1), (3), (5), (7) grad of the h_prev terms, fused
-        np.matmul(dA_t, W_h_all_T, out=dh_prev)
+    if _blas.AVAILABLE:  # the whole loop in one Numba call
+        _backward_seq(T, n, nh, dA, dH, dh_prev, dS_c, dc_prev, tanh_c_all, o_all, f_all, S_c, i_all, g_all, one, W_h_all_T)
+    else:
+        for t in range(T - 1, -1, -1):
+            dA_t = dA[t]
+            _backward_k0(t, n, nh, dH, dh_prev, dS_c, dc_prev, tanh_c_all, o_all, f_all, S_c, i_all, g_all, dA, one)  # (2), (4), (6), (8), (9), (10), (11): 24 elementwise calls in one pass
+            # (1), (3), (5), (7) grad of the h_prev terms, fused
+            np.matmul(dA_t, W_h_all_T, out=dh_prev)
     # parameter gradients: each is a sum over t, computed as one matmul over all T*n rows
     dA_rows = dA.reshape(T * n, 4*nh)  # column blocks of it are strided BLAS operands
     if tokens:
@@ -337,106 +330,135 @@ def loss_and_grads(params, X, Y, h0=None, lengths=None, input_grad=None) -> tupl
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _forward_k0(t, n, nh, A, P_h_prev, i_all, K_half):
-    half = K_half[()]
+def _forward_k0(t, n, nh, A, P_h_prev, i_all, f_all, g_all, o_all, S_c, tanh_c_all, H):
     for _b in range(n):
         R_a_i = A[t, _b, :nh]
         R_a_i_h_prev = P_h_prev[_b, :nh]
         R_i = i_all[t, _b]
+        R_a_f = A[t, _b, nh:2*nh]
+        R_a_f_h_prev = P_h_prev[_b, nh:2*nh]
+        R_f = f_all[t, _b]
+        R_a_g = A[t, _b, 2*nh:3*nh]
+        R_a_g_h_prev = P_h_prev[_b, 2*nh:3*nh]
+        R_g = g_all[t, _b]
+        R_a_o = A[t, _b, 3*nh:4*nh]
+        R_a_o_h_prev = P_h_prev[_b, 3*nh:4*nh]
+        R_o = o_all[t, _b]
+        R_c_prev = S_c[t, _b]
+        R_c = S_c[t + 1, _b]
+        R_tanh_c = tanh_c_all[t, _b]
+        R_h = H[t + 1, _b]
         for _j in range(nh):
             # (2) i = sigmoid(a_i)
             # evaluated as: i = sigmoid(a_i + a_i_h_prev)
             a_i = R_a_i[_j]
             a_i_h_prev = R_a_i_h_prev[_j]
             i = a_i + a_i_h_prev
-            i = i * half
-            R_i[_j] = i
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _forward_k1(t, n, nh, i_all, A, P_h_prev, f_all, K_half):
-    half = K_half[()]
-    for _b in range(n):
-        R_i = i_all[t, _b]
-        R_a_f = A[t, _b, nh:2*nh]
-        R_a_f_h_prev = P_h_prev[_b, nh:2*nh]
-        R_f = f_all[t, _b]
-        for _j in range(nh):
-            i = R_i[_j]
-            i = i * half
-            i = i + half
+            i = _fm.sigmoid(i)
             # (4) f = sigmoid(a_f)
             # evaluated as: f = sigmoid(a_f + a_f_h_prev)
             a_f = R_a_f[_j]
             a_f_h_prev = R_a_f_h_prev[_j]
             f = a_f + a_f_h_prev
-            f = f * half
-            R_i[_j] = i
-            R_f[_j] = f
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _forward_k2(t, n, nh, f_all, A, P_h_prev, g_all, K_half):
-    half = K_half[()]
-    for _b in range(n):
-        R_f = f_all[t, _b]
-        R_a_g = A[t, _b, 2*nh:3*nh]
-        R_a_g_h_prev = P_h_prev[_b, 2*nh:3*nh]
-        R_g = g_all[t, _b]
-        for _j in range(nh):
-            f = R_f[_j]
-            f = f * half
-            f = f + half
+            f = _fm.sigmoid(f)
             # (6) g = tanh(a_g)
             # evaluated as: g = tanh(a_g + a_g_h_prev)
             a_g = R_a_g[_j]
             a_g_h_prev = R_a_g_h_prev[_j]
             g = a_g + a_g_h_prev
-            R_f[_j] = f
-            R_g[_j] = g
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _forward_k3(t, n, nh, A, P_h_prev, o_all, K_half):
-    half = K_half[()]
-    for _b in range(n):
-        R_a_o = A[t, _b, 3*nh:4*nh]
-        R_a_o_h_prev = P_h_prev[_b, 3*nh:4*nh]
-        R_o = o_all[t, _b]
-        for _j in range(nh):
+            g = _fm.tanh(g)
             # (8) o = sigmoid(a_o)
             # evaluated as: o = sigmoid(a_o + a_o_h_prev)
             a_o = R_a_o[_j]
             a_o_h_prev = R_a_o_h_prev[_j]
             o = a_o + a_o_h_prev
-            o = o * half
+            o = _fm.sigmoid(o)
+            # (9) c = c_prev*f + g*i
+            c_prev = R_c_prev[_j]
+            c = c_prev * f
+            tmp0 = g * i
+            c = c + tmp0
+            # (10) tanh_c = tanh(c)
+            tanh_c = _fm.tanh(c)
+            # (11) h = o*tanh_c
+            h = o * tanh_c
+            R_i[_j] = i
+            R_f[_j] = f
+            R_g[_j] = g
             R_o[_j] = o
+            R_c[_j] = c
+            R_tanh_c[_j] = tanh_c
+            R_h[_j] = h
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _forward_k4(t, n, nh, o_all, S_c, f_all, g_all, i_all, K_half):
-    half = K_half[()]
+def _forward_seq(T, n, nh, H, W_h_all, P_h_prev, A, i_all, f_all, g_all, o_all, S_c, tanh_c_all):
+    for t in range(T):
+        h_prev = H[t]
+        # (1), (3), (5), (7): h_prev terms
+        _blas.matmul(h_prev, W_h_all, P_h_prev)
+        _forward_k0(t, n, nh, A, P_h_prev, i_all, f_all, g_all, o_all, S_c, tanh_c_all, H)  # (2), (4), (6), (8), (9), (10), (11): 13 elementwise calls in one pass
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _predict_k0(t, n, nh, A, P_h_prev, S_c, H):
     for _b in range(n):
-        R_o = o_all[t, _b]
+        R_a_i = A[t, _b, :nh]
+        R_a_i_h_prev = P_h_prev[_b, :nh]
+        R_a_f = A[t, _b, nh:2*nh]
+        R_a_f_h_prev = P_h_prev[_b, nh:2*nh]
+        R_a_g = A[t, _b, 2*nh:3*nh]
+        R_a_g_h_prev = P_h_prev[_b, 2*nh:3*nh]
+        R_a_o = A[t, _b, 3*nh:4*nh]
+        R_a_o_h_prev = P_h_prev[_b, 3*nh:4*nh]
         R_c_prev = S_c[t, _b]
-        R_f = f_all[t, _b]
         R_c = S_c[t + 1, _b]
-        R_g = g_all[t, _b]
-        R_i = i_all[t, _b]
+        R_h = H[t + 1, _b]
         for _j in range(nh):
-            o = R_o[_j]
-            o = o * half
-            o = o + half
+            # (2) i = sigmoid(a_i)
+            # evaluated as: i = sigmoid(a_i + a_i_h_prev)
+            a_i = R_a_i[_j]
+            a_i_h_prev = R_a_i_h_prev[_j]
+            i = a_i + a_i_h_prev
+            i = _fm.sigmoid(i)
+            # (4) f = sigmoid(a_f)
+            # evaluated as: f = sigmoid(a_f + a_f_h_prev)
+            a_f = R_a_f[_j]
+            a_f_h_prev = R_a_f_h_prev[_j]
+            f = a_f + a_f_h_prev
+            f = _fm.sigmoid(f)
+            # (6) g = tanh(a_g)
+            # evaluated as: g = tanh(a_g + a_g_h_prev)
+            a_g = R_a_g[_j]
+            a_g_h_prev = R_a_g_h_prev[_j]
+            g = a_g + a_g_h_prev
+            g = _fm.tanh(g)
+            # (8) o = sigmoid(a_o)
+            # evaluated as: o = sigmoid(a_o + a_o_h_prev)
+            a_o = R_a_o[_j]
+            a_o_h_prev = R_a_o_h_prev[_j]
+            o = a_o + a_o_h_prev
+            o = _fm.sigmoid(o)
             # (9) c = c_prev*f + g*i
             c_prev = R_c_prev[_j]
-            f = R_f[_j]
             c = c_prev * f
-            g = R_g[_j]
-            i = R_i[_j]
             tmp0 = g * i
             c = c + tmp0
-            R_o[_j] = o
+            # (10) tanh_c = tanh(c)
+            tanh_c = _fm.tanh(c)
+            # (11) h = o*tanh_c
+            h = o * tanh_c
             R_c[_j] = c
+            R_h[_j] = h
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _predict_seq(T, n, nh, H, W_h_all, P_h_prev, A, S_c):
+    for t in range(T):
+        h_prev = H[t]
+        # (1), (3), (5), (7): h_prev terms
+        _blas.matmul(h_prev, W_h_all, P_h_prev)
+        _predict_k0(t, n, nh, A, P_h_prev, S_c, H)  # (2), (4), (6), (8), (9), (10), (11): 13 elementwise calls in one pass
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -506,3 +528,12 @@ def _backward_k0(t, n, nh, dH, B_dh_prev, dS_c, B_dc_prev, tanh_c_all, o_all, f_
             R_da_g[_j] = da_g
             R_da_f[_j] = da_f
             R_da_i[_j] = da_i
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _backward_seq(T, n, nh, dA, dH, dh_prev, dS_c, dc_prev, tanh_c_all, o_all, f_all, S_c, i_all, g_all, one, W_h_all_T):
+    for t in range(T - 1, -1, -1):
+        dA_t = dA[t]
+        _backward_k0(t, n, nh, dH, dh_prev, dS_c, dc_prev, tanh_c_all, o_all, f_all, S_c, i_all, g_all, dA, one)  # (2), (4), (6), (8), (9), (10), (11): 24 elementwise calls in one pass
+        # (1), (3), (5), (7) grad of the h_prev terms, fused
+        _blas.matmul(dA_t, W_h_all_T, dh_prev)

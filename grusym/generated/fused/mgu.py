@@ -5,8 +5,11 @@ Reset gate: before the hidden matmul (f doubles as reset). Update: h = (1-f)*h_p
 Sources: Zhou et al. 2016. Used by: research baselines.
 
 The fused module: ``grusym/generated/mgu.py`` with each run of elementwise calls between the matmuls
-and NumPy's tanh done by one Numba kernel (below the functions), in the same order; the
-same API and the same results. It needs numba (the ``fused`` extra). ``grusym.load("mgu", backend="fused")`` loads it.
+done by one Numba kernel (below the functions), in the same order, and each loop
+over t, when NumPy's OpenBLAS is found, by one Numba function calling it. The same
+API and the same results, except that tanh and sigmoid are grusym.fastmath's (within
+fastmath.TANH_ULPS / SIGMOID_ULPS of exact; tests/test_fused.py states how close).
+It needs numba (the ``fused`` extra). ``grusym.load("mgu", backend="fused")`` loads it.
 
 One step of the cell, applied for t = 0..T-1 with h_prev = H[t-1] (h0 at t = 0); ``@`` is the matrix
 product, ``*`` elementwise, biases broadcast over the batch:
@@ -31,6 +34,8 @@ from typing import Any
 import numba
 import numpy as np
 
+from grusym import blas as _blas
+from grusym import fastmath as _fm
 from grusym import runtime as rt
 from grusym import validate
 
@@ -129,24 +134,22 @@ def _forward(params, X, tokens, h0, dtype, buf):
     f_all = buf("f", (T, n, nh), dtype)
     f_h_all = buf("f_h", (T, n, nh), dtype)
     h_tilde_all = buf("h_tilde", (T, n, nh), dtype)
-    half = np.array(1/2, dtype=dtype)
     a_f_h_prev = buf("a_f_h_prev", (n, nh), dtype)  # the h_prev term of a_f
     a_h_f_h = buf("a_h_f_h", (n, nh), dtype)  # the f_h term of a_h
-    for t in range(T):
-        h_prev = H[t]
-        f = f_all[t]
-        f_h = f_h_all[t]
-        h_tilde = h_tilde_all[t]
-        # (1): h_prev terms
-        np.matmul(h_prev, W_hf, out=a_f_h_prev)
-        _forward_k0(t, n, nh, A, a_f_h_prev, f_all, half)  # (2): 2 elementwise calls in one pass
-        np.tanh(f, out=f)
-        _forward_k1(t, n, nh, f_all, H, f_h_all, half)  # (3): 3 elementwise calls in one pass
-        # (4): f_h terms
-        np.matmul(f_h, W_hh, out=a_h_f_h)
-        _forward_k2(t, n, nh, A, a_h_f_h, h_tilde_all)  # (5): 1 elementwise call in one pass
-        np.tanh(h_tilde, out=h_tilde)
-        _forward_k3(t, n, nh, h_tilde_all, H, f_all)  # (6): 3 elementwise calls in one pass
+    if _blas.AVAILABLE and isinstance(buf, rt.Inference):  # predict: nothing kept for backward
+        _predict_seq(T, n, nh, H, W_hf, a_f_h_prev, A, f_all[0], f_h_all[0], W_hh, a_h_f_h)
+    elif _blas.AVAILABLE:  # the whole loop in one Numba call
+        _forward_seq(T, n, nh, H, f_h_all, W_hf, a_f_h_prev, A, f_all, W_hh, a_h_f_h, h_tilde_all)
+    else:
+        for t in range(T):
+            h_prev = H[t]
+            f_h = f_h_all[t]
+            # (1): h_prev terms
+            np.matmul(h_prev, W_hf, out=a_f_h_prev)
+            _forward_k0(t, n, nh, A, a_f_h_prev, f_all, H, f_h_all)  # (2), (3): 3 elementwise calls in one pass
+            # (4): f_h terms
+            np.matmul(f_h, W_hh, out=a_h_f_h)
+            _forward_k1(t, n, nh, A, a_h_f_h, h_tilde_all, H, f_all)  # (5), (6): 5 elementwise calls in one pass
     cache = {"X": X, "tokens": tokens, "H": H, "f": f_all, "f_h": f_h_all, "h_tilde": h_tilde_all}
     return H[1:], cache
 
@@ -196,16 +199,19 @@ def _backward(params, cache, dH, buf, input_grad, upstream=None):
     np.copyto(W_hh_T, W_hh.T)
     W_hf_T = buf("W_hf_T", W_hf.shape[::-1], dtype)  # contiguous: a .T operand is slower
     np.copyto(W_hf_T, W_hf.T)
-    for t in range(T - 1, -1, -1):
-        dA_t = dA[t]
-        da_h = dA[t, :, nh:2*nh]
-        _backward_k0(t, n, nh, dH, dh_prev, f_all, h_tilde_all, H, df, dA, one)  # (5), (6): 8 elementwise calls in one pass
-        # (4) grad of: a_h = X @ W_xh + f_h @ W_hh + b_h
-        np.matmul(da_h, W_hh_T, out=df_h)
-        _backward_k1(t, n, nh, df_h, H, df, f_all, dh_prev, dA, one)  # (2), (3): 7 elementwise calls in one pass
-        # (1) grad of the h_prev terms, fused
-        np.matmul(dA_t[:, :nh], W_hf_T, out=tmp0)
-        np.add(dh_prev, tmp0, out=dh_prev)
+    if _blas.AVAILABLE:  # the whole loop in one Numba call
+        _backward_seq(T, n, nh, dA, dH, dh_prev, f_all, h_tilde_all, H, df, one, W_hh_T, df_h, W_hf_T, tmp0)
+    else:
+        for t in range(T - 1, -1, -1):
+            dA_t = dA[t]
+            da_h = dA[t, :, nh:2*nh]
+            _backward_k0(t, n, nh, dH, dh_prev, f_all, h_tilde_all, H, df, dA, one)  # (5), (6): 8 elementwise calls in one pass
+            # (4) grad of: a_h = X @ W_xh + f_h @ W_hh + b_h
+            np.matmul(da_h, W_hh_T, out=df_h)
+            _backward_k1(t, n, nh, df_h, H, df, f_all, dh_prev, dA, one)  # (2), (3): 7 elementwise calls in one pass
+            # (1) grad of the h_prev terms, fused
+            np.matmul(dA_t[:, :nh], W_hf_T, out=tmp0)
+            _backward_k2(t, n, nh, dh_prev, tmp0)  # 1 elementwise call in one pass
     # parameter gradients: each is a sum over t, computed as one matmul over all T*n rows
     dA_rows = dA.reshape(T * n, 2*nh)  # column blocks of it are strided BLAS operands
     if tokens:
@@ -293,33 +299,20 @@ def loss_and_grads(params, X, Y, h0=None, lengths=None, input_grad=None) -> tupl
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _forward_k0(t, n, nh, A, B_a_f_h_prev, f_all, K_half):
-    half = K_half[()]
+def _forward_k0(t, n, nh, A, B_a_f_h_prev, f_all, H, f_h_all):
     for _b in range(n):
         R_a_f = A[t, _b, :nh]
         R_a_f_h_prev = B_a_f_h_prev[_b]
         R_f = f_all[t, _b]
+        R_h_prev = H[t, _b]
+        R_f_h = f_h_all[t, _b]
         for _j in range(nh):
             # (2) f = sigmoid(a_f)
             # evaluated as: f = sigmoid(a_f + a_f_h_prev)
             a_f = R_a_f[_j]
             a_f_h_prev = R_a_f_h_prev[_j]
             f = a_f + a_f_h_prev
-            f = f * half
-            R_f[_j] = f
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _forward_k1(t, n, nh, f_all, H, f_h_all, K_half):
-    half = K_half[()]
-    for _b in range(n):
-        R_f = f_all[t, _b]
-        R_h_prev = H[t, _b]
-        R_f_h = f_h_all[t, _b]
-        for _j in range(nh):
-            f = R_f[_j]
-            f = f * half
-            f = f + half
+            f = _fm.sigmoid(f)
             # (3) f_h = f*h_prev
             h_prev = R_h_prev[_j]
             f_h = f * h_prev
@@ -328,37 +321,102 @@ def _forward_k1(t, n, nh, f_all, H, f_h_all, K_half):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _forward_k2(t, n, nh, A, B_a_h_f_h, h_tilde_all):
+def _forward_k1(t, n, nh, A, B_a_h_f_h, h_tilde_all, H, f_all):
     for _b in range(n):
         R_a_h = A[t, _b, nh:2*nh]
         R_a_h_f_h = B_a_h_f_h[_b]
         R_h_tilde = h_tilde_all[t, _b]
+        R_h_prev = H[t, _b]
+        R_h = H[t + 1, _b]
+        R_f = f_all[t, _b]
         for _j in range(nh):
             # (5) h_tilde = tanh(a_h)
             # evaluated as: h_tilde = tanh(a_h + a_h_f_h)
             a_h = R_a_h[_j]
             a_h_f_h = R_a_h_f_h[_j]
             h_tilde = a_h + a_h_f_h
+            h_tilde = _fm.tanh(h_tilde)
+            # (6) h = f*h_tilde + h_prev*(1 - f)
+            # evaluated as: h = h_prev + f*(h_tilde - h_prev)
+            h_prev = R_h_prev[_j]
+            h = h_tilde - h_prev
+            f = R_f[_j]
+            h = h * f
+            h = h + h_prev
             R_h_tilde[_j] = h_tilde
+            R_h[_j] = h
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _forward_k3(t, n, nh, h_tilde_all, H, f_all):
+def _forward_seq(T, n, nh, H, f_h_all, W_hf, a_f_h_prev, A, f_all, W_hh, a_h_f_h, h_tilde_all):
+    for t in range(T):
+        h_prev = H[t]
+        f_h = f_h_all[t]
+        # (1): h_prev terms
+        _blas.matmul(h_prev, W_hf, a_f_h_prev)
+        _forward_k0(t, n, nh, A, a_f_h_prev, f_all, H, f_h_all)  # (2), (3): 3 elementwise calls in one pass
+        # (4): f_h terms
+        _blas.matmul(f_h, W_hh, a_h_f_h)
+        _forward_k1(t, n, nh, A, a_h_f_h, h_tilde_all, H, f_all)  # (5), (6): 5 elementwise calls in one pass
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _predict_k0(t, n, nh, A, B_a_f_h_prev, B_f, H, B_f_h):
     for _b in range(n):
-        R_h_tilde = h_tilde_all[t, _b]
+        R_a_f = A[t, _b, :nh]
+        R_a_f_h_prev = B_a_f_h_prev[_b]
+        R_f = B_f[_b]
+        R_h_prev = H[t, _b]
+        R_f_h = B_f_h[_b]
+        for _j in range(nh):
+            # (2) f = sigmoid(a_f)
+            # evaluated as: f = sigmoid(a_f + a_f_h_prev)
+            a_f = R_a_f[_j]
+            a_f_h_prev = R_a_f_h_prev[_j]
+            f = a_f + a_f_h_prev
+            f = _fm.sigmoid(f)
+            # (3) f_h = f*h_prev
+            h_prev = R_h_prev[_j]
+            f_h = f * h_prev
+            R_f[_j] = f
+            R_f_h[_j] = f_h
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _predict_k1(t, n, nh, A, B_a_h_f_h, H, B_f):
+    for _b in range(n):
+        R_a_h = A[t, _b, nh:2*nh]
+        R_a_h_f_h = B_a_h_f_h[_b]
         R_h_prev = H[t, _b]
         R_h = H[t + 1, _b]
-        R_f = f_all[t, _b]
+        R_f = B_f[_b]
         for _j in range(nh):
+            # (5) h_tilde = tanh(a_h)
+            # evaluated as: h_tilde = tanh(a_h + a_h_f_h)
+            a_h = R_a_h[_j]
+            a_h_f_h = R_a_h_f_h[_j]
+            h_tilde = a_h + a_h_f_h
+            h_tilde = _fm.tanh(h_tilde)
             # (6) h = f*h_tilde + h_prev*(1 - f)
             # evaluated as: h = h_prev + f*(h_tilde - h_prev)
-            h_tilde = R_h_tilde[_j]
             h_prev = R_h_prev[_j]
             h = h_tilde - h_prev
             f = R_f[_j]
             h = h * f
             h = h + h_prev
             R_h[_j] = h
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _predict_seq(T, n, nh, H, W_hf, a_f_h_prev, A, f, f_h, W_hh, a_h_f_h):
+    for t in range(T):
+        h_prev = H[t]
+        # (1): h_prev terms
+        _blas.matmul(h_prev, W_hf, a_f_h_prev)
+        _predict_k0(t, n, nh, A, a_f_h_prev, f, H, f_h)  # (2), (3): 3 elementwise calls in one pass
+        # (4): f_h terms
+        _blas.matmul(f_h, W_hh, a_h_f_h)
+        _predict_k1(t, n, nh, A, a_h_f_h, H, f)  # (5), (6): 5 elementwise calls in one pass
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -421,3 +479,29 @@ def _backward_k1(t, n, nh, B_df_h, H, B_df, f_all, B_dh_prev, dA, K_one):
             da_f = tmp0 * f
             R_dh_prev[_j] = dh_prev
             R_da_f[_j] = da_f
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _backward_k2(t, n, nh, B_dh_prev, B_tmp0):
+    for _b in range(n):
+        R_dh_prev = B_dh_prev[_b]
+        R_tmp0 = B_tmp0[_b]
+        for _j in range(nh):
+            dh_prev = R_dh_prev[_j]
+            tmp0 = R_tmp0[_j]
+            dh_prev = dh_prev + tmp0
+            R_dh_prev[_j] = dh_prev
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _backward_seq(T, n, nh, dA, dH, dh_prev, f_all, h_tilde_all, H, df, one, W_hh_T, df_h, W_hf_T, tmp0):
+    for t in range(T - 1, -1, -1):
+        dA_t = dA[t]
+        da_h = dA[t, :, nh:2*nh]
+        _backward_k0(t, n, nh, dH, dh_prev, f_all, h_tilde_all, H, df, dA, one)  # (5), (6): 8 elementwise calls in one pass
+        # (4) grad of: a_h = X @ W_xh + f_h @ W_hh + b_h
+        _blas.matmul(da_h, W_hh_T, df_h)
+        _backward_k1(t, n, nh, df_h, H, df, f_all, dh_prev, dA, one)  # (2), (3): 7 elementwise calls in one pass
+        # (1) grad of the h_prev terms, fused
+        _blas.matmul(dA_t[:, :nh], W_hf_T, tmp0)
+        _backward_k2(t, n, nh, dh_prev, tmp0)  # 1 elementwise call in one pass

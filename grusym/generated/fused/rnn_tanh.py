@@ -5,8 +5,11 @@ Reset gate: none. Update: none: h = tanh(...).
 Sources: seed 004 (Elman RNN). Used by: baseline whose gradient vanishes; PyTorch nn.RNN.
 
 The fused module: ``grusym/generated/rnn_tanh.py`` with each run of elementwise calls between the matmuls
-and NumPy's tanh done by one Numba kernel (below the functions), in the same order; the
-same API and the same results. It needs numba (the ``fused`` extra). ``grusym.load("rnn_tanh", backend="fused")`` loads it.
+done by one Numba kernel (below the functions), in the same order, and each loop
+over t, when NumPy's OpenBLAS is found, by one Numba function calling it. The same
+API and the same results, except that tanh and sigmoid are grusym.fastmath's (within
+fastmath.TANH_ULPS / SIGMOID_ULPS of exact; tests/test_fused.py states how close).
+It needs numba (the ``fused`` extra). ``grusym.load("rnn_tanh", backend="fused")`` loads it.
 
 One step of the cell, applied for t = 0..T-1 with h_prev = H[t-1] (h0 at t = 0); ``@`` is the matrix
 product, ``*`` elementwise, biases broadcast over the batch:
@@ -27,6 +30,8 @@ from typing import Any
 import numba
 import numpy as np
 
+from grusym import blas as _blas
+from grusym import fastmath as _fm
 from grusym import runtime as rt
 from grusym import validate
 
@@ -119,16 +124,14 @@ def _forward(params, X, tokens, h0, dtype, buf):
     H = buf("H", (T + 1, n, nh), dtype)  # H[t] is h_prev of step t
     H[0] = h0
     a_h_h_prev = buf("a_h_h_prev", (n, nh), dtype)  # the h_prev term of a_h
-    for t in range(T):
-        h_prev = H[t]
-        h = H[t + 1]
-        a_h = A[t]
-        # (1): h_prev terms
-        np.matmul(h_prev, W_hh, out=a_h_h_prev)
-        # (2) h = tanh(a_h)
-        # evaluated as: h = tanh(a_h + a_h_h_prev)
-        np.add(a_h, a_h_h_prev, out=h)
-        np.tanh(h, out=h)
+    if _blas.AVAILABLE:  # the whole loop in one Numba call
+        _forward_seq(T, n, nh, H, W_hh, a_h_h_prev, A)
+    else:
+        for t in range(T):
+            h_prev = H[t]
+            # (1): h_prev terms
+            np.matmul(h_prev, W_hh, out=a_h_h_prev)
+            _forward_k0(t, n, nh, A, a_h_h_prev, H)  # (2): 2 elementwise calls in one pass
     cache = {"X": X, "tokens": tokens, "H": H}
     return H[1:], cache
 
@@ -170,11 +173,14 @@ def _backward(params, cache, dH, buf, input_grad, upstream=None):
     one = np.array(1, dtype=dtype)
     W_hh_T = buf("W_hh_T", W_hh.shape[::-1], dtype)  # contiguous: a .T operand is slower
     np.copyto(W_hh_T, W_hh.T)
-    for t in range(T - 1, -1, -1):
-        dA_t = dA[t]
-        _backward_k0(t, n, nh, dH, dh_prev, H, dA, one)  # (2): 4 elementwise calls in one pass
-        # (1) grad of the h_prev terms, fused
-        np.matmul(dA_t, W_hh_T, out=dh_prev)
+    if _blas.AVAILABLE:  # the whole loop in one Numba call
+        _backward_seq(T, n, nh, dA, dH, dh_prev, H, one, W_hh_T)
+    else:
+        for t in range(T - 1, -1, -1):
+            dA_t = dA[t]
+            _backward_k0(t, n, nh, dH, dh_prev, H, dA, one)  # (2): 4 elementwise calls in one pass
+            # (1) grad of the h_prev terms, fused
+            np.matmul(dA_t, W_hh_T, out=dh_prev)
     # parameter gradients: each is a sum over t, computed as one matmul over all T*n rows
     dA_rows = dA.reshape(T * n, nh)  # column blocks of it are strided BLAS operands
     if tokens:
@@ -256,6 +262,31 @@ def loss_and_grads(params, X, Y, h0=None, lengths=None, input_grad=None) -> tupl
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
+def _forward_k0(t, n, nh, A, B_a_h_h_prev, H):
+    for _b in range(n):
+        R_a_h = A[t, _b]
+        R_a_h_h_prev = B_a_h_h_prev[_b]
+        R_h = H[t + 1, _b]
+        for _j in range(nh):
+            # (2) h = tanh(a_h)
+            # evaluated as: h = tanh(a_h + a_h_h_prev)
+            a_h = R_a_h[_j]
+            a_h_h_prev = R_a_h_h_prev[_j]
+            h = a_h + a_h_h_prev
+            h = _fm.tanh(h)
+            R_h[_j] = h
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _forward_seq(T, n, nh, H, W_hh, a_h_h_prev, A):
+    for t in range(T):
+        h_prev = H[t]
+        # (1): h_prev terms
+        _blas.matmul(h_prev, W_hh, a_h_h_prev)
+        _forward_k0(t, n, nh, A, a_h_h_prev, H)  # (2): 2 elementwise calls in one pass
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _backward_k0(t, n, nh, dH, B_dh_prev, H, dA, K_one):
     one = K_one[()]
     for _b in range(n):
@@ -274,3 +305,12 @@ def _backward_k0(t, n, nh, dH, B_dh_prev, H, dA, K_one):
             tmp0 = one - tmp0
             da_h = tmp0 * dh
             R_da_h[_j] = da_h
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _backward_seq(T, n, nh, dA, dH, dh_prev, H, one, W_hh_T):
+    for t in range(T - 1, -1, -1):
+        dA_t = dA[t]
+        _backward_k0(t, n, nh, dH, dh_prev, H, dA, one)  # (2): 4 elementwise calls in one pass
+        # (1) grad of the h_prev terms, fused
+        _blas.matmul(dA_t, W_hh_T, dh_prev)
