@@ -9,6 +9,7 @@ No array a public function returns aliases a :class:`Workspace` buffer.
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
 from collections.abc import Mapping
@@ -52,6 +53,12 @@ _SHORT_ROWS = 128
 
 
 _HALF: dict[Any, Array] = {}
+
+
+def numba_cache(module: str) -> bool:
+    """Whether a fused module's kernels may use numba's on-disk cache: numba reloads a cached kernel by
+    importing its module by name, which a module loaded from a file path alone cannot be."""
+    return module in sys.modules
 
 
 def sigmoid(x: Array, out: Array | None = None) -> Array:

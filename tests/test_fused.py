@@ -349,3 +349,32 @@ def test_the_fuser_refuses_what_it_cannot_place():
     body = ["np.add(a, b, out=tmp0)", "np.multiply(tmp0, a, out=b)"]
     with pytest.raises(NotImplementedError, match="overlap in one kernel"):
         fuse({"a": "dA[::-1]", "b": "dA[::-1, :, :nh]"}, body)
+
+
+_LOAD_BY_PATH = """
+import importlib.util, sys
+import numpy as np
+spec = importlib.util.spec_from_file_location("by_path", sys.argv[1])
+m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+X = np.random.default_rng(0).standard_normal((6, 2, 5))
+print(repr(m.loss_and_grads(m.init_params(5, 4, 3), X, np.zeros((6, 2), int))[0]))
+"""
+
+
+@needs_numba
+def test_a_fused_module_loaded_by_path_runs_in_every_process(tmp_path):
+    """numba reloads a cached kernel by importing its module by name: a `derive --cell --fused` file loaded
+    with spec_from_file_location ran in the first process and crashed the next one on the cache
+    (ModuleNotFoundError: '<dynamic>'); such a module now compiles instead of caching."""
+    import subprocess
+
+    out = tmp_path / "gen"
+    assert main(["derive", "--cell", path("mingru"), "--out", str(out), "--fused"]) == 0
+    target = str(out / "mingru_fused.py")
+    runs = [
+        subprocess.run([sys.executable, "-c", _LOAD_BY_PATH, target], capture_output=True, text=True)
+        for _ in range(2)
+    ]
+    assert [r.returncode for r in runs] == [0, 0], runs[1].stderr[-500:]
+    assert runs[0].stdout == runs[1].stdout != ""

@@ -51,6 +51,9 @@ def header(regenerate: str = REGENERATE) -> str:
 
 
 HEADER = header()
+# numba reloads a cached kernel by importing its module by name: a module loaded from a path alone (not in
+# sys.modules) compiles in each process instead of crashing the next one on the cache
+_CACHE_LINE = "_CACHE = rt.numba_cache(__name__)  # numba's on-disk cache for importable modules only\n"
 # only in the modules of cells that read X elementwise: the built-ins' modules stay as they were
 _INPUT_ELEMENTWISE = "INPUT_ELEMENTWISE = True  # X is read elementwise: the input size d must equal h\n"
 
@@ -152,7 +155,7 @@ PARAMS = {self.params_spec()}
 CELL_PARAMS = {tuple(g.cell_params)!r}
 SAVED = {tuple(g.cached())!r}  # what forward caches for backward besides X, tokens and H
 {x_line}_WORKSPACE = rt.Workspace()  # scratch buffers of loss_and_grads, reused across calls
-''')
+{_CACHE_LINE * (self.fuser is not None)}''')
         w()
         w()
         w.block('''

@@ -308,7 +308,7 @@ class Fuser:
         known = {"t", "n", "nh", "T"}
         args = [x for x in dict.fromkeys(free) if x not in known]
         text = Writer()
-        text('@numba.njit(cache=True, nogil=True, error_model="numpy")')
+        text('@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")')
         text(f"def {name}(T, n, nh, {', '.join(args)}):")
         text(f"    for t in {steps}:")
         text.indent = 2
@@ -381,7 +381,7 @@ class Fuser:
             if out in stores and out not in written:
                 written.append(out)
         text = Writer()
-        text('@numba.njit(cache=True, nogil=True, error_model="numpy")')
+        text('@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")')
         params = [param(a) for a in arrays] + [f"K_{c}" for c in used_consts]
         text(f"def {name}(t, n, nh, {', '.join(params)}):")
         text.indent = 1

@@ -60,6 +60,7 @@ PARAMS = {
 CELL_PARAMS = ('W_xz', 'W_hz', 'b_z', 'W_xr', 'W_hr', 'b_r', 'W_xh', 'W_hh', 'b_h')
 SAVED = ('z', 'r', 'r_h', 'h_tilde')  # what forward caches for backward besides X, tokens and H
 _WORKSPACE = rt.Workspace()  # scratch buffers of loss_and_grads, reused across calls
+_CACHE = rt.numba_cache(__name__)  # numba's on-disk cache for importable modules only
 
 
 def init_params(input_size, hidden_size, output_size, seed=0, dtype=np.float64, scale=0.01):
@@ -313,7 +314,7 @@ def loss_and_grads(params, X, Y, h0=None, lengths=None, input_grad=None) -> tupl
 # ---- the fused kernels: one per run of elementwise calls in the loops above
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _forward_k0(t, n, nh, A, P_h_prev, z_all, r_all, H, r_h_all):
     for _b in range(n):
         R_a_z = A[t, _b, :nh]
@@ -345,7 +346,7 @@ def _forward_k0(t, n, nh, A, P_h_prev, z_all, r_all, H, r_h_all):
             R_r_h[_j] = r_h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _forward_k1(t, n, nh, A, B_a_h_r_h, h_tilde_all, H, z_all):
     for _b in range(n):
         R_a_h = A[t, _b, 2*nh:3*nh]
@@ -372,7 +373,7 @@ def _forward_k1(t, n, nh, A, B_a_h_r_h, h_tilde_all, H, z_all):
             R_h[_j] = h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _forward_seq(T, n, nh, H, r_h_all, W_h_all, P_h_prev, A, z_all, r_all, W_hh, a_h_r_h, h_tilde_all):
     for t in range(T):
         h_prev = H[t]
@@ -385,7 +386,7 @@ def _forward_seq(T, n, nh, H, r_h_all, W_h_all, P_h_prev, A, z_all, r_all, W_hh,
         _forward_k1(t, n, nh, A, a_h_r_h, h_tilde_all, H, z_all)  # (7), (8): 5 elementwise calls in one pass
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _predict_k0(t, n, nh, A, P_h_prev, B_z, H, B_r_h):
     for _b in range(n):
         R_a_z = A[t, _b, :nh]
@@ -415,7 +416,7 @@ def _predict_k0(t, n, nh, A, P_h_prev, B_z, H, B_r_h):
             R_r_h[_j] = r_h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _predict_k1(t, n, nh, A, B_a_h_r_h, H, B_z):
     for _b in range(n):
         R_a_h = A[t, _b, 2*nh:3*nh]
@@ -440,7 +441,7 @@ def _predict_k1(t, n, nh, A, B_a_h_r_h, H, B_z):
             R_h[_j] = h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _predict_seq(T, n, nh, H, W_h_all, P_h_prev, A, z, r_h, W_hh, a_h_r_h):
     for t in range(T):
         h_prev = H[t]
@@ -452,7 +453,7 @@ def _predict_seq(T, n, nh, H, W_h_all, P_h_prev, A, z, r_h, W_hh, a_h_r_h):
         _predict_k1(t, n, nh, A, a_h_r_h, H, z)  # (7), (8): 5 elementwise calls in one pass
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _backward_k0(t, n, nh, dH, B_dh_prev, z_all, h_tilde_all, H, B_dz, dA, K_one):
     one = K_one[()]
     for _b in range(n):
@@ -485,7 +486,7 @@ def _backward_k0(t, n, nh, dH, B_dh_prev, z_all, h_tilde_all, H, B_dz, dA, K_one
             R_da_h[_j] = da_h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _backward_k1(t, n, nh, B_dr_h, r_all, B_dh_prev, H, dA, z_all, B_dz, K_one):
     one = K_one[()]
     for _b in range(n):
@@ -521,7 +522,7 @@ def _backward_k1(t, n, nh, B_dr_h, r_all, B_dh_prev, H, dA, z_all, B_dz, K_one):
             R_da_z[_j] = da_z
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _backward_k2(t, n, nh, B_dh_prev, B_tmp0):
     for _b in range(n):
         R_dh_prev = B_dh_prev[_b]
@@ -533,7 +534,7 @@ def _backward_k2(t, n, nh, B_dh_prev, B_tmp0):
             R_dh_prev[_j] = dh_prev
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _backward_seq(T, n, nh, dA, dH, dh_prev, z_all, h_tilde_all, H, dz, one, W_hh_T, dr_h, r_all, W_h_all_T, tmp0):
     for t in range(T - 1, -1, -1):
         dA_t = dA[t]

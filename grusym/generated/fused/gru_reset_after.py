@@ -61,6 +61,7 @@ PARAMS = {
 CELL_PARAMS = ('W_xz', 'W_hz', 'b_z', 'W_xr', 'W_hr', 'b_r', 'W_xh', 'b_xh', 'W_hh', 'b_hh')
 SAVED = ('z', 'r', 'h_tilde', 'a_hh')  # what forward caches for backward besides X, tokens and H
 _WORKSPACE = rt.Workspace()  # scratch buffers of loss_and_grads, reused across calls
+_CACHE = rt.numba_cache(__name__)  # numba's on-disk cache for importable modules only
 
 
 def init_params(input_size, hidden_size, output_size, seed=0, dtype=np.float64, scale=0.01):
@@ -306,7 +307,7 @@ def loss_and_grads(params, X, Y, h0=None, lengths=None, input_grad=None) -> tupl
 # ---- the fused kernels: one per run of elementwise calls in the loops above
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _forward_k0(t, n, nh, A, P_h_prev, a_hh_all, z_all, r_all, h_tilde_all, H):
     for _b in range(n):
         R_a_hh_x = A[t, _b, 3*nh:4*nh]
@@ -356,7 +357,7 @@ def _forward_k0(t, n, nh, A, P_h_prev, a_hh_all, z_all, r_all, h_tilde_all, H):
             R_h[_j] = h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _forward_seq(T, n, nh, H, W_h_all, P_h_prev, A, a_hh_all, z_all, r_all, h_tilde_all):
     for t in range(T):
         h_prev = H[t]
@@ -365,7 +366,7 @@ def _forward_seq(T, n, nh, H, W_h_all, P_h_prev, A, a_hh_all, z_all, r_all, h_ti
         _forward_k0(t, n, nh, A, P_h_prev, a_hh_all, z_all, r_all, h_tilde_all, H)  # (2), (4), (7), (8): 11 elementwise calls in one pass
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _predict_k0(t, n, nh, A, P_h_prev, H):
     for _b in range(n):
         R_a_hh_x = A[t, _b, 3*nh:4*nh]
@@ -407,7 +408,7 @@ def _predict_k0(t, n, nh, A, P_h_prev, H):
             R_h[_j] = h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _predict_seq(T, n, nh, H, W_h_all, P_h_prev, A):
     for t in range(T):
         h_prev = H[t]
@@ -416,7 +417,7 @@ def _predict_seq(T, n, nh, H, W_h_all, P_h_prev, A):
         _predict_k0(t, n, nh, A, P_h_prev, H)  # (2), (4), (7), (8): 11 elementwise calls in one pass
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _backward_k0(t, n, nh, dH, B_dh_prev, z_all, H, h_tilde_all, r_all, dA, a_hh_all, K_one):
     one = K_one[()]
     for _b in range(n):
@@ -468,7 +469,7 @@ def _backward_k0(t, n, nh, dH, B_dh_prev, z_all, H, h_tilde_all, r_all, dA, a_hh
             R_da_z[_j] = da_z
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _backward_k1(t, n, nh, B_dh_prev, B_tmp0):
     for _b in range(n):
         R_dh_prev = B_dh_prev[_b]
@@ -480,7 +481,7 @@ def _backward_k1(t, n, nh, B_dh_prev, B_tmp0):
             R_dh_prev[_j] = dh_prev
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _backward_seq(T, n, nh, dA, dH, dh_prev, z_all, H, h_tilde_all, r_all, a_hh_all, one, W_h_all_T, tmp0):
     for t in range(T - 1, -1, -1):
         dA_t = dA[t]

@@ -54,6 +54,7 @@ PARAMS = {
 CELL_PARAMS = ('W_xr', 'W_hr', 'b_r', 'W_xh', 'W_hh', 'b_h')
 SAVED = ('r', 'r_h')  # what forward caches for backward besides X, tokens and H
 _WORKSPACE = rt.Workspace()  # scratch buffers of loss_and_grads, reused across calls
+_CACHE = rt.numba_cache(__name__)  # numba's on-disk cache for importable modules only
 
 
 def init_params(input_size, hidden_size, output_size, seed=0, dtype=np.float64, scale=0.01):
@@ -294,7 +295,7 @@ def loss_and_grads(params, X, Y, h0=None, lengths=None, input_grad=None) -> tupl
 # ---- the fused kernels: one per run of elementwise calls in the loops above
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _forward_k0(t, n, nh, A, B_a_r_h_prev, r_all, H, r_h_all):
     for _b in range(n):
         R_a_r = A[t, _b, :nh]
@@ -316,7 +317,7 @@ def _forward_k0(t, n, nh, A, B_a_r_h_prev, r_all, H, r_h_all):
             R_r_h[_j] = r_h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _forward_k1(t, n, nh, A, B_a_h_r_h, H):
     for _b in range(n):
         R_a_h = A[t, _b, nh:2*nh]
@@ -332,7 +333,7 @@ def _forward_k1(t, n, nh, A, B_a_h_r_h, H):
             R_h[_j] = h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _forward_seq(T, n, nh, H, r_h_all, W_hr, a_r_h_prev, A, r_all, W_hh, a_h_r_h):
     for t in range(T):
         h_prev = H[t]
@@ -345,7 +346,7 @@ def _forward_seq(T, n, nh, H, r_h_all, W_hr, a_r_h_prev, A, r_all, W_hh, a_h_r_h
         _forward_k1(t, n, nh, A, a_h_r_h, H)  # (5): 2 elementwise calls in one pass
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _predict_k0(t, n, nh, A, B_a_r_h_prev, H, B_r_h):
     for _b in range(n):
         R_a_r = A[t, _b, :nh]
@@ -365,7 +366,7 @@ def _predict_k0(t, n, nh, A, B_a_r_h_prev, H, B_r_h):
             R_r_h[_j] = r_h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _predict_k1(t, n, nh, A, B_a_h_r_h, H):
     for _b in range(n):
         R_a_h = A[t, _b, nh:2*nh]
@@ -381,7 +382,7 @@ def _predict_k1(t, n, nh, A, B_a_h_r_h, H):
             R_h[_j] = h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _predict_seq(T, n, nh, H, W_hr, a_r_h_prev, A, r_h, W_hh, a_h_r_h):
     for t in range(T):
         h_prev = H[t]
@@ -393,7 +394,7 @@ def _predict_seq(T, n, nh, H, W_hr, a_r_h_prev, A, r_h, W_hh, a_h_r_h):
         _predict_k1(t, n, nh, A, a_h_r_h, H)  # (5): 2 elementwise calls in one pass
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _backward_k0(t, n, nh, dH, B_dh_prev, H, dA, K_one):
     one = K_one[()]
     for _b in range(n):
@@ -414,7 +415,7 @@ def _backward_k0(t, n, nh, dH, B_dh_prev, H, dA, K_one):
             R_da_h[_j] = da_h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _backward_k1(t, n, nh, B_dr_h, r_all, B_dh_prev, H, dA, K_one):
     one = K_one[()]
     for _b in range(n):
@@ -438,7 +439,7 @@ def _backward_k1(t, n, nh, B_dr_h, r_all, B_dh_prev, H, dA, K_one):
             R_da_r[_j] = da_r
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _backward_k2(t, n, nh, B_dh_prev, B_tmp0):
     for _b in range(n):
         R_dh_prev = B_dh_prev[_b]
@@ -450,7 +451,7 @@ def _backward_k2(t, n, nh, B_dh_prev, B_tmp0):
             R_dh_prev[_j] = dh_prev
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _backward_seq(T, n, nh, dA, dH, dh_prev, H, one, W_hh_T, dr_h, r_all, W_hr_T, tmp0):
     for t in range(T - 1, -1, -1):
         dA_t = dA[t]

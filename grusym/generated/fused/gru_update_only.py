@@ -54,6 +54,7 @@ PARAMS = {
 CELL_PARAMS = ('W_xz', 'W_hz', 'b_z', 'W_xh', 'W_hh', 'b_h')
 SAVED = ('z', 'h_tilde')  # what forward caches for backward besides X, tokens and H
 _WORKSPACE = rt.Workspace()  # scratch buffers of loss_and_grads, reused across calls
+_CACHE = rt.numba_cache(__name__)  # numba's on-disk cache for importable modules only
 
 
 def init_params(input_size, hidden_size, output_size, seed=0, dtype=np.float64, scale=0.01):
@@ -283,7 +284,7 @@ def loss_and_grads(params, X, Y, h0=None, lengths=None, input_grad=None) -> tupl
 # ---- the fused kernels: one per run of elementwise calls in the loops above
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _forward_k0(t, n, nh, A, P_h_prev, z_all, h_tilde_all, H):
     for _b in range(n):
         R_a_z = A[t, _b, :nh]
@@ -318,7 +319,7 @@ def _forward_k0(t, n, nh, A, P_h_prev, z_all, h_tilde_all, H):
             R_h[_j] = h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _forward_seq(T, n, nh, H, W_h_all, P_h_prev, A, z_all, h_tilde_all):
     for t in range(T):
         h_prev = H[t]
@@ -327,7 +328,7 @@ def _forward_seq(T, n, nh, H, W_h_all, P_h_prev, A, z_all, h_tilde_all):
         _forward_k0(t, n, nh, A, P_h_prev, z_all, h_tilde_all, H)  # (2), (4), (5): 7 elementwise calls in one pass
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _predict_k0(t, n, nh, A, P_h_prev, H):
     for _b in range(n):
         R_a_z = A[t, _b, :nh]
@@ -358,7 +359,7 @@ def _predict_k0(t, n, nh, A, P_h_prev, H):
             R_h[_j] = h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _predict_seq(T, n, nh, H, W_h_all, P_h_prev, A):
     for t in range(T):
         h_prev = H[t]
@@ -367,7 +368,7 @@ def _predict_seq(T, n, nh, H, W_h_all, P_h_prev, A):
         _predict_k0(t, n, nh, A, P_h_prev, H)  # (2), (4), (5): 7 elementwise calls in one pass
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _backward_k0(t, n, nh, dH, B_dh_prev, z_all, H, h_tilde_all, dA, K_one):
     one = K_one[()]
     for _b in range(n):
@@ -404,7 +405,7 @@ def _backward_k0(t, n, nh, dH, B_dh_prev, z_all, H, h_tilde_all, dA, K_one):
             R_da_z[_j] = da_z
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _backward_k1(t, n, nh, B_dh_prev, B_tmp0):
     for _b in range(n):
         R_dh_prev = B_dh_prev[_b]
@@ -416,7 +417,7 @@ def _backward_k1(t, n, nh, B_dh_prev, B_tmp0):
             R_dh_prev[_j] = dh_prev
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _backward_seq(T, n, nh, dA, dH, dh_prev, z_all, H, h_tilde_all, one, W_h_all_T, tmp0):
     for t in range(T - 1, -1, -1):
         dA_t = dA[t]

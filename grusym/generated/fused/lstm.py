@@ -70,6 +70,7 @@ PARAMS = {
 CELL_PARAMS = ('W_xi', 'W_hi', 'b_xi', 'b_hi', 'W_xf', 'W_hf', 'b_xf', 'b_hf', 'W_xg', 'W_hg', 'b_xg', 'b_hg', 'W_xo', 'W_ho', 'b_xo', 'b_ho')
 SAVED = ('i', 'f', 'g', 'o', 'tanh_c')  # what forward caches for backward besides X, tokens and H
 _WORKSPACE = rt.Workspace()  # scratch buffers of loss_and_grads, reused across calls
+_CACHE = rt.numba_cache(__name__)  # numba's on-disk cache for importable modules only
 
 
 def init_params(input_size, hidden_size, output_size, seed=0, dtype=np.float64, scale=0.01):
@@ -329,7 +330,7 @@ def loss_and_grads(params, X, Y, h0=None, lengths=None, input_grad=None) -> tupl
 # ---- the fused kernels: one per run of elementwise calls in the loops above
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _forward_k0(t, n, nh, A, P_h_prev, i_all, f_all, g_all, o_all, S_c, tanh_c_all, H):
     for _b in range(n):
         R_a_i = A[t, _b, :nh]
@@ -391,7 +392,7 @@ def _forward_k0(t, n, nh, A, P_h_prev, i_all, f_all, g_all, o_all, S_c, tanh_c_a
             R_h[_j] = h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _forward_seq(T, n, nh, H, W_h_all, P_h_prev, A, i_all, f_all, g_all, o_all, S_c, tanh_c_all):
     for t in range(T):
         h_prev = H[t]
@@ -400,7 +401,7 @@ def _forward_seq(T, n, nh, H, W_h_all, P_h_prev, A, i_all, f_all, g_all, o_all, 
         _forward_k0(t, n, nh, A, P_h_prev, i_all, f_all, g_all, o_all, S_c, tanh_c_all, H)  # (2), (4), (6), (8), (9), (10), (11): 13 elementwise calls in one pass
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _predict_k0(t, n, nh, A, P_h_prev, S_c, H):
     for _b in range(n):
         R_a_i = A[t, _b, :nh]
@@ -452,7 +453,7 @@ def _predict_k0(t, n, nh, A, P_h_prev, S_c, H):
             R_h[_j] = h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _predict_seq(T, n, nh, H, W_h_all, P_h_prev, A, S_c):
     for t in range(T):
         h_prev = H[t]
@@ -461,7 +462,7 @@ def _predict_seq(T, n, nh, H, W_h_all, P_h_prev, A, S_c):
         _predict_k0(t, n, nh, A, P_h_prev, S_c, H)  # (2), (4), (6), (8), (9), (10), (11): 13 elementwise calls in one pass
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _backward_k0(t, n, nh, dH, B_dh_prev, dS_c, B_dc_prev, tanh_c_all, o_all, f_all, S_c, i_all, g_all, dA, K_one):
     one = K_one[()]
     for _b in range(n):
@@ -530,7 +531,7 @@ def _backward_k0(t, n, nh, dH, B_dh_prev, dS_c, B_dc_prev, tanh_c_all, o_all, f_
             R_da_i[_j] = da_i
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _backward_seq(T, n, nh, dA, dH, dh_prev, dS_c, dc_prev, tanh_c_all, o_all, f_all, S_c, i_all, g_all, one, W_h_all_T):
     for t in range(T - 1, -1, -1):
         dA_t = dA[t]

@@ -55,6 +55,7 @@ PARAMS = {
 CELL_PARAMS = ('W_xf', 'W_hf', 'b_f', 'W_xh', 'W_hh', 'b_h')
 SAVED = ('f', 'f_h', 'h_tilde')  # what forward caches for backward besides X, tokens and H
 _WORKSPACE = rt.Workspace()  # scratch buffers of loss_and_grads, reused across calls
+_CACHE = rt.numba_cache(__name__)  # numba's on-disk cache for importable modules only
 
 
 def init_params(input_size, hidden_size, output_size, seed=0, dtype=np.float64, scale=0.01):
@@ -298,7 +299,7 @@ def loss_and_grads(params, X, Y, h0=None, lengths=None, input_grad=None) -> tupl
 # ---- the fused kernels: one per run of elementwise calls in the loops above
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _forward_k0(t, n, nh, A, B_a_f_h_prev, f_all, H, f_h_all):
     for _b in range(n):
         R_a_f = A[t, _b, :nh]
@@ -320,7 +321,7 @@ def _forward_k0(t, n, nh, A, B_a_f_h_prev, f_all, H, f_h_all):
             R_f_h[_j] = f_h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _forward_k1(t, n, nh, A, B_a_h_f_h, h_tilde_all, H, f_all):
     for _b in range(n):
         R_a_h = A[t, _b, nh:2*nh]
@@ -347,7 +348,7 @@ def _forward_k1(t, n, nh, A, B_a_h_f_h, h_tilde_all, H, f_all):
             R_h[_j] = h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _forward_seq(T, n, nh, H, f_h_all, W_hf, a_f_h_prev, A, f_all, W_hh, a_h_f_h, h_tilde_all):
     for t in range(T):
         h_prev = H[t]
@@ -360,7 +361,7 @@ def _forward_seq(T, n, nh, H, f_h_all, W_hf, a_f_h_prev, A, f_all, W_hh, a_h_f_h
         _forward_k1(t, n, nh, A, a_h_f_h, h_tilde_all, H, f_all)  # (5), (6): 5 elementwise calls in one pass
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _predict_k0(t, n, nh, A, B_a_f_h_prev, B_f, H, B_f_h):
     for _b in range(n):
         R_a_f = A[t, _b, :nh]
@@ -382,7 +383,7 @@ def _predict_k0(t, n, nh, A, B_a_f_h_prev, B_f, H, B_f_h):
             R_f_h[_j] = f_h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _predict_k1(t, n, nh, A, B_a_h_f_h, H, B_f):
     for _b in range(n):
         R_a_h = A[t, _b, nh:2*nh]
@@ -407,7 +408,7 @@ def _predict_k1(t, n, nh, A, B_a_h_f_h, H, B_f):
             R_h[_j] = h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _predict_seq(T, n, nh, H, W_hf, a_f_h_prev, A, f, f_h, W_hh, a_h_f_h):
     for t in range(T):
         h_prev = H[t]
@@ -419,7 +420,7 @@ def _predict_seq(T, n, nh, H, W_hf, a_f_h_prev, A, f, f_h, W_hh, a_h_f_h):
         _predict_k1(t, n, nh, A, a_h_f_h, H, f)  # (5), (6): 5 elementwise calls in one pass
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _backward_k0(t, n, nh, dH, B_dh_prev, f_all, h_tilde_all, H, B_df, dA, K_one):
     one = K_one[()]
     for _b in range(n):
@@ -452,7 +453,7 @@ def _backward_k0(t, n, nh, dH, B_dh_prev, f_all, h_tilde_all, H, B_df, dA, K_one
             R_da_h[_j] = da_h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _backward_k1(t, n, nh, B_df_h, H, B_df, f_all, B_dh_prev, dA, K_one):
     one = K_one[()]
     for _b in range(n):
@@ -481,7 +482,7 @@ def _backward_k1(t, n, nh, B_df_h, H, B_df, f_all, B_dh_prev, dA, K_one):
             R_da_f[_j] = da_f
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _backward_k2(t, n, nh, B_dh_prev, B_tmp0):
     for _b in range(n):
         R_dh_prev = B_dh_prev[_b]
@@ -493,7 +494,7 @@ def _backward_k2(t, n, nh, B_dh_prev, B_tmp0):
             R_dh_prev[_j] = dh_prev
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _backward_seq(T, n, nh, dA, dH, dh_prev, f_all, h_tilde_all, H, df, one, W_hh_T, df_h, W_hf_T, tmp0):
     for t in range(T - 1, -1, -1):
         dA_t = dA[t]

@@ -48,6 +48,7 @@ PARAMS = {
 CELL_PARAMS = ('W_xh', 'W_hh', 'b_h')
 SAVED = ()  # what forward caches for backward besides X, tokens and H
 _WORKSPACE = rt.Workspace()  # scratch buffers of loss_and_grads, reused across calls
+_CACHE = rt.numba_cache(__name__)  # numba's on-disk cache for importable modules only
 
 
 def init_params(input_size, hidden_size, output_size, seed=0, dtype=np.float64, scale=0.01):
@@ -261,7 +262,7 @@ def loss_and_grads(params, X, Y, h0=None, lengths=None, input_grad=None) -> tupl
 # ---- the fused kernels: one per run of elementwise calls in the loops above
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _forward_k0(t, n, nh, A, B_a_h_h_prev, H):
     for _b in range(n):
         R_a_h = A[t, _b]
@@ -277,7 +278,7 @@ def _forward_k0(t, n, nh, A, B_a_h_h_prev, H):
             R_h[_j] = h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _forward_seq(T, n, nh, H, W_hh, a_h_h_prev, A):
     for t in range(T):
         h_prev = H[t]
@@ -286,7 +287,7 @@ def _forward_seq(T, n, nh, H, W_hh, a_h_h_prev, A):
         _forward_k0(t, n, nh, A, a_h_h_prev, H)  # (2): 2 elementwise calls in one pass
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _backward_k0(t, n, nh, dH, B_dh_prev, H, dA, K_one):
     one = K_one[()]
     for _b in range(n):
@@ -307,7 +308,7 @@ def _backward_k0(t, n, nh, dH, B_dh_prev, H, dA, K_one):
             R_da_h[_j] = da_h
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _backward_seq(T, n, nh, dA, dH, dh_prev, H, one, W_hh_T):
     for t in range(T - 1, -1, -1):
         dA_t = dA[t]
