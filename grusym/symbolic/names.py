@@ -34,8 +34,8 @@ RESERVED = frozenset(
     {
         "A", "H", "T", "X", "buf", "cache", "dA", "dA_rows", "dA_t", "dH", "dH_t", "dW", "dims", "dlogits",
         "dtype", "grads", "half", "input_grad", "lengths", "logits", "n", "nh", "np", "numba", "one",
-        "params", "range", "rt", "state", "t", "table", "tokens", "two", "valid", "validate", "value", "x_t",
-        "zip",
+        "params", "range", "rt", "state", "t", "table", "tokens", "two", "upstream", "valid", "validate",
+        "value", "x_t", "zip",
     }
 )  # fmt: skip
 # bound only after the backward loop, when no value of a step is live: a step's adjoint may share it (db)
@@ -67,6 +67,9 @@ def _forms(cell: Cell) -> Iterator[tuple[str, str]]:
         yield f"{state}0", f"the initial value of state {state!r}"
         if state != OUTPUT:
             yield f"S_{state}", f"the sequence of state {state!r}"
+            # backward's upstream gradient of the state at every step (dstates enters there)
+            yield f"dS_{state}", f"the upstream gradient of state {state!r}"
+            yield f"dS_{state}_t", f"the upstream gradient of state {state!r} at step t"
     for s in cell.steps:
         yield from value(s.name, f"step {s.name!r}")
         yield f"{s.name}_all", f"the cached sequence of step {s.name!r}"
