@@ -270,7 +270,7 @@ RULES: RuleTable = {
     Sqrt: lambda y, x: 1 / (2 * y),
     Log: lambda y, x: 1 / x,
     LeakyRelu: lambda y, x: _step(y) + (1 - _step(y)) / 100,  # 1/100 at the kink
-    Elu: lambda y, x: 1 - Relu(-y),  # 1 where y > 0, y + 1 = exp(x) elsewhere
+    Elu: lambda y, x: _step(y) + (1 - _step(y)) * (y + 1),  # 1 where y > 0, y + 1 = exp(x) elsewhere
     Gelu: lambda y, x: (
         (1 + Tanh(GELU_K * (x + GELU_C * x**3))) / 2
         + x * (1 - Tanh(GELU_K * (x + GELU_C * x**3)) ** 2) * GELU_K * (1 + 3 * GELU_C * x**2) / 2
@@ -319,8 +319,20 @@ def _sign_free(expr: sp.Expr, x: sp.Symbol, lo: sp.Expr, hi: sp.Expr, at: sp.Rat
     return expr
 
 
-def _zero(expr: sp.Expr) -> bool:
-    """Whether SymPy proves ``expr`` zero, the primitives inside written in their closed forms."""
+def _zero(expr: sp.Expr, points: tuple[sp.Rational, ...] = (sp.Integer(0),)) -> bool:
+    """Whether SymPy proves ``expr`` zero, the primitives inside written in their closed forms. A value
+    clearly nonzero at one of ``points`` (inside the interval the form holds on) settles it false at once:
+    simplify can take minutes over a wrong rule (a planted one)."""
+    # tanh as SymPy's own function first: gelu's derivative is a polynomial in tanh(u) (fast to cancel)
+    native = expr.replace(lambda e: isinstance(e, Tanh), lambda e: sp.tanh(e.args[0]))
+    native = native.replace(lambda e: isinstance(e, _Primitive), lambda e: type(e).closed(e.args[0]))
+    free = sorted(native.free_symbols, key=str)
+    for p in points:
+        value = native.subs({s: p for s in free}).evalf(30)
+        if value.is_number and (value.has(sp.zoo, sp.nan) or abs(value) > sp.Float("1e-20")):
+            return False
+    if sp.expand(native) == 0:
+        return True
     expr = expr.replace(lambda e: isinstance(e, _Primitive), lambda e: type(e).closed(e.args[0]))
     return bool(sp.simplify(expr) == 0 or sp.simplify(expr.rewrite(sp.exp)) == 0)
 
@@ -332,7 +344,8 @@ def _proof(fn: type[_Primitive], x: sp.Symbol, y: sp.Symbol, rules: RuleTable) -
     gap = derived - rule.subs(y, closed)
     breaks = fn.kinks if fn.breaks is None else fn.breaks
     if not breaks:
-        return RuleProof(fn.label, derived, rule, _zero(gap))
+        points = (sp.Rational(1, 3), sp.Rational(7, 5)) + (() if fn.domain == "positive" else (sp.Integer(-2),))
+        return RuleProof(fn.label, derived, rule, _zero(gap, points))
     edges = [-sp.oo, *breaks, sp.oo]
     holds = True
     for lo, hi in itertools.pairwise(edges):
@@ -340,7 +353,7 @@ def _proof(fn: type[_Primitive], x: sp.Symbol, y: sp.Symbol, rules: RuleTable) -
             continue
         at = lo + 1 if hi == sp.oo else hi - 1 if lo == -sp.oo else (lo + hi) / 2
         piece = _sign_free(_active(gap, x, at), x, lo, hi, at)
-        holds &= piece is not None and _zero(piece)
+        holds &= piece is not None and _zero(piece, (at, at + sp.Rational(1, 7) if hi == sp.oo else at))
     for k in breaks:  # the convention: the Piecewise's own derivative at the kink equals the rule there
         holds &= _zero(gap.subs(x, k))
     return RuleProof(fn.label, derived, rule, bool(holds), fn.convention)
