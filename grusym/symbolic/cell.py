@@ -201,8 +201,8 @@ class Value:
         base = self.expr
         if k < 0 and _sign(self) != "positive":
             raise self.cell.error(
-                f"'{_name(base)} ** {k}': the base cannot be proved positive (nonzero), so its negative power "
-                "may divide by zero; e.g. add a positive term (softplus(v) + 1e-5) or use a positive "
+                f"'{_name(base)} ** {k}': the base cannot be proved positive (nonzero), so its negative "
+                "power may divide by zero; e.g. add a positive term (softplus(v) + 1e-5) or use a positive "
                 "primitive (sigmoid, exp, softplus)"
             )
         return Value(base if k == 1 else sp.HadamardPower(base, k), self.cell)

@@ -52,8 +52,13 @@ def _ufunc(e: sp.Expr) -> str | None:
     return _SYMPY_UFUNC.get(type(e))
 
 
+def _constant(e: sp.Expr) -> bool:
+    """A number, or arithmetic of numbers (gelu's sqrt(2)/sqrt(pi)); tanh(0) is a call, not a constant."""
+    return bool(e.is_number and not e.atoms(sp.Function))
+
+
 def _atom(e: sp.Expr) -> bool:
-    return bool(e.is_Symbol or e.is_number)
+    return bool(e.is_Symbol or _constant(e))
 
 
 def _number(e: sp.Expr) -> str:
@@ -111,7 +116,7 @@ class InPlace:
     def emit(self, e: sp.Expr, out: str) -> list[str]:
         if e.is_Symbol:
             return [f"np.copyto({out}, {e.name})"]
-        if e.is_number:
+        if _constant(e):
             return [f"{out}.fill({_number(e)})"]  # once per call: no constant needed
         fn = _ufunc(e)
         if fn == "np.copyto":  # the identity
@@ -131,8 +136,8 @@ class InPlace:
             return [*lines, f"np.power({src}, {code(e.exp)}, out={out})"]
         if isinstance(e, sp.Mul):
             coeff, factors = e.as_coeff_mul()
-            coeff *= sp.Mul(*(f for f in factors if f.is_number))  # sqrt(2)/sqrt(pi): one constant
-            factors = tuple(f for f in factors if not f.is_number)
+            coeff *= sp.Mul(*(f for f in factors if _constant(f)))  # sqrt(2)/sqrt(pi): one constant
+            factors = tuple(f for f in factors if not _constant(f))
             atoms = [f for f in factors if f.is_Symbol]
             rest = [f for f in factors if not f.is_Symbol]
             if rest:
@@ -154,7 +159,7 @@ class InPlace:
             # (sign, magnitude) terms; ``out`` holds sign * (the sum so far)
             terms = []
             for a in e.args:
-                if a.is_number:
+                if _constant(a):
                     terms.append((1 if a >= 0 else -1, abs(a)))
                 else:
                     terms.append((-1, -a) if a.as_coeff_Mul()[0] < 0 else (1, a))

@@ -344,7 +344,9 @@ def _proof(fn: type[_Primitive], x: sp.Symbol, y: sp.Symbol, rules: RuleTable) -
     gap = derived - rule.subs(y, closed)
     breaks = fn.kinks if fn.breaks is None else fn.breaks
     if not breaks:
-        points = (sp.Rational(1, 3), sp.Rational(7, 5)) + (() if fn.domain == "positive" else (sp.Integer(-2),))
+        points = (sp.Rational(1, 3), sp.Rational(7, 5)) + (
+            () if fn.domain == "positive" else (sp.Integer(-2),)
+        )
         return RuleProof(fn.label, derived, rule, _zero(gap, points))
     edges = [-sp.oo, *breaks, sp.oo]
     holds = True
