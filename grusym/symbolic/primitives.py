@@ -54,8 +54,13 @@ class _Primitive(sp.Function):
     def _eval_rewrite_as_exp(self, x: sp.Expr, **kwargs: object) -> sp.Expr:
         return type(self).closed(x)
 
-    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
-        return rf"{self.latex_name}\left({printer._print(self.args[0])}\right)"
+    def _latex(self, printer: sp.printing.latex.LatexPrinter, exp: object = None) -> str:
+        return _power(rf"{self.latex_name}\left({printer._print(self.args[0])}\right)", exp)
+
+
+def _power(body: str, exp: object) -> str:
+    """``body`` raised to ``exp`` (SymPy's LaTeX printer passes the exponent of a power of a function)."""
+    return body if exp is None else rf"\left({body}\right)^{{{exp}}}"
 
 
 class Sigmoid(_Primitive):
@@ -169,8 +174,8 @@ class Absolute(_Primitive):
     def closed(x: sp.Expr) -> sp.Expr:
         return sp.Piecewise((-x, x < 0), (0, sp.Eq(x, 0)), (x, True))
 
-    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
-        return rf"\left|{printer._print(self.args[0])}\right|"
+    def _latex(self, printer: sp.printing.latex.LatexPrinter, exp: object = None) -> str:
+        return _power(rf"\left|{printer._print(self.args[0])}\right|", exp)
 
 
 class Sqrt(_Primitive):
@@ -183,8 +188,8 @@ class Sqrt(_Primitive):
     def closed(x: sp.Expr) -> sp.Expr:
         return sp.sqrt(x)
 
-    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
-        return rf"\sqrt{{{printer._print(self.args[0])}}}"
+    def _latex(self, printer: sp.printing.latex.LatexPrinter, exp: object = None) -> str:
+        return _power(rf"\sqrt{{{printer._print(self.args[0])}}}", exp)
 
 
 class Log(_Primitive):

@@ -157,8 +157,10 @@ class _Printer(LatexPrinter):
 
     def _print_Pow(self, expr: sp.Pow) -> str:
         if isinstance(expr.base, _Primitive) and expr.exp.is_Integer:  # tanh^2(a), as in print
-            fn = {"Sigmoid": r"\sigma", "Tanh": r"\tanh"}[type(expr.base).__name__]
             power = rf"\odot {expr.exp}" if self.hadamard else str(expr.exp)
+            fn = {"Sigmoid": r"\sigma", "Tanh": r"\tanh"}.get(type(expr.base).__name__)
+            if fn is None:  # |a|^2, \operatorname{gelu}(a)^2: the whole call raised
+                return rf"\left({self._print(expr.base)}\right)^{{{power}}}"
             return rf"{fn}^{{{power}}}\left({self._print(expr.base.args[0])}\right)"
         if self.hadamard and expr.exp.is_Integer:
             base = self._print(expr.base) if expr.base.is_Symbol else self.parenthesize(expr.base, 1000)
