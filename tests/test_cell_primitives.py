@@ -10,6 +10,7 @@ oracle. Rule proofs (planted wrong rules fail) are here too.
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 
 import numpy as np
@@ -21,8 +22,10 @@ from grusym.oracle import check_oracle
 from grusym.symbolic import cell as lang
 from grusym.symbolic import primitives as prims
 from grusym.symbolic.cell import CellError
+from grusym.symbolic.codegen import module_source
 from grusym.symbolic.usercell import declare, derive_module
 
+from .backends import needs_numba
 from .cell_checks import Derived, check_cell
 
 NEW = ("softsign", "abs", "sqrt", "log", "leaky_relu", "elu", "gelu", "silu")
@@ -282,3 +285,47 @@ def test_numpy_scalars_are_the_numbers_they_print_as():
         )
 
     assert [s.expr for s in declare(python).steps] == [s.expr for s in declare(numpy).steps]
+
+
+ALL_NEW = """
+import numpy as np
+
+from grusym.symbolic.cell import elu, gelu, leaky_relu, log, sigmoid, silu, softplus, softsign, sqrt, tanh
+
+
+def all_new(c):
+    a = c.affine("h")
+    s = c.let("s", softsign(a) + abs(a) * np.float32(0.5) + leaky_relu(a) + elu(a) - gelu(a))
+    g = c.let("g", sigmoid(c.affine("g")))
+    v = c.let("v", sqrt(softplus(s) + 1e-5) + log(g) + silu(s) * g**2 - (g + 1) ** -1)
+    c.let("h", g * c.h_prev + (1 - g) * tanh(v))
+"""
+
+
+def _all_new():
+    namespace: dict = {}
+    exec(ALL_NEW, namespace)
+    return namespace["all_new"]
+
+
+@needs_numba
+def test_the_fused_module_of_every_new_construct_matches_the_tape(tmp_path):
+    """The fused backend keeps the new primitives' calls (and the recomputed x of gelu, silu, abs, log)."""
+    derived = _derived(_all_new())
+    path = tmp_path / "all_new_fused.py"
+    path.write_text(
+        module_source(derived.cell, "tests/test_cell_primitives.py", fused=True), encoding="utf-8"
+    )
+    spec = importlib.util.spec_from_file_location("all_new_fused", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    check_cell("all new, fused", derived, seed=7, oracle="tape", module=module)
+
+
+def test_every_new_construct_together_agrees_with_the_oracle_and_torch():
+    derived = _derived(_all_new())
+    check_cell("all new", derived, seed=8, oracle="tape")
+    assert check_oracle(derived.module, cell=derived.cell).ok
+    if importlib.util.find_spec("torch") is not None:
+        check_cell("all new", derived, seed=8, oracle="torch")

@@ -172,10 +172,10 @@ class Absolute(_Primitive):
 
     @staticmethod
     def closed(x: sp.Expr) -> sp.Expr:
-        return sp.Piecewise((-x, x < 0), (0, sp.Eq(x, 0)), (x, True))
+        return sp.Piecewise((0, sp.Eq(x, 0)), (-x, x <= 0), (x, True))  # no "<": unsafe in Markdown
 
     def _latex(self, printer: sp.printing.latex.LatexPrinter, exp: object = None) -> str:
-        return _power(rf"\left|{printer._print(self.args[0])}\right|", exp)
+        return _power(rf"\left\lvert {printer._print(self.args[0])} \right\rvert", exp)  # no "|": tables
 
 
 class Sqrt(_Primitive):
