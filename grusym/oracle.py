@@ -71,6 +71,13 @@ def _convert(expr: Any, env: dict[str, Any], B: ModuleType) -> Any:
         return B.exp(_convert(expr.args[0], env, B))
     if isinstance(expr, sp.log):
         return B.log(_convert(expr.args[0], env, B))
+    if isinstance(expr, sp.tanh):  # gelu's closed form
+        return B.tanh(_convert(expr.args[0], env, B))
+    if expr is sp.pi:
+        return B.pi
+    if isinstance(expr, sp.Abs):  # softsign's closed form; a Piecewise differentiates in both backends
+        a = _convert(expr.args[0], env, B)
+        return B.Piecewise((-a, a < 0), (a, B.true))
     if isinstance(expr, sp.Piecewise):  # relu, hard_sigmoid: their closed forms carry the kink convention
         return B.Piecewise(*((_convert(e, env, B), _condition(c, env, B)) for e, c in expr.args))
     primitive: Any = type(expr)
@@ -90,6 +97,8 @@ def _condition(cond: Any, env: dict[str, Any], B: ModuleType) -> Any:
         lhs, rhs = _convert(cond.lhs, env, B), _convert(cond.rhs, env, B)
         op = {sp.LessThan: "__le__", sp.StrictLessThan: "__lt__", sp.GreaterThan: "__ge__"}
         return getattr(lhs, op.get(type(cond), "__gt__"))(rhs)
+    if isinstance(cond, sp.Equality):  # abs' closed form: its value 0 at the kink
+        return B.Eq(_convert(cond.lhs, env, B), _convert(cond.rhs, env, B))
     raise InputError(f"the oracle cannot translate the condition {cond}")
 
 
@@ -215,6 +224,8 @@ def _evaluator(point: dict[Any, Any]) -> Callable[[Any], Any]:
             v = getattr(mpmath, kind)(ev(e.args[0]))
         elif kind == "Exp1":
             v = mpmath.e
+        elif kind in ("Pi", "Constant") and str(e) == "pi":
+            v = mpmath.pi
         else:
             raise InputError(f"the oracle evaluator cannot handle {kind}: {e}")
         memo[e] = v
@@ -233,6 +244,8 @@ def _holds(cond: Any, ev: Callable[[Any], Any]) -> bool:
         return bool(compare[kind])
     if kind == "StrictGreaterThan":
         return bool(lhs > rhs)
+    if kind == "Equality":
+        return bool(lhs == rhs)
     raise InputError(f"the oracle evaluator cannot handle the condition {cond}")
 
 

@@ -23,12 +23,16 @@ from .validate import check_init
 __all__ = [
     "Inference",
     "Workspace",
+    "absolute",
     "clear_workspaces",
+    "elu",
     "fresh",
+    "gelu",
     "hard_sigmoid",
     "head_zeros",
     "init_params",
     "last_state",
+    "leaky_relu",
     "mask_upstream",
     "mean_cross_entropy",
     "ordered",
@@ -36,9 +40,12 @@ __all__ = [
     "relu",
     "seed_last_states",
     "sigmoid",
+    "silu",
     "softmax_cross_entropy",
     "softplus",
+    "softsign",
     "state_upstream",
+    "step",
     "token_weight_grad",
     "valid_rows",
     "zero_padded",
@@ -99,6 +106,78 @@ def hard_sigmoid(x: Array, out: Array | None = None) -> Array:
         y[y.real >= 1] = 1
         return y
     return np.clip(y, _constant(0, y.dtype), _constant(1, y.dtype), out=y)
+
+
+def _sign_re(x: Array) -> Array:
+    """sign(Re x): -1, 0 or 1 in the real dtype of x (the branch of |x| on each side of the kink)."""
+    return np.sign(x.real)
+
+
+def absolute(x: Array, out: Array | None = None) -> Array:
+    """|x|; for complex x (the complex step) x*sign(Re x): analytic on each side, derivative 0 at 0."""
+    if x.dtype.kind == "c":
+        return np.multiply(x, _sign_re(x), out=out)
+    return np.abs(x, out=out)
+
+
+def softsign(x: Array, out: Array | None = None) -> Array:
+    """x / (1 + |x|), |x| as in :func:`absolute` (analytic for complex x; 1 + |x| >= 1, no overflow)."""
+    denominator = absolute(x)
+    np.add(denominator, _constant(1, x.dtype), out=denominator)
+    return np.divide(x, denominator, out=out)
+
+
+def leaky_relu(x: Array, out: Array | None = None) -> Array:
+    """x where x > 0, x/100 elsewhere (torch's default slope 0.01; at 0 the slope 1/100, as torch)."""
+    slope = np.where(x.real > 0, _constant(1, x.dtype), _constant(0.01, x.dtype))
+    return np.multiply(x, slope, out=out)
+
+
+def elu(x: Array, out: Array | None = None) -> Array:
+    """x where x > 0, exp(x) - 1 elsewhere (alpha 1, torch's default); exp only of the non-positive
+    side (no overflow), expm1 for accuracy near 0; analytic on each side for complex x."""
+    positive = x.real > 0
+    negative_side = np.expm1(np.where(positive, _constant(0, x.dtype), x))
+    y = np.where(positive, x, negative_side)
+    if out is None:
+        return y
+    np.copyto(out, y)
+    return out
+
+
+# gelu's tanh form (torch's approximate="tanh"): sqrt(2/pi) and 0.044715
+_GELU_K, _GELU_C = float(np.sqrt(2 / np.pi)), 0.044715
+# beyond |x| = 50 the tanh is +-1 to the last bit; clipping there keeps x**3 from overflowing (float32)
+_GELU_CLIP = 50.0
+
+
+def gelu(x: Array, out: Array | None = None) -> Array:
+    """x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as x*sigmoid(2u) with u the tanh's argument (the
+    stable sigmoid: no overflow); analytic for complex x (the clip only touches |Re x| > 50, where the
+    tanh is flat)."""
+    xc = x if x.dtype.kind == "c" else np.clip(x, -_GELU_CLIP, _GELU_CLIP)
+    u = np.multiply(xc, xc)
+    np.multiply(u, _constant(_GELU_C, x.dtype), out=u)
+    np.add(u, _constant(1, x.dtype), out=u)
+    np.multiply(u, xc, out=u)
+    np.multiply(u, _constant(2 * _GELU_K, x.dtype), out=u)
+    sigmoid(u, out=u)
+    return np.multiply(x, u, out=out)
+
+
+def silu(x: Array, out: Array | None = None) -> Array:
+    """x*sigmoid(x) through the stable sigmoid (no overflow at any x; analytic for complex x)."""
+    s = sigmoid(x)
+    return np.multiply(x, s, out=out)
+
+
+def step(x: Array, out: Array | None = None) -> Array:
+    """1 where x > 0, else 0 (0 at 0): the Heaviside step that leaky_relu's derivative rule reads."""
+    positive = x.real > 0
+    if out is None:
+        return positive.astype(x.dtype)
+    np.copyto(out, positive)
+    return out
 
 
 _CONSTANTS: dict[tuple[float, Any], Array] = {}

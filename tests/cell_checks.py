@@ -49,6 +49,7 @@ REFUSALS = {
     "a step named like a parameter": "has the name of a parameter",
     "a value assigned twice": "assigned twice",
     "a parameter declared twice": "declared twice",
+    "argument not provably positive": "cannot be proved positive",
 }
 
 

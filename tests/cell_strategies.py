@@ -20,19 +20,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from hypothesis import strategies as st
 
 from grusym.symbolic import cell as language
 
 PRIMITIVES = ("tanh", "sigmoid", "relu", "softplus", "exp", "identity", "hard_sigmoid")
+PRIMITIVES += ("softsign", "leaky_relu", "elu", "gelu", "silu")
+POSITIVE_ONLY = ("sqrt", "log")  # of an argument the builder proves positive; else refused
+NUMPY_SCALARS = ("float32", "float64", "int64")  # numbers written as NumPy scalars (np.float32(0.5))
 NUMBERS = (0, 1, 2, -1, 0.5, -0.5, 0.25, 1.5, 3)  # dyadic: the same numbers in every interpreter
 EXTRA_STATES = ("s", "m")
 # names the generated code uses for itself, which a user might pick too
 GENERATED = ("tmp0", "one", "zip", "t", "k0", "g1", "dA", "T", "H")
 
 # an expression: ("step", name) | ("prev", state) | ("vec", name) | ("x",) (the input read elementwise,
-# d == h) | ("num", k) | ("prim", name, e) |
-# ("add" | "sub" | "mul", e, e) | ("neg", e) | ("div", e, k); numbers appear only beside a value
+# d == h) | ("num", k) | ("prim", name, e) | ("add" | "sub" | "mul", e, e) | ("neg", e) | ("div", e, k) |
+# ("abs", e) | ("pow", e, k) | ("npnum", k, "float32" | "float64" | "int64"); numbers appear only beside a value
 Expr = tuple[Any, ...]
 
 
@@ -96,6 +100,12 @@ def render(e: Expr) -> str:
         return f"(-{render(e[1])})"
     if kind == "div":
         return f"({render(e[1])} / {_number(e[2])})"
+    if kind == "abs":
+        return f"abs({render(e[1])})"
+    if kind == "pow":
+        return f"({render(e[1])} ** {e[2]})"
+    if kind == "npnum":
+        return f"np.{e[2]}({_number(e[1])})"
     op = {"add": "+", "sub": "-", "mul": "*"}[kind]
     return f"({render(e[1])} {op} {render(e[2])})"
 
@@ -171,7 +181,8 @@ class Declaration:
 
     def function(self, name: str = "drawn") -> Any:
         """The cell function the source defines."""
-        namespace = {p: getattr(language, p) for p in PRIMITIVES}
+        namespace: dict[str, Any] = {p: getattr(language, p) for p in PRIMITIVES + POSITIVE_ONLY}
+        namespace["np"] = np
         exec(compile(self.source(name), f"<{name}>", "exec"), namespace)
         return namespace[name]
 
@@ -218,15 +229,37 @@ def expressions(draw: Any, fresh: list[Expr], values: list[Expr], depth: int) ->
     if depth == 0 or _chance(draw, 30):
         return _leaf(draw, fresh, values)
     kinds = ["prim", "add", "mul", "prim", "sub", "number", "prim", "neg", "div", "cancel"]  # 3 in 10: prim
+    kinds += ["prim", "positive", "abs", "pow"]
     kind = draw(st.sampled_from(kinds))
     sub = expressions(fresh, values, depth - 1)
     if kind == "prim":
         return ("prim", draw(st.sampled_from(PRIMITIVES)), draw(sub))
+    if kind == "abs":
+        return ("abs", draw(sub))
+    if kind == "positive":  # sqrt or log of an argument the builder proves positive (now and then not)
+        fn, e = draw(st.sampled_from(POSITIVE_ONLY)), draw(sub)
+        if _rarely(draw, 5):
+            return ("prim", fn, e)  # refused
+        guard = draw(st.sampled_from(["softplus", "sigmoid", "exp"]))
+        return (
+            "prim",
+            fn,
+            ("add", ("prim", guard, e), ("num", 0.25)) if guard == "softplus" else ("prim", guard, e),
+        )
+    if kind == "pow":  # integer powers; negative ones of a positive base (now and then not: refused)
+        k = draw(st.sampled_from([2, 3, -1, -2]))
+        e = draw(sub)
+        if k < 0 and not _rarely(draw, 10):
+            e = ("add", ("prim", "sigmoid", e), ("num", 0.5))
+        return ("pow", e, k)
     if kind in ("add", "mul", "sub"):
         return (kind, draw(sub), draw(sub))
     if kind == "number":  # a number beside a value, on either side of +, -, *
         op = draw(st.sampled_from(["mul", "add", "sub"]))
-        k = ("num", draw(st.sampled_from(NUMBERS)))
+        k: Expr = ("num", draw(st.sampled_from(NUMBERS)))
+        if _rarely(draw, 25):  # as a NumPy scalar (np.int64 of whole numbers only)
+            scalar = draw(st.sampled_from(NUMPY_SCALARS if float(k[1]).is_integer() else NUMPY_SCALARS[:2]))
+            k = ("npnum", k[1], scalar)
         e = draw(sub)
         return (op, k, e) if _chance(draw, 50) else (op, e, k)
     if kind == "neg":
@@ -370,6 +403,12 @@ def features(decl: Declaration) -> set[str]:
             found.add("number")
         elif kind in ("neg", "div"):
             found.add({"neg": "negation", "div": "division by a number"}[kind])
+        elif kind == "abs":
+            found.add("abs()")
+        elif kind == "pow":
+            found.add("negative power" if e[2] < 0 else "integer power")
+        elif kind == "npnum":
+            found.add("numpy scalar")
         if kind == "sub" and e[1] == e[2]:
             found.add("cancels: a - a")
         if kind == "mul" and e[1] == ("num", 0):

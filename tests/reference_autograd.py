@@ -8,6 +8,7 @@ derivation and the code generator are what this checks.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -43,6 +44,10 @@ class Node:
     def scale(self, c: float) -> Node:
         return Node(c * self.value, ((self, lambda g: c * g),))
 
+    def power(self, k: int) -> Node:
+        """x ** k for an integer k (negative too): d/dx = k x^(k - 1)."""
+        return Node(self.value**k, ((self, lambda g: g * k * self.value ** (k - 1)),))
+
     def __matmul__(self, o: Node) -> Node:
         return Node(self.value @ o.value, ((self, lambda g: g @ o.value.T), (o, lambda g: self.value.T @ g)))
 
@@ -66,6 +71,31 @@ class Node:
         elif fn.label == "hard_sigmoid":  # Keras 2: clip(0.2 x + 0.5, 0, 1)
             y = np.clip(0.2 * x + 0.5, 0, 1)
             dy = np.where((x > -2.5) & (x < 2.5), 0.2, 0.0)
+        elif fn.label == "softsign":  # x / (1 + |x|): quotient rule on each side, 1/(1 + |x|)^2
+            y, dy = x / (1 + np.abs(x)), 1 / (1 + np.abs(x)) ** 2
+        elif fn.label == "abs":
+            y, dy = np.abs(x), np.sign(x)  # sign(0) = 0, as torch
+        elif fn.label == "sqrt":
+            y = np.sqrt(x)
+            dy = 0.5 / y
+        elif fn.label == "log":
+            y, dy = np.log(x), 1 / x
+        elif fn.label == "leaky_relu":  # torch's default slope 0.01, also at 0
+            y, dy = np.where(x > 0, x, 0.01 * x), np.where(x > 0, 1.0, 0.01)
+        elif fn.label == "elu":  # alpha 1
+            y, dy = (
+                np.where(x > 0, x, np.expm1(np.minimum(x, 0))),
+                np.where(x > 0, 1.0, np.exp(np.minimum(x, 0))),
+            )
+        elif fn.label == "gelu":  # Hendrycks & Gimpel's tanh approximation, product and chain rules
+            k = math.sqrt(2 / math.pi)
+            u = k * (x + 0.044715 * x**3)
+            th = np.tanh(u)
+            y = 0.5 * x * (1 + th)
+            dy = 0.5 * (1 + th) + 0.5 * x * (1 - th**2) * k * (1 + 3 * 0.044715 * x**2)
+        elif fn.label == "silu":  # x sigmoid(x)
+            sig = 1 / (1 + np.exp(-x))
+            y, dy = x * sig, sig + x * sig * (1 - sig)
         else:
             raise NotImplementedError(fn)
         return Node(y, ((self, lambda g: g * dy),))
@@ -132,12 +162,8 @@ def evaluate(expr: sp.Basic, env: dict[str, Node], n: int) -> Node:
     if isinstance(expr, sp.ZeroMatrix):
         width = next(v.value.shape[1] for k, v in env.items() if k.endswith("_prev"))
         return Node(np.zeros((n, width)))
-    if isinstance(expr, sp.HadamardPower) and expr.exp.is_Integer and expr.exp > 0:
-        base = evaluate(expr.base, env, n)
-        total = base
-        for _ in range(int(expr.exp) - 1):
-            total = total * base
-        return total
+    if isinstance(expr, sp.HadamardPower) and expr.exp.is_Integer:
+        return evaluate(expr.base, env, n).power(int(expr.exp))
     if isinstance(expr, sp.matrices.expressions.applyfunc.ElementwiseApplyFunction):
         # SymPy merges nested applications into one function, e.g. x -> tanh(sigmoid(x)): apply the chain
         x = sp.Symbol("x")

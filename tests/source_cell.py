@@ -96,6 +96,13 @@ EXTENDED = {
     "exp": np.exp,
     "identity": lambda x: x,
     "hard_sigmoid": _hard_sigmoid,
+    "softsign": lambda x: x / (1 + np.abs(x)),
+    "sqrt": np.sqrt,
+    "log": np.log,
+    "leaky_relu": lambda x: np.where(x > 0, x, x / 100),
+    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))),
+    "gelu": lambda x: x / 2 * (1 + np.tanh(np.sqrt(2 / np.pi, dtype=x.dtype) * (x + x**3 * 44715 / 10**6))),
+    "silu": lambda x: x / (1 + np.exp(-x)),
 }
 
 

@@ -38,7 +38,7 @@ from grusym.symbolic.codegen import module_source
 
 from .backends import needs_numba
 from .cell_checks import COUNTS, SIZES, TINY, Derived, check_cell, declared, live_features, outcome
-from .cell_strategies import PRIMITIVES, Declaration, declarations, features
+from .cell_strategies import POSITIVE_ONLY, PRIMITIVES, Declaration, declarations, features
 
 EXAMPLES = 20 * settings.default.max_examples  # 300 (default tier), 6000 (--thorough)
 FUSED_EXAMPLES = settings.default.max_examples  # each compiles its kernels: 15, 300
@@ -56,7 +56,8 @@ def _report_counts():
 
 
 # the constructs of the language and the refusals the strategy aims at (see the test that finds each)
-CONSTRUCTS = {f"primitive {p}" for p in PRIMITIVES} | {
+CONSTRUCTS = {f"primitive {p}" for p in PRIMITIVES + POSITIVE_ONLY} | {
+    "abs()", "integer power", "negative power", "numpy scalar",
     "vector", "number", "negation", "division by a number", "sum", "difference", "product",
     "cancels: a - a", "cancels: 0*a", "cancels: a + (-1)*a", "affine", "x=False", "recurrent=False",
     "bias=False", "two bias rows", "affine name=", "matmul of another state's prev", "matmul of a step",
@@ -67,6 +68,7 @@ AIMED = {
     "matmul of a linear step", "state assigned by a linear step", "state read but never updated",
     "left factor not a named value", "affine step without a term", "X read only by unread steps",
     "a name reserved for the generated code", "two names meet in the generated code",
+    "argument not provably positive",
 }  # fmt: skip
 
 

@@ -18,7 +18,10 @@ from grusym.symbolic.variants import CELLS
 
 def test_primitive_rules_equal_sympy_derivatives_of_their_closed_forms():
     proofs = {p.name: p for p in verify_rules()}
-    assert set(proofs) == {"sigmoid", "tanh", "relu", "softplus", "exp", "identity", "hard_sigmoid"}
+    assert set(proofs) == {
+        *("sigmoid", "tanh", "relu", "softplus", "exp", "identity", "hard_sigmoid"),
+        *("softsign", "abs", "sqrt", "log", "leaky_relu", "elu", "gelu", "silu"),
+    }
     assert all(p.holds for p in proofs.values()), [p.name for p in proofs.values() if not p.holds]
     # the non-differentiable ones say what they do at their kinks; the smooth ones have nothing to say
     assert "relu'(0) = 0" in proofs["relu"].convention and "torch" in proofs["relu"].convention

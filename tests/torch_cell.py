@@ -31,6 +31,13 @@ PRIMITIVES = {
     "exp": torch.exp,
     "identity": lambda x: x,
     "hard_sigmoid": _hard_sigmoid,
+    "softsign": torch.nn.functional.softsign,
+    "sqrt": torch.sqrt,
+    "log": torch.log,
+    "leaky_relu": torch.nn.functional.leaky_relu,  # slope 0.01
+    "elu": torch.nn.functional.elu,  # alpha 1
+    "gelu": lambda x: torch.nn.functional.gelu(x, approximate="tanh"),
+    "silu": torch.nn.functional.silu,
 }
 
 

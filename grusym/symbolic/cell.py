@@ -31,12 +31,14 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal
 
+import numpy as np
 import sympy as sp
 from sympy import MatrixExpr, MatrixSymbol, OneMatrix
 
 from ..errors import InputError
 from .names import clash, reserved
 from .primitives import PRIMITIVES, _Primitive
+from .ranges import sign
 from .steps import (
     DIM_NAMES,
     DIMS,
@@ -68,10 +70,14 @@ __all__ = [
     "Value",
     "apply",
     "d",
+    "elu",
     "exp",
+    "gelu",
     "h",
     "hard_sigmoid",
     "identity",
+    "leaky_relu",
+    "log",
     "n",
     "prev_name",
     "q",
@@ -79,7 +85,10 @@ __all__ = [
     "relu",
     "scalar_form",
     "sigmoid",
+    "silu",
     "softplus",
+    "softsign",
+    "sqrt",
     "tanh",
 ]
 
@@ -102,6 +111,12 @@ class Value:
     """
 
     def __array_ufunc__(self, ufunc: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        # a NumPy scalar on the left (np.float32(2) * v) reaches here: the operator, the scalar a number
+        op = _UFUNC_OPERATORS.get(ufunc.__name__)
+        if op is not None and method == "__call__" and not kwargs and len(args) == 2:
+            if isinstance(args[0], Value):
+                return getattr(Value, f"__{op}__")(args[0], args[1])
+            return getattr(Value, f"__r{op}__")(args[1], args[0])
         raise self.cell.error(
             f"numpy.{ufunc.__name__} does not apply to a cell value (a symbolic matrix): use the primitives "
             f"of grusym.symbolic.cell ({', '.join(PRIMITIVES)})"
@@ -168,8 +183,56 @@ class Value:
     def __truediv__(self, other: object) -> Value:
         number = _number(other)
         if number is None or number == 0:
-            raise self.cell.error(f"'/' divides a cell value by nonzero numbers only, got {other!r}")
+            raise self.cell.error(
+                f"'/' divides a cell value by nonzero numbers only, got {type(other).__name__} {other!r}"
+            )
         return Value(self.expr / number, self.cell)
+
+    def __rtruediv__(self, other: object) -> Value:
+        raise self.cell.error(
+            f"'/' by a cell value ({type(other).__name__} {other!r} / value): write a negative power of a "
+            "value the builder proves positive, v ** -1"
+        )
+
+    def __pow__(self, other: object) -> Value:
+        k = _number(other)
+        if k is None or not k.is_integer or k == 0:
+            raise self.cell.error(
+                f"'**' raises a cell value to a nonzero integer power only, got {type(other).__name__} "
+                f"{other!r}"
+            )
+        base = self.expr
+        if k < 0 and _sign(self) != "positive":
+            raise self.cell.error(
+                f"'{_name(base)} ** {k}': the base cannot be proved positive (nonzero), so its negative "
+                "power may divide by zero; e.g. add a positive term (softplus(v) + 1e-5) or use a positive "
+                "primitive (sigmoid, exp, softplus)"
+            )
+        return Value(base if k == 1 else sp.HadamardPower(base, k), self.cell)
+
+    def __rpow__(self, other: object) -> Value:
+        raise self.cell.error(
+            f"'**' with a cell value as the exponent ({type(other).__name__} {other!r} ** value): use exp()"
+        )
+
+    def __abs__(self) -> Value:
+        return apply("abs", self)
+
+    def _unsupported(self, other: object, op: str) -> Value:
+        raise self.cell.error(
+            f"'{op}' does not apply to a cell value and {type(other).__name__} {other!r}: the elementwise "
+            "operators are +, -, *, / by a number, ** an integer, abs()"
+        )
+
+    def __floordiv__(self, other: object) -> Value:
+        return self._unsupported(other, "//")
+
+    __rfloordiv__ = __floordiv__
+
+    def __mod__(self, other: object) -> Value:
+        return self._unsupported(other, "%")
+
+    __rmod__ = __mod__
 
     def __matmul__(self, other: object) -> Value:
         raise self.cell.error(
@@ -191,13 +254,29 @@ class Value:
         raise self.cell.error("a cell value has no truth value: use relu/hard_sigmoid instead of if/max/min")
 
 
+_UFUNC_OPERATORS = {
+    "add": "add",
+    "subtract": "sub",
+    "multiply": "mul",
+    "divide": "truediv",
+    "true_divide": "truediv",
+    "power": "pow",
+    "floor_divide": "floordiv",
+    "remainder": "mod",
+}
+
+
 def _number(other: object) -> sp.Expr | None:
-    if isinstance(other, bool):
+    """A number as an exact SymPy rational (floats as the decimal they print as), None for anything else;
+    NumPy scalars (np.float32(2), np.int64(3)) are numbers too."""
+    if isinstance(other, (bool, np.bool_)):
         return None
-    if isinstance(other, int):
-        return sp.Integer(other)
+    if isinstance(other, (int, np.integer)):
+        return sp.Integer(int(other))
+    if isinstance(other, np.floating):  # str: np.float32(0.1) prints as 0.1 (its float is 0.100000001...)
+        return sp.Rational(str(other)) if np.isfinite(other) else None
     if isinstance(other, float):
-        return sp.Rational(repr(other))
+        return sp.Rational(repr(other)) if np.isfinite(other) else None
     if isinstance(other, sp.Expr) and other.is_number:
         return sp.nsimplify(other, rational=True)
     if isinstance(other, Fraction):
@@ -234,6 +313,14 @@ def _name(expr: MatrixExpr) -> str:
         return f"({expr})"
 
 
+def _sign(v: Value) -> str:
+    """What the sign lattice (:mod:`.ranges`) proves about ``v``: positive, nonnegative or real."""
+    try:
+        return sign(scalar_form(v.expr), v.cell.steps)
+    except ValueError:  # not elementwise: the caller's shape check names the problem
+        return "real"
+
+
 def _elementwise(fn: type[_Primitive], v: object) -> Value:
     if not isinstance(v, Value):
         raise CellError(
@@ -246,6 +333,12 @@ def _elementwise(fn: type[_Primitive], v: object) -> Value:
             f"{fn.label}() of {_name(v.expr)} of shape {_shape_text(v.expr)}: primitives apply to (n, h) "
             "values"
         )
+    if fn.domain == "positive" and _sign(v) != "positive":
+        raise v.cell.error(
+            f"{fn.label}({_name(v.expr)}): the argument cannot be proved positive, and {fn.label} is defined "
+            f"(with a finite derivative) for positive arguments only; e.g. {fn.label}(softplus(v) + 1e-5) "
+            "or a positive primitive (sigmoid, exp, softplus)"
+        )
     x = sp.Symbol("x", real=True)  # a named bound variable keeps printing deterministic
     return Value(v.expr.applyfunc(sp.Lambda(x, fn(x))), v.cell)
 
@@ -254,7 +347,8 @@ def apply(primitive: str, v: Value) -> Value:
     """The primitive named ``primitive`` (one of ``PRIMITIVES``) applied elementwise to ``v``."""
     fn = PRIMITIVES.get(primitive)
     if fn is None:
-        raise CellError(f"unknown primitive {primitive!r}; known: {', '.join(PRIMITIVES)}")
+        message = f"unknown primitive {primitive!r}; known: {', '.join(PRIMITIVES)}"
+        raise v.cell.error(message) if isinstance(v, Value) else CellError(message)
     return _elementwise(fn, v)
 
 
@@ -291,6 +385,41 @@ def identity(v: Value) -> Value:
 def hard_sigmoid(v: Value) -> Value:
     """Keras' older default hard sigmoid, clip(0.2*x + 0.5, 0, 1); derivative 0 at x = +-2.5."""
     return apply("hard_sigmoid", v)
+
+
+def softsign(v: Value) -> Value:
+    """Elementwise x / (1 + |x|)."""
+    return apply("softsign", v)
+
+
+def sqrt(v: Value) -> Value:
+    """Elementwise square root, of a value the builder proves positive."""
+    return apply("sqrt", v)
+
+
+def log(v: Value) -> Value:
+    """Elementwise natural logarithm, of a value the builder proves positive."""
+    return apply("log", v)
+
+
+def leaky_relu(v: Value) -> Value:
+    """Elementwise x for x > 0, x/100 otherwise (torch's default slope 0.01, also at 0)."""
+    return apply("leaky_relu", v)
+
+
+def elu(v: Value) -> Value:
+    """Elementwise x for x > 0, exp(x) - 1 otherwise (alpha 1, torch's default)."""
+    return apply("elu", v)
+
+
+def gelu(v: Value) -> Value:
+    """Elementwise gelu in its tanh form (torch's approximate="tanh")."""
+    return apply("gelu", v)
+
+
+def silu(v: Value) -> Value:
+    """Elementwise x*sigmoid(x) (swish)."""
+    return apply("silu", v)
 
 
 @dataclass

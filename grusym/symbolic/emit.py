@@ -43,7 +43,7 @@ def loop(w: Writer, seqs: dict[str, str], body: list[str]) -> None:
 
 
 # the ufuncs of SymPy's own functions that derivative rules produce (primitives carry their own)
-_SYMPY_UFUNC = {sp.exp: "np.exp", sp.sign: "np.sign"}
+_SYMPY_UFUNC = {sp.exp: "np.exp", sp.sign: "np.sign", sp.Abs: "np.abs", sp.Heaviside: "rt.step"}
 
 
 def _ufunc(e: sp.Expr) -> str | None:
@@ -52,8 +52,19 @@ def _ufunc(e: sp.Expr) -> str | None:
     return _SYMPY_UFUNC.get(type(e))
 
 
+def _constant(e: sp.Expr) -> bool:
+    """A number, or arithmetic of numbers (gelu's sqrt(2)/sqrt(pi)); tanh(0) is a call, not a constant."""
+    return bool(e.is_number and not e.atoms(sp.Function))
+
+
 def _atom(e: sp.Expr) -> bool:
-    return bool(e.is_Symbol or e.is_Number)
+    return bool(e.is_Symbol or _constant(e))
+
+
+def _number(e: sp.Expr) -> str:
+    """A constant as code: rationals exactly as SymPy prints them, others (gelu's sqrt(2/pi)) as the
+    nearest float64."""
+    return code(e) if e.is_Rational else repr(float(e))
 
 
 _CONSTANTS = {sp.Integer(1): "one", sp.Integer(2): "two", sp.Rational(1, 2): "half"}
@@ -79,7 +90,7 @@ class InPlace:
         if e.is_Symbol:
             return str(e.name)
         name = _CONSTANTS.get(e) or f"k{len(self.constants)}"
-        self.constants.setdefault(name, code(e))
+        self.constants.setdefault(name, _number(e))
         return name
 
     def define_constants(self, w: Writer, dtype: str) -> None:
@@ -105,8 +116,8 @@ class InPlace:
     def emit(self, e: sp.Expr, out: str) -> list[str]:
         if e.is_Symbol:
             return [f"np.copyto({out}, {e.name})"]
-        if e.is_Number:
-            return [f"{out}.fill({code(e)})"]  # once per call: no constant needed
+        if _constant(e):
+            return [f"{out}.fill({_number(e)})"]  # once per call: no constant needed
         fn = _ufunc(e)
         if fn == "np.copyto":  # the identity
             return self.emit(e.args[0], out)
@@ -125,6 +136,8 @@ class InPlace:
             return [*lines, f"np.power({src}, {code(e.exp)}, out={out})"]
         if isinstance(e, sp.Mul):
             coeff, factors = e.as_coeff_mul()
+            coeff *= sp.Mul(*(f for f in factors if _constant(f)))  # sqrt(2)/sqrt(pi): one constant
+            factors = tuple(f for f in factors if not _constant(f))
             atoms = [f for f in factors if f.is_Symbol]
             rest = [f for f in factors if not f.is_Symbol]
             if rest:
@@ -146,7 +159,7 @@ class InPlace:
             # (sign, magnitude) terms; ``out`` holds sign * (the sum so far)
             terms = []
             for a in e.args:
-                if a.is_Number:
+                if _constant(a):
                     terms.append((1 if a >= 0 else -1, abs(a)))
                 else:
                     terms.append((-1, -a) if a.as_coeff_Mul()[0] < 0 else (1, a))

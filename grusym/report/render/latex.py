@@ -105,6 +105,12 @@ def name(value: str, *, params: frozenset[str] | set[str] = frozenset(), t: bool
     return f"{base}_{{{sub},t}}" if sub else f"{base}_{{t}}"
 
 
+def _print_abs(self: LatexPrinter, expr: sp.Abs, exp: object = None) -> str:
+    """|x| without "|": GitHub's Markdown reads it as a table column (softsign's closed form)."""
+    body = rf"\left\lvert {self._print(expr.args[0])} \right\rvert"
+    return body if exp is None else rf"{body}^{{{exp}}}"
+
+
 class _InlinePrinter(LatexPrinter):
     """SymPy's printer with a piecewise function on one line (``cases`` needs ``\\\\``, which GitHub's inline
     math loses)."""
@@ -116,9 +122,13 @@ class _InlinePrinter(LatexPrinter):
             pieces.append(f"{self._print(value)}{where}")
         return r"\left[" + r", \quad ".join(pieces) + r"\right]"
 
+    _print_Abs = _print_abs
+
 
 class _Printer(LatexPrinter):
     """SymPy's LaTeX printer with grusym's names; ``adjoints`` are symbols named ``d<value>``."""
+
+    _print_Abs = _print_abs
 
     def __init__(
         self, params: frozenset[str], adjoints: frozenset[str], hadamard: bool, plain: bool = False
@@ -157,8 +167,10 @@ class _Printer(LatexPrinter):
 
     def _print_Pow(self, expr: sp.Pow) -> str:
         if isinstance(expr.base, _Primitive) and expr.exp.is_Integer:  # tanh^2(a), as in print
-            fn = {"Sigmoid": r"\sigma", "Tanh": r"\tanh"}[type(expr.base).__name__]
             power = rf"\odot {expr.exp}" if self.hadamard else str(expr.exp)
+            fn = {"Sigmoid": r"\sigma", "Tanh": r"\tanh"}.get(type(expr.base).__name__)
+            if fn is None:  # |a|^2, \operatorname{gelu}(a)^2: the whole call raised
+                return rf"\left({self._print(expr.base)}\right)^{{{power}}}"
             return rf"{fn}^{{{power}}}\left({self._print(expr.base.args[0])}\right)"
         if self.hadamard and expr.exp.is_Integer:
             base = self._print(expr.base) if expr.base.is_Symbol else self.parenthesize(expr.base, 1000)
