@@ -36,7 +36,8 @@ GENERATED = ("tmp0", "one", "zip", "t", "k0", "g1", "dA", "T", "H")
 
 # an expression: ("step", name) | ("prev", state) | ("vec", name) | ("x",) (the input read elementwise,
 # d == h) | ("num", k) | ("prim", name, e) | ("add" | "sub" | "mul", e, e) | ("neg", e) | ("div", e, k) |
-# ("abs", e) | ("pow", e, k) | ("npnum", k, "float32" | "float64" | "int64"); numbers appear only beside a value
+# ("abs", e) | ("pow", e, k) | ("npnum", k, "float32" | "float64" | "int64"); numbers appear only beside
+# a value
 Expr = tuple[Any, ...]
 
 

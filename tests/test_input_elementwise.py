@@ -300,8 +300,8 @@ def test_x_in_a_matmul_or_of_another_shape_is_still_refused():
 @pytest.mark.parametrize("tokens", [False, True], ids=["floats", "token_ids"])
 @pytest.mark.parametrize("name", list(CELLS))
 def test_the_fused_module_gives_the_plain_modules_numbers(name, tokens, tmp_path):
-    """The fused backend reads x_t and writes dx_t inside its kernels: the same bits as the plain module with
-    fastmath's tanh and sigmoid (the fused kernels' activations; tests/test_fused.py bounds the difference)."""
+    """The fused backend reads x_t and writes dx_t inside its kernels: the same bits as the plain module
+    with fastmath's tanh and sigmoid (the kernels' activations; tests/test_fused.py bounds the difference)."""
     import importlib.util
 
     from grusym.symbolic.codegen import module_source
