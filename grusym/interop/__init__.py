@@ -5,7 +5,8 @@ One module per framework and concern, none of which imports its framework (nor S
 bigger module or not), :mod:`.keras_cells` (one Keras layer's weights) and :mod:`.keras_layers` (whole
 Keras stacks: ``Bidirectional`` merge modes, ``go_backwards``, masks, stateful layers, ``Dense`` heads),
 :mod:`.onnx_nodes` (one ``GRU``/``LSTM``/``RNN`` node), :mod:`.onnx_graph` with :mod:`.onnx_glue` (whole
-graphs and the glue around their nodes), :mod:`.onnx_export` (models written as ONNX graphs) and
+graphs and the glue around their nodes), :mod:`.onnx_convert` (``from_onnx_gru``/``from_onnx_lstm``: a
+node or a graph), :mod:`.onnx_export` (models written as ONNX graphs) and
 :mod:`.relations` (exact identities between variants). Every function returns new arrays, never views
 of its arguments, in the dtype it was given (float32 or float64; all arrays must share it). Bad input
 raises a :mod:`grusym.errors` exception naming the key or attribute, the expected and the actual value.
@@ -26,9 +27,9 @@ from .keras_cells import (
     to_keras_rnn,
 )
 from .keras_layers import from_keras_layers, to_keras
+from .onnx_convert import from_onnx_gru, from_onnx_lstm
 from .onnx_export import to_onnx
 from .onnx_graph import OnnxImport, from_onnx, read_onnx
-from .onnx_nodes import from_onnx_gru, from_onnx_lstm
 from .pytorch import (
     from_torch_gru,
     from_torch_lstm,

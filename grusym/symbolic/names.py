@@ -18,14 +18,33 @@ from __future__ import annotations
 import keyword
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from .steps import INPUT, OUTPUT, prev_name
+from .steps import INPUT, OUTPUT, Param, Step, prev_name
 
-if TYPE_CHECKING:
-    from .cell import Cell
+__all__ = [
+    "GENERATED_IN",
+    "RESERVED",
+    "RESERVED_PATTERN",
+    "SEQUENTIAL",
+    "Declared",
+    "clash",
+    "identifiers",
+    "reserved",
+]
 
-__all__ = ["GENERATED_IN", "RESERVED", "RESERVED_PATTERN", "SEQUENTIAL", "clash", "identifiers", "reserved"]
+
+class Declared(Protocol):
+    """What the names of a cell come from (a :class:`~grusym.symbolic.cell.Cell`; named structurally so
+    that this module, which the builder imports, does not import the builder)."""
+
+    @property
+    def states(self) -> list[str]: ...
+    @property
+    def steps(self) -> list[Step]: ...
+    @property
+    def params(self) -> dict[str, Param]: ...
+
 
 # the names the generator gives its own values in ``_forward``, ``_backward`` and the fused kernels (the only
 # functions where a declaration's names become locals), the builtins they call, and a few more the language
@@ -56,7 +75,7 @@ def reserved(name: str) -> bool:
     return name in RESERVED or RESERVED_PATTERN.fullmatch(name) is not None or keyword.iskeyword(name)
 
 
-def _forms(cell: Cell) -> Iterator[tuple[str, str]]:
+def _forms(cell: Declared) -> Iterator[tuple[str, str]]:
     """(identifier, what it stands for) for every identifier the cell's names give rise to."""
 
     def value(name: str, what: str) -> Iterator[tuple[str, str]]:
@@ -87,7 +106,7 @@ def _forms(cell: Cell) -> Iterator[tuple[str, str]]:
         yield from value(head, f"the output head's parameter {head!r}")
 
 
-def identifiers(cell: Cell) -> dict[str, list[str]]:
+def identifiers(cell: Declared) -> dict[str, list[str]]:
     """Every identifier the cell's names give rise to -> what it stands for (more than one: a clash)."""
     found: dict[str, list[str]] = {}
     for ident, what in _forms(cell):
@@ -103,7 +122,7 @@ def identifiers(cell: Cell) -> dict[str, list[str]]:
     return found
 
 
-def clash(cell: Cell) -> str | None:
+def clash(cell: Declared) -> str | None:
     """The first name collision in the module the cell would generate, in words; None if there is none."""
     names = [*(s.name for s in cell.steps), *cell.states, *cell.params]
     for name in names:
