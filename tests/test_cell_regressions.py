@@ -108,6 +108,17 @@ def drawn(c):
 """,
         None,
     ),
+    # issue 26: elu's rule as a polynomial in y and step(y) expanded to y + 1 - y*step(y), 0 for large y
+    # (here 1e16): every gradient through the elu 84 % off (the thorough tier's draw)
+    "elu_of_a_large_value": (
+        """
+def drawn(c):
+    a_f0 = c.affine("f0")
+    s = c.let("s", (a_f0 + a_f0))
+    h = c.let("h", elu(((s + s) ** 2)))
+""",
+        None,
+    ),
 }
 
 

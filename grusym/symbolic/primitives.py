@@ -275,7 +275,9 @@ RULES: RuleTable = {
     Sqrt: lambda y, x: 1 / (2 * y),
     Log: lambda y, x: 1 / x,
     LeakyRelu: lambda y, x: _step(y) + (1 - _step(y)) / 100,  # 1/100 at the kink
-    Elu: lambda y, x: _step(y) + (1 - _step(y)) * (y + 1),  # 1 where y > 0, y + 1 = exp(x) elsewhere
+    # 1 where y > 0, y + 1 = exp(x) elsewhere; through relu, as a polynomial in y and step(y) SymPy would
+    # expand it to y + 1 - y*step(y), which rounds to 0 for large y
+    Elu: lambda y, x: 1 - Relu(-y),
     Gelu: lambda y, x: (
         (1 + Tanh(GELU_K * (x + GELU_C * x**3))) / 2
         + x * (1 - Tanh(GELU_K * (x + GELU_C * x**3)) ** 2) * GELU_K * (1 + 3 * GELU_C * x**2) / 2
@@ -313,8 +315,9 @@ def _active(expr: sp.Expr, x: sp.Symbol, at: sp.Rational) -> sp.Expr:
 
 
 def _sign_free(expr: sp.Expr, x: sp.Symbol, lo: sp.Expr, hi: sp.Expr, at: sp.Rational) -> sp.Expr | None:
-    """``expr`` with each sign(p), |p| and step(p) replaced by its value on (lo, hi) in terms of p (a constant
-    sign); None if p has a root there."""
+    """``expr`` with each sign(p), |p|, step(p) and relu(p) replaced by its value on (lo, hi) in terms of p (a
+    constant sign); None if p has a root there."""
+    expr = expr.replace(lambda e: isinstance(e, Relu), lambda e: e.args[0] * (sp.sign(e.args[0]) + 1) / 2)
     expr = expr.replace(lambda e: isinstance(e, sp.Abs), lambda e: e.args[0] * sp.sign(e.args[0]))
     expr = expr.replace(lambda e: isinstance(e, sp.Heaviside), lambda e: (sp.sign(e.args[0]) + 1) / 2)
     for s in expr.atoms(sp.sign):
