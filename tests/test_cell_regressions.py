@@ -119,6 +119,16 @@ def drawn(c):
 """,
         None,
     ),
+    # a state that is a constant (its terms cancel): its forward loop read one sequence, and zip of one
+    # sequence gave 1-tuples ('tuple' object has no attribute 'fill'; the thorough tier's draw)
+    "constant_state": (
+        """
+def drawn(c):
+    a_f0 = c.affine("f0", recurrent=False)
+    h = c.let("h", (tanh(tanh(a_f0)) - tanh(tanh(a_f0))))
+""",
+        None,
+    ),
 }
 
 

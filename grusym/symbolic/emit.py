@@ -38,7 +38,10 @@ def loop(w: Writer, seqs: dict[str, str], body: list[str]) -> None:
     """``for <the names the body reads> in zip(<their per-step sequences>):`` and the body."""
     code_lines = "\n".join(ln for ln in body if not ln.lstrip().startswith("#"))
     used = [name for name in seqs if re.search(rf"\b{name}\b", code_lines)]
-    w(f"for {', '.join(used)} in zip({', '.join(seqs[name] for name in used)}, strict=True):")
+    if len(used) == 1:  # zip of one sequence would give 1-tuples (a state that is a constant: h = a - a)
+        w(f"for {used[0]} in {seqs[used[0]]}:")
+    else:
+        w(f"for {', '.join(used)} in zip({', '.join(seqs[name] for name in used)}, strict=True):")
     w.lines.extend(body)
 
 
