@@ -41,7 +41,7 @@ def uses_{name}(c):
     g = c.let("g", sigmoid(c.affine("g")))
     c.let("h", g * c.h_prev + (1 - g) * tanh(v))
 """
-VALUES = {"sqrt": "sqrt(softplus(a) + 0.25)", "log": "log(sigmoid(a))", "abs": "abs(a)"}
+VALUES = {"sqrt": "sqrt(softplus(a) + 0.25)", "log": "log(sigmoid(a) + 0.25)", "abs": "abs(a)"}
 
 
 def _cell_using(name: str):
@@ -215,8 +215,11 @@ def test_log_of_a_state_is_refused_by_name():
 def test_sqrt_and_log_of_provably_positive_arguments_are_accepted():
     def positive(c):
         a = c.affine("h")
-        v = c.let("v", lang.sigmoid(a) * 0.5 + lang.relu(a))  # positive + nonnegative: positive
-        c.let("h", lang.sqrt(lang.softplus(a) + 1e-5) + lang.log(lang.sigmoid(a)) + lang.log(v) * c.h_prev)
+        v = c.let("v", lang.sigmoid(a) * 0.5 + 0.25 + lang.relu(a))  # a positive number + nonnegatives
+        c.let(
+            "h",
+            lang.sqrt(lang.softplus(a) + 1e-5) + lang.log(lang.sigmoid(a) + 1e-5) + lang.log(v) * c.h_prev,
+        )
 
     check_cell("positive", _derived(positive), seed=1, oracle="tape")
 
@@ -224,7 +227,7 @@ def test_sqrt_and_log_of_provably_positive_arguments_are_accepted():
 def test_integer_powers_and_a_negative_power_of_a_positive_base_derive_right():
     def powers(c):
         s = c.let("s", lang.sigmoid(c.affine("h")))
-        c.let("h", lang.tanh(s**2 - c.h_prev**3 / 4 + (s + 1) ** -2 + lang.exp(s) ** -1))
+        c.let("h", lang.tanh(s**2 - c.h_prev**3 / 4 + (s + 1) ** -2 + (lang.exp(s) + 0.5) ** -1))
 
     check_cell("powers", _derived(powers), seed=2, oracle="tape")
 
@@ -297,7 +300,7 @@ def all_new(c):
     a = c.affine("h")
     s = c.let("s", softsign(a) + abs(a) * np.float32(0.5) + leaky_relu(a) + elu(a) - gelu(a))
     g = c.let("g", sigmoid(c.affine("g")))
-    v = c.let("v", sqrt(softplus(s) + 1e-5) + log(g) + silu(s) * g**2 - (g + 1) ** -1)
+    v = c.let("v", sqrt(softplus(s) + 1e-5) + log(g + 1e-5) + silu(s) * g**2 - (g + 1) ** -1)
     c.let("h", g * c.h_prev + (1 - g) * tanh(v))
 """
 
@@ -330,3 +333,20 @@ def test_every_new_construct_together_agrees_with_the_oracle_and_torch():
     assert check_oracle(derived.module, cell=derived.cell, T=2, n=1, d=2, h=2, q=2).ok
     if importlib.util.find_spec("torch") is not None:
         check_cell("all new", derived, seed=8, oracle="torch")
+
+
+@pytest.mark.parametrize("guard", ["sigmoid", "softplus", "exp"])
+def test_log_sqrt_and_inverse_of_a_primitive_that_underflows_to_zero_are_refused(guard):
+    """sigmoid, softplus and exp underflow to 0 in float64 (sigmoid near -37 in the runtime's form), where
+    log is -inf and sqrt's and 1/x's derivatives are infinite: the thorough fuzzer drew sqrt(sigmoid(v**3))
+    and got nan gradients. Without a positive number beside them they are refused, naming the rewrite."""
+    fn = getattr(lang, guard)
+
+    def log_of(c):
+        c.let("h", lang.log(fn(c.affine("h"))))
+
+    def inverse_of(c):
+        c.let("h", fn(c.affine("h")) ** -1)
+
+    assert "underflow to 0 in floating point" in _refusal(log_of)
+    assert "underflow to 0 in floating point" in _refusal(inverse_of)

@@ -205,8 +205,8 @@ class Value:
         if k < 0 and _sign(self) != "positive":
             raise self.cell.error(
                 f"'{_name(base)} ** {k}': the base cannot be proved positive (nonzero), so its negative "
-                "power may divide by zero; e.g. add a positive term (softplus(v) + 1e-5) or use a positive "
-                "primitive (sigmoid, exp, softplus)"
+                "power may divide by zero (sigmoid, softplus and exp underflow to 0 in floating point); "
+                "add a positive number (softplus(v) + 1e-5), or write 1/sigmoid(v) as 1 + exp(-1 * v)"
             )
         return Value(base if k == 1 else sp.HadamardPower(base, k), self.cell)
 
@@ -336,8 +336,9 @@ def _elementwise(fn: type[_Primitive], v: object) -> Value:
     if fn.domain == "positive" and _sign(v) != "positive":
         raise v.cell.error(
             f"{fn.label}({_name(v.expr)}): the argument cannot be proved positive, and {fn.label} is defined "
-            f"(with a finite derivative) for positive arguments only; e.g. {fn.label}(softplus(v) + 1e-5) "
-            "or a positive primitive (sigmoid, exp, softplus)"
+            "(with a finite derivative) for positive arguments only, and sigmoid, softplus and exp "
+            f"underflow to 0 in floating point; add a positive number ({fn.label}(softplus(v) + 1e-5)), or "
+            "write log(sigmoid(v)) as -1 * softplus(-1 * v) and log(exp(v)) as v"
         )
     x = sp.Symbol("x", real=True)  # a named bound variable keeps printing deterministic
     return Value(v.expr.applyfunc(sp.Lambda(x, fn(x))), v.cell)

@@ -12,8 +12,10 @@ interval between the kinks and at the kinks themselves. ``ufunc`` is the call th
 Most rules read only ``y``; a rule that cannot (``abs``, ``log``, ``gelu``, ``silu``) reads the argument ``x``
 too, which backward then reads or recomputes (``rule_reads_x``). ``domain`` says where a primitive is defined
 with a finite derivative (``sqrt`` and ``log``: positive arguments; the builder refuses an argument it cannot
-prove positive), ``sign`` what its output's sign is given its argument's (the builder proves denominators
-nonzero with it, :mod:`grusym.symbolic.ranges`). ``breaks`` are the points where a closed form changes
+prove positive), ``sign`` what its output's sign is given its argument's, in floating point (the builder
+proves denominators nonzero with it, :mod:`grusym.symbolic.ranges`): sigmoid, softplus and exp are positive
+in exact arithmetic but underflow to 0, so they are nonnegative here and a positive number beside them makes
+them positive. ``breaks`` are the points where a closed form changes
 branch (the kinks, and points such as elu's 0 where the derivative is continuous across the branches).
 """
 
@@ -67,7 +69,7 @@ class Sigmoid(_Primitive):
     """sigma(x) = 1 / (1 + exp(-x))."""
 
     label, ufunc, latex_name = "sigmoid", "rt.sigmoid", r"\sigma"
-    sign = "positive"
+    sign = "nonnegative"  # > 0 in exact arithmetic; 0 in float64 below about -37 (0.5 + 0.5*tanh(x/2))
 
     @staticmethod
     def closed(x: sp.Expr) -> sp.Expr:
@@ -102,7 +104,7 @@ class Softplus(_Primitive):
     """softplus(x) = log(1 + exp(x))."""
 
     label, ufunc, latex_name = "softplus", "rt.softplus", r"\operatorname{softplus}"
-    sign = "positive"
+    sign = "nonnegative"  # > 0 in exact arithmetic; 0 once exp(x) underflows
 
     @staticmethod
     def closed(x: sp.Expr) -> sp.Expr:
@@ -113,7 +115,7 @@ class Exp(_Primitive):
     """exp(x)."""
 
     label, ufunc, latex_name = "exp", "np.exp", r"\exp"
-    sign = "positive"
+    sign = "nonnegative"  # > 0 in exact arithmetic; 0 in float64 below about -745
 
     @staticmethod
     def closed(x: sp.Expr) -> sp.Expr:
