@@ -16,7 +16,6 @@ import ctypes
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,24 +74,11 @@ def _threadpoolctl() -> dict[str, Any] | None:
     return next((i for i in threadpool_info() if i.get("user_api") == "blas"), None)
 
 
-def _openblas_candidates() -> list[str]:
-    """Paths of the OpenBLAS libraries this process has loaded (Linux), then those NumPy's wheel ships."""
-    paths: list[str] = []
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = [line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line]
-    except OSError:
-        pass
-    root = Path(np.__file__).resolve().parent
-    for folder in (root.parent / "numpy.libs", root / ".dylibs"):
-        if folder.is_dir():
-            paths += [str(p) for p in sorted(folder.iterdir()) if "openblas" in p.name.lower()]
-    return list(dict.fromkeys(paths))
-
-
 def _openblas_ctypes() -> dict[str, Any] | None:
     """corename, thread count and parallel mode from the loaded OpenBLAS itself, or None."""
-    for path in _openblas_candidates():
+    from ..blas import openblas_paths  # the fused modules' BLAS binding finds the same libraries
+
+    for path in openblas_paths():
         try:
             lib = ctypes.CDLL(path)
         except OSError:
