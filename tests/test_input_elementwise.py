@@ -356,3 +356,16 @@ def test_a_stacked_sru_streams_step_by_step_like_its_forward():
     for t in range(X.shape[0]):
         state = model.step(p, X[t], state)
         _close(state[model.STATES.index("h")][-1], H[t], f"step {t}")
+
+
+def test_the_report_counts_parameters_at_d_equal_h(tmp_path):
+    """The report's parameter counts are for sizes the cell runs at (d == h): it once quoted d2l's d = 28
+    next to h = 256, a configuration sru refuses. The count is the module's own init_params at d = h."""
+    from grusym.cli import main
+
+    assert main(["report", "--cell", path("sru"), "--format", "md", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "sru" / "README.md").read_text(encoding="utf-8")
+    m = MODULES["sru"]
+    count = sum(a.size for a in m.init_params(256, 256, 28).values())
+    assert f"{count} for the character language model" in text and "d = q = 28" not in text
+    assert f"| total | $`3 d d_{{h}} + d_{{h}} q + 4 d_{{h}} + q`$ |  | 32 | {count} |" in text

@@ -169,7 +169,11 @@ def forward_section(c: Context) -> list[Block]:
             _m(", ".join(latex.name(p, params=c.params) for p in names)),
         ]
     total = parameter_count(c.cell)
-    toy, d2l = ({k: SIZES[size][sym] for k, sym in (("n", n), ("d", d), ("h", h))} for size in ("toy", "d2l"))
+    sizes = _sizes(c.cell)
+    toy, d2l = (
+        {k: sizes[size][sym] for k, sym in (("n", n), ("d", d), ("h", h), ("q", q))} for size in SIZES
+    )
+    inputs = "d = d_h = {h}, q = {q}" if c.cell.x_steps else "d = q = {d}, d_h = {h}"
     blocks.append(
         Para(
             (
@@ -193,13 +197,12 @@ def forward_section(c: Context) -> list[Block]:
                 *listing,
                 "; ",
                 _m(sp.latex(total).replace("h", "d_{h}")),
-                f" numbers in all: {total.subs(SIZES['toy'])} for the toy of ",
+                f" numbers in all: {total.subs(sizes['toy'])} for the toy of ",
                 TUTORIALS["000"],
-                f" (n = {toy['n']}, d = q = {toy['d']}, d_h = {toy['h']}) and "
-                f"{total.subs(SIZES['d2l'])} for the "
+                f" (n = {toy['n']}, {inputs.format(**toy)}) and {total.subs(sizes['d2l'])} for the "
                 "character language model of ",
                 TUTORIALS["003"],
-                f" (n = {d2l['n']}, d = q = {d2l['d']}, d_h = {d2l['h']}). Appendix C lists them one by one.",
+                f" (n = {d2l['n']}, {inputs.format(**d2l)}). Appendix C lists them one by one.",
             )
         )
     )
@@ -237,8 +240,14 @@ def _shapes(cell: Cell) -> dict[str, tuple[sp.Symbol, ...]]:
     return out | {"W_hq": (h, q), "b_q": (q,)}
 
 
+def _sizes(cell: Cell) -> dict[str, dict[Any, int]]:
+    """The two examples' sizes; a cell that reads X elementwise runs only at d == d_h, so there d is d_h."""
+    return {k: {**v, d: v[h]} if cell.x_steps else v for k, v in SIZES.items()}
+
+
 def parameter_table(c: Context) -> Table:
     uses = _param_uses(c.cell, c.head_step, c.num)
+    sizes = _sizes(c.cell)
     rows: list[tuple[tuple[Any, ...], ...]] = []
     for p, shape in _shapes(c.cell).items():
         rows.append(
@@ -246,8 +255,8 @@ def parameter_table(c: Context) -> Table:
                 (_m(latex.name(p, params=c.params)),),
                 (latex.shape_text(shape),),
                 (", ".join(f"({k})" for k in uses[p]),),
-                (str(_count(shape, SIZES["toy"])),),
-                (str(_count(shape, SIZES["d2l"])),),
+                (str(_count(shape, sizes["toy"])),),
+                (str(_count(shape, sizes["d2l"])),),
             )
         )
     total = parameter_count(c.cell)
@@ -256,8 +265,8 @@ def parameter_table(c: Context) -> Table:
             ("total",),
             (_m(sp.latex(total).replace("h", "d_{h}")),),
             ("",),
-            (str(total.subs(SIZES["toy"])),),
-            (str(total.subs(SIZES["d2l"])),),
+            (str(total.subs(sizes["toy"])),),
+            (str(total.subs(sizes["d2l"])),),
         )
     )
     return Table(("parameter", "shape", "used in", "toy", "d2l"), tuple(rows))
