@@ -132,6 +132,8 @@ def _forward(params, X, tokens, h0, dtype, buf):
     r_all = buf("r", (T, n, nh), dtype)
     r_h_all = buf("r_h", (T, n, nh), dtype)
     h_tilde_all = buf("h_tilde", (T, n, nh), dtype)
+    one = np.array(1, dtype=dtype)
+    tmp0 = buf("tmp0", (n, nh), dtype)
     P_h_prev = buf("P_h_prev", (n, 2*nh), dtype)
     a_z_h_prev = P_h_prev[:, :nh]  # the h_prev term of a_z
     a_r_h_prev = P_h_prev[:, nh:2*nh]  # the h_prev term of a_r
@@ -156,10 +158,10 @@ def _forward(params, X, tokens, h0, dtype, buf):
         np.add(a_h, a_h_r_h, out=h_tilde)
         np.tanh(h_tilde, out=h_tilde)
         # (8) h = h_prev*(1 - z) + h_tilde*z
-        # evaluated as: h = h_prev + z*(h_tilde - h_prev)
-        np.subtract(h_tilde, h_prev, out=h)
-        np.multiply(h, z, out=h)
-        np.add(h, h_prev, out=h)
+        np.subtract(one, z, out=h)
+        np.multiply(h, h_prev, out=h)
+        np.multiply(h_tilde, z, out=tmp0)
+        np.add(h, tmp0, out=h)
     cache = {"X": X, "tokens": tokens, "H": H, "z": z_all, "r": r_all, "r_h": r_h_all, "h_tilde": h_tilde_all}
     return H[1:], cache
 

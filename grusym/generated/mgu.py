@@ -124,6 +124,8 @@ def _forward(params, X, tokens, h0, dtype, buf):
     f_all = buf("f", (T, n, nh), dtype)
     f_h_all = buf("f_h", (T, n, nh), dtype)
     h_tilde_all = buf("h_tilde", (T, n, nh), dtype)
+    one = np.array(1, dtype=dtype)
+    tmp0 = buf("tmp0", (n, nh), dtype)
     a_f_h_prev = buf("a_f_h_prev", (n, nh), dtype)  # the h_prev term of a_f
     a_h_f_h = buf("a_h_f_h", (n, nh), dtype)  # the f_h term of a_h
     for h_prev, h, a_f, a_h, f, f_h, h_tilde in zip(H[:-1], H[1:], A[:, :, :nh], A[:, :, nh:2*nh], f_all, f_h_all, h_tilde_all, strict=True):
@@ -142,10 +144,10 @@ def _forward(params, X, tokens, h0, dtype, buf):
         np.add(a_h, a_h_f_h, out=h_tilde)
         np.tanh(h_tilde, out=h_tilde)
         # (6) h = f*h_tilde + h_prev*(1 - f)
-        # evaluated as: h = h_prev + f*(h_tilde - h_prev)
-        np.subtract(h_tilde, h_prev, out=h)
-        np.multiply(h, f, out=h)
-        np.add(h, h_prev, out=h)
+        np.multiply(f, h_tilde, out=h)
+        np.subtract(one, f, out=tmp0)
+        np.multiply(tmp0, h_prev, out=tmp0)
+        np.add(h, tmp0, out=h)
     cache = {"X": X, "tokens": tokens, "H": H, "f": f_all, "f_h": f_h_all, "h_tilde": h_tilde_all}
     return H[1:], cache
 

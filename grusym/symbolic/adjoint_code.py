@@ -21,6 +21,7 @@ import itertools
 import sympy as sp
 from sympy import MatrixSymbol, OneMatrix
 
+from .accuracy import Context, as_accurate
 from .cell import INPUT, OUTPUT, n
 from .derive import adjoint_name
 from .emit import InPlace, Writer, cheapest, cost, loop, same_functions
@@ -104,7 +105,7 @@ class _Adjoints:
             return
         w(f"# ({g.num[s.name]}) grad of: {equation(s)}")
         scalar = [c for c in emitted if c.kind in ("elementwise", "vector")]
-        temps, reduced = _shared_forms([c.expr for c in scalar])
+        temps, reduced = _shared_forms([c.expr for c in scalar], g.forms)
         it = iter(reduced)
         rhs = {id(c): (next(it) if c.kind in ("elementwise", "vector") else None) for c in emitted}
         alias: dict[sp.Symbol, sp.Symbol] = {}
@@ -148,11 +149,13 @@ def _calls(temps: list[tuple[sp.Symbol, sp.Expr]], reduced: list[sp.Expr]) -> in
     return sum(cost(e)[0] for _, e in temps) + sum(0 if e.is_Symbol else cost(e)[0] for e in reduced)
 
 
-def _shared_forms(exprs: list[sp.Expr]) -> tuple[list[tuple[sp.Symbol, sp.Expr]], list[sp.Expr]]:
+def _shared_forms(
+    exprs: list[sp.Expr], ctx: Context
+) -> tuple[list[tuple[sp.Symbol, sp.Expr]], list[sp.Expr]]:
     """CSE of one step's contributions, each in its cheapest form or expanded, whichever pair of choices
     needs the fewest calls: ``dh*z`` and ``dh*(1 - z)`` share ``dh*z`` once the second is expanded, so
     d[h_tilde] becomes ``dh - dh_prev`` (one call instead of two)."""
-    forms = [(cheapest(e), sp.expand(e) if same_functions(sp.expand(e), e) else e) for e in exprs]
+    forms = [(cheapest(e, ctx), _expanded(e, ctx)) for e in exprs]
     best = sp.cse([f for f, _ in forms], sp.numbered_symbols("g"), optimizations=None)
     if len(exprs) > 4:  # 2^k CSE runs: keep derivation fast for wide steps
         return best
@@ -163,6 +166,12 @@ def _shared_forms(exprs: list[sp.Expr]) -> tuple[list[tuple[sp.Symbol, sp.Expr]]
             if _calls(*trial) < _calls(*best):
                 best = trial
     return best
+
+
+def _expanded(e: sp.Expr, ctx: Context) -> sp.Expr:
+    """``e`` expanded, unless that applies a new function or loses accuracy (then ``e``)."""
+    x = sp.expand(e)
+    return x if same_functions(x, e) and as_accurate(x, e, ctx) else e
 
 
 def _templates_follow_the_rules(g: Schedule) -> None:

@@ -12,6 +12,7 @@ import re
 
 import sympy as sp
 
+from .accuracy import Context, as_accurate
 from .primitives import _Primitive
 from .printing import code
 
@@ -204,18 +205,23 @@ def same_functions(form: sp.Expr, e: sp.Expr) -> bool:
     return bool(form.atoms(sp.Function) <= e.atoms(sp.Function))
 
 
-def cheapest(e: sp.Expr) -> sp.Expr:
-    """The algebraically equal form of ``e`` that needs the fewest in-place NumPy calls (then buffers).
+def cheapest(e: sp.Expr, ctx: Context) -> sp.Expr:
+    """The algebraically equal form of ``e`` that needs the fewest in-place NumPy calls (then buffers)
+    and is as accurate in float64 (:func:`~grusym.symbolic.accuracy.as_accurate`; ``ctx``: what its
+    symbols are).
 
     Candidates: ``e`` itself (it wins ties), its expansion, the expansion collected on each symbol, and its
     factorisation. E.g. ``h_prev*z + h_tilde*(1 - z)`` (4 calls, 1 buffer) becomes
     ``h_tilde + z*(h_prev - h_tilde)`` (3 calls, none). A candidate must not apply a function ``e`` does
-    not (see :func:`same_functions`).
+    not (see :func:`same_functions`), nor lose accuracy: ``2*s*(1 - tanh(s)**2) + 2*tanh(s)`` stays as it
+    is, since its expansion cancels to 0 beyond s = 1e16.
     """
     expanded = sp.expand(e)
     candidates = [e, expanded, *(sp.collect(expanded, s) for s in sorted(e.free_symbols, key=str))]
     candidates.append(sp.factor(e))
-    best = min((c for c in candidates if same_functions(c, e)), key=cost)
+    for best in sorted(dict.fromkeys(c for c in candidates if same_functions(c, e)), key=cost):
+        if best == e or as_accurate(best, e, ctx):
+            break
     if sp.expand(best - e) != 0:  # pragma: no cover - collect/factor are identities
         raise AssertionError(f"rewrite of {e} as {best} is not an identity")
     return best

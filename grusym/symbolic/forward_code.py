@@ -116,7 +116,7 @@ def emit_forward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
             continue
         w(f"# ({g.num[s.name]}) {equation(s)}")
         f = scalar_form(s.expr)
-        form = cheapest(f)
+        form = cheapest(f, g.forms)
         inline = {
             sp.Symbol(a, real=True): sp.Add(
                 sp.Symbol(a, real=True),

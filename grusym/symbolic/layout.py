@@ -26,12 +26,14 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+import sympy as sp
 from sympy import MatrixSymbol
 
+from .accuracy import Context
 from .cell import INPUT, OUTPUT, Cell, Step, h, n, prev_name
-from .derive import Derivation, derive, derive_head
+from .derive import Derivation, adjoint_name, derive, derive_head
 from .emit import Writer
-from .steps import loss_reach, params_of, unread
+from .steps import loss_reach, params_of, scalar_form, unread
 
 __all__ = [
     "ROW",
@@ -165,6 +167,15 @@ class Schedule:
         self.x_rows = any(ROW in s.inputs for s in cell.steps)
         self.x_sized = bool(self.declared.x_steps)  # d == h required (also where X's terms cancel)
         self.der: Derivation = derive(cell)
+        # what the symbols of the scalar expressions are: rewrites must be as accurate (accuracy.py)
+        self.forms = Context(
+            {
+                sp.Symbol(s.name, real=True): scalar_form(s.expr)
+                for s in cell.steps
+                if s.kind == "elementwise"
+            },
+            frozenset(sp.Symbol(adjoint_name(s.name), real=True) for s in cell.steps),
+        )
         # backward differentiates only the steps the loss depends on; the others' adjoints are zero
         reach = loss_reach(cell.steps, cell.states)
         self.constant = [s.name for s in cell.steps if s.name not in reach]

@@ -143,12 +143,13 @@ def _forward(params, X, tokens, h0, dtype, buf):
     r_all = buf("r", (T, n, nh), dtype)
     r_h_all = buf("r_h", (T, n, nh), dtype)
     h_tilde_all = buf("h_tilde", (T, n, nh), dtype)
+    one = np.array(1, dtype=dtype)
     P_h_prev = buf("P_h_prev", (n, 2*nh), dtype)
     a_h_r_h = buf("a_h_r_h", (n, nh), dtype)  # the r_h term of a_h
     if _blas.AVAILABLE and isinstance(buf, rt.Inference):  # predict: nothing kept for backward
-        _predict_seq(T, n, nh, H, W_h_all, P_h_prev, A, z_all[0], r_h_all[0], W_hh, a_h_r_h)
+        _predict_seq(T, n, nh, H, W_h_all, P_h_prev, A, z_all[0], r_h_all[0], W_hh, a_h_r_h, one)
     elif _blas.AVAILABLE:  # the whole loop in one Numba call
-        _forward_seq(T, n, nh, H, r_h_all, W_h_all, P_h_prev, A, z_all, r_all, W_hh, a_h_r_h, h_tilde_all)
+        _forward_seq(T, n, nh, H, r_h_all, W_h_all, P_h_prev, A, z_all, r_all, W_hh, a_h_r_h, h_tilde_all, one)
     else:
         for t in range(T):
             h_prev = H[t]
@@ -158,7 +159,7 @@ def _forward(params, X, tokens, h0, dtype, buf):
             _forward_k0(t, n, nh, A, P_h_prev, z_all, r_all, H, r_h_all)  # (2), (4), (5): 5 elementwise calls in one pass
             # (6): r_h terms
             np.matmul(r_h, W_hh, out=a_h_r_h)
-            _forward_k1(t, n, nh, A, a_h_r_h, h_tilde_all, H, z_all)  # (7), (8): 5 elementwise calls in one pass
+            _forward_k1(t, n, nh, A, a_h_r_h, h_tilde_all, z_all, H, one)  # (7), (8): 6 elementwise calls in one pass
     cache = {"X": X, "tokens": tokens, "H": H, "z": z_all, "r": r_all, "r_h": r_h_all, "h_tilde": h_tilde_all}
     return H[1:], cache
 
@@ -347,14 +348,15 @@ def _forward_k0(t, n, nh, A, P_h_prev, z_all, r_all, H, r_h_all):
 
 
 @numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
-def _forward_k1(t, n, nh, A, B_a_h_r_h, h_tilde_all, H, z_all):
+def _forward_k1(t, n, nh, A, B_a_h_r_h, h_tilde_all, z_all, H, K_one):
+    one = K_one[()]
     for _b in range(n):
         R_a_h = A[t, _b, 2*nh:3*nh]
         R_a_h_r_h = B_a_h_r_h[_b]
         R_h_tilde = h_tilde_all[t, _b]
-        R_h_prev = H[t, _b]
-        R_h = H[t + 1, _b]
         R_z = z_all[t, _b]
+        R_h = H[t + 1, _b]
+        R_h_prev = H[t, _b]
         for _j in range(nh):
             # (7) h_tilde = tanh(a_h)
             # evaluated as: h_tilde = tanh(a_h + a_h_r_h)
@@ -363,18 +365,18 @@ def _forward_k1(t, n, nh, A, B_a_h_r_h, h_tilde_all, H, z_all):
             h_tilde = a_h + a_h_r_h
             h_tilde = _fm.tanh(h_tilde)
             # (8) h = h_prev*(1 - z) + h_tilde*z
-            # evaluated as: h = h_prev + z*(h_tilde - h_prev)
-            h_prev = R_h_prev[_j]
-            h = h_tilde - h_prev
             z = R_z[_j]
-            h = h * z
-            h = h + h_prev
+            h = one - z
+            h_prev = R_h_prev[_j]
+            h = h * h_prev
+            tmp0 = h_tilde * z
+            h = h + tmp0
             R_h_tilde[_j] = h_tilde
             R_h[_j] = h
 
 
 @numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
-def _forward_seq(T, n, nh, H, r_h_all, W_h_all, P_h_prev, A, z_all, r_all, W_hh, a_h_r_h, h_tilde_all):
+def _forward_seq(T, n, nh, H, r_h_all, W_h_all, P_h_prev, A, z_all, r_all, W_hh, a_h_r_h, h_tilde_all, one):
     for t in range(T):
         h_prev = H[t]
         r_h = r_h_all[t]
@@ -383,7 +385,7 @@ def _forward_seq(T, n, nh, H, r_h_all, W_h_all, P_h_prev, A, z_all, r_all, W_hh,
         _forward_k0(t, n, nh, A, P_h_prev, z_all, r_all, H, r_h_all)  # (2), (4), (5): 5 elementwise calls in one pass
         # (6): r_h terms
         _blas.matmul(r_h, W_hh, a_h_r_h)
-        _forward_k1(t, n, nh, A, a_h_r_h, h_tilde_all, H, z_all)  # (7), (8): 5 elementwise calls in one pass
+        _forward_k1(t, n, nh, A, a_h_r_h, h_tilde_all, z_all, H, one)  # (7), (8): 6 elementwise calls in one pass
 
 
 @numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
@@ -417,13 +419,14 @@ def _predict_k0(t, n, nh, A, P_h_prev, B_z, H, B_r_h):
 
 
 @numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
-def _predict_k1(t, n, nh, A, B_a_h_r_h, H, B_z):
+def _predict_k1(t, n, nh, A, B_a_h_r_h, B_z, H, K_one):
+    one = K_one[()]
     for _b in range(n):
         R_a_h = A[t, _b, 2*nh:3*nh]
         R_a_h_r_h = B_a_h_r_h[_b]
-        R_h_prev = H[t, _b]
-        R_h = H[t + 1, _b]
         R_z = B_z[_b]
+        R_h = H[t + 1, _b]
+        R_h_prev = H[t, _b]
         for _j in range(nh):
             # (7) h_tilde = tanh(a_h)
             # evaluated as: h_tilde = tanh(a_h + a_h_r_h)
@@ -432,17 +435,17 @@ def _predict_k1(t, n, nh, A, B_a_h_r_h, H, B_z):
             h_tilde = a_h + a_h_r_h
             h_tilde = _fm.tanh(h_tilde)
             # (8) h = h_prev*(1 - z) + h_tilde*z
-            # evaluated as: h = h_prev + z*(h_tilde - h_prev)
-            h_prev = R_h_prev[_j]
-            h = h_tilde - h_prev
             z = R_z[_j]
-            h = h * z
-            h = h + h_prev
+            h = one - z
+            h_prev = R_h_prev[_j]
+            h = h * h_prev
+            tmp0 = h_tilde * z
+            h = h + tmp0
             R_h[_j] = h
 
 
 @numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
-def _predict_seq(T, n, nh, H, W_h_all, P_h_prev, A, z, r_h, W_hh, a_h_r_h):
+def _predict_seq(T, n, nh, H, W_h_all, P_h_prev, A, z, r_h, W_hh, a_h_r_h, one):
     for t in range(T):
         h_prev = H[t]
         # (1), (3): h_prev terms
@@ -450,7 +453,7 @@ def _predict_seq(T, n, nh, H, W_h_all, P_h_prev, A, z, r_h, W_hh, a_h_r_h):
         _predict_k0(t, n, nh, A, P_h_prev, z, H, r_h)  # (2), (4), (5): 5 elementwise calls in one pass
         # (6): r_h terms
         _blas.matmul(r_h, W_hh, a_h_r_h)
-        _predict_k1(t, n, nh, A, a_h_r_h, H, z)  # (7), (8): 5 elementwise calls in one pass
+        _predict_k1(t, n, nh, A, a_h_r_h, z, H, one)  # (7), (8): 6 elementwise calls in one pass
 
 
 @numba.njit(cache=_CACHE, nogil=True, error_model="numpy")

@@ -135,12 +135,13 @@ def _forward(params, X, tokens, h0, dtype, buf):
     f_all = buf("f", (T, n, nh), dtype)
     f_h_all = buf("f_h", (T, n, nh), dtype)
     h_tilde_all = buf("h_tilde", (T, n, nh), dtype)
+    one = np.array(1, dtype=dtype)
     a_f_h_prev = buf("a_f_h_prev", (n, nh), dtype)  # the h_prev term of a_f
     a_h_f_h = buf("a_h_f_h", (n, nh), dtype)  # the f_h term of a_h
     if _blas.AVAILABLE and isinstance(buf, rt.Inference):  # predict: nothing kept for backward
-        _predict_seq(T, n, nh, H, W_hf, a_f_h_prev, A, f_all[0], f_h_all[0], W_hh, a_h_f_h)
+        _predict_seq(T, n, nh, H, W_hf, a_f_h_prev, A, f_all[0], f_h_all[0], W_hh, a_h_f_h, one)
     elif _blas.AVAILABLE:  # the whole loop in one Numba call
-        _forward_seq(T, n, nh, H, f_h_all, W_hf, a_f_h_prev, A, f_all, W_hh, a_h_f_h, h_tilde_all)
+        _forward_seq(T, n, nh, H, f_h_all, W_hf, a_f_h_prev, A, f_all, W_hh, a_h_f_h, h_tilde_all, one)
     else:
         for t in range(T):
             h_prev = H[t]
@@ -150,7 +151,7 @@ def _forward(params, X, tokens, h0, dtype, buf):
             _forward_k0(t, n, nh, A, a_f_h_prev, f_all, H, f_h_all)  # (2), (3): 3 elementwise calls in one pass
             # (4): f_h terms
             np.matmul(f_h, W_hh, out=a_h_f_h)
-            _forward_k1(t, n, nh, A, a_h_f_h, h_tilde_all, H, f_all)  # (5), (6): 5 elementwise calls in one pass
+            _forward_k1(t, n, nh, A, a_h_f_h, h_tilde_all, f_all, H, one)  # (5), (6): 6 elementwise calls in one pass
     cache = {"X": X, "tokens": tokens, "H": H, "f": f_all, "f_h": f_h_all, "h_tilde": h_tilde_all}
     return H[1:], cache
 
@@ -322,14 +323,15 @@ def _forward_k0(t, n, nh, A, B_a_f_h_prev, f_all, H, f_h_all):
 
 
 @numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
-def _forward_k1(t, n, nh, A, B_a_h_f_h, h_tilde_all, H, f_all):
+def _forward_k1(t, n, nh, A, B_a_h_f_h, h_tilde_all, f_all, H, K_one):
+    one = K_one[()]
     for _b in range(n):
         R_a_h = A[t, _b, nh:2*nh]
         R_a_h_f_h = B_a_h_f_h[_b]
         R_h_tilde = h_tilde_all[t, _b]
-        R_h_prev = H[t, _b]
-        R_h = H[t + 1, _b]
         R_f = f_all[t, _b]
+        R_h = H[t + 1, _b]
+        R_h_prev = H[t, _b]
         for _j in range(nh):
             # (5) h_tilde = tanh(a_h)
             # evaluated as: h_tilde = tanh(a_h + a_h_f_h)
@@ -338,18 +340,18 @@ def _forward_k1(t, n, nh, A, B_a_h_f_h, h_tilde_all, H, f_all):
             h_tilde = a_h + a_h_f_h
             h_tilde = _fm.tanh(h_tilde)
             # (6) h = f*h_tilde + h_prev*(1 - f)
-            # evaluated as: h = h_prev + f*(h_tilde - h_prev)
-            h_prev = R_h_prev[_j]
-            h = h_tilde - h_prev
             f = R_f[_j]
-            h = h * f
-            h = h + h_prev
+            h = f * h_tilde
+            tmp0 = one - f
+            h_prev = R_h_prev[_j]
+            tmp0 = tmp0 * h_prev
+            h = h + tmp0
             R_h_tilde[_j] = h_tilde
             R_h[_j] = h
 
 
 @numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
-def _forward_seq(T, n, nh, H, f_h_all, W_hf, a_f_h_prev, A, f_all, W_hh, a_h_f_h, h_tilde_all):
+def _forward_seq(T, n, nh, H, f_h_all, W_hf, a_f_h_prev, A, f_all, W_hh, a_h_f_h, h_tilde_all, one):
     for t in range(T):
         h_prev = H[t]
         f_h = f_h_all[t]
@@ -358,7 +360,7 @@ def _forward_seq(T, n, nh, H, f_h_all, W_hf, a_f_h_prev, A, f_all, W_hh, a_h_f_h
         _forward_k0(t, n, nh, A, a_f_h_prev, f_all, H, f_h_all)  # (2), (3): 3 elementwise calls in one pass
         # (4): f_h terms
         _blas.matmul(f_h, W_hh, a_h_f_h)
-        _forward_k1(t, n, nh, A, a_h_f_h, h_tilde_all, H, f_all)  # (5), (6): 5 elementwise calls in one pass
+        _forward_k1(t, n, nh, A, a_h_f_h, h_tilde_all, f_all, H, one)  # (5), (6): 6 elementwise calls in one pass
 
 
 @numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
@@ -384,13 +386,14 @@ def _predict_k0(t, n, nh, A, B_a_f_h_prev, B_f, H, B_f_h):
 
 
 @numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
-def _predict_k1(t, n, nh, A, B_a_h_f_h, H, B_f):
+def _predict_k1(t, n, nh, A, B_a_h_f_h, B_f, H, K_one):
+    one = K_one[()]
     for _b in range(n):
         R_a_h = A[t, _b, nh:2*nh]
         R_a_h_f_h = B_a_h_f_h[_b]
-        R_h_prev = H[t, _b]
-        R_h = H[t + 1, _b]
         R_f = B_f[_b]
+        R_h = H[t + 1, _b]
+        R_h_prev = H[t, _b]
         for _j in range(nh):
             # (5) h_tilde = tanh(a_h)
             # evaluated as: h_tilde = tanh(a_h + a_h_f_h)
@@ -399,17 +402,17 @@ def _predict_k1(t, n, nh, A, B_a_h_f_h, H, B_f):
             h_tilde = a_h + a_h_f_h
             h_tilde = _fm.tanh(h_tilde)
             # (6) h = f*h_tilde + h_prev*(1 - f)
-            # evaluated as: h = h_prev + f*(h_tilde - h_prev)
-            h_prev = R_h_prev[_j]
-            h = h_tilde - h_prev
             f = R_f[_j]
-            h = h * f
-            h = h + h_prev
+            h = f * h_tilde
+            tmp0 = one - f
+            h_prev = R_h_prev[_j]
+            tmp0 = tmp0 * h_prev
+            h = h + tmp0
             R_h[_j] = h
 
 
 @numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
-def _predict_seq(T, n, nh, H, W_hf, a_f_h_prev, A, f, f_h, W_hh, a_h_f_h):
+def _predict_seq(T, n, nh, H, W_hf, a_f_h_prev, A, f, f_h, W_hh, a_h_f_h, one):
     for t in range(T):
         h_prev = H[t]
         # (1): h_prev terms
@@ -417,7 +420,7 @@ def _predict_seq(T, n, nh, H, W_hf, a_f_h_prev, A, f, f_h, W_hh, a_h_f_h):
         _predict_k0(t, n, nh, A, a_f_h_prev, f, H, f_h)  # (2), (3): 3 elementwise calls in one pass
         # (4): f_h terms
         _blas.matmul(f_h, W_hh, a_h_f_h)
-        _predict_k1(t, n, nh, A, a_h_f_h, H, f)  # (5), (6): 5 elementwise calls in one pass
+        _predict_k1(t, n, nh, A, a_h_f_h, f, H, one)  # (5), (6): 6 elementwise calls in one pass
 
 
 @numba.njit(cache=_CACHE, nogil=True, error_model="numpy")
