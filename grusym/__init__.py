@@ -171,9 +171,13 @@ def _cell_module(name: object, backend: str) -> ModuleType:
             raise InputError(FUSED_HINT)
         package = "generated" if backend == "numpy" else "generated.fused"
         return importlib.import_module(f"{__name__}.{package}.{name}")
-    if name == "lstmp":  # torch's LSTM(proj_size=p): the generated lstm and a projection, grusym/model/lstmp.py
+    if (
+        name == "lstmp"
+    ):  # torch's LSTM(proj_size=p): the generated lstm and a projection, grusym/model/lstmp.py
         if backend == "fused":
-            raise InputError("lstmp runs the generated NumPy lstm module; backend='fused' is not available for it")
+            raise InputError(
+                "lstmp runs the generated NumPy lstm module; backend='fused' is not available for it"
+            )
         return importlib.import_module(f"{__name__}.model.lstmp")
     if isinstance(name, str) and name.rpartition(":")[0].endswith(".py") and backend == "numpy":
         try:

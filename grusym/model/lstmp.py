@@ -92,7 +92,9 @@ def init_params(
     params = {}
     for name, dims in PARAMS.items():
         shape = tuple(sizes[k] for k in dims)
-        params[name] = np.zeros(shape, dt) if len(shape) == 1 else (rng.standard_normal(shape) * scale).astype(dt)
+        params[name] = (
+            np.zeros(shape, dt) if len(shape) == 1 else (rng.standard_normal(shape) * scale).astype(dt)
+        )
     return params
 
 
@@ -145,7 +147,9 @@ def _inputs(params: Any, X: Any, state: Any, lengths: Any, allow_complex: bool =
     return p, dims, X, _states(state, X, dims, dtype), lengths
 
 
-def _run(p: Mapping[str, Array], X: Array, state: tuple[Array, Array], lengths: Array | None, keep: bool) -> dict[str, Any]:
+def _run(
+    p: Mapping[str, Array], X: Array, state: tuple[Array, Array], lengths: Array | None, keep: bool
+) -> dict[str, Any]:
     """The two lstm runs: M (T, n, c), zero at padded steps; the last m and c; the lstm caches (keep)."""
     run = _lstm.forward if keep else _lstm.predict
     M, first = run(_first(p), X[:1], state)
@@ -205,7 +209,11 @@ def _gradient(name: str, value: Any, shape: tuple[int, ...], dtype: Any) -> Arra
     if a.shape == (1, *shape):
         a = a[0]
     if a.shape != shape or a.dtype.kind != "f":
-        raise ShapeError(f"{name} must be a float array of shape {validate.shape_text(shape)}, got {a.dtype} {validate.shape_text(a.shape)}")
+        raise ShapeError(
+            f"{name} must be a float array of shape {validate.shape_text(shape)} like final_states, got "
+            f"{a.dtype} {validate.shape_text(a.shape)}"
+        )
+    validate._check_finite(name, a, dtype)
     return a.astype(dtype, copy=False)
 
 
@@ -221,11 +229,15 @@ def backward(
     T, n, nc = M.shape
     nh = dims["h"]
     if nc != dims["c"] or cache["h"].shape[1] != nh:
-        raise ShapeError(f"cache has c = {nc}, h = {cache['h'].shape[1]}, the params c = {dims['c']}, h = {nh}")
+        raise ShapeError(
+            f"cache has c = {nc}, h = {cache['h'].shape[1]}, the params c = {dims['c']}, h = {nh}"
+        )
     dH = validate.check_upstream(dH, np.empty((T, n, nh), dtype))
     dH = rt.mask_upstream(dH, lengths)
     if dstates is not None and not (isinstance(dstates, (tuple, list)) and len(dstates) == 2):
-        raise InputError(f"dstates of an lstmp cell is None or a tuple (dh, dc), got {type(dstates).__name__}")
+        raise InputError(
+            f"dstates of an lstmp cell is None or a tuple (dh, dc), got {type(dstates).__name__}"
+        )
     dh, dc = dstates if dstates is not None else (None, None)
     dh = _gradient("dstates[0] (dh)", dh, (n, nh), dtype)
     dc = _gradient("dstates[1] (dc)", dc, (n, nc), dtype)

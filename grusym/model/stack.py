@@ -95,7 +95,9 @@ class Model:
         if sizes and (set(sizes) != {"proj_size"} or not hasattr(self.cell, "STATE_SIZES")):
             raise InputError(f"init_params of a {self.VARIANT!r} model takes no {', '.join(sizes)}")
         if self.structure.single:
-            return dict(self.cell.init_params(input_size, hidden_size, output_size, seed, dtype, scale, **sizes))
+            return dict(
+                self.cell.init_params(input_size, hidden_size, output_size, seed, dtype, scale, **sizes)
+            )
         rng = np.random.default_rng(seed)  # one child seed per cell, then one for the head
         width = self.structure.width(sizes.get("proj_size", hidden_size))
         if getattr(self.cell, "INPUT_ELEMENTWISE", False) and width != hidden_size:
@@ -191,8 +193,8 @@ class Model:
             if a.shape != (K, n, nh):
                 swapped = a.shape == (K, T, nh) and n != T
                 raise ShapeError(
-                    f"{label} must have shape (num_layers * num_directions = {K}, n = {n}, {size} = {nh}), one "
-                    f"state per layer and direction in torch's order, got {shape_text(a.shape)}"
+                    f"{label} must have shape (num_layers * num_directions = {K}, n = {n}, {size} = {nh}), "
+                    f"one state per layer and direction in torch's order, got {shape_text(a.shape)}"
                     + ("; it fits X's other leading axis: is X in the other layout?" if swapped else "")
                 )
             out.append(a)
@@ -368,9 +370,12 @@ class Model:
         filled = [np.asarray(d) if d is not None else None for d in dstates]
         if not given:
             return [None] * len(self._cells)
-        lead, dt = filled[given[0]].shape[:-1], filled[given[0]].dtype
+        first = np.asarray(dstates[given[0]])
+        lead, dt = first.shape[:-1], first.dtype
         zeros = [np.zeros((*lead, dims[self._size(s)]), dt) for s in self.STATES]
-        parts = self._per_cell("dstates", tuple(z if d is None else d for z, d in zip(zeros, filled, strict=True)), n, dims, T)
+        parts = self._per_cell(
+            "dstates", tuple(z if d is None else d for z, d in zip(zeros, filled, strict=True)), n, dims, T
+        )
         return [tuple(None if d is None else part[i] for i, d in enumerate(filled)) for part in parts]
 
     def _backward(
