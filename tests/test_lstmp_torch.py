@@ -9,6 +9,11 @@ grusym.interop. Skipped without torch.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -181,3 +186,21 @@ def test_proj_size_refusals():
     wide = {**sd, "weight_hr_l0": torch.zeros(C, C, dtype=f64)}
     with pytest.raises(ShapeError, match=r"weight_hr_l0'\] must have shape \(p, h = 5\) with 0 < p < h"):
         from_torch_lstm(wide)
+
+
+def test_the_interop_doc_example_prints_what_it_shows():
+    """docs/interop.md's LSTM-with-projection example runs and prints its lines, each difference <= 1e-12."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "interop.md").read_text()
+    rest = text[text.index("## LSTM with projection") :]
+    code = re.search(r"```python\n(.*?)```", rest, re.S)
+    assert code is not None
+    shown = re.search(r"```text\n(.*?)```", rest[code.end() :], re.S)
+    assert shown is not None
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code.group(1), "docs/interop.md", "exec"), {"__name__": "__doc_example__"})
+    sci = re.compile(r"\d\.\de[-+]\d\d")
+    got, want = printed.getvalue().splitlines(), shown.group(1).splitlines()
+    assert [sci.sub("#", line) for line in got] == [sci.sub("#", line) for line in want]
+    assert len(sci.findall(printed.getvalue())) == 5
+    assert all(float(x) <= 1e-12 for x in sci.findall(printed.getvalue()))
