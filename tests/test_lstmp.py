@@ -145,3 +145,21 @@ def test_lstmp_refusals():
     state, _ = to_torch_lstm(_params())
     with pytest.raises(ParameterError, match=r"'weight_hr_l0', the projection of an nn.LSTM\(proj_size=p\)"):
         from_torch_gru(state)
+
+
+def test_lstmp_float32_stays_float32_and_a_masked_batch_is_each_sequence_alone():
+    model = grusym.load("lstmp", 2, True)
+    p32 = model.init_params(3, C, 4, proj_size=P, dtype=np.float32, scale=0.5)
+    X = np.random.default_rng(5).normal(size=(6, 3, 3))
+    H, cache = model.forward(p32, X.astype(np.float32), lengths=np.array([6, 2, 4]))
+    grads = model.backward(p32, cache, np.ones_like(H))
+    assert H.dtype == np.float32 and {g.dtype for g in grads.values()} == {np.dtype(np.float32)}
+    params = {k: v.astype(np.float64) for k, v in p32.items()}
+    mask = np.zeros((6, 3), bool)
+    mask[2:, 0], mask[:, 1], mask[1:4, 2] = True, True, True  # padding in front, none, around
+    Hm, (hm, cm) = model.predict(params, X, lengths=mask)
+    for i in range(3):
+        steps = np.nonzero(mask[:, i])[0]
+        Hi, (hi, ci) = model.predict(params, X[steps, i : i + 1])
+        assert np.abs(Hm[steps, i] - Hi[:, 0]).max() <= 1e-13 and not Hm[~mask[:, i], i].any()
+        assert np.abs(hm[:, i] - hi[:, 0]).max() <= 1e-13 and np.abs(cm[:, i] - ci[:, 0]).max() <= 1e-13
