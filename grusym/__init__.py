@@ -120,9 +120,11 @@ def load(
 ) -> ModuleType | Model:
     """The generated NumPy module of a cell, or a whole model of it.
 
-    name: a built-in cell (a GRU variant of ``variants()``, or ``lstm``); a cell module of your own (what
-    ``grusym derive --cell`` writes, imported, or ``grusym.symbolic.usercell.derive_module`` returns); or
-    ``"FILE.py:NAME"``, a cell declared in your file (derived in memory: this needs SymPy).
+    name: a built-in cell (a GRU variant of ``variants()``, or ``lstm``; ``lstmp`` is torch's
+    ``nn.LSTM(proj_size=p)``, built from the generated lstm by ``grusym/model/lstmp.py``); a cell module
+    of your own (what ``grusym derive --cell`` writes, imported, or
+    ``grusym.symbolic.usercell.derive_module`` returns); or ``"FILE.py:NAME"``, a cell declared in your
+    file (derived in memory: this needs SymPy).
 
     With no layout argument, the cell module itself: ``init_params``, ``forward``, ``predict``,
     ``backward``, ``final_states``, ``step``, ``head``, ``loss`` and ``loss_and_grads``. With any of
@@ -171,6 +173,12 @@ def _cell_module(name: object, backend: str) -> ModuleType:
             raise InputError(FUSED_HINT)
         package = "generated" if backend == "numpy" else "generated.fused"
         return importlib.import_module(f"{__name__}.{package}.{name}")
+    if name == "lstmp":  # torch's LSTM(proj_size=p): the generated lstm and a projection
+        if backend == "fused":
+            raise InputError(
+                "lstmp runs the generated NumPy lstm module; backend='fused' is not available for it"
+            )
+        return importlib.import_module(f"{__name__}.model.lstmp")
     if isinstance(name, str) and name.rpartition(":")[0].endswith(".py") and backend == "numpy":
         try:
             return _derived(name)

@@ -1,10 +1,11 @@
 """Converter fuzz, PyTorch: hypothesis draws torch configurations (nn.GRU / nn.LSTM / nn.RNN tanh or relu,
-or their Cell twins; layers, directions, batch_first, bias; the state dict as given, the module itself,
-nested in a bigger module's with or without prefix=; packed padded batches; initial states) and each one
-must be imported exactly or refused by name, never a silent mismatch. Exactly: outputs, last states and
-the gradient of every parameter, X and the initial states of a loss on the outputs and the last states,
-against torch autograd in float64 to 1e-12, and to_torch_* loads back into the module (strict). Default
-tier: the profile's examples, derandomized; --thorough: 20x. Skipped without torch.
+or their Cell twins; nn.LSTM's proj_size; layers, directions, batch_first, bias; the state dict as given,
+the module itself, nested in a bigger module's with or without prefix=; packed padded batches; initial
+states) and each one must be imported exactly or refused by name, never a silent mismatch. Exactly:
+outputs, last states and the gradient of every parameter, X and the initial states of a loss on the
+outputs and the last states, against torch autograd in float64 to 1e-12, and to_torch_* loads back into
+the module (strict). A proj_size state dict given to from_torch_gru or from_torch_rnn is refused, naming
+weight_hr. Default tier: the profile's examples, derandomized; --thorough: 20x. Skipped without torch.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ torch = pytest.importorskip("torch")
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
 import grusym  # noqa: E402
+from grusym.errors import ParameterError  # noqa: E402
 from grusym.interop import (  # noqa: E402
     from_torch_gru,
     from_torch_lstm,
@@ -67,13 +69,17 @@ class Config:
     given: str  # "state_dict", "module", "nested", "prefix"
     lengths: tuple[int, ...] | None
     initial: bool
+    proj: int = 0  # nn.LSTM's proj_size (0: none), read as lstmp
+    misread: str = ""  # a proj_size state dict given to this reader: refused by name
 
 
 @st.composite
-def configs(draw: st.DrawFn) -> Config:
-    kind = draw(st.sampled_from(sorted(KINDS)))
-    cell = draw(st.booleans())
+def configs(draw: st.DrawFn, projected: bool = False) -> Config:
+    """Any configuration; ``projected``: an nn.LSTM with proj_size only."""
+    kind = "LSTM" if projected else draw(st.sampled_from(sorted(KINDS)))
+    cell = False if projected else draw(st.booleans())
     lengths = None if cell else draw(st.none() | st.tuples(*[st.integers(1, T)] * N))
+    proj = draw(st.integers(1 if projected else 0, H - 1)) if kind == "LSTM" and not cell else 0
     return Config(
         kind=kind,
         cell=cell,
@@ -85,12 +91,15 @@ def configs(draw: st.DrawFn) -> Config:
         given=draw(st.sampled_from(["state_dict", "module", "nested", "prefix"])),
         lengths=lengths,
         initial=draw(st.booleans()),
+        proj=proj,
+        misread=draw(st.sampled_from(["", "", "", "GRU", "RNN"])) if proj else "",
     )
 
 
 def _module(c: Config, seed: int) -> torch.nn.Module:
     module, cell, *_ = KINDS[c.kind]
     extra = {"nonlinearity": "relu"} if c.relu else {}
+    extra |= {"proj_size": c.proj} if c.proj else {}
     if c.cell:
         m = cell(D, H, bias=c.bias, dtype=f64, **extra)
     else:
@@ -134,6 +143,18 @@ def _rel(a, b) -> float:
           suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
 @given(c=configs(), seed=st.integers(0, 2**16))
 def test_every_torch_configuration_is_imported_exactly(relu_cell: str, c: Config, seed: int) -> None:
+    _imported_exactly(relu_cell, c, seed)
+
+
+@settings(max_examples=settings.default.max_examples, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+@given(c=configs(projected=True), seed=st.integers(0, 2**16))
+def test_every_proj_size_configuration_is_imported_exactly(relu_cell: str, c: Config, seed: int) -> None:
+    """nn.LSTM(proj_size=p) drawn on its own, so the default tier's few examples cover it."""
+    _imported_exactly(relu_cell, c, seed)
+
+
+def _imported_exactly(relu_cell: str, c: Config, seed: int) -> None:
     _, _, cell_name, from_torch, to_torch = KINDS[c.kind]
     m = _module(c, seed)
     rng = np.random.default_rng(seed)
@@ -141,9 +162,10 @@ def test_every_torch_configuration_is_imported_exactly(relu_cell: str, c: Config
     X = torch.from_numpy(rng.normal(size=shape)).requires_grad_(True)
     n_states = 2 if c.kind == "LSTM" else 1
     K = c.layers * (1 + c.bidirectional)
-    lead = (N, H) if c.cell else (K, N, H)
+    leads = [(N, H)] * 2 if c.cell else [(K, N, c.proj or H), (K, N, H)]  # h0 is proj_size wide
+    leads = leads[:n_states]
     states = [torch.from_numpy(rng.normal(0, 0.5, lead) if c.initial else np.zeros(lead)).requires_grad_(True)
-              for _ in range(n_states)]  # fmt: skip
+              for lead in leads]  # fmt: skip
     out, last = _torch_run(c, m, X, states)
     w_out = rng.normal(size=out.shape)
     w_last = [rng.normal(size=s.shape) for s in last]
@@ -163,8 +185,15 @@ def test_every_torch_configuration_is_imported_exactly(relu_cell: str, c: Config
     else:
         source = sd
     nonlinearity = {"nonlinearity": "relu"} if c.relu and c.given != "module" else {}
+    if c.misread:
+        with pytest.raises(
+            ParameterError,
+            match=rf"'weight_hr_l0', the projection of an nn.LSTM\(proj_size=p\); an nn.{c.misread} has no ",
+        ):
+            KINDS[c.misread][3](source, prefix=prefix)
+        return
     params = from_torch(source, prefix=prefix, **nonlinearity)
-    name = relu_cell if c.relu else cell_name
+    name = "lstmp" if c.proj else relu_cell if c.relu else cell_name
     ours = grusym.load(name) if c.cell else grusym.load(name, c.layers, c.bidirectional, c.batch_first)
     h0 = [s.detach().numpy() for s in states]
     H_ours, cache = ours.forward(params, X.detach().numpy(), h0[0] if n_states == 1 else tuple(h0),

@@ -55,7 +55,9 @@ __all__ = [
 ]
 
 _KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-_KEY = re.compile(r"^(?P<kind>weight_ih|weight_hh|bias_ih|bias_hh)_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
+_KEY = re.compile(
+    r"^(?P<kind>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(?P<layer>\d+)(?P<reverse>_reverse)?$"
+)
 _CELL_KEY = re.compile(r"^(?P<kind>weight_ih|weight_hh|bias_ih|bias_hh)$")
 # a key of an RNN anywhere in a bigger module's state dict: its prefix, then the RNN's own key
 _NESTED = re.compile(
@@ -103,8 +105,15 @@ def torch_cells(
     state_dict: Any, gates: int, module: str, prefix: str | None = None
 ) -> tuple[Structure, dict[Cell, dict[str, Array]], int]:
     """Every cell's four arrays ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` (biases None-free:
-    zeros when the state dict has none), checked; with the structure and the hidden size."""
+    zeros when the state dict has none), and ``weight_hr`` (p, h) for an ``nn.LSTM(proj_size=p)``,
+    checked; with the structure and the width of each direction's output (h, or p)."""
     sd, _ = _own_keys(state_dict, prefix, module)
+    projected = sorted(k for k in sd if str(k).startswith("weight_hr"))
+    if projected and module != "nn.LSTM":
+        raise ParameterError(
+            f"state_dict has {projected[0]!r}, the projection of an nn.LSTM(proj_size=p); an {module} has "
+            "no proj_size (read an LSTM's state dict with from_torch_lstm)"
+        )
     found: dict[Cell, set[str]] = {}
     unexpected = []
     for k in sd:
@@ -115,11 +124,7 @@ def torch_cells(
         cell = (int(m["layer"]), "reverse" if m["reverse"] else "forward")
         found.setdefault(cell, set()).add(m["kind"])
     if unexpected:
-        hint = (
-            " (proj_size is not supported)"
-            if any(str(k).startswith("weight_hr") for k in unexpected)
-            else " (the keys of a bigger module are found by their prefix; pass prefix= if they are not)"
-        )
+        hint = " (the keys of a bigger module are found by their prefix; pass prefix= if they are not)"
         raise ParameterError(
             f"state_dict has unexpected keys {sorted(map(str, unexpected))}; an {module} state_dict has "
             f"weight_ih_l<k>, weight_hh_l<k>, bias_ih_l<k>, bias_hh_l<k> (and _reverse ones){hint}"
@@ -135,6 +140,7 @@ def torch_cells(
     structure = Structure(layers, directions)
     with_bias = any("bias_ih" in kinds or "bias_hh" in kinds for kinds in found.values())
     needed = ["weight_ih", "weight_hh", *(["bias_ih", "bias_hh"] if with_bias else [])]
+    needed += ["weight_hr"] if projected else []
     missing = [
         f"{kind}{_suffix(*c)}" for c in structure.cells for kind in needed if kind not in found.get(c, ())
     ]
@@ -142,7 +148,8 @@ def torch_cells(
         raise ParameterError(
             f"state_dict is missing {missing}; an {module} with {layers} layer(s)"
             f"{' and two directions' if len(directions) == 2 else ''} has every weight_ih, weight_hh "
-            "(and both biases, or none for bias=False) for each layer and direction"
+            "(and both biases, or none for bias=False; weight_hr with proj_size) for each layer and "
+            "direction"
         )
     arrays = {f"{kind}{_suffix(*c)}": array(f"state_dict[{kind + _suffix(*c)!r}]", sd[kind + _suffix(*c)])
               for c in structure.cells for kind in needed}  # fmt: skip
@@ -151,13 +158,22 @@ def torch_cells(
         hh.shape[0] // hh.shape[1] if hh.ndim == 2 and hh.shape[1] and hh.shape[0] % hh.shape[1] == 0 else 0
     )
     other = {1: "nn.RNN", 3: "nn.GRU", 4: "nn.LSTM"}.get(ratio)
-    if other and ratio != gates:  # the same keys, another module: say which
+    if other and ratio != gates and not projected:  # the same keys, another module: say which
         raise ShapeError(
             f"state_dict['weight_hh_l0'] must have shape ({gates}h, h) for an {module}, got "
             f"{shape_text(hh.shape)}: the state dict of an {other}?"
         )
     nh = gate_axis("state_dict['weight_ih_l0']", first, 0, f"({gates}h, d)", gates)
-    width = len(directions) * nh
+    out = nh
+    if projected:  # weight_hr (p, h): the state h and the outputs are p wide
+        hr = arrays["weight_hr_l0"]
+        out = hr.shape[0] if hr.ndim == 2 and 0 < hr.shape[0] < nh else 0
+        if not out:
+            raise ShapeError(
+                f"state_dict['weight_hr_l0'] must have shape (p, h = {nh}) with 0 < p < h (torch: "
+                f"proj_size < hidden_size), got {shape_text(hr.shape)}"
+            )
+    width = len(directions) * out
     cells: dict[Cell, dict[str, Array]] = {}
     for c in structure.cells:
         s = _suffix(*c)
@@ -168,9 +184,10 @@ def torch_cells(
         expect(
             f"state_dict['weight_ih{s}']", arrays["weight_ih" + s], (gates * nh, d), f"({gates}h, d)", note
         )
-        expect(
-            f"state_dict['weight_hh{s}']", arrays["weight_hh" + s], (gates * nh, nh), f"({gates}h, h)", note
-        )
+        hh_form = f"({gates}h, {'p' if projected else 'h'})"
+        expect(f"state_dict['weight_hh{s}']", arrays["weight_hh" + s], (gates * nh, out), hh_form, note)
+        if projected:
+            expect(f"state_dict['weight_hr{s}']", arrays["weight_hr" + s], (out, nh), "(p, h)", note)
         zeros = np.zeros(gates * nh, first.dtype)
         for kind in ("bias_ih", "bias_hh"):
             if with_bias:
@@ -178,8 +195,10 @@ def torch_cells(
         cells[c] = {
             kind: arrays.get(kind + s, zeros) for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
         }
+        if projected:
+            cells[c]["weight_hr"] = arrays["weight_hr" + s]
     one_dtype(arrays)
-    return structure, cells, nh
+    return structure, cells, out
 
 
 def torch_head(head: Mapping[str, Any], width: int, dtype: Any) -> Params:
@@ -249,13 +268,15 @@ def from_torch_lstm(
     state_dict: Any, head: Mapping[str, Any] | None = None, prefix: str | None = None
 ) -> Params:
     """``lstm`` parameters from a ``torch.nn.LSTM`` (or ``LSTMCell``) state dict, any layers and
-    directions (no proj_size).
+    directions; ``lstmp`` parameters from an ``nn.LSTM(proj_size=p)``'s.
 
     state_dict: ``weight_ih_l<k>[_reverse]`` (4h, d_k), ``weight_hh_...`` (4h, h) with row blocks i, f,
     g, o, ``bias_ih_...`` and ``bias_hh_...`` (4h,) (absent for ``bias=False``); a cell's without the
     suffix; head and prefix as for :func:`from_torch_gru`. grusym's lstm keeps both bias rows (``b_x<g>`` =
     bias_ih block, ``b_h<g>`` = bias_hh block), so the conversion is exact both ways. Returns the params of
-    ``grusym.load("lstm", num_layers, bidirectional)``.
+    ``grusym.load("lstm", num_layers, bidirectional)``; with ``weight_hr_l<k>`` (p, h) (``proj_size=p``:
+    ``weight_hh`` is then (4h, p) and the layers above read the p-wide outputs), those of
+    ``grusym.load("lstmp", ...)``, which adds ``W_hr`` (h, p) = ``weight_hr.T``.
     """
     structure, cells, nh = torch_cells(state_dict, 4, "nn.LSTM", prefix)
     out: dict[Cell, Params] = {}
@@ -272,6 +293,8 @@ def from_torch_lstm(
                     f"b_h{g}": b_h[g].copy(),
                 }
             )
+        if "weight_hr" in a:
+            out[c]["W_hr"] = a["weight_hr"].T.copy()
     dtype = cells[(0, "forward")]["weight_ih"].dtype
     return join_cells(structure, out, _head(head, structure, nh, dtype))
 
@@ -348,9 +371,11 @@ def _to_torch(
     bias: bool,
     cell: bool,
     rows: Callable[[Params, bool], tuple[list[Array], list[Array], list[Array], list[Array]]],
+    extra: Callable[[Params], dict[str, Array]] | None = None,
 ) -> tuple[dict[str, Array], dict[str, Array] | None]:
     """torch's state dicts of ``variant`` params (or gradients); ``rows(p, gradients)`` gives one cell's
-    row blocks of weight_ih, weight_hh, bias_ih, bias_hh in torch's order."""
+    row blocks of weight_ih, weight_hh, bias_ih, bias_hh in torch's order, ``extra(p)`` its other arrays
+    (lstmp's weight_hr)."""
     values = _params_or_grads(params, gradients)
     for flag, name in ((bias, "bias"), (cell, "cell")):
         if not isinstance(flag, (bool, np.bool_)):
@@ -378,6 +403,7 @@ def _to_torch(
                     f"params[{nonzero[0] + _suffix(layer, d) * (not structure.single)!r}] is not zero, but "
                     f"an {module}(bias=False) has no bias to hold it"
                 )
+        state.update({kind + s: a for kind, a in (extra(p) if extra else {}).items()})
     linear_state = {"weight": head["W_hq"].T.copy(), "bias": head["b_q"].copy()} if head else None
     return state, linear_state
 
@@ -439,8 +465,26 @@ def to_torch_lstm(
     """The ``torch.nn.LSTM`` (``cell=True``: ``LSTMCell``) and ``nn.Linear`` state dicts of ``lstm``
     parameters (a cell's or a model's); the inverse of :func:`from_torch_lstm`, exactly. ``gradients=True``:
     grusym's gradients (``h0``, ``c0``, ``X`` ignored) as torch's ``.grad`` of every parameter (grusym's
-    lstm keeps torch's two bias rows); ``bias`` as :func:`to_torch_gru`."""
-    return _to_torch("lstm", "nn.LSTM", params, gradients, bias, cell, _lstm_rows)
+    lstm keeps torch's two bias rows); ``bias`` as :func:`to_torch_gru`. ``lstmp`` parameters (with
+    ``W_hr``) give an ``nn.LSTM(proj_size=p)``'s, ``weight_hr_l<k>`` = ``W_hr.T``."""
+    keys = {re.sub(r"_l\d+(_reverse)?$", "", str(k)) for k in mapping("params", params)}
+    if not {"W_hr", "W_xi"} <= keys:
+        return _to_torch("lstm", "nn.LSTM", params, gradients, bias, cell, _lstm_rows)
+    if cell:
+        raise InputError(
+            "cell=True gives an nn.LSTMCell's state dict, but an LSTMCell has no proj_size (W_hr)"
+        )
+    return _to_torch("lstmp", "nn.LSTM", params, gradients, bias, cell, _lstm_rows, _projection)
+
+
+def _projection(p: Params) -> dict[str, Array]:
+    c, h = p["W_hr"].shape
+    if h >= c:
+        raise ShapeError(
+            f"params['W_hr'] is (c, h) = ({c}, {h}): an nn.LSTM(proj_size=h) needs h < c "
+            "(proj_size < hidden_size)"
+        )
+    return {"weight_hr": p["W_hr"].T.copy()}
 
 
 def to_torch_rnn(

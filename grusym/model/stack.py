@@ -83,17 +83,23 @@ class Model:
         seed: Any = 0,
         dtype: Any = np.float64,
         scale: float = 0.01,
+        **sizes: Any,
     ) -> Params:
-        """Every cell's parameters from the cell's own ``init_params``, then the head (o, q).
+        """Every cell's parameters from the cell's own ``init_params``, then the head (o, q); ``sizes``:
+        what the cell's ``init_params`` takes besides (lstmp's ``proj_size``, the width of its output).
 
         One seeded generator feeds the cells in torch's order and then the head; a single forward cell
         gets exactly the cell module's parameters for ``seed``.
         """
         validate.check_init(input_size, hidden_size, output_size, seed, dtype, scale)
+        if sizes and (set(sizes) != {"proj_size"} or not hasattr(self.cell, "STATE_SIZES")):
+            raise InputError(f"init_params of a {self.VARIANT!r} model takes no {', '.join(sizes)}")
         if self.structure.single:
-            return dict(self.cell.init_params(input_size, hidden_size, output_size, seed, dtype, scale))
+            return dict(
+                self.cell.init_params(input_size, hidden_size, output_size, seed, dtype, scale, **sizes)
+            )
         rng = np.random.default_rng(seed)  # one child seed per cell, then one for the head
-        width = self.structure.width(hidden_size)
+        width = self.structure.width(sizes.get("proj_size", hidden_size))
         if getattr(self.cell, "INPUT_ELEMENTWISE", False) and width != hidden_size:
             raise ShapeError(
                 f"cell {self.VARIANT!r} reads its input X elementwise (d must equal h = {hidden_size}), but "
@@ -103,7 +109,7 @@ class Model:
         params: Params = {}
         for layer, direction in self._cells:
             p = self.cell.init_params(
-                input_size if layer == 0 else width, hidden_size, 1, _child(rng), dtype, scale
+                input_size if layer == 0 else width, hidden_size, 1, _child(rng), dtype, scale, **sizes
             )
             suffix = self.structure.suffix(layer, direction)
             params.update({k + suffix: p[k] for k in self.cell.CELL_PARAMS})
@@ -163,7 +169,7 @@ class Model:
             t = t[::-1]
         return _at(t, align)
 
-    def _stacks(self, name: str, value: Any, n: int, nh: int, T: int) -> list[Array]:
+    def _stacks(self, name: str, value: Any, n: int, dims: Mapping[str, int], T: int) -> list[Array]:
         """A state-shaped argument (h0, dstates): one (K, n, h) stack per state, (n, h) for K = 1 too."""
         K, names = len(self._cells), self.STATES
         if len(names) == 1:
@@ -174,30 +180,35 @@ class Model:
             raise InputError(
                 f"{name} of a {self.VARIANT!r} model must be None or a tuple of {len(names)} stacks "
                 f"({', '.join(s + '0' for s in names)}), each (num_layers * num_directions, n, h) "
-                f"= {(K, n, nh)}"
+                f"= {(K, n, dims['h'])}"
             )
         out = []
         for state, stack in zip(names, stacks, strict=True):
             label = {"h0": f"{state}0", "dstates": f"dstates (d{state})"}.get(name, f"{name} ({state})")
             label = name if len(names) == 1 and name != "h0" else label
             a = np.asarray(stack)
+            size, nh = self._size(state), dims[self._size(state)]
             if K == 1 and a.shape == (n, nh):
                 a = a[None]
             if a.shape != (K, n, nh):
                 swapped = a.shape == (K, T, nh) and n != T
                 raise ShapeError(
-                    f"{label} must have shape (num_layers * num_directions = {K}, n = {n}, h = {nh}), one "
-                    f"state per layer and direction in torch's order, got {shape_text(a.shape)}"
+                    f"{label} must have shape (num_layers * num_directions = {K}, n = {n}, {size} = {nh}), "
+                    f"one state per layer and direction in torch's order, got {shape_text(a.shape)}"
                     + ("; it fits X's other leading axis: is X in the other layout?" if swapped else "")
                 )
             out.append(a)
         return out
 
-    def _per_cell(self, name: str, value: Any, n: int, nh: int, T: int) -> list[Any]:
+    def _size(self, state: str) -> str:
+        """The dimension of a state: h, or what the cell names (lstmp's c is the cell size c)."""
+        return str(getattr(self.cell, "STATE_SIZES", {}).get(state, "h"))
+
+    def _per_cell(self, name: str, value: Any, n: int, dims: Mapping[str, int], T: int) -> list[Any]:
         """Each cell's share of a state stack argument (None: None for every cell)."""
         if value is None:
             return [None] * len(self._cells)
-        arrays = self._stacks(name, value, n, nh, T)
+        arrays = self._stacks(name, value, n, dims, T)
         if len(arrays) == 1:
             return list(arrays[0])
         return [tuple(a[k] for a in arrays) for k in range(len(self._cells))]
@@ -235,7 +246,7 @@ class Model:
         T, n = Xa.shape[:2]
         counts, starts, align, unalign = self._lengths(Xa, lengths)
         Xa = _at(Xa, align)
-        states = self._per_cell("h0", h0, n, dims["h"], T)
+        states = self._per_cell("h0", h0, n, dims, T)
         index = reversal(counts, T, n) if "reverse" in self.structure.directions else None
         carry = self._carry(counts, starts, T)
         results: list[Any] = []
@@ -345,22 +356,26 @@ class Model:
                 raise ShapeError(
                     f"dH must have the shape of H, {shape_text(want)}, got {shape_text(np.shape(dH))}"
                 )
-        dlast = self._per_cell_grads(dstates, n, dims["h"], T)
+        dlast = self._per_cell_grads(dstates, n, dims, T)
         grads = self._backward(p, cache, dH_int, dlast, dims["h"], input_grad)
         return rt.head_zeros(grads, p, self.PARAMS)
 
-    def _per_cell_grads(self, dstates: Any, n: int, nh: int, T: int) -> list[Any]:
+    def _per_cell_grads(self, dstates: Any, n: int, dims: Mapping[str, int], T: int) -> list[Any]:
         if dstates is None or len(self.STATES) == 1:
-            return self._per_cell("dstates", dstates, n, nh, T)
+            return self._per_cell("dstates", dstates, n, dims, T)
         # a multi-state cell: None inside the tuple is a zero gradient on that state
         if not (isinstance(dstates, (tuple, list)) and len(dstates) == len(self.STATES)):
-            return self._per_cell("dstates", dstates, n, nh, T)  # raises, naming the expected form
+            return self._per_cell("dstates", dstates, n, dims, T)  # raises, naming the expected form
         given = [i for i, d in enumerate(dstates) if d is not None]
         filled = [np.asarray(d) if d is not None else None for d in dstates]
         if not given:
             return [None] * len(self._cells)
-        zeros = np.zeros_like(filled[given[0]])
-        parts = self._per_cell("dstates", tuple(zeros if d is None else d for d in filled), n, nh, T)
+        first = np.asarray(dstates[given[0]])
+        lead, dt = first.shape[:-1], first.dtype
+        zeros = [np.zeros((*lead, dims[self._size(s)]), dt) for s in self.STATES]
+        parts = self._per_cell(
+            "dstates", tuple(z if d is None else d for z, d in zip(zeros, filled, strict=True)), n, dims, T
+        )
         return [tuple(None if d is None else part[i] for i, d in enumerate(filled)) for part in parts]
 
     def _backward(
@@ -472,7 +487,7 @@ class Model:
             raise ShapeError(
                 f"x_t must have shape (n, d) floats or (n,) token ids, got {shape_text(x.shape)}"
             )
-        states = self._per_cell("state", state, x.shape[0], dims["h"], 1)
+        states = self._per_cell("state", state, x.shape[0], dims, 1)
         out = self.STATES.index(self.OUTPUT)
         new: list[Any] = []
         inputs: Any = x
