@@ -3,7 +3,7 @@
 import sympy as sp
 
 from grusym.symbolic.accuracy import Context, as_accurate
-from grusym.symbolic.primitives import Sigmoid, Tanh
+from grusym.symbolic.primitives import Absolute, Sigmoid, Tanh
 
 s, a, dh = (sp.Symbol(n, real=True) for n in ("s", "a", "dh"))
 h_prev, h_tilde, z = (sp.Symbol(n, real=True) for n in ("h_prev", "h_tilde", "z"))
@@ -34,3 +34,10 @@ def test_an_adjoint_may_trade_a_rounding_of_itself():
 def test_equal_forms_are_accurate_and_a_wrong_form_is_not():
     assert as_accurate(dh * (1 - z), dh * (1 - z), GATED)
     assert not as_accurate(dh * (1 + z), dh * (1 - z), GATED)  # not equal: the rule is no identity check
+
+
+def test_a_named_value_that_is_a_constant_is_evaluated():
+    """The thorough fuzzer's draw: v0 = abs(h_prev - h_prev) is abs(0), which the runtime got as an int."""
+    v0 = sp.Symbol("v0", real=True)
+    ctx = Context({v0: Absolute(sp.Integer(0))}, frozenset({dh}))
+    assert as_accurate(dh - dh * Tanh(v0) ** 2, dh * (1 - Tanh(v0) ** 2), ctx)  # tanh(0) = 0: both exact

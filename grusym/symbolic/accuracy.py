@@ -32,14 +32,21 @@ _SLACK = 16.0  # a rewrite may be this many times less accurate than the origina
 _EPS = float(np.finfo(np.float64).eps)
 _DIGITS = 60
 
+
 # float64: the functions the generated code calls (its ufunc names, without the out= argument), under
 # names of their own (SymPy's NumPy printer would print a function called Identity as a matrix)
+def _as_float(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    return lambda x: fn(np.asarray(x, dtype=np.float64))  # a constant argument (abs(0)) arrives as an int
+
+
 _FLOAT = {
-    f"_f_{fn.label}": (lambda x: np.asarray(x, dtype=np.float64).copy())
-    if fn.ufunc == "np.copyto"
-    else getattr(np, fn.ufunc[3:])
-    if fn.ufunc.startswith("np.")
-    else getattr(rt, fn.ufunc[3:])
+    f"_f_{fn.label}": _as_float(
+        np.copy
+        if fn.ufunc == "np.copyto"
+        else getattr(np, fn.ufunc[3:])
+        if fn.ufunc.startswith("np.")
+        else getattr(rt, fn.ufunc[3:])
+    )
     for fn in PRIMITIVES.values()
 }
 
