@@ -1,0 +1,99 @@
+"""The per-step inputs of a cell (``c.input``), as its generated module and the models receive them.
+
+Contract: a cell module with inputs has ``INPUTS``, a dict from each input's name to the steps that read it
+(``"cell 'zoneout_gru', step (5) h"``), and its functions take ``aux``, a dict of one array per input:
+(T, n, h), or (T, n, 1) broadcast over the hidden units (``step``: (n, h) or (n, 1)), finite numbers of any
+real dtype, cast to the parameters'. :func:`check_aux` returns them as contiguous (T, n, h) arrays in
+``INPUTS`` order; every problem (no dict, a missing or unknown name, a wrong shape, a nan) is an
+:class:`~grusym.errors.InputError` in one line naming the input and the steps that read it. Inputs get no
+gradient: :func:`refuse_gradient` refuses a check that asks for one. Imports only NumPy and the errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = ["check_aux", "check_cached", "check_step_aux", "inputs_of", "refuse_gradient"]
+
+
+def inputs_of(module: Any) -> dict[str, str]:
+    """A cell module's (or model's) per-step inputs and their readers; {} for a cell without any."""
+    return dict(getattr(module, "INPUTS", None) or {})
+
+
+def _mapping(aux: object, inputs: Mapping[str, str], shape: str) -> Mapping[str, Any]:
+    names = ", ".join(f"{k!r}: {shape}" for k in inputs)
+    first = next(iter(inputs.values()))
+    if aux is None:
+        raise InputError(f"{first}: aux is missing; this cell reads per-step inputs: aux={{{names}}}")
+    if not isinstance(aux, Mapping):
+        raise InputError(f"{first}: aux must be a dict {{{names}}}, got {type(aux).__name__}")
+    extra = [k for k in aux if k not in inputs]
+    if extra:
+        raise InputError(
+            f"{first}: aux has {', '.join(map(repr, extra))}, which the cell does not read; its per-step "
+            f"inputs are {', '.join(map(repr, inputs))}"
+        )
+    missing = [k for k in inputs if k not in aux]
+    if missing:
+        name = missing[0]
+        raise InputError(f"{inputs[name]}: aux has no {name!r} ({shape}), a per-step input it reads")
+    return aux
+
+
+def _array(name: str, value: object, where: str, lead: tuple[int, ...], nh: int, dtype: Any) -> np.ndarray:
+    dims = ", ".join(("T", "n")[-len(lead) :] if len(lead) == 2 else ("n",))
+    want = f"({dims}, h) = {(*lead, nh)} or ({dims}, 1)"
+    try:
+        a = np.asarray(value)
+    except Exception:
+        a = np.asarray(None, dtype=object)
+    if a.dtype.kind not in "biuf":
+        raise InputError(f"{where}: aux[{name!r}] must hold real numbers {want}, got dtype {a.dtype}")
+    if a.shape not in ((*lead, nh), (*lead, 1)):
+        got = "(" + ", ".join(map(str, a.shape)) + ")"
+        raise InputError(f"{where}: aux[{name!r}] must have shape {want}, got {got}")
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise InputError(f"{where}: aux[{name!r}] holds nan or inf; a per-step input must be finite")
+    return np.ascontiguousarray(np.broadcast_to(a, (*lead, nh)), dtype=dtype)
+
+
+def check_aux(
+    aux: object, inputs: Mapping[str, str], Tn: tuple[int, int], nh: int, dtype: Any
+) -> tuple[np.ndarray, ...]:
+    """The per-step inputs as (T, n, h) arrays of ``dtype`` in ``inputs`` order (see the module doc)."""
+    given = _mapping(aux, inputs, "(T, n, h)")
+    return tuple(_array(k, given[k], where, tuple(Tn), nh, dtype) for k, where in inputs.items())
+
+
+def check_step_aux(
+    aux: object, inputs: Mapping[str, str], Tn: tuple[int, int], nh: int, dtype: Any
+) -> tuple[np.ndarray, ...]:
+    """One step's inputs, each (n, h) or (n, 1), as (1, n, h) arrays (``Tn`` is the one step's (1, n))."""
+    given = _mapping(aux, inputs, "(n, h)")
+    return tuple(_array(k, given[k], where, (Tn[1],), nh, dtype)[None] for k, where in inputs.items())
+
+
+def check_cached(cache: object, names: Sequence[str]) -> None:
+    """backward's check that ``cache`` holds the per-step inputs (``U_m``...) its loop reads."""
+    missing = [k for k in names if not isinstance(cache, Mapping) or k not in cache]
+    if missing:
+        raise InputError(f"cache is not from this cell's forward: missing the per-step input {missing[0]!r}")
+
+
+def refuse_gradient(module: Any, wrt: object) -> None:
+    """Refuse a gradient asked for a per-step input (``wrt``: a name or names), in one line naming the
+    cell and the steps that read it."""
+    inputs = inputs_of(module)
+    names = [wrt] if isinstance(wrt, str) else list(wrt) if isinstance(wrt, (list, tuple, set)) else []
+    for name in names:
+        if name in inputs:
+            raise InputError(
+                f"{inputs[name]}: {name!r} is a per-step input (c.input), held fixed: it has no gradient to "
+                "check or return"
+            )
