@@ -6,7 +6,9 @@ Contract: a cell module with inputs has ``INPUTS``, a dict from each input's nam
 real dtype, cast to the parameters'. :func:`check_aux` returns them as contiguous (T, n, h) arrays in
 ``INPUTS`` order; every problem (no dict, a missing or unknown name, a wrong shape, a nan) is an
 :class:`~grusym.errors.InputError` in one line naming the input and the steps that read it. Inputs get no
-gradient: :func:`refuse_gradient` refuses a check that asks for one. Imports only NumPy and the errors.
+gradient: :func:`refuse_gradient` refuses a check that asks for one, and the checks run a cell with
+inputs as :class:`HeldFixed` (the inputs drawn once by :func:`draw`, then constants). Imports only NumPy
+and the errors.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["check_aux", "check_cached", "check_step_aux", "inputs_of", "refuse_gradient"]
+__all__ = [
+    "HeldFixed",
+    "check_aux",
+    "check_cached",
+    "check_step_aux",
+    "draw",
+    "inputs_of",
+    "refuse_gradient",
+]
 
 
 def inputs_of(module: Any) -> dict[str, str]:
@@ -97,3 +107,41 @@ def refuse_gradient(module: Any, wrt: object) -> None:
                 f"{inputs[name]}: {name!r} is a per-step input (c.input), held fixed: it has no gradient to "
                 "check or return"
             )
+
+
+class HeldFixed:
+    """A cell module (or model) with its per-step inputs held fixed: ``forward``, ``predict``, ``loss`` and
+    ``loss_and_grads`` take no ``aux`` and read ``AUX`` (its first T steps for an X of T steps, so a
+    check's prefix of X gets the prefix of the inputs); every other name is the module's. The checks and
+    the oracle run a cell with inputs through this view as a cell without any."""
+
+    def __init__(self, module: Any, aux: Mapping[str, np.ndarray]) -> None:
+        self.module = module
+        self.AUX = dict(aux)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.module, name)
+
+    def _aux(self, X: Any) -> dict[str, np.ndarray]:
+        T = len(X) if isinstance(X, (list, tuple)) else int(np.shape(X)[0])
+        return {k: v[:T] for k, v in self.AUX.items()}
+
+    def forward(self, params: Any, X: Any, h0: Any = None, lengths: Any = None) -> Any:
+        return self.module.forward(params, X, h0, lengths, aux=self._aux(X))
+
+    def predict(self, params: Any, X: Any, h0: Any = None, lengths: Any = None) -> Any:
+        return self.module.predict(params, X, h0, lengths, aux=self._aux(X))
+
+    def loss(self, params: Any, X: Any, Y: Any, h0: Any = None, lengths: Any = None) -> Any:
+        return self.module.loss(params, X, Y, h0, lengths, aux=self._aux(X))
+
+    def loss_and_grads(
+        self, params: Any, X: Any, Y: Any, h0: Any = None, lengths: Any = None, input_grad: Any = None
+    ) -> Any:
+        return self.module.loss_and_grads(params, X, Y, h0, lengths, input_grad, aux=self._aux(X))
+
+
+def draw(module: Any, T: int, n: int, nh: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random per-step inputs for the checks: multiples of 1/4096 in [0, 1] (exact in float64 and as the
+    oracle's rationals), covering a mask's 0 and 1 and a probability between."""
+    return {k: rng.integers(0, 4097, (T, n, nh)) / 4096 for k in inputs_of(module)}
