@@ -28,6 +28,7 @@ from .checks.report import Entry, GradientReport
 from .checks.tolerance import TOLERANCES, relative_error, rounding_floor
 from .errors import InputError
 from .problems import tupled_states
+from .stepinputs import HeldFixed
 
 __all__ = ["LIMITS", "check_oracle", "oracle_gradients", "unrolled_loss"]
 
@@ -370,7 +371,8 @@ def check_oracle(
     h0 = tuple(np.round(s * _DYADIC) / _DYADIC for s in h0) if multi else np.round(h0 * _DYADIC) / _DYADIC
     if not tokens:
         X = np.round(X * _DYADIC) / _DYADIC
-    aux = getattr(m, "AUX", None)  # a cell's per-step inputs, held fixed (problems.variant_data)
+    # a cell's per-step inputs, held fixed (problems.variant_data)
+    aux = m.inputs_at(X, params) if isinstance(m, HeldFixed) else None
     value, reference, seconds = oracle_gradients(
         cell, params, X, Y, h0, digits=digits, backend=backend, aux=aux
     )

@@ -41,7 +41,7 @@ def variant_data(
     state: Any = h0
     if len(states) > 1:  # the later states drawn after everything else: one-state problems stay as they were
         state = (h0, *(rng.normal(0.0, 0.5, (n, h)) for _ in states[1:]))
-    if inputs_of(m):  # per-step inputs (c.input), drawn last, then held fixed
+    if inputs_of(m) and not isinstance(m, HeldFixed):  # per-step inputs (c.input): drawn last, held fixed
         m = HeldFixed(m, draw(m, T, n, h, rng))
     return m, params, X, Y, state
 

@@ -111,34 +111,52 @@ def refuse_gradient(module: Any, wrt: object) -> None:
 
 class HeldFixed:
     """A cell module (or model) with its per-step inputs held fixed: ``forward``, ``predict``, ``loss`` and
-    ``loss_and_grads`` take no ``aux`` and read ``AUX`` (its first T steps for an X of T steps, so a
-    check's prefix of X gets the prefix of the inputs); every other name is the module's. The checks and
-    the oracle run a cell with inputs through this view as a cell without any."""
+    ``loss_and_grads`` take no ``aux`` and read :meth:`inputs_at` (``step`` takes its step's ``aux``, by
+    default the first step's); every other name is the module's. The checks, the oracle and the reports
+    run a cell with inputs through this view as a cell without any.
 
-    def __init__(self, module: Any, aux: Mapping[str, np.ndarray]) -> None:
+    aux: the inputs, (T, n, h) arrays (an X of fewer steps, a check's prefix, gets their first steps); None:
+    drawn for each call's (T, n, h) by :func:`draw` from ``numpy.random.default_rng(seed)``, the same
+    values for the same sizes.
+    """
+
+    def __init__(self, module: Any, aux: Mapping[str, np.ndarray] | None = None, seed: int = 0) -> None:
         self.module = module
-        self.AUX = dict(aux)
+        self.AUX = None if aux is None else dict(aux)
+        self.seed = seed
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.module, name)
 
-    def _aux(self, X: Any) -> dict[str, np.ndarray]:
-        T = len(X) if isinstance(X, (list, tuple)) else int(np.shape(X)[0])
-        return {k: v[:T] for k, v in self.AUX.items()}
+    def inputs_at(self, X: Any, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The inputs a run over ``X`` (T, n, ...) reads."""
+        T, n = (len(X), len(X[0])) if isinstance(X, (list, tuple)) else np.shape(X)[:2]
+        if self.AUX is not None:
+            return {k: v[:T] for k, v in self.AUX.items()}
+        spec = self.module.PARAMS
+        nh = next(np.shape(params[k])[-1] for k, dims in spec.items() if dims[-1] == "h" and k in params)
+        return draw(self.module, int(T), int(n), int(nh), np.random.default_rng(self.seed))
 
     def forward(self, params: Any, X: Any, h0: Any = None, lengths: Any = None) -> Any:
-        return self.module.forward(params, X, h0, lengths, aux=self._aux(X))
+        return self.module.forward(params, X, h0, lengths, aux=self.inputs_at(X, params))
 
     def predict(self, params: Any, X: Any, h0: Any = None, lengths: Any = None) -> Any:
-        return self.module.predict(params, X, h0, lengths, aux=self._aux(X))
+        return self.module.predict(params, X, h0, lengths, aux=self.inputs_at(X, params))
+
+    def step(self, params: Any, x_t: Any, state: Any = None, aux: Any = None) -> Any:
+        """One step; aux None: the inputs of a run's first step (those of the run's draw at t = 0)."""
+        if aux is None:
+            aux = {k: v[0] for k, v in self.inputs_at(np.asarray(x_t)[None], params).items()}
+        return self.module.step(params, x_t, state, aux=aux)
 
     def loss(self, params: Any, X: Any, Y: Any, h0: Any = None, lengths: Any = None) -> Any:
-        return self.module.loss(params, X, Y, h0, lengths, aux=self._aux(X))
+        return self.module.loss(params, X, Y, h0, lengths, aux=self.inputs_at(X, params))
 
     def loss_and_grads(
         self, params: Any, X: Any, Y: Any, h0: Any = None, lengths: Any = None, input_grad: Any = None
     ) -> Any:
-        return self.module.loss_and_grads(params, X, Y, h0, lengths, input_grad, aux=self._aux(X))
+        aux = self.inputs_at(X, params)
+        return self.module.loss_and_grads(params, X, Y, h0, lengths, input_grad, aux=aux)
 
 
 def draw(module: Any, T: int, n: int, nh: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

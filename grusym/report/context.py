@@ -16,6 +16,7 @@ from typing import Any
 import sympy as sp
 
 from ..errors import InputError
+from ..stepinputs import HeldFixed, inputs_of
 from ..symbolic.cell import INPUT, STATE, Cell, Step, d, h, n, q
 from ..symbolic.codegen import numbered
 from ..symbolic.derive import Derivation, adjoint_name, derive, derive_head
@@ -96,6 +97,8 @@ def cell_subject(
     header says it); module_file, derive_command: where the module is and what writes it, in words. The
     other fields describe the cell in words.
     """
+    if inputs_of(module):  # per-step inputs (c.input): every run of the report draws them, seeded
+        module = HeldFixed(module)  # type: ignore[assignment]
     return Subject(
         cell,
         module,
