@@ -21,8 +21,8 @@ from grusym import runtime as rt
 from grusym.cli import main
 from grusym.examples.cells import EXAMPLES, path
 from grusym.gradcheck import check_variant
-from grusym.stepinputs import HeldFixed, inputs_of
 from grusym.oracle import check_oracle
+from grusym.stepinputs import HeldFixed, inputs_of
 from grusym.symbolic.cell import (
     CellError,
     apply,

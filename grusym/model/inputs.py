@@ -62,7 +62,7 @@ def per_cell(model: Any, aux: object, T: int, n: int) -> list[dict[str, Any] | N
             )
         for k in range(K):
             out[k][name] = a if a.ndim == 3 else a[k]
-    return out
+    return [*out]
 
 
 def per_cell_step(model: Any, aux: object, n: int) -> list[dict[str, Any] | None]:
@@ -84,7 +84,7 @@ def per_cell_step(model: Any, aux: object, n: int) -> list[dict[str, Any] | None
             )
         for k in range(K):
             out[k][name] = a[k] if stacked else value
-    return out
+    return [*out]
 
 
 def arranged(a: dict[str, Any] | None, at: Any) -> dict[str, Any] | None:
