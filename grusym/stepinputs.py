@@ -117,13 +117,17 @@ class HeldFixed:
 
     aux: the inputs, (T, n, h) arrays (an X of fewer steps, a check's prefix, gets their first steps); None:
     drawn for each call's (T, n, h) by :func:`draw` from ``numpy.random.default_rng(seed)``, the same
-    values for the same sizes.
+    values for the same sizes; constant: drawn for one step and used at every step (the reports: a step
+    run alone, as their Jacobian checks run it, then reads what the whole run read).
     """
 
-    def __init__(self, module: Any, aux: Mapping[str, np.ndarray] | None = None, seed: int = 0) -> None:
+    def __init__(
+        self, module: Any, aux: Mapping[str, np.ndarray] | None = None, seed: int = 0, constant: bool = False
+    ) -> None:
         self.module = module
         self.AUX = None if aux is None else dict(aux)
         self.seed = seed
+        self.constant = constant
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.module, name)
@@ -135,7 +139,10 @@ class HeldFixed:
             return {k: v[:T] for k, v in self.AUX.items()}
         spec = self.module.PARAMS
         nh = next(np.shape(params[k])[-1] for k, dims in spec.items() if dims[-1] == "h" and k in params)
-        return draw(self.module, int(T), int(n), int(nh), np.random.default_rng(self.seed))
+        drawn = draw(
+            self.module, 1 if self.constant else int(T), int(n), int(nh), np.random.default_rng(self.seed)
+        )
+        return {k: np.broadcast_to(v, (int(T), *v.shape[1:])) for k, v in drawn.items()}
 
     def forward(self, params: Any, X: Any, h0: Any = None, lengths: Any = None) -> Any:
         return self.module.forward(params, X, h0, lengths, aux=self.inputs_at(X, params))

@@ -25,7 +25,7 @@ from .analysis.jacobian import Jacobian, jacobian, primitive_outputs, state_jaco
 from .render import latex
 from .sources import cite
 
-__all__ = ["REGENERATE", "SIZES", "Context", "Subject", "cell_subject", "subject"]
+__all__ = ["REGENERATE", "SIZES", "Context", "Subject", "cell_subject", "report_module", "subject"]
 
 REGENERATE = "grusym report --all"
 # example sizes: the toy of tutorials 000/001 and the d2l char LM of tutorial 003
@@ -77,6 +77,14 @@ def subject(name: str) -> Subject:
     )
 
 
+def report_module(module: ModuleType) -> ModuleType:
+    """The module a report runs: a cell with per-step inputs (c.input) gets them held fixed, drawn once
+    and the same at every step (grusym.stepinputs.HeldFixed), so every section reads the same values."""
+    if not inputs_of(module):
+        return module
+    return HeldFixed(module, constant=True)  # type: ignore[return-value]
+
+
 def cell_subject(
     cell: Cell,
     module: ModuleType,
@@ -97,11 +105,9 @@ def cell_subject(
     header says it); module_file, derive_command: where the module is and what writes it, in words. The
     other fields describe the cell in words.
     """
-    if inputs_of(module):  # per-step inputs (c.input): every run of the report draws them, seeded
-        module = HeldFixed(module)  # type: ignore[assignment]
     return Subject(
         cell,
-        module,
+        report_module(module),
         title or f"Cell {cell.name}",
         source,
         reset,
