@@ -9,7 +9,7 @@ the symbolic oracle (:mod:`grusym.oracle`). It sits above both; neither imports 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .checks.core import AUTO_FD_MAX, METHODS, check_gradients
@@ -18,8 +18,10 @@ from .checks.recurrent import StepLocation, check_recurrent, localize_failures, 
 from .checks.report import Entry, GradientReport
 from .checks.tolerance import TABLE, TOLERANCES, Tolerance, relative_error, rounding_floor
 from .checks.vjp import check_layer, check_vjp
+from .errors import InputError
 from .problems import tupled_states
 from .problems import variant_data as _variant_data
+from .stepinputs import refuse_gradient
 
 __all__ = [
     "AUTO_FD_MAX",
@@ -101,6 +103,7 @@ def check_variant(
     scale: float = 1.0,
     loss_and_grads: Callable[..., Any] | None = None,
     localize: bool = True,
+    wrt: Sequence[str] | None = None,
     **sizes: Any,
 ) -> GradientReport:
     """Check every gradient of the generated module ``name`` (a built-in's name, or a generated module such as
@@ -109,10 +112,18 @@ def check_variant(
     loss_and_grads: check this function (same signature as the module's) instead of the generated one,
     against the generated ``loss``. method ``"oracle"`` compares with the symbolic oracle
     (:func:`grusym.oracle.check_oracle`, tiny sizes). Failing entries name the first wrong time step.
+    wrt: check only these inputs (parameters, ``h0``, ``X``). A cell with per-step inputs (``c.input``)
+    is checked with them drawn once and held fixed; a ``wrt`` naming one is refused.
     """
+    if wrt is not None:
+        from . import load  # the package imports this module
+
+        refuse_gradient(load(name) if isinstance(name, str) else name, wrt)
     if method == "oracle":
         from .oracle import check_oracle
 
+        if wrt is not None:
+            raise InputError("the oracle checks every gradient: wrt applies to the numeric methods")
         return check_oracle(
             name, seed=seed, scale=scale, loss_and_grads=loss_and_grads, localize=localize, **sizes
         )
@@ -125,5 +136,5 @@ def check_variant(
         loss = tupled_states(m.loss)
         lag = tupled_states(lag)
     return check_recurrent(
-        loss, lag, params, X, Y, h0, method=method, localize=localize, seed=seed, state_names=names
+        loss, lag, params, X, Y, h0, method=method, localize=localize, seed=seed, state_names=names, wrt=wrt
     )

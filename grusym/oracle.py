@@ -28,6 +28,7 @@ from .checks.report import Entry, GradientReport
 from .checks.tolerance import TOLERANCES, relative_error, rounding_floor
 from .errors import InputError
 from .problems import tupled_states
+from .stepinputs import HeldFixed
 
 __all__ = ["LIMITS", "check_oracle", "oracle_gradients", "unrolled_loss"]
 
@@ -127,7 +128,13 @@ def _cell(name: Any) -> Any:
 
 
 def unrolled_loss(
-    name: Any, sizes: dict[str, int], Y: Any, *, tokens: Any = None, backend: str | None = None
+    name: Any,
+    sizes: dict[str, int],
+    Y: Any,
+    *,
+    tokens: Any = None,
+    backend: str | None = None,
+    aux: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, np.ndarray]]:
     """The unrolled loss of cell ``name`` (a built-in's name or a declared Cell) as one scalar expression,
     and its symbols by input name.
@@ -135,7 +142,8 @@ def unrolled_loss(
     sizes: T, n, d, h, q (at most ``LIMITS``); Y: (T, n) integer targets; tokens: optional (T, n) ids,
     in which case X is one-hot constants and has no symbols. Returns (loss, symbols) where symbols maps
     every parameter name, every initial state ("h0", "c0", ...) and (float X) "X" to an object array of
-    symbols of that shape.
+    symbols of that shape. aux: the per-step inputs of a cell with ``c.input``s, (T, n, h) arrays of
+    constants (exact binary rationals), held fixed: they get no symbols.
     """
     from .symbolic.cell import scalar_form
     from .symbolic.variants import head
@@ -166,8 +174,10 @@ def unrolled_loss(
     forms = {s.name: scalar_form(s.expr) for s in cell.steps if s.kind == "elementwise"}
     prev = {s: P[f"{s}0"] for s in cell.states}
     terms = []
+    fixed = _constants(cell, aux, (T, n, h), B)
     for t in range(T):
         values = {"X": X[t], **{f"{s}_prev": v for s, v in prev.items()}}
+        values |= {k: v[t] for k, v in fixed.items()}
         for step in cell.steps:
             if step.kind == "linear":
                 values[step.name] = _linear(step, values, P, B)
@@ -188,6 +198,25 @@ def unrolled_loss(
         for i in range(n):
             terms.append(B.log(B.Add(*(B.exp(c) for c in logits[i]))) - logits[i][int(Y[t][i])])
     return B.Add(*terms) / (T * n), symbols
+
+
+def _constants(
+    cell: Any, aux: dict[str, Any] | None, shape: tuple[int, ...], B: ModuleType
+) -> dict[str, Any]:
+    """The per-step inputs as nested lists of backend rationals (exact: every float is a binary one)."""
+    names = list(getattr(cell, "inputs", ()))
+    given = dict(aux or {})
+    if sorted(given) != sorted(names):
+        raise InputError(
+            f"cell {cell.name!r} reads the per-step inputs {names}; the oracle got {sorted(given)}"
+        )
+    out = {}
+    for k in names:
+        a = np.broadcast_to(np.asarray(given[k], dtype=np.float64), shape)
+        out[k] = [
+            [[B.Rational(*Fraction(float(v)).as_integer_ratio()) for v in row] for row in step] for step in a
+        ]
+    return out
 
 
 def _evaluator(point: dict[Any, Any]) -> Callable[[Any], Any]:
@@ -263,12 +292,13 @@ def oracle_gradients(
     *,
     digits: int = 40,
     backend: str | None = None,
+    aux: dict[str, Any] | None = None,
 ) -> tuple[float, dict[str, np.ndarray], float]:
     """The oracle's loss and gradients of cell ``name`` (a built-in's name or a Cell) at (params, X, Y, h0),
     as float64 arrays.
 
     X: (T, n, d) floats or (T, n) token ids, Y: (T, n), h0: (n, h) or a tuple of states in the cell's
-    order, all within ``LIMITS``. Values are
+    order, all within ``LIMITS``; aux: a cell's per-step inputs (T, n, h), held fixed. Values are
     taken as exact binary rationals and evaluated at ``digits`` significant digits before rounding.
     Returns (loss, grads, seconds spent differentiating).
     """
@@ -288,7 +318,7 @@ def oracle_gradients(
         "q": np.asarray(params["W_hq"]).shape[1],
     }
     sizes["d"] = X.shape[2] if tokens is None else _input_size(cell, params)
-    loss, symbols = unrolled_loss(cell, sizes, np.asarray(Y), tokens=tokens, backend=backend)
+    loss, symbols = unrolled_loss(cell, sizes, np.asarray(Y), tokens=tokens, backend=backend, aux=aux)
     values = {**params, **states0} | ({} if tokens is not None else {"X": X})
     with mpmath.workdps(digits):
         point = {}
@@ -341,7 +371,11 @@ def check_oracle(
     h0 = tuple(np.round(s * _DYADIC) / _DYADIC for s in h0) if multi else np.round(h0 * _DYADIC) / _DYADIC
     if not tokens:
         X = np.round(X * _DYADIC) / _DYADIC
-    value, reference, seconds = oracle_gradients(cell, params, X, Y, h0, digits=digits, backend=backend)
+    # a cell's per-step inputs, held fixed (problems.variant_data)
+    aux = m.inputs_at(X, params) if isinstance(m, HeldFixed) else None
+    value, reference, seconds = oracle_gradients(
+        cell, params, X, Y, h0, digits=digits, backend=backend, aux=aux
+    )
     fn = loss_and_grads or m.loss_and_grads
     result = fn(params, X, Y, h0)
     generated_loss, generated = float(result[0]), result[1]

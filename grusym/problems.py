@@ -2,7 +2,8 @@
 
 Contract: :func:`variant_data` draws (module, params, X, Y, h0) deterministically from ``seed``: weights
 N(0, scale^2), biases N(0, (scale/2)^2) (a scale of 3 saturates the gates), X (T, n, d) normal floats or
-(T, n) token ids, Y (T, n) targets, h0 (n, h) N(0, 0.25).
+(T, n) token ids, Y (T, n) targets, h0 (n, h) N(0, 0.25); a cell with per-step inputs comes back as a
+:class:`~grusym.stepinputs.HeldFixed` view, its inputs drawn after the rest.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from .stepinputs import HeldFixed, draw, inputs_of
 
 __all__ = ["tupled_states", "variant_data"]
 
@@ -35,9 +38,12 @@ def variant_data(
     X_tokens = rng.integers(0, d, (T, n))
     X = X_tokens if tokens else rng.normal(0.0, 1.0, (T, n, d))
     states = getattr(m, "STATES", ("h",))
+    state: Any = h0
     if len(states) > 1:  # the later states drawn after everything else: one-state problems stay as they were
-        return m, params, X, Y, (h0, *(rng.normal(0.0, 0.5, (n, h)) for _ in states[1:]))
-    return m, params, X, Y, h0
+        state = (h0, *(rng.normal(0.0, 0.5, (n, h)) for _ in states[1:]))
+    if inputs_of(m) and not isinstance(m, HeldFixed):  # per-step inputs (c.input): drawn last, held fixed
+        m = HeldFixed(m, draw(m, T, n, h, rng))
+    return m, params, X, Y, state
 
 
 def tupled_states(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from grusym.stepinputs import HeldFixed, inputs_of
 from grusym.symbolic.cell import Cell, CellError
 from grusym.symbolic.steps import unread
 from grusym.symbolic.usercell import declare, derive_module
@@ -50,6 +51,7 @@ REFUSALS = {
     "a value assigned twice": "assigned twice",
     "a parameter declared twice": "declared twice",
     "argument not provably positive": "cannot be proved positive",
+    "a per-step input as a matmul's left factor": "reads the per-step input",
 }
 
 
@@ -120,7 +122,7 @@ def errors_of(ours: tuple[float, dict, dict], ref: tuple[float, dict, dict]) -> 
 
 
 def settled_in_80_bits(
-    fn: Any, problem: tuple[Any, ...], ours: dict, ref: dict, keys: list[str]
+    fn: Any, problem: tuple[Any, ...], ours: dict, ref: dict, keys: list[str], aux: dict | None = None
 ) -> list[str]:
     """The keys among ``keys`` where torch's float64 rounding, not grusym, is off: an 80-bit central
     difference of the source's own loss (tests/source_cell.py) along a random direction of that input
@@ -146,7 +148,7 @@ def settled_in_80_bits(
             moved = {key: inputs[key].astype(np.longdouble) + sign * step * v}
             pp = {k: moved.get(k, a) for k, a in p.items()}
             init = {s: moved.get(f"{s}0", a) for s, a in initial.items()}
-            return source_cell.extended_loss(fn, pp, moved.get("X", X), Y, init, L)
+            return source_cell.extended_loss(fn, pp, moved.get("X", X), Y, init, L, aux=aux)
 
         fd = (loss(1) - loss(-1)) / (2 * step)
         mine, theirs = np.sum(ours[key] * v), np.sum(ref[key] * v)
@@ -187,11 +189,17 @@ def run_module(m: Any, problem: tuple[Any, ...]) -> tuple[float, dict, dict]:
     return loss, grads, dict(zip(m.STATES, last, strict=True))
 
 
+def fixed_inputs(m: Any, problem: tuple[Any, ...]) -> dict | None:
+    """The per-step inputs a module held fixed (grusym.stepinputs.HeldFixed) reads on ``problem``."""
+    p, X = problem[:2]
+    return m.inputs_at(X, p) if isinstance(m, HeldFixed) else None
+
+
 def run_tape(cell: Cell, m: Any, problem: tuple[Any, ...]) -> tuple[float, dict, dict]:
     p, X, Y, initial, L = problem
     h0 = tuple(initial[s] for s in cell.states) if len(cell.states) > 1 else initial["h"]
     with np.errstate(all="ignore"):
-        loss, grads, last = reference_autograd.unroll(cell, p, X, Y, h0, L)
+        loss, grads, last = reference_autograd.unroll(cell, p, X, Y, h0, L, aux=fixed_inputs(m, problem))
     return loss, grads, dict(zip(cell.states, last, strict=True))
 
 
@@ -204,6 +212,8 @@ def check_cell(
     """The module's loss, gradients and last states agree with ``oracle`` ("tape" or "torch") on both
     input kinds; with torch also forward's H and final_states. ``module``: check this one (the fused)."""
     m = module or derived.module
+    if inputs_of(m) and not isinstance(m, HeldFixed):  # per-step inputs (c.input): drawn, held fixed
+        m = HeldFixed(m, seed=seed)
     if getattr(m, "INPUT_ELEMENTWISE", False):
         sizes = {**sizes, "d": sizes["h"]}  # X read elementwise: only d == h exists
     for case, (tokens, lengths) in CASES.items():
@@ -214,7 +224,8 @@ def check_cell(
             from . import torch_cell
 
             p, X, Y, initial, L = problem
-            ref_loss, ref_grads, ref_last, ref_H = torch_cell.unroll(derived.fn, p, X, Y, initial, L)
+            aux = fixed_inputs(m, problem)
+            ref_loss, ref_grads, ref_last, ref_H = torch_cell.unroll(derived.fn, p, X, Y, initial, L, aux=aux)
             ref = (ref_loss, ref_grads, ref_last)
         if not all_finite(ref[0], *ref[1].values(), *ref[2].values()):
             COUNTS[f"{oracle}: non-finite values in the oracle (cases not compared)"] += 1
@@ -226,7 +237,7 @@ def check_cell(
             COUNTS["nan gradients from values that overflowed where the loss does not look (limitation)"] += 1
         bad = [k for k, e in errors.items() if not e <= TOLERANCE]
         if oracle == "torch" and bad:  # who is right: an extended-precision difference of the source
-            settled = settled_in_80_bits(derived.fn, problem, ours[1], ref[1], bad)
+            settled = settled_in_80_bits(derived.fn, problem, ours[1], ref[1], bad, fixed_inputs(m, problem))
             errors = {k: e for k, e in errors.items() if k not in settled}
             COUNTS["torch's own rounding, settled by an 80-bit difference of the source"] += bool(settled)
         agree(f"{label}, {case}, vs the {oracle}", errors)

@@ -4,7 +4,8 @@ A :class:`Declaration` is a small program in the language of ``grusym.symbolic.c
 (with or without the input term, the recurrent term, a bias, two bias rows, a custom name, a left factor that
 is another state's prev, an elementwise step or a state's *new* value), ``c.let`` steps over every primitive,
 the input ``c.X`` read elementwise (then d == h), sums, differences, Hadamard products, numbers (terms that
-cancel: ``0*a``, ``a - a``, ``a + (-1)*a``), (h,) parameter vectors, several states, steps nothing reads and
+cancel: ``0*a``, ``a - a``, ``a + (-1)*a``), (h,) parameter vectors, per-step inputs without gradient
+(``c.input``), several states, steps nothing reads and
 steps read only through another state. :meth:`Declaration.source` renders it as the text of a cell function (a
 shrunk failure is pasted into a regression test as it prints), :meth:`Declaration.function` compiles that
 text.
@@ -36,8 +37,8 @@ GENERATED = ("tmp0", "one", "zip", "t", "k0", "g1", "dA", "T", "H")
 
 # an expression: ("step", name) | ("prev", state) | ("vec", name) | ("x",) (the input read elementwise,
 # d == h) | ("num", k) | ("prim", name, e) | ("add" | "sub" | "mul", e, e) | ("neg", e) | ("div", e, k) |
-# ("abs", e) | ("pow", e, k) | ("npnum", k, "float32" | "float64" | "int64"); numbers appear only beside
-# a value
+# ("abs", e) | ("pow", e, k) | ("npnum", k, "float32" | "float64" | "int64") | ("in", name) (a per-step
+# input, c.input); numbers appear only beside a value
 Expr = tuple[Any, ...]
 
 
@@ -89,7 +90,7 @@ def render(e: Expr) -> str:
         return str(e[1])
     if kind == "prev":
         return f'c.prev("{e[1]}")'
-    if kind == "vec":
+    if kind in ("vec", "in"):
         return str(e[1])
     if kind == "x":
         return "c.X"
@@ -122,6 +123,17 @@ def vectors_of(e: Expr | None, out: list[str]) -> list[str]:
     return out
 
 
+def inputs_of(e: Expr | None, out: list[str]) -> list[str]:
+    if e is None:
+        return out
+    if e[0] == "in" and e[1] not in out:
+        out.append(e[1])
+    for a in e[1:]:
+        if isinstance(a, tuple):
+            inputs_of(a, out)
+    return out
+
+
 def prevs_of(e: Expr | None, out: list[str]) -> list[str]:
     if e is None:
         return out
@@ -145,6 +157,12 @@ class Declaration:
             vectors_of(op.value if isinstance(op, Let) else op.hidden, out)
         return out
 
+    def inputs(self) -> list[str]:
+        out: list[str] = []
+        for op in self.ops:
+            inputs_of(op.value if isinstance(op, Let) else op.hidden, out)
+        return out
+
     def states(self) -> list[str]:
         """The states in the order the builder declares them (first read), the output h last if unread."""
         out: list[str] = []
@@ -160,6 +178,7 @@ class Declaration:
     def source(self, name: str = "drawn") -> str:
         lines = [f"def {name}(c):"]
         lines += [f'    {v} = c.vector("{v}")' for v in self.vectors()]
+        lines += [f'    {u} = c.input("{u}")' for u in self.inputs()]
         for op in self.ops:
             if isinstance(op, Let):
                 lines.append(f'    {op.name} = c.let("{op.name}", {render(op.value)})')
@@ -305,6 +324,8 @@ def _affine(
             hidden = draw(st.sampled_from(linear))
         elif pick >= 90:  # not a named value: refused
             hidden = ("mul", ("num", 2), draw(st.sampled_from(prevs)))
+        elif pick >= 89:  # a per-step input: refused (inputs are read elementwise only)
+            hidden = ("in", "u0")
         else:  # another state's prev or an elementwise step
             hidden = draw(st.sampled_from(prevs + elementwise))
     bias_pick = draw(st.integers(0, 9))
@@ -331,11 +352,14 @@ def declarations(draw: Any, max_body: int = 4, depth: int = 3) -> Declaration:
     ops: list[Op] = []
     vectors = [("vec", f"w{i}") for i in range(2)]
     x_leaf = [("x",)] if _rarely(draw, 25) else []  # X read elementwise (SRU's highway, a residual)
+    # per-step inputs without gradient (c.input: a zoneout mask, a time delta), one or two
+    in_leaves = [("in", f"u{i}") for i in range(1 + _rarely(draw, 30))] if _rarely(draw, 35) else []
     fresh: list[str] = []  # steps nothing has read yet
     for i, kind in enumerate(kinds):
         has_x = any(isinstance(op, Affine) and op.x for op in ops)
         prevs = [("prev", s) for s in states]
         leaves = [("step", op.step) for op in ops] + prevs + vectors[: 1 + _rarely(draw, 30)] + x_leaf
+        leaves += in_leaves * 2  # read often enough to matter when declared
         if kind == "body":
             affine = _chance(draw, 55) or (need_x and not has_x and i == last_body)
         else:
@@ -400,6 +424,8 @@ def features(decl: Declaration) -> set[str]:
             found.add("vector")
         elif kind == "x":
             found.add("X read elementwise")
+        elif kind == "in":
+            found.add("per-step input")
         elif kind == "num":
             found.add("number")
         elif kind in ("neg", "div"):

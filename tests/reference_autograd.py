@@ -188,13 +188,14 @@ def loss_and_grads(cell: Cell, params: dict, X: np.ndarray, Y: np.ndarray, h0):
     return value, grads
 
 
-def unroll(cell: Cell, params: dict, X: np.ndarray, Y: np.ndarray, h0, lengths=None):
+def unroll(cell: Cell, params: dict, X: np.ndarray, Y: np.ndarray, h0, lengths=None, aux=None):
     """(loss, gradients, last states) of the unrolled cell + char-LM head, by the tape above.
 
     X: (T, n, d) floats, or (T, n) integer token ids (one-hot rows; then no "X" gradient); h0: the initial
     state (n, h) or a tuple in ``cell.states`` order; lengths: None or (n,) true lengths, in any order (the
     mean runs over the positions t < lengths[i], the last state of sequence i is the one after its step
-    lengths[i] - 1). Last states: a tuple in ``cell.states`` order.
+    lengths[i] - 1). Last states: a tuple in ``cell.states`` order. aux: the per-step inputs (c.input),
+    name -> (T, n, h), constants on the tape (no gradient is returned for them).
     """
     tokens = np.issubdtype(np.asarray(X).dtype, np.integer)
     if tokens:
@@ -215,6 +216,7 @@ def unroll(cell: Cell, params: dict, X: np.ndarray, Y: np.ndarray, h0, lengths=N
     total = None
     for t in range(T):
         env = {**leaves, "X": xs[t], **{f"{s}_prev": prev[s] for s in states}}
+        env |= {k: Node(v[t]) for k, v in (aux or {}).items()}
         for step in cell.steps:
             env[step.name] = evaluate(step.expr, env, n)
         prev = {s: env[s] for s in states}

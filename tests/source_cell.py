@@ -22,8 +22,11 @@ class Builder:
     """The ``c`` of one time step: every method computes its value at once; ``broadcast(v)`` makes a value
     a full (n, h) array of the working type."""
 
-    def __init__(self, leaves: dict[str, Any], x: Any, prev: dict[str, Any], broadcast: Callable) -> None:
+    def __init__(
+        self, leaves: dict[str, Any], x: Any, prev: dict[str, Any], broadcast: Callable, aux: Any = None
+    ) -> None:
         self.leaves, self.x, self.prev_values, self.broadcast = leaves, x, prev, broadcast
+        self.aux = aux or {}  # this step's per-step inputs (c.input)
         self.values: dict[str, Any] = {}
 
     @property
@@ -42,6 +45,9 @@ class Builder:
 
     def vector(self, name: str) -> Any:
         return self.leaves[name]
+
+    def input(self, name: str) -> Any:
+        return self.aux[name]
 
     def let(self, name: str, value: Any) -> Any:
         self.values[name] = self.broadcast(value)
@@ -71,12 +77,15 @@ def on(fn: Any, primitives: dict[str, Callable]) -> Any:
     return types.FunctionType(fn.__code__, env, fn.__name__, fn.__defaults__, fn.__closure__)
 
 
-def run(step: Any, leaves: dict, xs: Any, starts: dict, broadcast: Callable) -> dict[str, list]:
-    """Each state's values after every time step of ``step`` (a function from :func:`on`)."""
+def run(
+    step: Any, leaves: dict, xs: Any, starts: dict, broadcast: Callable, aux: dict | None = None
+) -> dict[str, list]:
+    """Each state's values after every time step of ``step`` (a function from :func:`on`); aux: the
+    per-step inputs, name -> (T, n, h)."""
     prev = dict(starts)
     history: dict[str, list] = {s: [] for s in starts}
     for t in range(len(xs)):
-        c = Builder(leaves, xs[t], prev, broadcast)
+        c = Builder(leaves, xs[t], prev, broadcast, {k: v[t] for k, v in (aux or {}).items()})
         step(c)
         prev = {s: c.values[s] for s in starts}
         for s in starts:
@@ -113,6 +122,7 @@ def extended_loss(
     Y: np.ndarray,
     initial: dict[str, np.ndarray],
     lengths: np.ndarray | None = None,
+    aux: dict | None = None,
 ) -> np.longdouble:
     """The mean cross-entropy over the valid positions of cell function ``fn`` with the char-LM head, in
     80-bit extended precision. X: (T, n, d) floats or (T, n) token ids; initial: state name -> (n, h)."""
@@ -130,7 +140,8 @@ def extended_loss(
         return np.broadcast_to(np.asarray(v, dtype=ld), (n, h))
 
     with np.errstate(over="ignore", invalid="ignore"):
-        H = np.stack(run(on(fn, EXTENDED), leaves, xs, starts, broadcast)["h"])
+        fixed = {k: np.asarray(v).astype(ld) for k, v in (aux or {}).items()}
+        H = np.stack(run(on(fn, EXTENDED), leaves, xs, starts, broadcast, fixed)["h"])
         logits = H @ leaves["W_hq"] + leaves["b_q"]
         top = logits.max(axis=-1, keepdims=True)
         lse = np.log(np.exp(logits - top).sum(axis=-1)) + top[..., 0]

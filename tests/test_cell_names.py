@@ -46,6 +46,7 @@ def _unaccounted(cell) -> dict[str, list[str]]:
     """Identifiers of the cell's plain and fused modules that names.py does not account for, per module."""
     known = identifiers(cell)
     initial = {f"{s}0" for s in cell.states} | {"W_hq", "b_q"}
+    initial |= {f"U_{k}" for k in cell.inputs}  # a per-step input's checked array (a shape users cannot name)
 
     def accounted(name: str) -> bool:
         if name in known or reserved(name) or name in SEQUENTIAL:

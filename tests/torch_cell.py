@@ -49,6 +49,7 @@ def unroll(
     initial: dict[str, np.ndarray],
     lengths: np.ndarray | None = None,
     dtype: torch.dtype = torch.float64,
+    aux: dict | None = None,
 ) -> tuple[float, dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
     """(loss, gradients, last states, H) of cell function ``fn`` over X with the char-LM head.
 
@@ -56,6 +57,7 @@ def unroll(
     (n, h); lengths: None or (n,) true lengths in any order. Gradients: every parameter, "<state>0" and
     "X"; H (T, n, h) is zero after each sequence's end; last states are each sequence's at its length.
     dtype: the precision of the whole computation (float32: to measure how rounding moves the result).
+    aux: the per-step inputs (c.input), name -> (T, n, h), constants (no gradient).
     """
     tokens = np.issubdtype(X.dtype, np.integer)
     leaves = {k: torch.tensor(v, dtype=dtype, requires_grad=True) for k, v in params.items()}
@@ -73,7 +75,8 @@ def unroll(
     def broadcast(v: Any) -> torch.Tensor:
         return torch.broadcast_to(torch.as_tensor(v, dtype=dtype), shape)
 
-    history = source_cell.run(source_cell.on(fn, PRIMITIVES), leaves, xs, starts, broadcast)
+    fixed = {k: torch.tensor(np.asarray(v), dtype=dtype) for k, v in (aux or {}).items()}
+    history = source_cell.run(source_cell.on(fn, PRIMITIVES), leaves, xs, starts, broadcast, fixed)
     H = torch.stack(history["h"])
     logits = H @ leaves["W_hq"] + leaves["b_q"]
     rows = torch.logsumexp(logits, -1) - logits.gather(-1, torch.from_numpy(Y)[..., None])[..., 0]

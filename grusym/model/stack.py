@@ -28,7 +28,9 @@ from numpy.typing import NDArray
 from .. import runtime as rt
 from .. import validate
 from ..errors import InputError, ShapeError
+from ..stepinputs import inputs_of
 from ..validate import shape_text
+from .inputs import arranged, per_cell, per_cell_step
 from .structure import HEAD, Structure, carried, mask, read_lengths, reversal, reverse_time, rotation
 
 __all__ = ["Model"]
@@ -68,6 +70,8 @@ class Model:
         self.PARAMS: dict[str, tuple[str, ...]] = structure.spec(cell_spec)
         self.CELL_PARAMS: tuple[str, ...] = tuple(k for k in self.PARAMS if k not in HEAD)
         self._cells = structure.cells
+        if inputs_of(cell):  # a cell with per-step inputs: the model takes aux (model/inputs.py)
+            self.INPUTS: dict[str, str] = inputs_of(cell)
 
     def __repr__(self) -> str:
         masked = "" if self.mask_value is None else f" masking {self.mask_value!r}"
@@ -234,7 +238,7 @@ class Model:
     # ---- running the layers
 
     def _run(
-        self, p: Params, dims: dict[str, int], X: Any, h0: Any, lengths: Any, keep: bool
+        self, p: Params, dims: dict[str, int], X: Any, h0: Any, lengths: Any, keep: bool, aux: Any = None
     ) -> tuple[Array, dict[str, Any]]:
         """The top layer's outputs (aligned, time-major) and the run: each cell's cache (keep) or last
         states (predict), the lengths, the reversal and alignment indices."""
@@ -246,6 +250,8 @@ class Model:
         T, n = Xa.shape[:2]
         counts, starts, align, unalign = self._lengths(Xa, lengths)
         Xa = _at(Xa, align)
+        # the per-step inputs of a cell with c.input (model/inputs.py), aligned as X is
+        cell_aux = [arranged(a, lambda v: _at(v, align)) for a in per_cell(self, aux, T, n)]
         states = self._per_cell("h0", h0, n, dims, T)
         index = reversal(counts, T, n) if "reverse" in self.structure.directions else None
         carry = self._carry(counts, starts, T)
@@ -258,7 +264,13 @@ class Model:
                 k = len(results)
                 x = inputs if direction == "forward" else reverse_time(np.asarray(inputs), index)
                 run = self.cell.forward if keep else self.cell.predict
-                H, result = run(self._cell_params(p, k), x, states[k], counts)
+                a = (
+                    cell_aux[k]
+                    if direction == "forward"
+                    else arranged(cell_aux[k], lambda v: reverse_time(v, index))
+                )
+                extra = {} if a is None else {"aux": a}
+                H, result = run(self._cell_params(p, k), x, states[k], counts, **extra)
                 H = H if direction == "forward" else reverse_time(H, index)
                 if carry and layer == self.structure.num_layers - 1:  # only the top layer's are seen
                     rows, used = carry[direction]
@@ -300,20 +312,21 @@ class Model:
     # ---- the functions of a cell module
 
     def forward(
-        self, params: Mapping[str, Any], X: Any, h0: Any = None, lengths: Any = None
+        self, params: Mapping[str, Any], X: Any, h0: Any = None, lengths: Any = None, aux: Any = None
     ) -> tuple[Array, Any]:
-        """H (T, n, o) (batch-first: (n, T, o)), zero at padded steps, and the cache ``backward`` needs."""
+        """H (T, n, o) (batch-first: (n, T, o)), zero at padded steps, and the cache ``backward`` needs.
+        aux: a cell's per-step inputs (:mod:`grusym.model.inputs`)."""
         p, dims, _ = self._params(params)
-        H, cache = self._run(p, dims, X, h0, lengths, keep=True)
+        H, cache = self._run(p, dims, X, h0, lengths, keep=True, aux=aux)
         return self._outward(H, cache["unalign"]), cache
 
     def predict(
-        self, params: Mapping[str, Any], X: Any, h0: Any = None, lengths: Any = None
+        self, params: Mapping[str, Any], X: Any, h0: Any = None, lengths: Any = None, aux: Any = None
     ) -> tuple[Array, Any]:
         """Forward only, for inference: ``(H, last states)`` as ``forward`` and ``final_states`` give them,
         keeping nothing for a backward pass (each cell's ``predict``)."""
         p, dims, _ = self._params(params)
-        H, run = self._run(p, dims, X, h0, lengths, keep=False)
+        H, run = self._run(p, dims, X, h0, lengths, keep=False, aux=aux)
         return self._outward(H, run["unalign"]), self._stack(run["last"])
 
     def _check_cache(self, cache: object) -> dict[str, Any]:
@@ -439,10 +452,12 @@ class Model:
             return H.reshape(T * n, o), Ya.reshape(-1), None
         return H[keep], Ya[keep], keep
 
-    def loss(self, params: Mapping[str, Any], X: Any, Y: Any, h0: Any = None, lengths: Any = None) -> Any:
+    def loss(
+        self, params: Mapping[str, Any], X: Any, Y: Any, h0: Any = None, lengths: Any = None, aux: Any = None
+    ) -> Any:
         """Mean softmax cross-entropy over the real positions (complex-analytic, for checks)."""
         p, dims, _ = self._params(params, head=True)
-        H, run = self._run(p, dims, X, h0, lengths, keep=True)
+        H, run = self._run(p, dims, X, h0, lengths, keep=True, aux=aux)
         rows, targets, _ = self._rows(H, Y, run["lengths"], p["W_hq"].shape[1], run["align"])
         return rt.mean_cross_entropy(rows @ p["W_hq"] + p["b_q"], targets)
 
@@ -454,11 +469,12 @@ class Model:
         h0: Any = None,
         lengths: Any = None,
         input_grad: Any = None,
+        aux: Any = None,
     ) -> tuple[float, Params, Any]:
         """The loss, the gradient of every parameter, of the state stacks and of float X (input_grad as
         ``backward``), and the last states (as ``final_states``)."""
         p, dims, dtype = self._params(params, allow_complex=False, head=True)
-        H, cache = self._run(p, dims, X, h0, lengths, keep=True)
+        H, cache = self._run(p, dims, X, h0, lengths, keep=True, aux=aux)
         W_hq, b_q = p["W_hq"], p["b_q"]
         rows, targets, keep = self._rows(H, Y, cache["lengths"], W_hq.shape[1], cache["align"])
         value, dlogits = rt.softmax_cross_entropy(rows @ W_hq + b_q, targets, overwrite=True)
@@ -472,7 +488,7 @@ class Model:
         grads["W_hq"], grads["b_q"] = rows.T @ dlogits, dlogits.sum(axis=0)
         return float(value), rt.ordered(grads, self.PARAMS), self.final_states(cache)
 
-    def step(self, params: Mapping[str, Any], x_t: Any, state: Any = None) -> Any:
+    def step(self, params: Mapping[str, Any], x_t: Any, state: Any = None, aux: Any = None) -> Any:
         """One time step of every layer, for streaming: x_t (n, d) floats or (n,) ids; state stacked as
         ``h0`` (None: zeros); returns the new state stack(s). The top layer's output is the new
         ``OUTPUT`` state of the last layer (``state[-1]``, or ``state[STATES.index(OUTPUT)][-1]``)."""
@@ -491,8 +507,10 @@ class Model:
         out = self.STATES.index(self.OUTPUT)
         new: list[Any] = []
         inputs: Any = x
+        cell_aux = per_cell_step(self, aux, x.shape[0])
         for k in range(len(self._cells)):
-            s = self.cell.step(self._cell_params(p, k), inputs, states[k])
+            extra = {} if cell_aux[k] is None else {"aux": cell_aux[k]}
+            s = self.cell.step(self._cell_params(p, k), inputs, states[k], **extra)
             new.append(s)
             inputs = s if len(self.STATES) == 1 else s[out]
         return self._stack(new)

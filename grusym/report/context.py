@@ -16,6 +16,7 @@ from typing import Any
 import sympy as sp
 
 from ..errors import InputError
+from ..stepinputs import HeldFixed, inputs_of
 from ..symbolic.cell import INPUT, STATE, Cell, Step, d, h, n, q
 from ..symbolic.codegen import numbered
 from ..symbolic.derive import Derivation, adjoint_name, derive, derive_head
@@ -24,7 +25,7 @@ from .analysis.jacobian import Jacobian, jacobian, primitive_outputs, state_jaco
 from .render import latex
 from .sources import cite
 
-__all__ = ["REGENERATE", "SIZES", "Context", "Subject", "cell_subject", "subject"]
+__all__ = ["REGENERATE", "SIZES", "Context", "Subject", "cell_subject", "report_module", "subject"]
 
 REGENERATE = "grusym report --all"
 # example sizes: the toy of tutorials 000/001 and the d2l char LM of tutorial 003
@@ -76,6 +77,14 @@ def subject(name: str) -> Subject:
     )
 
 
+def report_module(module: ModuleType) -> ModuleType:
+    """The module a report runs: a cell with per-step inputs (c.input) gets them held fixed, drawn once
+    and the same at every step (grusym.stepinputs.HeldFixed), so every section reads the same values."""
+    if not inputs_of(module):
+        return module
+    return HeldFixed(module, constant=True)  # type: ignore[return-value]
+
+
 def cell_subject(
     cell: Cell,
     module: ModuleType,
@@ -98,7 +107,7 @@ def cell_subject(
     """
     return Subject(
         cell,
-        module,
+        report_module(module),
         title or f"Cell {cell.name}",
         source,
         reset,

@@ -26,6 +26,7 @@ from .cell import INPUT, OUTPUT, n
 from .derive import adjoint_name
 from .emit import InPlace, Writer, cheapest, cost, loop, same_functions
 from .fuse import Fuser
+from .inputs import sequence
 from .layout import ROW, Schedule, times_h
 from .printing import equation
 
@@ -208,6 +209,8 @@ def emit_backward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
             w(f'{g.seq(state)} = cache["{g.seq(state)}"]')
     for name in g.cached():
         w(f'{name if name == "A" else name + "_all"} = cache["{name}"]')
+    for name in g.inputs_backward:
+        w(f'{sequence(name)} = cache["{sequence(name)}"]  # the per-step input {name}: no gradient')
     recurrent = [lf for lf in g.runs if lf != INPUT]
     g.unpack(w, [wn for lf in recurrent for run in g.runs[lf] for wn in run.weights] + g.vectors)
     g.fused_weights(w, recurrent)
@@ -273,6 +276,7 @@ def emit_backward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
     seqs |= {"dH_t": "dH[::-1]", "dA_t": "dA[::-1]"}
     seqs |= {f"{_upstream(g, s)}_t": f"{_upstream(g, s)}[::-1]" for s in g.states if s != OUTPUT}
     seqs |= {name: f"{name}_all[::-1]" for name in g.saved}
+    seqs |= {name: f"{sequence(name)}[::-1]" for name in g.inputs_backward}
     if g.x_rows:
         seqs |= {ROW: f"{INPUT}_e[::-1]", adjoint_name(ROW): f"d{INPUT}_e[::-1]"}
     kept = g.kept()

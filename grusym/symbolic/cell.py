@@ -438,6 +438,7 @@ class Cell:
     doc: str = ""
     builtin: bool = False  # one of grusym's own (symbolic/variants.py), not a user's
     x_steps: list[int] = field(default_factory=list)  # the numbers of the steps that read X elementwise
+    inputs: list[str] = field(default_factory=list)  # per-step inputs without gradient (c.input), in order
 
     # ---- values
     def error(self, message: str) -> CellError:
@@ -457,6 +458,8 @@ class Cell:
         if state not in self.states:
             if state in self.params:
                 raise self.error(f"state {state!r} has the name of a parameter")
+            if state in self.inputs:
+                raise self.error(f"state {state!r} has the name of a per-step input (c.input)")
             self.states.append(state)
         return Value(MatrixSymbol(prev_name(state), n, h), self)
 
@@ -472,6 +475,14 @@ class Cell:
                 f"{name!r} is used before it is defined (declare it with c.let or c.affine first)"
             )
         return Value(MatrixSymbol(name, n, h), self)
+
+    def input(self, name: str) -> Value:
+        """A per-step (n, h) input without gradient, read elementwise (a dropout or zoneout mask, a time
+        delta): supplied at call time as ``aux={name: (T, n, h) or (T, n, 1) array}`` (see
+        :mod:`grusym.symbolic.inputs`)."""
+        from .inputs import declare_input  # the rules of inputs live in their own module
+
+        return Value(declare_input(self, name), self)
 
     def vector(self, name: str) -> Value:
         """A learned (h,) parameter vector, broadcast over the batch: peephole weights, IndRNN's u."""
@@ -508,6 +519,11 @@ class Cell:
             if hidden is not None and not isinstance(hidden, Value):
                 raise self.error(f"affine(hidden=...) takes a cell value, got {type(hidden).__name__}")
             linear = {s.name for s in self.steps if s.kind == "linear"}
+            if isinstance(left, MatrixSymbol) and left.name in self.inputs:
+                raise self.error(
+                    f"the recurrent term of {step_name!r} reads the per-step input {left.name!r}: inputs are "
+                    "read elementwise only (a learned product of one: append it to X)"
+                )
             if isinstance(left, MatrixSymbol) and left.name in linear:
                 raise self.error(
                     f"the recurrent term of {step_name!r} reads the linear step {left.name!r}; wrap it in an "
@@ -616,6 +632,11 @@ class Cell:
             raise self.error(f"parameter name {name!r} is reserved for the generated code; choose another")
         if name in {s.name for s in self.steps} or name in self.states:
             raise self.error(f"parameter {name!r} clashes with a value of the same name")
+        if name in self.inputs:
+            raise self.error(
+                f"parameter {name!r} has the name of a per-step input (c.input): an input has no gradient "
+                "and cannot stand where a learned parameter is needed"
+            )
         if name in ("W_hq", "b_q"):
             raise self.error(f"parameter {name!r} belongs to the output head")
         self.params[name] = Param(name, rows, cols, kind)
@@ -623,7 +644,7 @@ class Cell:
 
     def _add(self, step: Step) -> Value:
         self._check_name(step.name, "step")
-        known = {INPUT, *map(prev_name, self.states), *(s.name for s in self.steps)}
+        known = {INPUT, *map(prev_name, self.states), *(s.name for s in self.steps), *self.inputs}
         if step.name in known:
             raise self.error(f"value {step.name!r} assigned twice")
         if step.name in self.params:

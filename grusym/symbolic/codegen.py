@@ -25,6 +25,8 @@ from .derive import Contribution, adjoint_name
 from .emit import InPlace, Writer, cheapest
 from .forward_code import emit_forward
 from .fuse import Fuser
+from .inputs import arguments, check, constant, signature
+from .inputs import doc as inputs_doc
 from .layout import Gemm, Schedule, gemm_plan, numbered, pruning_note
 from .printing import equation
 from .variants import CELLS, VARIANTS, build
@@ -68,6 +70,8 @@ class _ModuleText:
         self.multi = len(self.states) > 1
         self.state_args = ", ".join(f"{s}0" for s in self.states)  # h0 or h0, c0
         self.seqs = tuple(self.g.seq(s) for s in self.states)
+        self.aux = signature(cell)  # ", aux=None" for a cell with per-step inputs (symbolic/inputs.py)
+        self.aux_args = arguments(cell)
 
     def params_spec(self) -> str:
         items = [f'"{p.name}": {p.shape_names!r}' for p in self.cell.params.values()]
@@ -130,7 +134,7 @@ class _ModuleText:
 
 Shapes: X (T, n, d) floats or (T, n) token ids meaning one-hot rows of width d; {states}; Y (T, n) ids;
 lengths (n,) each sequence's true length (padded steps after it change nothing and count nothing).
-"""'''
+{inputs_doc(c)}"""'''
 
     def source(self) -> str:
         c, g, w = self.cell, self.g, Writer()
@@ -154,7 +158,7 @@ OUTPUT = "{OUTPUT}"  # the state that forms H and feeds the head
 PARAMS = {self.params_spec()}
 CELL_PARAMS = {tuple(g.cell_params)!r}
 SAVED = {tuple(g.cached())!r}  # what forward caches for backward besides X, tokens and H
-{x_line}_WORKSPACE = rt.Workspace()  # scratch buffers of loss_and_grads, reused across calls
+{x_line}{constant(c)}_WORKSPACE = rt.Workspace()  # scratch buffers of loss_and_grads, reused across calls
 {_CACHE_LINE * (self.fuser is not None)}''')
         w()
         w()
@@ -191,6 +195,9 @@ def init_params(input_size, hidden_size, output_size, seed=0, dtype=np.float64, 
             self.fuser.emit_kernels(w)
         text = "\n".join(w.lines).rstrip("\n") + "\n"
         used = [f"from grusym import {m} as _{a}\n" for m, a in (("blas", "blas"), ("fastmath", "fm"))]
+        if "_inputs." in text:  # a cell with per-step inputs (symbolic/inputs.py), in isort's order
+            rt_line = "from grusym import runtime as rt\n"
+            text = text.replace(rt_line, rt_line + "from grusym import stepinputs as _inputs\n", 1)
         return text.replace("{IMPORTS}", "".join(u for u in used if u.split()[-1] + "." in text), 1)
 
     # ---- the public functions around the emitted bodies
@@ -248,6 +255,8 @@ def init_params(input_size, hidden_size, output_size, seed=0, dtype=np.float64, 
                 "(zeros)\n    or h_prev (n, h). Returns the new state h (n, h)."
             )
             step_ret = 'cache["H"][1]'
+        ck, u = check(self.cell), self.aux_args  # the per-step inputs (symbolic/inputs.py), if any
+        ck1 = check(self.cell, one_step=True)
         check_step = "validate.check_inputs(validate.check_step_input(x_t, dims), state, dims, dtype, STATES)"
         predict_last = (
             f"the last states ({states}), a tuple of (n, h) arrays as ``final_states`` returns them"
@@ -255,7 +264,7 @@ def init_params(input_size, hidden_size, output_size, seed=0, dtype=np.float64, 
             else "the last state h (n, h) as ``final_states`` returns it"
         )
         w.block(f'''
-def forward(params, X, h0=None, lengths=None):
+def forward(params, X, h0=None, lengths=None{self.aux}):
     """Run the cell over all T steps.
 
 {doc}
@@ -266,14 +275,14 @@ def forward(params, X, h0=None, lengths=None):
     params, dims, dtype = validate.check_params(PARAMS, params, head=False)
     X, tokens, {self.unpacked()} = validate.check_inputs(X, h0, dims, dtype, STATES)
     lengths = validate.check_lengths(lengths, *X.shape[:2])
-    H, cache = _forward(params, X, tokens, {self.state_args}, dtype, rt.fresh)
+{ck}    H, cache = _forward(params, X, tokens, {self.state_args}, dtype, rt.fresh{u})
     if lengths is not None:
         rt.zero_padded(cache["H"], lengths)  # the padded steps come after the valid ones: cut them off
     cache["lengths"] = lengths
     return H, cache
 
 
-def predict(params, X, h0=None, lengths=None):
+def predict(params, X, h0=None, lengths=None{self.aux}):
     """Forward only, for inference: returns ``(H, last)``, H (T, n, h) as ``forward`` returns it and
     {predict_last}.
 
@@ -283,9 +292,9 @@ def predict(params, X, h0=None, lengths=None):
     params, dims, dtype = validate.check_params(PARAMS, params, head=False)
     X, tokens, {self.unpacked()} = validate.check_inputs(X, h0, dims, dtype, STATES)
     lengths = validate.check_lengths(lengths, *X.shape[:2])
-    buf = _WORKSPACE.acquire()  # only H is returned, and it is new
+{ck}    buf = _WORKSPACE.acquire()  # only H is returned, and it is new
     try:
-        H, cache = _forward(params, X, tokens, {self.state_args}, dtype, rt.Inference(buf, SAVED))
+        H, cache = _forward(params, X, tokens, {self.state_args}, dtype, rt.Inference(buf, SAVED){u})
         if lengths is not None:
             rt.zero_padded(cache["H"], lengths)
         return H, {self.last("cache", "lengths")}
@@ -298,15 +307,15 @@ def final_states(cache):
 {final_body}
 
 
-def step(params, x_t, state=None):
+def step(params, x_t, state=None{self.aux}):
     """{step_doc}"""
     params, dims, dtype = validate.check_params(PARAMS, params, head=False)
     X, tokens, {self.unpacked()} = {check_step}
-    _, cache = _forward(params, X, tokens, {self.state_args}, dtype, rt.fresh)
+{ck1}    _, cache = _forward(params, X, tokens, {self.state_args}, dtype, rt.fresh{u})
     return {step_ret}
 
 
-def _forward(params, X, tokens, {self.state_args}, dtype, buf):
+def _forward(params, X, tokens, {self.state_args}, dtype, buf{u}):
     # buf(name, shape, dtype) gives the arrays: new ones (rt.fresh) or a workspace's reused ones
     T, n = X.shape[:2]
     nh = {self.states[0]}0.shape[1]  # hidden size (h is the hidden state)
@@ -343,7 +352,7 @@ def backward(params, cache, dH=None, dstates=None, input_grad=None):
     """
     params, dims, dtype = validate.check_params(PARAMS, params, allow_complex=False, head=False)
     H = validate.check_cache(cache, SAVED, dims, dtype{seqs})
-    input_grad = validate.check_input_grad(input_grad, cache["tokens"])
+{self.cached_inputs()}    input_grad = validate.check_input_grad(input_grad, cache["tokens"])
     lengths = cache.get("lengths")
     dH = validate.check_upstream(dH, H[1:])
     dH = rt.mask_upstream(dH, lengths)  # padded positions contribute nothing
@@ -380,6 +389,8 @@ def _backward(params, cache, dH, buf, input_grad, upstream=None):
         else:
             what = "of h0, and the last hidden state (n, h)"
             h0 = "h0: None (zeros) or (n, h)"
+        aux = self.aux
+        args = f"params, X, Y, h0=None, lengths=None, input_grad=None{aux}"
         w.block(f'''
 def head(params, H):
     """({lg}) {equation(g.head_step)} for hidden states H (..., h); returns logits (..., q)."""
@@ -388,18 +399,18 @@ def head(params, H):
     return {self.head_forward("H")}
 
 
-def loss(params, X, Y, h0=None, lengths=None):
+def loss(params, X, Y, h0=None, lengths=None{self.aux}):
     """({ls}) The mean softmax cross-entropy over the valid positions (all T*n without lengths);
     complex-analytic, for checks."""
     validate.check_params(PARAMS, params)  # the head too: forward alone would run without it
-    H, cache = forward(params, X, h0, lengths)
+    H, cache = forward(params, X, h0, lengths{self.aux.replace("=None", "=aux")})
     T, n = H.shape[:2]
     Y = validate.check_targets(Y, T, n, params["W_hq"].shape[1])
     valid = None if cache["lengths"] is None else rt.valid_rows(cache["lengths"], T)
     return rt.mean_cross_entropy(head(params, H).reshape(T * n, -1), Y.reshape(-1), valid)
 
 
-def loss_and_grads(params, X, Y, h0=None, lengths=None, input_grad=None) -> tuple[float, dict[str, Any], Any]:
+def loss_and_grads({args}) -> tuple[float, dict[str, Any], Any]:
     """The loss ({ls}), the gradient of every parameter and {what}.
 
     X: (T, n, d) floats or (T, n) token ids; Y: (T, n) integer targets; {h0};
@@ -413,12 +424,12 @@ def loss_and_grads(params, X, Y, h0=None, lengths=None, input_grad=None) -> tupl
     input_grad = validate.check_input_grad(input_grad, tokens)
     T, n = X.shape[:2]
     lengths = validate.check_lengths(lengths, T, n)
-    valid = None if lengths is None else rt.valid_rows(lengths, T)
+{check(self.cell)}    valid = None if lengths is None else rt.valid_rows(lengths, T)
     {self.head_unpack()}
     Y = validate.check_targets(Y, T, n, W_hq.shape[1])
     buf = _WORKSPACE.acquire()  # nothing returned below aliases its buffers
     try:
-        H, cache = _forward(params, X, tokens, {self.state_args}, dtype, buf)
+        H, cache = _forward(params, X, tokens, {self.state_args}, dtype, buf{self.aux_args})
         nh = H.shape[2]
         H_rows = H.reshape(T * n, nh)
         # ({lg}) {equation(g.head_step)}, all T*n rows at once
@@ -434,6 +445,11 @@ def loss_and_grads(params, X, Y, h0=None, lengths=None, input_grad=None) -> tupl
     finally:
         _WORKSPACE.release(buf)
 ''')
+
+    def cached_inputs(self) -> str:
+        """backward's check that the cache holds the per-step inputs its loop reads."""
+        names = [f"U_{name}" for name in self.g.inputs_backward]
+        return f"    _inputs.check_cached(cache, {tuple(names)!r})\n" if names else ""
 
     def head_unpack(self) -> str:
         hs = self.g.head_step

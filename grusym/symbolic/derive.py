@@ -98,12 +98,16 @@ def _matrix(name: str, cell: Cell) -> MatrixExpr:
     return MatrixSymbol(name, n, h)
 
 
-def _elementwise_adjoint(step: Step) -> tuple[list[LocalDerivative], list[Contribution]]:
+def _elementwise_adjoint(
+    step: Step, fixed: tuple[str, ...] = ()
+) -> tuple[list[LocalDerivative], list[Contribution]]:
     f = scalar_form(step.expr)
     y = sp.Symbol(step.name, real=True)
     dy = sp.Symbol(adjoint_name(step.name), real=True)
     local, contribs = [], []
     for name in (*step.inputs, *step.vectors):
+        if name in fixed:  # a per-step input (c.input): a constant, no adjoint
+            continue
         derived = sp.diff(f, sp.Symbol(name, real=True))
         used = derived.subs(f, y)  # reuse the forward value: sigma(a) -> z, tanh(a) -> h_tilde
         local.append(LocalDerivative(step.name, name, derived, used))
@@ -148,7 +152,7 @@ def derive(cell: Cell) -> Derivation:
     contribs: list[Contribution] = []
     for step in reversed(cell.steps):
         if step.kind == "elementwise":
-            step_local, step_contribs = _elementwise_adjoint(step)
+            step_local, step_contribs = _elementwise_adjoint(step, tuple(cell.inputs))
             local.extend(step_local)
             contribs.extend(step_contribs)
         else:

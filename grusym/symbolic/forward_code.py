@@ -14,6 +14,7 @@ import sympy as sp
 from .cell import INPUT, OUTPUT, scalar_form
 from .emit import InPlace, Writer, cheapest, loop
 from .fuse import Fuser
+from .inputs import sequence
 from .layout import ROW, Schedule, cols, times_h
 from .printing import equation, text
 
@@ -153,6 +154,7 @@ def emit_forward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
     seqs |= {name: f"{name}_all" for name in g.saved + kept}
     if g.x_rows:
         seqs[ROW] = f"{INPUT}_e"
+    seqs |= {name: sequence(name) for name in g.inputs}
     if fuser is None:
         loop(w, seqs, body)
     else:
@@ -166,5 +168,6 @@ def emit_forward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
     cache = ['"X": X', '"tokens": tokens', '"H": H']
     cache += [f'"{g.seq(state)}": {g.seq(state)}' for state in g.states if state != OUTPUT]
     cache += [f'"{name}": {"A" if name == "A" else name + "_all"}' for name in g.cached()]
+    cache += [f'"{sequence(name)}": {sequence(name)}' for name in g.inputs_backward]
     w("cache = {" + ", ".join(cache) + "}")
     w("return H[1:], cache")

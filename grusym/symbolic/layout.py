@@ -200,6 +200,10 @@ class Schedule:
                 needed |= {s.name for s in c.expr.free_symbols}
             elif c.kind == "matmul_right":
                 needed.add(str(c.left))
+        # per-step inputs (c.input): every declared one is checked at call time; the loops read those a
+        # computed step reads, backward those an adjoint reads
+        self.inputs = list(cell.inputs)
+        self.inputs_backward = [name for name in cell.inputs if name in needed]
         self.saved = [
             s.name
             for s in cell.steps

@@ -102,6 +102,9 @@ def _forms(cell: Declared) -> Iterator[tuple[str, str]]:
         yield f"{p.name}_T", f"the transpose of parameter {p.name!r}"
         if p.kind == "vector":
             yield from value(f"d{p.name}_rows", f"the per-row gradient of vector {p.name!r}")
+    for name in getattr(cell, "inputs", ()):  # per-step inputs (c.input): a row, no adjoint
+        yield name, f"the per-step input {name!r}"
+        yield f"U_{name}", f"the sequence of the per-step input {name!r}"
     for head in ("W_hq", "b_q"):
         yield from value(head, f"the output head's parameter {head!r}")
 
@@ -124,7 +127,7 @@ def identifiers(cell: Declared) -> dict[str, list[str]]:
 
 def clash(cell: Declared) -> str | None:
     """The first name collision in the module the cell would generate, in words; None if there is none."""
-    names = [*(s.name for s in cell.steps), *cell.states, *cell.params]
+    names = [*(s.name for s in cell.steps), *cell.states, *cell.params, *getattr(cell, "inputs", ())]
     for name in names:
         if reserved(name) or _DERIVED_SHAPE.fullmatch(name):
             return f"the name {name!r} is reserved for the generated code; choose another"

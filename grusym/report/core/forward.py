@@ -193,7 +193,9 @@ def forward_section(c: Context) -> list[Block]:
                 _m(r"\mathrm{logits}_{t}"),
                 " is n by q, and ",
                 _m("Y_{t}"),
-                " holds the n target ids. The parameters, by shape: ",
+                " holds the n target ids. ",
+                *_held_fixed(c.cell),
+                "The parameters, by shape: ",
                 *listing,
                 "; ",
                 _m(sp.latex(total).replace("h", "d_{h}")),
@@ -221,6 +223,20 @@ def forward_section(c: Context) -> list[Block]:
         one_step(c.cell, c.der, c.num),
     ]
     return blocks
+
+
+def _held_fixed(cell: Cell) -> tuple[Any, ...]:
+    """The sentence on the per-step inputs (c.input) of a cell that has them: given, held fixed."""
+    if not cell.inputs:
+        return ()
+    names = _m(", ".join(latex.name(k) for k in cell.inputs))
+    return (
+        names,
+        " (n by ",
+        _m("d_{h}"),
+        ") is given for every step (the argument aux of the generated functions): a constant of the "
+        "derivation, with no adjoint and no gradient. ",
+    )
 
 
 def _param_uses(cell: Cell, head_step: Step, num: dict[str, int]) -> dict[str, list[int]]:

@@ -33,7 +33,7 @@ def _plain(expr: sp.Expr) -> str:
 
 
 def _depths(cell: Cell) -> dict[str, int]:
-    depth = {INPUT: 0} | {prev_name(k): 0 for k in cell.states}
+    depth = {INPUT: 0} | {prev_name(k): 0 for k in cell.states} | {k: 0 for k in cell.inputs}
     for s in cell.steps:  # a step reading parameters only (sigmoid(w)) sits just below the inputs
         depth[s.name] = 1 + max((depth[u] for u in s.inputs), default=0)
     return depth
@@ -62,6 +62,7 @@ def _step(cell: Cell, der: Derivation, num: dict[str, int], t: int, x0: float, l
     nodes = [node(INPUT, latex.name(INPUT), f"X_{t}" if t else "X_t")]
     if not t:
         nodes += [node(prev_name(k), latex.name(prev_name(k)), f"{k}_(t-1)") for k in cell.states]
+    nodes += [node(k, latex.name(k), f"{k}_{t}" if t else f"{k}_t") for k in cell.inputs]  # c.input
     edges = []
     for s in cell.steps:
         nodes.append(node(s.name, rf"{latex.name(s.name)}\ ({num[s.name]})", f"({num[s.name]}) {s.name}"))
@@ -72,6 +73,9 @@ def _step(cell: Cell, der: Derivation, num: dict[str, int], t: int, x0: float, l
                 edges.append(Edge(term.left + sfx, s.name + sfx, tex, text))
         else:
             for u in s.inputs:
+                if u in cell.inputs:  # a per-step input: held fixed, no derivative to carry
+                    edges.append(Edge(u + sfx, s.name + sfx, "", ""))
+                    continue
                 d = local[(s.name, u)]
                 tex, text = (latex.elementwise(d, params=params), _plain(d)) if labels else ("", "")
                 edges.append(Edge(u + sfx, s.name + sfx, tex, text))

@@ -101,7 +101,8 @@ def reference_source(c: Context) -> str:
         - {adjoint_name(v) for v in values}
         - set(c.cell.params)
     )
-    used = [v for v in [INPUT, *values] if v in used]  # X: a cell that reads it elementwise (SRU)
+    # X: a cell that reads it elementwise (SRU); per-step inputs (c.input) are values read like steps
+    used = [v for v in [INPUT, *values, *c.cell.inputs] if v in used]
     vectors = [k for k, p in c.cell.params.items() if p.kind == "vector"]
     lines = [
         "def reference_backward(p, v, dlogits):",

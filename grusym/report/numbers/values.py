@@ -73,8 +73,11 @@ def step_values(
         out[prev_name(k)] = []
     if cell.x_steps:
         out[INPUT] = []  # the rows the elementwise steps read (local derivatives may read them too)
+    fixed = _inputs(module, X, params)
+    out |= {k: [] for k in fixed}  # each per-step input's rows, as the steps read them
     for t in range(T):
         env: dict[str, np.ndarray] = {prev_name(k): v for k, v in state.items()}
+        env |= {k: v[t] for k, v in fixed.items()}
         env |= {k: np.broadcast_to(v, h.shape) for k, v in vectors.items()}
         if cell.x_steps:  # X read elementwise (d == h): its row, one-hot for token ids
             env[INPUT] = np.eye(h.shape[-1])[X[t]] if tokens else X[t]
@@ -99,6 +102,12 @@ def step_values(
     return values
 
 
+def _inputs(module: Any, X: np.ndarray, params: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The per-step inputs (c.input) a run of ``module`` over X reads: a report's module holds them
+    fixed (grusym.stepinputs.HeldFixed); {} for a cell without any."""
+    return module.inputs_at(X, params) if hasattr(module, "inputs_at") else {}
+
+
 def _check_steps(
     cell: Cell, module: ModuleType, params: dict[str, Any], X: np.ndarray, values: dict[str, Any]
 ) -> None:
@@ -108,9 +117,11 @@ def _check_steps(
     GRU) rounding differences between two right implementations grow along the run, and a tolerance that
     fits step 40 would hide a wrong step.
     """
+    fixed = _inputs(module, X, params)
     for t in range(X.shape[0]):
         before = [values[prev_name(k)][t] for k in cell.states]
-        new = module.step(params, X[t], before[0] if len(before) == 1 else tuple(before))
+        aux = {"aux": {k: v[t] for k, v in fixed.items()}} if fixed else {}
+        new = module.step(params, X[t], before[0] if len(before) == 1 else tuple(before), **aux)
         for k, got in zip(cell.states, new if isinstance(new, tuple) else (new,), strict=True):
             want = values[k][t]
             if not np.allclose(got, want, rtol=1e-9, atol=1e-12 * max(1.0, float(np.max(np.abs(want))))):
