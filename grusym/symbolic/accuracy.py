@@ -36,7 +36,8 @@ _DIGITS = 60
 # float64: the functions the generated code calls (its ufunc names, without the out= argument), under
 # names of their own (SymPy's NumPy printer would print a function called Identity as a matrix)
 def _as_float(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
-    return lambda x: fn(np.asarray(x, dtype=np.float64))  # a constant argument (abs(0)) arrives as an int
+    # a constant argument (abs(0), sigmoid(0)) arrives as an int or a 0-d array, which out= cannot take
+    return lambda x: fn(np.atleast_1d(np.asarray(x, dtype=np.float64)))
 
 
 _FLOAT = {
