@@ -237,6 +237,13 @@ def as_accurate(candidate: sp.Expr, original: sp.Expr, ctx: Context) -> bool:
     """
     if candidate == original:
         return True
+    try:
+        return _as_accurate(candidate, original, ctx)
+    except (TypeError, ValueError, ArithmeticError, AttributeError):
+        return False  # a form the probes cannot evaluate is not proved as accurate: the derived one stays
+
+
+def _as_accurate(candidate: sp.Expr, original: sp.Expr, ctx: Context) -> bool:
     defs = ctx.defs
     leaves, named = _order((candidate, original), defs)
     values = _probes(leaves)
