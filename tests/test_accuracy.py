@@ -41,3 +41,5 @@ def test_a_named_value_that_is_a_constant_is_evaluated():
     v0 = sp.Symbol("v0", real=True)
     ctx = Context({v0: Absolute(sp.Integer(0))}, frozenset({dh}))
     assert as_accurate(dh - dh * Tanh(v0) ** 2, dh * (1 - Tanh(v0) ** 2), ctx)  # tanh(0) = 0: both exact
+    ctx = Context({v0: Sigmoid(sp.Integer(0))}, frozenset({dh}))  # sigmoid(0): a 0-d array, out= refused it
+    assert as_accurate(dh - dh * Tanh(v0) ** 2, dh * (1 - Tanh(v0) ** 2), ctx)

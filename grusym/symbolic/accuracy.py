@@ -36,7 +36,8 @@ _DIGITS = 60
 # float64: the functions the generated code calls (its ufunc names, without the out= argument), under
 # names of their own (SymPy's NumPy printer would print a function called Identity as a matrix)
 def _as_float(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
-    return lambda x: fn(np.asarray(x, dtype=np.float64))  # a constant argument (abs(0)) arrives as an int
+    # a constant argument (abs(0), sigmoid(0)) arrives as an int or a 0-d array, which out= cannot take
+    return lambda x: fn(np.atleast_1d(np.asarray(x, dtype=np.float64)))
 
 
 _FLOAT = {
@@ -236,6 +237,13 @@ def as_accurate(candidate: sp.Expr, original: sp.Expr, ctx: Context) -> bool:
     """
     if candidate == original:
         return True
+    try:
+        return _as_accurate(candidate, original, ctx)
+    except (TypeError, ValueError, ArithmeticError, AttributeError):
+        return False  # a form the probes cannot evaluate is not proved as accurate: the derived one stays
+
+
+def _as_accurate(candidate: sp.Expr, original: sp.Expr, ctx: Context) -> bool:
     defs = ctx.defs
     leaves, named = _order((candidate, original), defs)
     values = _probes(leaves)
