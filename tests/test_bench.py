@@ -258,6 +258,14 @@ def test_cli_rerun_command_line_repeats_the_options():
         }
 
 
+def test_a_race_where_no_epoch_finished_says_so():
+    """Guards the race's verdict on a loaded machine: held-out figures of models trained for part of one
+    epoch are printed with a note that no epoch finished, naming the side."""
+    report = bench.Race([], [(50.0, 9.0)], (30, 60), (23.2, 9.1)).report()
+    assert "does not reach" in report and "No epoch finished within the budget for grusym:" in report
+    assert "No epoch finished" not in bench.Race([(20.0, 9.0)], [(50.0, 9.0)], (30, 60), (9.0, 9.1)).report()
+
+
 def test_train_race_torch_side_is_the_same_training_as_grusym_train(tmp_path):
     """Guards the race's fairness: same init, batches, clipping and SGD give the same perplexities."""
     torch = pytest.importorskip("torch")
