@@ -377,7 +377,8 @@ class Inference:
             return np.empty(shape, dtype)
         if name in self.per_step:
             block = self.workspace(name + "@step", shape[1:], dtype)
-            return np.lib.stride_tricks.as_strided(block, shape, (0, *block.strides))
+            # as_strided's Python took 12 us per buffer, a tenth of a (T 2, n 1) predict's fixed cost
+            return np.ndarray(shape, block.dtype, buffer=block, strides=(0, *block.strides))
         return self.workspace(name, shape, dtype)
 
 

@@ -258,6 +258,14 @@ def test_cli_rerun_command_line_repeats_the_options():
         }
 
 
+def test_a_race_where_no_epoch_finished_says_so():
+    """Guards the race's verdict on a loaded machine: held-out figures of models trained for part of one
+    epoch are printed with a note that no epoch finished, naming the side."""
+    report = bench.Race([], [(50.0, 9.0)], (30, 60), (23.2, 9.1)).report()
+    assert "does not reach" in report and "No epoch finished within the budget for grusym:" in report
+    assert "No epoch finished" not in bench.Race([(20.0, 9.0)], [(50.0, 9.0)], (30, 60), (9.0, 9.1)).report()
+
+
 def test_train_race_torch_side_is_the_same_training_as_grusym_train(tmp_path):
     """Guards the race's fairness: same init, batches, clipping and SGD give the same perplexities."""
     torch = pytest.importorskip("torch")
@@ -358,7 +366,7 @@ def test_inference_without_the_frameworks_times_grusym_alone_and_names_the_extra
     lines: list[str] = []
     result = bench.run_inference("toy", repeat=2, torch=None, onnxruntime=None, fused=False, out=lines.append)
     assert lines == [result.report] and len(result.times) == len(bench.CASES["toy"])
-    assert all(set(row) == {"grusym"} and len(row["grusym"]) == 2 for row in result.times.values())
+    assert all(set(row) == {"grusym", "floor"} and len(row["grusym"]) == 2 for row in result.times.values())
     assert "pip install 'grusym[torch]'" in result.report and "pip install 'grusym[onnx]'" in result.report
     assert "| nn.LSTM, 2 layers, T 3, n 2, d 4 one-hot, h 2 |" in result.report
 
@@ -375,7 +383,41 @@ def test_inference_times_the_same_model_in_every_column():
     assert entry in ("predict", "forward") and f"grusym: `{entry}`" in result.report
     assert "grusym / onnxruntime" in result.report and "grusym / torch no_grad" in result.report
     assert "(min " in result.report  # the ratio of the fastest calls beside that of the medians
+    assert "grusym fused / GEMM floor" in result.report and "onnxruntime / GEMM floor" in result.report
     assert f"on {result.threads} threads" in result.report
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_inference_floor_is_the_products_predict_runs(monkeypatch, cell):
+    """Guards the inference floor against drifting from the generator: a 2-layer plain model's predict,
+    with np.matmul logging its operands, performs exactly the floor's products, in order."""
+    case = bench.Case(cell, 2, T=3, n=2, d=5, h=4)  # distinct sizes: no coincidences
+    run, shapes = bench.inference_floor(case)
+    m = grusym.load(case.variant, num_layers=2)
+    p = m.init_params(case.d, case.h, 1, dtype=np.float32)
+    X = np.random.default_rng(0).standard_normal((case.T, case.n, case.d)).astype(np.float32)
+    log, real, real_project, inside = [], np.matmul, runtime.project, []
+
+    def matmul(a, b, *args, **kwargs):
+        if not inside:
+            log.append((a.shape[0], a.shape[1], b.shape[1]))
+        return real(a, b, *args, **kwargs)
+
+    def project(X, tokens, W, b, out=None):  # one GEMM, by np.matmul or @ (a strided out)
+        log.append((X.shape[0] * X.shape[1], W.shape[0], W.shape[1]))
+        inside.append(1)
+        try:
+            return real_project(X, tokens, W, b, out)
+        finally:
+            inside.pop()
+
+    monkeypatch.setattr(np, "matmul", matmul)
+    monkeypatch.setattr(runtime, "project", project)
+    m.predict(p, X)
+    monkeypatch.undo()
+    assert log == [(rows, k, cols) for _, rows, k, cols, calls in shapes for _ in range(calls)]
+    assert [label for label, *_ in shapes] == ["X @ W_x_all", "h_prev @ W_h_all"] * 2
+    run()  # the floor itself runs (in Numba when grusym.blas found NumPy's BLAS)
 
 
 def test_inference_case_sizes_are_the_issue_rows():
@@ -404,5 +446,5 @@ def test_inference_without_onnxruntime_names_its_extra():
         "r = bench.run_inference('toy', repeat=1, fused=False, out=lambda s: None)\n"
         "print(sorted(next(iter(r.times.values())))); print(r.report)\n"
     )
-    assert out.startswith("['grusym', 'torch']") and "onnxruntime is not installed" in out
+    assert out.startswith("['floor', 'grusym', 'torch']") and "onnxruntime is not installed" in out
     assert "pip install 'grusym[onnx]'" in out

@@ -76,6 +76,30 @@ def test_a_models_predict_is_its_forward_and_final_states(name):
     )
 
 
+@pytest.mark.parametrize("backend", ["numpy", "fused"])
+@pytest.mark.parametrize("name", ["gru_reset_after", "lstm"])
+def test_a_one_cell_models_predict_shortcut_is_its_general_path(name, backend):
+    """Model.predict hands one forward cell (no h0, lengths, mask, flip) straight to the cell's predict:
+    the general path's bits and last states, and the general path's error for bad params."""
+    if backend == "fused":
+        pytest.importorskip("numba")
+    m = grusym.load(name, num_layers=1, backend=backend)
+    p, X, h0 = _problem(m)
+    zeros = tuple(np.zeros_like(a) for a in _states(h0))
+    H_s, last_s = m.predict(p, X)  # the shortcut
+    H_g, last_g = m.predict(p, X, zeros if len(zeros) > 1 else zeros[0])  # h0 given: the general path
+    assert np.array_equal(H_s, H_g)
+    for a, b in zip(_states(last_s), _states(last_g), strict=True):
+        assert a.shape == b.shape == (1, *X.shape[1:2], H) and np.array_equal(a, b)
+    assert np.array_equal(m.predict(_headless(p), X)[0], H_s)
+    bad = {**p, "W_hz_l1": p[next(iter(p))]}
+    with pytest.raises(ParameterError) as shortcut:
+        m.predict(bad, X)
+    with pytest.raises(ParameterError) as general:
+        m.forward(bad, X)
+    assert "look like" in str(general.value) and str(shortcut.value) == str(general.value)
+
+
 @pytest.mark.parametrize("name", ["gru", "lstm"])
 def test_predict_keeps_nothing_for_backward(name):
     """What predict allocates is H (and its last states); forward also keeps every step's gate values."""

@@ -14,7 +14,7 @@ One file per concern, data flowing one way (each imports only those above it in 
 from .contenders import MODELS, model_step, numpy_step, phase_steps, torch_step
 from .costs import codegen_time, import_time
 from .floor import Floor, gemm_floor, model_flops
-from .inference import CASES, Case, run_inference
+from .inference import CASES, Case, inference_floor, run_inference
 from .machine import blas
 from .memory import Memory, memory_vs_T, model_memory_vs_T
 from .problems import CONFIGS, Config, problem
@@ -39,6 +39,7 @@ __all__ = [
     "codegen_time",
     "gemm_floor",
     "import_time",
+    "inference_floor",
     "interleaved",
     "memory_vs_T",
     "model_flops",

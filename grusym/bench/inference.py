@@ -9,7 +9,9 @@ time-major) and times in ONE process, interleaved round by round (the harness of
   also keeps what backward needs); the report names the one timed. With numba, also the fused module.
 * onnxruntime: the same torch module through ``torch.onnx.export``, run by an ``InferenceSession`` with
   the same number of intra-op threads as the BLAS and torch, one inter-op thread, sequential execution;
-* torch: the module itself under ``torch.no_grad()``, ``torch.set_num_threads`` the same count.
+* torch: the module itself under ``torch.no_grad()``, ``torch.set_num_threads`` the same count;
+* the GEMM floor: the matrix products of grusym's ``predict`` alone (:func:`inference_floor`), which
+  no elementwise work can go below; it needs none of the optional packages.
 
 Every contender's H is compared with torch's (the largest absolute difference is printed), so the table
 never times two different models. Each contender whose package is absent is skipped with a note naming
@@ -28,15 +30,19 @@ from typing import Any
 
 import numpy as np
 
+from .. import blas as grusym_blas
 from .. import fused_available, load
 from ..errors import InputError
 from . import machine
+from .floor import size
 from .options import AUTO, FUSED_HINT, ONNX_HINT, TORCH_HINT, resolve
 from .report import format_inference
 from .result import InferenceResult
 from .timing import Progress, interleaved
 
-__all__ = ["CASES", "Case", "run_inference"]
+__all__ = ["CASES", "Case", "inference_floor", "run_inference"]
+
+Product = tuple[str, int, int, int, int]  # label, m, k, n, calls
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,60 @@ def _grusym_call(case: Case, params: dict[str, Any], X: np.ndarray, backend: str
     return (lambda: fn(params, X)[0]), entry
 
 
+def inference_floor(case: Case, seed: int = 0) -> tuple[Callable[[], None], list[Product]]:
+    """The matrix products ``predict`` runs for ``case``, alone on preallocated float32 operands, and their
+    shapes (label, m, k, n, calls): per layer, the forward phase of the generator's
+    :func:`~grusym.symbolic.codegen.gemm_plan` for float inputs (the input projection of all T steps in one
+    GEMM, then T recurrent products). The T products run in one Numba loop calling the BLAS, as the fused
+    modules' ``predict`` does, when :mod:`grusym.blas` found it; else in a Python loop."""
+    from ..symbolic.codegen import gemm_plan
+
+    rng = np.random.default_rng(seed)
+    products: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+    shapes: list[Product] = []
+    for layer in range(case.layers):
+        dims = {"T": case.T, "n": case.n, "d": case.d if layer == 0 else case.h, "h": case.h}
+        for g in gemm_plan(case.variant):
+            if g.phase != "forward" or g.when not in ("always", "floats"):
+                continue
+            m, k, n = (size(e, dims) for e in (g.m, g.k, g.n))
+            a, b = (rng.standard_normal(shape).astype(np.float32) * 0.1 for shape in ((m, k), (k, n)))
+            calls = case.T if g.per_step else 1
+            products.append((calls, a, b, np.empty((m, n), np.float32)))
+            shapes.append((g.label, m, k, n, calls))
+    loop = _product_loop()
+
+    def run() -> None:
+        for calls, a, b, c in products:
+            loop(calls, a, b, c)
+
+    return run, shapes
+
+
+def _python_loop(calls: int, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
+    for _ in range(calls):
+        np.matmul(a, b, out=c)
+
+
+def _product_loop() -> Callable[[int, np.ndarray, np.ndarray, np.ndarray], None]:
+    """``loop(calls, a, b, c)``: c = a @ b, ``calls`` times (compiled once per process)."""
+    global _LOOP
+    if _LOOP is None:
+        _LOOP = _python_loop
+        if grusym_blas.AVAILABLE:  # numba is importable: blas registered its matmul with it
+            import numba
+
+            def numba_loop(calls: int, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
+                for _ in range(calls):
+                    grusym_blas.matmul(a, b, c)
+
+            _LOOP = numba.njit(nogil=True)(numba_loop)
+    return _LOOP
+
+
+_LOOP: Callable[[int, np.ndarray, np.ndarray, np.ndarray], None] | None = None
+
+
 def _onnx_call(ort: ModuleType, torch: ModuleType, model: Any, X: np.ndarray, threads: int) -> Callable:
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the exporter warns about batch sizes of RNNs: not ours to act on
@@ -148,6 +208,7 @@ def _contenders(
         calls["onnxruntime"] = _onnx_call(ort, torch, model, X, threads)
     if torch is not None:
         calls["torch"] = _torch_call(torch, model, X)
+    calls["floor"] = inference_floor(case, seed)[0]
     return calls, entry
 
 
@@ -202,10 +263,13 @@ def run_inference(
     for k, case in enumerate(cases):
         say(f"inference {k + 1}/{len(cases)}: {case.name}: setting up")
         calls, result.entry[case.name] = _contenders(case, torch, onnxruntime, fused, threads, seed)
-        outputs = {name: np.asarray(call()) for name, call in calls.items()}
+        outputs = {name: call() for name, call in calls.items()}  # once each: compiles, and gives H
         if "torch" in outputs:
-            ref = outputs["torch"]
-            result.errors[case.name] = {k: float(np.max(np.abs(v - ref))) for k, v in outputs.items()}
+            ref = outputs.pop("torch")
+            result.errors[case.name] = {
+                k: float(np.max(np.abs(np.asarray(v) - ref))) for k, v in outputs.items() if k != "floor"
+            }
+            result.errors[case.name]["torch"] = 0.0
         result.times[case.name] = interleaved(calls, repeat, pause, say)
     result.machine = machine.describe(f"torch {torch.__version__}" if torch is not None else "")
     result.report = format_inference(result)

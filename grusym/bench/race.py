@@ -79,6 +79,13 @@ class Race:
             f"torch after {self.seconds[1]:g} s {t:.3f} ({len(self.torch)} epochs, best training perplexity "
             f"{self.best('torch'):.3f}). grusym {verdict} torch's held-out perplexity in its shorter budget.",
         ]
+        unfinished = [side for side in ("grusym", "torch") if not getattr(self, side)]
+        if unfinished:  # a loaded machine: the figures are of barely trained models, not of the race's goal
+            lines.append(
+                f"No epoch finished within the budget for {' and '.join(unfinished)}: the held-out figures "
+                "are of models trained for part of one epoch, which says little about the perplexity the "
+                "race is about (rerun on a quieter machine)."
+            )
         return "\n".join(lines)
 
 

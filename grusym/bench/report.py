@@ -158,6 +158,7 @@ CONTENDERS = {
     "torch": "torch no_grad",
     "grusym": "grusym",
     "fused": "grusym fused",
+    "floor": "GEMM floor",
 }
 
 
@@ -169,9 +170,12 @@ def format_inference(result: InferenceResult) -> str:
     present = [c for c in CONTENDERS if any(c in row for row in result.times.values())]
     ours = [c for c in ("grusym", "fused") if c in present]
     theirs = [c for c in ("onnxruntime", "torch") if c in present]
+    pairs: list[tuple[str, str]] = [(o, t) for o in ours for t in theirs]
+    if "floor" in present:  # how far each from the products alone: the fastest of ours, and onnxruntime
+        pairs += [(c, "floor") for c in (ours[-1:] + theirs[:1]) if c != "torch"]
     rounds = max((len(ts) for row in result.times.values() for ts in row.values()), default=0)
     head = [CONTENDERS[c] + " ms" for c in present]
-    head += [f"{CONTENDERS[o]} / {CONTENDERS[t]}" for o in ours for t in theirs]
+    head += [f"{CONTENDERS[o]} / {CONTENDERS[t]}" for o, t in pairs]
     kept = ": this version's modules have no `predict`, so `forward` also keeps its cache"
     lines = [
         "## grusym bench --inference: forward-only inference of an imported model, float32",
@@ -189,18 +193,25 @@ def format_inference(result: InferenceResult) -> str:
     ]
     for case, row in result.times.items():
         cells = [_ms(result.median(case, c)) if c in row else "-" for c in present]
-        for o in ours:
-            for t in theirs:
-                r, fast = result.ratio(case, o, t), result.ratio(case, o, t, min)
-                cells.append("-" if r is None or fast is None else f"{r:.2f} (min {fast:.2f})")
+        for o, t in pairs:
+            r, fast = result.ratio(case, o, t), result.ratio(case, o, t, min)
+            cells.append("-" if r is None or fast is None else f"{r:.2f} (min {fast:.2f})")
         lines.append(f"| {case} | " + " | ".join(cells) + " |")
     if result.errors:
-        worst = {c: max(e.get(c, 0.0) for e in result.errors.values()) for c in present if c != "torch"}
+        checked = [c for c in present if c not in ("torch", "floor")]
+        worst = {c: max(e.get(c, 0.0) for e in result.errors.values()) for c in checked}
         lines += [
             "",
             "Largest |H - torch's H| over all cases (the same model in every column): "
             + ", ".join(f"{CONTENDERS[c]} {v:.1e}" for c, v in worst.items())
             + ".",
+        ]
+    if "floor" in present:
+        lines += [
+            "",
+            "GEMM floor: the matrix products of grusym's `predict` alone (the input projection of all T "
+            "steps in one GEMM, then T recurrent products per layer) on preallocated operands, through "
+            "NumPy's BLAS.",
         ]
     lines += [f"Note: {note}" for note in result.notes]
     return "\n".join(lines)
