@@ -16,6 +16,7 @@ from .emit import InPlace, Writer, cheapest, loop
 from .fuse import Fuser
 from .layout import ROW, Schedule, cols, times_h
 from .printing import equation, text
+from .reduce import REDUCTIONS, RUNTIME
 
 __all__ = ["emit_forward"]
 
@@ -113,6 +114,13 @@ def emit_forward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
         matmuls.emit(w, prev)
     for s in g.cell.steps:
         if s.kind == "linear":
+            continue
+        if s.kind in REDUCTIONS:
+            w(f"# ({g.num[s.name]}) {equation(s)}, over the hidden units of each row")
+            if s.name not in g.states and s.name not in g.saved:
+                scratch.append(s.name)
+            w(f"{RUNTIME[s.kind]}({s.inputs[0]}, out={s.name})")
+            matmuls.emit(w, s.name)
             continue
         w(f"# ({g.num[s.name]}) {equation(s)}")
         f = scalar_form(s.expr)
