@@ -195,7 +195,7 @@ class Value:
         number = _number(other)
         if number is None:
             raise self.cell.error(f"'/' of {type(other).__name__} {other!r} by a cell value: expected a number")
-        return number * _reciprocal(self, f"{other!r} / {_name(self.expr)}")
+        return _reciprocal(self, f"{other!r} / {_name(self.expr)}") * number
 
     def __pow__(self, other: object) -> Value:
         k = _number(other)

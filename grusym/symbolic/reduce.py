@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import sympy as sp
 from sympy import MatrixExpr, MatrixSymbol, OneMatrix
 
 from .steps import h
@@ -33,13 +32,13 @@ def operator(kind: str) -> MatrixExpr:
 
 def reduction(kind: str, v: MatrixSymbol) -> MatrixExpr:
     """The step's expression: ``v @ M``, each row's mean (sum) in every column of that row."""
-    return sp.MatMul(v, operator(kind))
+    return v * operator(kind)  # flat: MatMul(1/h, v, J)
 
 
 # d[v] += rule(d[m]) for m = reduce(v): d[m] @ M.T, which is the reduction again (M is symmetric)
 RULES: dict[str, Callable[[MatrixExpr], MatrixExpr]] = {
-    "mean": lambda dY: sp.MatMul(dY, operator("mean").T),
-    "sum": lambda dY: sp.MatMul(dY, operator("sum").T),
+    "mean": lambda dY: dY * operator("mean").T,
+    "sum": lambda dY: dY * operator("sum").T,
 }
 
 # the runtime function that applies M (forward) and M.T (backward: the same, M is symmetric)
