@@ -29,7 +29,7 @@ TOL = 1e-9
 def ln_rnn(c):
     """A tanh RNN whose pre-activation is layer-normalised: h = tanh(LN(X W_xh + h_prev W_hh + b_h))."""
     a = c.affine("h")
-    c.let("h", tanh(layer_norm(c, a, c.vector("g", init=1), c.vector("s"), name="ln")))
+    c.let("h", tanh(layer_norm(c, a, c.vector("g", init=1), c.vector("s"), name="h")))
 
 
 LN_LSTM = load_cell(path("layernorm_lstm"))
@@ -184,10 +184,10 @@ def test_the_fused_module_gives_the_plain_modules_numbers(tmp_path):
 def test_a_reduction_is_one_numbered_line_and_its_adjoint_another():
     """The generated code names the reduction and its adjoint, the rule of symbolic/reduce.py."""
     text = module_source(LN_LSTM)
-    assert "        # (2) ln_i_mu = mean(a_i), over the hidden units of each row\n" in text
-    assert "        rt.row_mean(a_i, out=ln_i_mu)\n" in text
-    assert "        # (2) grad of: ln_i_mu = mean(a_i)\n" in text
-    assert "rt.row_mean(dln_i_mu, out=" in text
+    assert "        # (2) mu_i = mean(a_i), over the hidden units of each row\n" in text
+    assert "        rt.row_mean(a_i, out=mu_i)\n" in text
+    assert "        # (2) grad of: mu_i = mean(a_i)\n" in text
+    assert "rt.row_mean(dmu_i, out=" in text
 
 
 # ---- refusals: one line naming the cell and the step

@@ -17,12 +17,13 @@ def layer_norm(c: Cell, v: Value, gain: Value, shift: Value, eps: float = 1e-5, 
 
     v: an (n, h) value; gain, shift: (h,) vectors (``c.vector(..., init=1)``, ``c.vector(...)``); the
     variance is biased (divides by h), as torch.nn.functional.layer_norm's. Declares the steps
-    ``<name>_mu`` (the row mean), ``<name>_xc`` (v centred), ``<name>_sq``, ``<name>_var`` (the row
-    variance) and ``<name>_sd`` = sqrt(var + eps), which eps > 0 makes provably positive, so the division
-    is accepted. Returns the normalised value as an expression (the caller's step applies it).
+    ``mu_<name>`` (the row mean), ``xc_<name>`` (v centred), ``sq_<name>``, ``var_<name>`` (the row
+    variance) and ``sd_<name>`` = sqrt(var + eps), which eps > 0 makes provably positive, so the division
+    is accepted. Returns the normalised value as an expression (the caller's step applies it). One
+    underscore per name keeps the report's subscripts simple: ``name`` is best a gate's letter.
     """
-    mu = c.mean(v, name=f"{name}_mu")
-    xc = c.let(f"{name}_xc", v - mu)
-    var = c.mean(c.let(f"{name}_sq", xc * xc), name=f"{name}_var")
-    sd = c.let(f"{name}_sd", sqrt(var + eps))
+    mu = c.mean(v, name=f"mu_{name}")
+    xc = c.let(f"xc_{name}", v - mu)
+    var = c.mean(c.let(f"sq_{name}", xc * xc), name=f"var_{name}")
+    sd = c.let(f"sd_{name}", sqrt(var + eps))
     return gain * xc / sd + shift

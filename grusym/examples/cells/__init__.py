@@ -10,7 +10,7 @@ from pathlib import Path
 
 __all__ = ["EXAMPLES", "path"]
 
-EXAMPLES = ("peephole_lstm", "mingru", "indrnn", "sru")
+EXAMPLES = ("peephole_lstm", "mingru", "indrnn", "sru", "layernorm_lstm")
 
 
 def path(name: str) -> str:

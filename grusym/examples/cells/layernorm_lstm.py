@@ -17,10 +17,10 @@ def layernorm_lstm(c):
     gates = {}
     for k in ("i", "f", "g", "o"):
         a = c.affine(k, bias=False)
-        gates[k] = layer_norm(c, a, c.vector(f"g_{k}", init=1), c.vector(f"s_{k}"), name=f"ln_{k}")
+        gates[k] = layer_norm(c, a, c.vector(f"g_{k}", init=1), c.vector(f"s_{k}"), name=k)
     i = c.let("i", sigmoid(gates["i"]))
     f = c.let("f", sigmoid(gates["f"]))
     g = c.let("g", tanh(gates["g"]))
     o = c.let("o", sigmoid(gates["o"]))
     c_new = c.let("c", f * c.prev("c") + i * g)
-    c.let("h", o * tanh(layer_norm(c, c_new, c.vector("g_c", init=1), c.vector("s_c"), name="ln_c")))
+    c.let("h", o * tanh(layer_norm(c, c_new, c.vector("g_c", init=1), c.vector("s_c"), name="c")))
