@@ -162,7 +162,7 @@ def _reduction_words(c: Context, kind: str, m: str, v: str) -> Para:
             ". Its adjoint collects, from every column, ",
             share,
             ": ",
-            _m(f"{dv} \mathrel{{+}}= {dm} {M}"),
+            _m(rf"{dv} \mathrel{{+}}= {dm} {M}"),
             ", the row sums of ",
             _m(dm),
             " spread back evenly over the units (the matrix is symmetric, so multiplying by its transpose "
