@@ -377,10 +377,14 @@ def declarations(draw: Any, max_body: int = 4, depth: int = 3) -> Declaration:
             affine = _chance(draw, 55) or (need_x and not has_x and i == last_body)
         else:
             affine = _rarely(draw, 4)  # a state assigned by a linear step: refused
-        if kind == "body" and not affine and _rarely(draw, 20):  # a row's mean or sum over the units
-            value = draw(expressions([("step", f) for f in fresh], leaves, depth - 1))
-            if _chance(draw, 30):  # a variance-like mean of squares
-                value = ("pow", value, 2)
+        if kind == "body" and not affine and _rarely(draw, 15):  # a row's mean or sum over the units
+            steps = [e for e in leaves if e[0] == "step"]
+            if steps and _chance(draw, 60):  # a named value, then (mostly) centred below: x - mean(x)
+                value = draw(st.sampled_from(steps))
+            else:
+                value = draw(expressions([("step", f) for f in fresh], leaves, depth - 1))
+                if _chance(draw, 30):  # a variance-like mean of squares
+                    value = ("pow", value, 2)
             axis = 0 if _rarely(draw, 3) else -1  # the batch axis: refused
             op: Op = Reduce(f"r{len(ops)}", draw(st.sampled_from(["mean", "sum"])), value, axis)
         elif affine:
@@ -400,12 +404,32 @@ def declarations(draw: Any, max_body: int = 4, depth: int = 3) -> Declaration:
         read = _reads(read_expr(op))
         fresh = [f for f in fresh if f not in read] + [op.step]
         ops.append(op)
+        if isinstance(op, Reduce) and op.value[0] == "step" and _chance(draw, 80):  # centred: x - mean(x)
+            centred = Let(f"v{len(ops)}", ("sub", op.value, ("step", op.step)))
+            ops.append(centred)
+            fresh = [f for f in fresh if f != op.step] + [centred.step]
+    _read_centred(ops)
     if need_x:
         _read_x(ops)
     if _rarely(draw, 4):  # a vector named like something of the generated module
         new = draw(st.sampled_from(tricky_names(ops, states)))
         ops = [Let(op.name, _rename(op.value, "w1", new)) if isinstance(op, Let) else op for op in ops]
     return Declaration(tuple(ops))
+
+
+def _read_centred(ops: list[Op]) -> None:
+    """A centred value x - mean(x) nothing reads is read by the next state update after it (a layer norm's
+    shape: else it is pruned, and the adjoint a reduction adds to x's would rarely meet another one)."""
+    states = Declaration(tuple(ops)).states()
+    for i, op in enumerate(ops):
+        centred = isinstance(op, Let) and i > 0 and isinstance(ops[i - 1], Reduce)
+        if not centred or any(op.step in _reads(read_expr(o)) for o in ops[i + 1 :]):
+            continue
+        j = next((j for j in range(i + 1, len(ops)) if isinstance(ops[j], Let) and ops[j].step in states), None)
+        if j is not None:
+            update = ops[j]
+            assert isinstance(update, Let)
+            ops[j] = Let(update.name, ("add", update.value, ("step", op.step)))
 
 
 def _read_x(ops: list[Op]) -> None:
