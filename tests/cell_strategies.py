@@ -7,8 +7,8 @@ the input ``c.X`` read elementwise (then d == h), sums, differences, Hadamard pr
 cancel: ``0*a``, ``a - a``, ``a + (-1)*a``), (h,) parameter vectors, several states, steps nothing reads and
 steps read only through another state, rows' means and sums over the units (``c.mean``, ``c.sum``) and
 divisions by a value guarded positive (now and then not: refused). :meth:`Declaration.source` renders it as
-the text of a cell function (a shrunk failure is pasted into a regression test as it prints), :meth:`Declaration.function` compiles that
-text.
+the text of a cell function (a shrunk failure is pasted into a regression test as it prints),
+:meth:`Declaration.function` compiles that text.
 
 The drawn programs are not all valid: now and then a draw breaks a rule of the language (a matmul of a
 linear step, a state assigned by a linear step, a state read but never updated, a left factor that is not a
@@ -425,7 +425,9 @@ def _read_centred(ops: list[Op]) -> None:
         centred = isinstance(op, Let) and i > 0 and isinstance(ops[i - 1], Reduce)
         if not centred or any(op.step in _reads(read_expr(o)) for o in ops[i + 1 :]):
             continue
-        j = next((j for j in range(i + 1, len(ops)) if isinstance(ops[j], Let) and ops[j].step in states), None)
+        j = next(
+            (j for j in range(i + 1, len(ops)) if isinstance(ops[j], Let) and ops[j].step in states), None
+        )
         if j is not None:
             update = ops[j]
             assert isinstance(update, Let)

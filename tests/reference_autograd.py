@@ -49,7 +49,7 @@ class Node:
         return Node(self.value**k, ((self, lambda g: g * k * self.value ** (k - 1)),))
 
     def row_sum(self) -> Node:
-        """Each row's sum in every column of that row: y[i, j] = sum_k x[i, k], so dx[i, k] = sum_j g[i, j]."""
+        """Each row's sum in every column of that row: y[i, j] = sum_k x[i, k]; dx[i, k] = sum_j g[i, j]."""
         width = self.value.shape[1]
         return Node(
             np.repeat(self.value.sum(axis=1, keepdims=True), width, axis=1),

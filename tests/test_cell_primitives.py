@@ -253,7 +253,10 @@ def test_a_negative_power_of_a_base_not_provably_nonzero_is_refused():
         ("v + None", "'+' of a cell value and NoneType None"),
         ("v * [1]", "'*' of a cell value and list [1]"),
         ("v * np.float64('nan')", "'*' of a cell value and float64 np.float64(nan)"),
-        ("v / np.bool_(True)", "'/' divides a cell value by a cell value or a nonzero number, got bool np.True_"),
+        (
+            "v / np.bool_(True)",
+            "'/' divides a cell value by a cell value or a nonzero number, got bool np.True_",
+        ),
     ],
 )
 def test_every_other_operand_is_a_cell_error_naming_operator_and_type(expression, fragment):

@@ -78,7 +78,10 @@ def _torch_reference(name, m, p, X, Y, h0, lengths):
     width = p[next(k for k, dims in m.PARAMS.items() if dims[0] == "d")].shape[0]
     Xt = torch.tensor(np.eye(width)[X] if tokens else X, dtype=torch.float64, requires_grad=not tokens)
     init = (h0,) if len(m.STATES) == 1 else h0
-    S0 = {s: torch.tensor(v, dtype=torch.float64, requires_grad=True) for s, v in zip(m.STATES, init, strict=True)}
+    S0 = {
+        s: torch.tensor(v, dtype=torch.float64, requires_grad=True)
+        for s, v in zip(m.STATES, init, strict=True)
+    }
     T, n = Y.shape
     lengths = np.full(n, T) if lengths is None else np.asarray(lengths)
     state, terms, H = dict(S0), [], []
@@ -146,11 +149,11 @@ def test_the_layer_norm_helper_is_torchs_layer_norm():
 def test_layernorm_lstm_declares_what_the_issue_gives():
     m = MODULES["layernorm_lstm"]
     names = [f"{w}{k}" for k in "ifgo" for w in ("W_x", "W_h", "g_", "s_")] + ["g_c", "s_c"]
-    assert m.CELL_PARAMS == tuple(names)
+    assert tuple(names) == m.CELL_PARAMS
     assert m.STATES == ("h", "c") and m.OUTPUT == "h"
     p = m.init_params(3, 4, 5)
     assert all((p[f"g_{k}"] == 1).all() and (p[f"s_{k}"] == 0).all() for k in "ifgoc")
-    assert m.INIT == {f"g_{k}": 1.0 for k in "ifgoc"}
+    assert {f"g_{k}": 1.0 for k in "ifgoc"} == m.INIT
 
 
 @pytest.mark.parametrize("method", ["fd", "complex", "taylor"])
@@ -250,5 +253,7 @@ def test_misused_reductions_are_refused_in_one_line():
     assert "needs a name, c.mean(v, name='mu')" in _refusal(unnamed_expression)
     assert "c.mean() takes a cell value, got float 3.0" in _refusal(not_a_value)
     assert "init must be a finite number" in _refusal(bad_init)
-    with pytest.raises(CellError, match=r"^cell 'reduced_state': state 'h' is a row's mean; make it elementwise"):
+    with pytest.raises(
+        CellError, match=r"^cell 'reduced_state': state 'h' is a row's mean; make it elementwise"
+    ):
         declare(reduced_state)

@@ -194,7 +194,9 @@ class Value:
     def __rtruediv__(self, other: object) -> Value:
         number = _number(other)
         if number is None:
-            raise self.cell.error(f"'/' of {type(other).__name__} {other!r} by a cell value: expected a number")
+            raise self.cell.error(
+                f"'/' of {type(other).__name__} {other!r} by a cell value: expected a number"
+            )
         return _reciprocal(self, f"{other!r} / {_name(self.expr)}") * number
 
     def __pow__(self, other: object) -> Value:
@@ -493,7 +495,9 @@ class Cell:
         layer norm's gain (``init=1``: every entry starts at 1; ``init_params`` makes vectors 0 else)."""
         value = _number(init)
         if value is None:
-            raise self.error(f"vector {name!r}: init must be a finite number, got {type(init).__name__} {init!r}")
+            raise self.error(
+                f"vector {name!r}: init must be a finite number, got {type(init).__name__} {init!r}"
+            )
         param = self._param(name, h, h, "vector")
         if value != 0:
             self.params[name] = replace(param, init=float(value))

@@ -74,7 +74,9 @@ class _ModuleText:
 
     def init_line(self) -> str:
         """``INIT``, the vectors that start at a constant other than 0 (none: no line, no argument)."""
-        return f"INIT = {self.inits()!r}  # vectors that start at this constant, not 0\n" if self.inits() else ""
+        return (
+            f"INIT = {self.inits()!r}  # vectors that start at this constant, not 0\n" if self.inits() else ""
+        )
 
     def params_spec(self) -> str:
         items = [f'"{p.name}": {p.shape_names!r}' for p in self.cell.params.values()]
@@ -165,7 +167,8 @@ CELL_PARAMS = {tuple(g.cell_params)!r}
 {_CACHE_LINE * (self.fuser is not None)}''')
         w()
         w()
-        w.block('''
+        w.block(
+            '''
 def init_params(input_size, hidden_size, output_size, seed=0, dtype=np.float64, scale=0.01):
     """Parameters for d = input_size, h = hidden_size, q = output_size.
 
@@ -174,8 +177,9 @@ def init_params(input_size, hidden_size, output_size, seed=0, dtype=np.float64, 
     """
     return rt.init_params(PARAMS, input_size, hidden_size, output_size, seed, dtype, scale{INIT_ARG})
 '''.replace("{INIT_DOC}", ", the vectors in ``INIT`` start at its constants" * bool(self.inits())).replace(
-            "{INIT_ARG}", ", init=INIT" * bool(self.inits())
-        ))
+                "{INIT_ARG}", ", init=INIT" * bool(self.inits())
+            )
+        )
         if g.x_sized:  # known sizes: refuse d != h before any parameter exists
             w.lines.insert(
                 len(w.lines) - 1,

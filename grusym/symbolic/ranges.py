@@ -3,7 +3,8 @@
 Contract: :func:`sign` maps a scalar elementwise form (``steps.scalar_form``) to ``"positive"`` (> 0),
 ``"nonnegative"`` (>= 0) or ``"real"`` (nothing known), reading the signs of earlier steps from the step
 graph. A state's previous value is ``"real"`` (h0 is the caller's), as are linear steps, parameter vectors
-and the input; a row's mean or sum has the sign of the value it reduces. Sound, not complete: ``1 - sigmoid(a)`` is positive but the lattice says ``"real"``.
+and the input; a row's mean or sum has the sign of the value it reduces. Sound, not complete:
+``1 - sigmoid(a)`` is positive but the lattice says ``"real"``.
 """
 
 from __future__ import annotations

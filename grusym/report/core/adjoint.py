@@ -171,7 +171,8 @@ def _reduction_words(c: Context, kind: str, m: str, v: str) -> Para:
             ").",
             *(
                 " A centring step x - mean(x) therefore sends back its adjoint with that adjoint's own row "
-                "mean taken off, which is why a layer norm's gradient has zero mean over the units of each row."
+                "mean taken off, which is why a layer norm's gradient has zero mean over the units of each "
+                "row."
                 for _ in range(kind == "mean")
             ),
         )
