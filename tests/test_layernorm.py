@@ -1,6 +1,7 @@
 """Reductions over the hidden units and division by a cell value (issue 26, item 1): layer norm.
 
-The layer_norm helper is compared with torch.nn.functional.layer_norm; the layernorm_lstm example with torch
+The layer_norm helper is compared with torch.nn.functional.layer_norm; the layernorm_lstm and layernorm_gru
+examples with torch
 autograd running the same equations written here (float64, 1e-9: loss, every gradient, the initial states,
 X, the last states, with lengths) and, without torch, with the tape autograd of tests/reference_autograd.py;
 the symbolic oracle and every numeric check run on it; and each misuse of the new constructs is refused in
@@ -33,7 +34,11 @@ def ln_rnn(c):
 
 
 LN_LSTM = load_cell(path("layernorm_lstm"))
-CELLS = {"layernorm_lstm": LN_LSTM, "ln_rnn": declare(ln_rnn)}
+CELLS = {
+    "layernorm_lstm": LN_LSTM,
+    "layernorm_gru": load_cell(path("layernorm_gru")),
+    "ln_rnn": declare(ln_rnn),
+}
 MODULES = {name: derive_module(cell) for name, cell in CELLS.items()}
 
 
@@ -65,6 +70,14 @@ def _torch_step(name, P, x, state):
 
     if name == "ln_rnn":
         return {"h": torch.tanh(LN(x @ P["W_xh"] + state["h"] @ P["W_hh"] + P["b_h"], P["g"], P["s"]))}
+    h_prev = state["h"]
+    if name == "layernorm_gru":
+        z, r = (
+            torch.sigmoid(LN(x @ P[f"W_x{k}"] + h_prev @ P[f"W_h{k}"], P[f"g_{k}"], P[f"s_{k}"]))
+            for k in "zr"
+        )
+        h_tilde = torch.tanh(LN(x @ P["W_xh"] + (r * h_prev) @ P["W_hh"], P["g_h"], P["s_h"]))
+        return {"h": z * h_prev + (1 - z) * h_tilde}
     a = {k: LN(x @ P[f"W_x{k}"] + state["h"] @ P[f"W_h{k}"], P[f"g_{k}"], P[f"s_{k}"]) for k in "ifgo"}
     c = torch.sigmoid(a["f"]) * state["c"] + torch.sigmoid(a["i"]) * torch.tanh(a["g"])
     return {"h": torch.sigmoid(a["o"]) * torch.tanh(LN(c, P["g_c"], P["s_c"])), "c": c}
@@ -157,8 +170,9 @@ def test_layernorm_lstm_declares_what_the_issue_gives():
 
 
 @pytest.mark.parametrize("method", ["fd", "complex", "taylor"])
-def test_every_numeric_check_passes_on_layernorm_lstm(method):
-    assert check_variant(MODULES["layernorm_lstm"], method=method, seed=1).ok
+def test_every_numeric_check_passes_on_the_layer_norm_examples(method):
+    for name in ("layernorm_lstm", "layernorm_gru"):
+        assert check_variant(MODULES[name], method=method, seed=1).ok, name
 
 
 @pytest.mark.parametrize("tokens", [False, True])

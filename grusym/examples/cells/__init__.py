@@ -10,7 +10,7 @@ from pathlib import Path
 
 __all__ = ["EXAMPLES", "path"]
 
-EXAMPLES = ("peephole_lstm", "mingru", "indrnn", "sru", "layernorm_lstm")
+EXAMPLES = ("peephole_lstm", "mingru", "indrnn", "sru", "layernorm_lstm", "layernorm_gru")
 
 
 def path(name: str) -> str:
