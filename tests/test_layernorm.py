@@ -1,11 +1,10 @@
 """Reductions over the hidden units and division by a cell value (issue 26, item 1): layer norm.
 
 The layer_norm helper is compared with torch.nn.functional.layer_norm; the layernorm_lstm and layernorm_gru
-examples with torch
-autograd running the same equations written here (float64, 1e-9: loss, every gradient, the initial states,
-X, the last states, with lengths) and, without torch, with the tape autograd of tests/reference_autograd.py;
-the symbolic oracle and every numeric check run on it; and each misuse of the new constructs is refused in
-one line naming the cell and the step.
+examples with torch autograd running the same equations written here (float64, 1e-9: loss, every gradient,
+the initial states, X, the last states, with lengths) and, without torch, with the tape autograd of
+tests/reference_autograd.py; the symbolic oracle and every numeric check run on them; and each misuse of the
+new constructs is refused in one line naming the cell and the step.
 """
 
 from __future__ import annotations
