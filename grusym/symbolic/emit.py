@@ -92,8 +92,11 @@ class InPlace:
     def lit(self, e: sp.Expr) -> str:
         if e.is_Symbol:
             return str(e.name)
-        name = _CONSTANTS.get(e) or f"k{len(self.constants)}"
-        self.constants.setdefault(name, _number(e))
+        value = _number(e)
+        # one name per value: five layer norms' eps are one k0, not k0..k4
+        same = next((k for k, v in self.constants.items() if v == value), None)
+        name = _CONSTANTS.get(e) or same or f"k{len(self.constants)}"
+        self.constants.setdefault(name, value)
         return name
 
     def define_constants(self, w: Writer, dtype: str) -> None:
