@@ -270,3 +270,24 @@ def test_misused_reductions_are_refused_in_one_line():
         CellError, match=r"^cell 'reduced_state': state 'h' is a row's mean; make it elementwise"
     ):
         declare(reduced_state)
+
+
+@pytest.mark.parametrize("name", ["layernorm_lstm", "layernorm_gru"])
+def test_a_two_layer_bidirectional_model_with_lengths_passes_the_directional_check(name):
+    """The examples stack like any cell (grusym.load of the file, 2 layers, both directions, padded)."""
+    import grusym
+
+    m = grusym.load(path(name), num_layers=2, bidirectional=True)
+    rng = np.random.default_rng(5)
+    p = m.init_params(3, 4, 5, seed=5, scale=0.7)
+    p = {k: (v if v.ndim > 1 else v + rng.normal(0, 0.4, v.shape)) for k, v in p.items()}
+    X, Y, lengths = rng.normal(size=(5, 3, 3)), rng.integers(0, 5, (5, 3)), [5, 2, 4]
+
+    def fun(x):
+        return m.loss({k: x[k] for k in p}, x["X"], Y, None, lengths)
+
+    def grad_fun(x):
+        return m.loss_and_grads({k: x[k] for k in p}, x["X"], Y, None, lengths, input_grad=True)[1]
+
+    report = grusym.check_gradients(fun, grad_fun, {**p, "X": X}, method="directional")
+    report.raise_if_failed()
