@@ -181,6 +181,9 @@ def unrolled_loss(
         for step in cell.steps:
             if step.kind == "linear":
                 values[step.name] = _linear(step, values, P, B)
+            elif step.kind in ("mean", "sum"):  # each row's mean (sum) over the units, in every column
+                scale = B.Integer(1) / h if step.kind == "mean" else B.Integer(1)
+                values[step.name] = [[B.Add(*row) * scale] * h for row in values[step.inputs[0]]]
             else:
                 values[step.name] = [
                     [

@@ -38,6 +38,8 @@ __all__ = [
     "ordered",
     "project",
     "relu",
+    "row_mean",
+    "row_sum",
     "seed_last_states",
     "sigmoid",
     "silu",
@@ -177,6 +179,18 @@ def step(x: Array, out: Array | None = None) -> Array:
     if out is None:
         return positive.astype(x.dtype)
     np.copyto(out, positive)
+    return out
+
+
+def row_sum(v: Array, out: Array) -> Array:
+    """Each row's sum over the hidden units, in every column of that row (``out`` (n, h) like ``v``)."""
+    np.copyto(out, v.sum(axis=1, keepdims=True))
+    return out
+
+
+def row_mean(v: Array, out: Array) -> Array:
+    """Each row's mean over the hidden units, in every column of that row (``out`` (n, h) like ``v``)."""
+    np.copyto(out, v.sum(axis=1, keepdims=True) / v.shape[1])
     return out
 
 
@@ -448,8 +462,10 @@ def init_params(
     seed: int | None,
     dtype: Any,
     scale: float,
+    init: Mapping[str, float] | None = None,
 ) -> dict[str, Array]:
-    """Weights drawn from N(0, scale^2) in ``spec`` order from one seeded generator; biases zero (d2l)."""
+    """Weights drawn from N(0, scale^2) in ``spec`` order from one seeded generator; biases zero (d2l),
+    the vectors ``init`` names filled with its constant (a layer norm's gains, 1)."""
     d, nh, q, dt = check_init(input_size, hidden_size, output_size, seed, dtype, scale)
     sizes = {"d": d, "h": nh, "q": q}
     rng = np.random.default_rng(seed)
@@ -457,7 +473,7 @@ def init_params(
     for name, dim_names in spec.items():
         shape = tuple(sizes[dn] for dn in dim_names)
         if len(shape) == 1:
-            params[name] = np.zeros(shape, dtype=dt)
+            params[name] = np.full(shape, (init or {}).get(name, 0), dtype=dt)
         else:
             params[name] = (rng.standard_normal(shape) * scale).astype(dt)
     return params

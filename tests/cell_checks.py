@@ -50,6 +50,8 @@ REFUSALS = {
     "a step named like a parameter": "has the name of a parameter",
     "a value assigned twice": "assigned twice",
     "a parameter declared twice": "declared twice",
+    "divisor not provably positive": "the divisor cannot be proved positive",
+    "reduction over another axis": "a reduction runs over the hidden units",
     "argument not provably positive": "cannot be proved positive",
     "a per-step input as a matmul's left factor": "reads the per-step input",
 }

@@ -5,10 +5,10 @@ A :class:`Declaration` is a small program in the language of ``grusym.symbolic.c
 is another state's prev, an elementwise step or a state's *new* value), ``c.let`` steps over every primitive,
 the input ``c.X`` read elementwise (then d == h), sums, differences, Hadamard products, numbers (terms that
 cancel: ``0*a``, ``a - a``, ``a + (-1)*a``), (h,) parameter vectors, per-step inputs without gradient
-(``c.input``), several states, steps nothing reads and
-steps read only through another state. :meth:`Declaration.source` renders it as the text of a cell function (a
-shrunk failure is pasted into a regression test as it prints), :meth:`Declaration.function` compiles that
-text.
+(``c.input``), several states, steps nothing reads and steps read only through another state, rows' means
+and sums over the units (``c.mean``, ``c.sum``) and divisions by a value guarded positive (now and then
+not: refused). :meth:`Declaration.source` renders it as the text of a cell function (a shrunk failure is
+pasted into a regression test as it prints), :meth:`Declaration.function` compiles that text.
 
 The drawn programs are not all valid: now and then a draw breaks a rule of the language (a matmul of a
 linear step, a state assigned by a linear step, a state read but never updated, a left factor that is not a
@@ -38,7 +38,8 @@ GENERATED = ("tmp0", "one", "zip", "t", "k0", "g1", "dA", "T", "H")
 # an expression: ("step", name) | ("prev", state) | ("vec", name) | ("x",) (the input read elementwise,
 # d == h) | ("num", k) | ("prim", name, e) | ("add" | "sub" | "mul", e, e) | ("neg", e) | ("div", e, k) |
 # ("abs", e) | ("pow", e, k) | ("npnum", k, "float32" | "float64" | "int64") | ("in", name) (a per-step
-# input, c.input); numbers appear only beside a value
+# input, c.input) | ("vdiv", e, e) (a value divided by a value, or a number by a value: ("vdiv", ("num",
+# k), e)); numbers appear only beside a value
 Expr = tuple[Any, ...]
 
 
@@ -76,7 +77,26 @@ class Let:
         return self.name
 
 
-Op = Affine | Let
+@dataclass(frozen=True)
+class Reduce:
+    """``name = c.mean(value, name="name")`` (or ``c.sum``): each row's mean (sum) over the units."""
+
+    name: str
+    kind: str
+    value: Expr
+    axis: int = -1  # anything else is refused
+
+    @property
+    def step(self) -> str:
+        return self.name
+
+
+Op = Affine | Let | Reduce
+
+
+def read_expr(op: Op) -> Expr | None:
+    """The expression an operation reads: a let's or a reduction's value, an affine step's left factor."""
+    return op.hidden if isinstance(op, Affine) else op.value
 
 
 def _number(k: float) -> str:
@@ -108,6 +128,8 @@ def render(e: Expr) -> str:
         return f"({render(e[1])} ** {e[2]})"
     if kind == "npnum":
         return f"np.{e[2]}({_number(e[1])})"
+    if kind == "vdiv":
+        return f"({render(e[1])} / {render(e[2])})"
     op = {"add": "+", "sub": "-", "mul": "*"}[kind]
     return f"({render(e[1])} {op} {render(e[2])})"
 
@@ -154,7 +176,7 @@ class Declaration:
     def vectors(self) -> list[str]:
         out: list[str] = []
         for op in self.ops:
-            vectors_of(op.value if isinstance(op, Let) else op.hidden, out)
+            vectors_of(read_expr(op), out)
         return out
 
     def inputs(self) -> list[str]:
@@ -172,7 +194,7 @@ class Declaration:
                     out.append("h")
                 prevs_of(op.hidden if op.recurrent else None, out)
             else:
-                prevs_of(op.value, out)
+                prevs_of(op.value, out)  # a let's or a reduction's
         return out if "h" in out else [*out, "h"]
 
     def source(self, name: str = "drawn") -> str:
@@ -182,6 +204,10 @@ class Declaration:
         for op in self.ops:
             if isinstance(op, Let):
                 lines.append(f'    {op.name} = c.let("{op.name}", {render(op.value)})')
+                continue
+            if isinstance(op, Reduce):
+                axis = "" if op.axis == -1 else f", axis={op.axis}"
+                lines.append(f'    {op.name} = c.{op.kind}({render(op.value)}, name="{op.name}"{axis})')
                 continue
             args = [f'"{op.gate}"']
             if not op.x:
@@ -249,7 +275,7 @@ def expressions(draw: Any, fresh: list[Expr], values: list[Expr], depth: int) ->
     if depth == 0 or _chance(draw, 30):
         return _leaf(draw, fresh, values)
     kinds = ["prim", "add", "mul", "prim", "sub", "number", "prim", "neg", "div", "cancel"]  # 3 in 10: prim
-    kinds += ["prim", "positive", "abs", "pow"]
+    kinds += ["prim", "positive", "abs", "pow", "vdiv"]
     kind = draw(st.sampled_from(kinds))
     sub = expressions(fresh, values, depth - 1)
     if kind == "prim":
@@ -272,6 +298,17 @@ def expressions(draw: Any, fresh: list[Expr], values: list[Expr], depth: int) ->
         if k < 0 and not _rarely(draw, 10):
             e = ("add", ("prim", "sigmoid", e), ("num", 0.5))
         return ("pow", e, k)
+    if kind == "vdiv":  # by a value guarded positive (now and then not: refused); now and then k / value
+        top: Expr = ("num", draw(st.sampled_from([1, 0.5, -2]))) if _rarely(draw, 20) else draw(sub)
+        den = draw(sub)
+        if not _rarely(draw, 8):
+            guard = draw(st.sampled_from(["softplus", "sigmoid", "exp", "square", "sqrt of a square"]))
+            if guard in ("square", "sqrt of a square"):
+                den = ("add", ("pow", den, 2), ("num", 0.25))
+                den = ("prim", "sqrt", den) if guard == "sqrt of a square" else den
+            else:
+                den = ("add", ("prim", guard, den), ("num", 0.25))  # they underflow to 0: + a number
+        return ("vdiv", top, den)
     if kind in ("add", "mul", "sub"):
         return (kind, draw(sub), draw(sub))
     if kind == "number":  # a number beside a value, on either side of +, -, *
@@ -314,7 +351,7 @@ def _affine(
         recurrent = False  # refused
     hidden = None
     if recurrent and _rarely(draw, 60):
-        elementwise = [("step", op.step) for op in ops if isinstance(op, Let)]
+        elementwise = [("step", op.step) for op in ops if not isinstance(op, Affine)]  # reductions too
         linear = [("step", op.step) for op in ops if isinstance(op, Affine)]
         new_states = [e for e in elementwise if e[1] in states]
         pick = draw(st.integers(0, 99))
@@ -364,11 +401,21 @@ def declarations(draw: Any, max_body: int = 4, depth: int = 3) -> Declaration:
             affine = _chance(draw, 55) or (need_x and not has_x and i == last_body)
         else:
             affine = _rarely(draw, 4)  # a state assigned by a linear step: refused
-        if affine:
+        if kind == "body" and not affine and _rarely(draw, 15):  # a row's mean or sum over the units
+            steps = [e for e in leaves if e[0] == "step"]
+            if steps and _chance(draw, 60):  # a named value, then (mostly) centred below: x - mean(x)
+                value = draw(st.sampled_from(steps))
+            else:
+                value = draw(expressions([("step", f) for f in fresh], leaves, depth - 1))
+                if _chance(draw, 30):  # a variance-like mean of squares
+                    value = ("pow", value, 2)
+            axis = 0 if _rarely(draw, 3) else -1  # the batch axis: refused
+            op: Op = Reduce(f"r{len(ops)}", draw(st.sampled_from(["mean", "sum"])), value, axis)
+        elif affine:
             gate = f"f{sum(isinstance(op, Affine) for op in ops)}"
             name = kind if kind != "body" else (f"p{gate[1:]}" if _rarely(draw, 15) else None)
             x = _chance(draw, 75) or (need_x and not has_x)
-            op: Op = draw(_affine(gate, name, x, prevs, ops, states))
+            op = draw(_affine(gate, name, x, prevs, ops, states))
         else:
             name = kind if kind != "body" else f"v{len(ops)}"
             if kind == "body" and _rarely(draw, 3):
@@ -378,15 +425,37 @@ def declarations(draw: Any, max_body: int = 4, depth: int = 3) -> Declaration:
             if _rarely(draw, 2):  # a state read but never updated: refused
                 value = ("add", value, ("prev", "u"))
             op = Let(name, value)
-        read = _reads(op.value if isinstance(op, Let) else op.hidden)
+        read = _reads(read_expr(op))
         fresh = [f for f in fresh if f not in read] + [op.step]
         ops.append(op)
+        if isinstance(op, Reduce) and op.value[0] == "step" and _chance(draw, 80):  # centred: x - mean(x)
+            centred = Let(f"v{len(ops)}", ("sub", op.value, ("step", op.step)))
+            ops.append(centred)
+            fresh = [f for f in fresh if f != op.step] + [centred.step]
+    _read_centred(ops)
     if need_x:
         _read_x(ops)
     if _rarely(draw, 4):  # a vector named like something of the generated module
         new = draw(st.sampled_from(tricky_names(ops, states)))
         ops = [Let(op.name, _rename(op.value, "w1", new)) if isinstance(op, Let) else op for op in ops]
     return Declaration(tuple(ops))
+
+
+def _read_centred(ops: list[Op]) -> None:
+    """A centred value x - mean(x) nothing reads is read by the next state update after it (a layer norm's
+    shape: else it is pruned, and the adjoint a reduction adds to x's would rarely meet another one)."""
+    states = Declaration(tuple(ops)).states()
+    for i, op in enumerate(ops):
+        centred = isinstance(op, Let) and i > 0 and isinstance(ops[i - 1], Reduce)
+        if not centred or any(op.step in _reads(read_expr(o)) for o in ops[i + 1 :]):
+            continue
+        j = next(
+            (j for j in range(i + 1, len(ops)) if isinstance(ops[j], Let) and ops[j].step in states), None
+        )
+        if j is not None:
+            update = ops[j]
+            assert isinstance(update, Let)
+            ops[j] = Let(update.name, ("add", update.value, ("step", op.step)))
 
 
 def _read_x(ops: list[Op]) -> None:
@@ -396,7 +465,7 @@ def _read_x(ops: list[Op]) -> None:
     live = set(states)
     for op in reversed(ops):
         if op.step in live:
-            live |= _reads(op.value if isinstance(op, Let) else op.hidden)
+            live |= _reads(read_expr(op))
     if any(isinstance(op, Affine) and op.x and op.step in live for op in ops):
         return
     last = max((i for i, op in enumerate(ops) if isinstance(op, Let) and op.name in states), default=None)
@@ -436,6 +505,8 @@ def features(decl: Declaration) -> set[str]:
             found.add("negative power" if e[2] < 0 else "integer power")
         elif kind == "npnum":
             found.add("numpy scalar")
+        elif kind == "vdiv":
+            found.add("number over a value" if e[1][0] == "num" else "division by a value")
         if kind == "sub" and e[1] == e[2]:
             found.add("cancels: a - a")
         if kind == "mul" and e[1] == ("num", 0):
@@ -452,6 +523,10 @@ def features(decl: Declaration) -> set[str]:
     for op in decl.ops:
         if isinstance(op, Let):
             walk(op.value)
+            continue
+        if isinstance(op, Reduce):
+            walk(op.value)
+            found.add(f"row {op.kind}")
             continue
         flags = {
             "affine": True,

@@ -48,6 +48,14 @@ class Node:
         """x ** k for an integer k (negative too): d/dx = k x^(k - 1)."""
         return Node(self.value**k, ((self, lambda g: g * k * self.value ** (k - 1)),))
 
+    def row_sum(self) -> Node:
+        """Each row's sum in every column of that row: y[i, j] = sum_k x[i, k]; dx[i, k] = sum_j g[i, j]."""
+        width = self.value.shape[1]
+        return Node(
+            np.repeat(self.value.sum(axis=1, keepdims=True), width, axis=1),
+            ((self, lambda g: np.repeat(g.sum(axis=1, keepdims=True), width, axis=1)),),
+        )
+
     def __matmul__(self, o: Node) -> Node:
         return Node(self.value @ o.value, ((self, lambda g: g @ o.value.T), (o, lambda g: self.value.T @ g)))
 
@@ -147,6 +155,14 @@ def evaluate(expr: sp.Basic, env: dict[str, Node], n: int) -> Node:
         for other in nodes[1:]:
             total = total * other
         return total
+    matrices = [a for a in expr.args if a.is_Matrix] if isinstance(expr, sp.MatMul) else []
+    if len(matrices) == 2 and isinstance(matrices[1], sp.OneMatrix) and matrices[1].shape[0] != 1:
+        # v @ 1 (h, h) (times 1/h): a row's sum (mean) over the units, in every column of the row
+        v = matrices[0]
+        total = evaluate(v, env, n).row_sum()
+        h = sp.Symbol("h", integer=True, positive=True)
+        coeff = sp.Mul(*(a for a in expr.args if not a.is_Matrix)).subs(h, total.value.shape[1])
+        return total.scale(float(coeff)) if coeff != 1 else total
     if isinstance(expr, sp.MatMul):
         coeff = sp.Integer(1)
         nodes = []

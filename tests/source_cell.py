@@ -43,11 +43,18 @@ class Builder:
     def value(self, name: str) -> Any:
         return self.values[name]
 
-    def vector(self, name: str) -> Any:
+    def vector(self, name: str, init: float = 0.0) -> Any:
         return self.leaves[name]
 
     def input(self, name: str) -> Any:
         return self.aux[name]
+
+    def mean(self, v: Any, name: str | None = None, *, axis: int = -1) -> Any:
+        v = self.broadcast(v)
+        return self.let(name or "_mean", v.sum(-1)[..., None] / v.shape[-1])
+
+    def sum(self, v: Any, name: str | None = None, *, axis: int = -1) -> Any:
+        return self.let(name or "_sum", self.broadcast(v).sum(-1)[..., None])
 
     def let(self, name: str, value: Any) -> Any:
         self.values[name] = self.broadcast(value)
@@ -74,6 +81,8 @@ def on(fn: Any, primitives: dict[str, Callable]) -> Any:
     env.update({k: v for k, v in primitives.items() if k in env})
     if "apply" in env:
         env["apply"] = lambda primitive, v: primitives[primitive](v)
+    if env.get("layer_norm", fn) is not fn:  # grusym.symbolic.norm's helper, its own sqrt replaced too
+        env["layer_norm"] = on(env["layer_norm"], primitives)
     return types.FunctionType(fn.__code__, env, fn.__name__, fn.__defaults__, fn.__closure__)
 
 

@@ -247,13 +247,16 @@ def test_a_negative_power_of_a_base_not_provably_nonzero_is_refused():
         ("v ** '2'", "got str '2'"),
         ("v ** v", "got Value"),
         ("2 ** v", "'**' with a cell value as the exponent (int 2 ** value)"),
-        ("1 / v", "'/' by a cell value (int 1 / value)"),
+        ("1 / v", "'1 / (tanh(a_h))': the divisor cannot be proved positive"),
         ("v // 2", "'//' does not apply to a cell value and int 2"),
         ("v % 2", "'%' does not apply to a cell value and int 2"),
         ("v + None", "'+' of a cell value and NoneType None"),
         ("v * [1]", "'*' of a cell value and list [1]"),
         ("v * np.float64('nan')", "'*' of a cell value and float64 np.float64(nan)"),
-        ("v / np.bool_(True)", "'/' divides a cell value by nonzero numbers only, got bool np.True_"),
+        (
+            "v / np.bool_(True)",
+            "'/' divides a cell value by a cell value or a nonzero number, got bool np.True_",
+        ),
     ],
 )
 def test_every_other_operand_is_a_cell_error_naming_operator_and_type(expression, fragment):

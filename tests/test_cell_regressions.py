@@ -129,6 +129,17 @@ def drawn(c):
 """,
         None,
     ),
+    # issue 26 (reductions): cheapest()'s identity check could not cancel unlike fractions, so generation
+    # stopped on a true rewrite, "rewrite of dh*((1 - sigmoid)*sigmoid/(sigmoid + 1/2)**2 + 1) as ... is not
+    # an identity" (a draw of the strategy once it drew divisions)
+    "reciprocal_rewritten_over_one_denominator": (
+        """
+def drawn(c):
+    a_f2 = c.affine("f2")
+    h = c.let("h", ((a_f2 - ((sigmoid(a_f2) + 0.5) ** -1)) - 3))
+""",
+        None,
+    ),
 }
 
 

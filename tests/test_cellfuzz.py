@@ -62,13 +62,15 @@ CONSTRUCTS = {f"primitive {p}" for p in PRIMITIVES + POSITIVE_ONLY} | {
     "cancels: a - a", "cancels: 0*a", "cancels: a + (-1)*a", "affine", "x=False", "recurrent=False",
     "bias=False", "two bias rows", "affine name=", "matmul of another state's prev", "matmul of a step",
     "matmul of a state's new value", "1 states", "2 states", "3 states", "pruned step",
-    "step read only through another state", "X read elementwise", "per-step input",
+    "step read only through another state", "X read elementwise", "per-step input", "row mean", "row sum",
+    "division by a value", "number over a value",
 }  # fmt: skip
 AIMED = {
     "matmul of a linear step", "state assigned by a linear step", "state read but never updated",
     "left factor not a named value", "affine step without a term", "X read only by unread steps",
     "a name reserved for the generated code", "two names meet in the generated code",
     "argument not provably positive", "a per-step input as a matmul's left factor",
+    "divisor not provably positive", "reduction over another axis",
 }  # fmt: skip
 
 

@@ -33,12 +33,36 @@ def numpy_step(
     """One ``loss_and_grads`` call of the generated module (``backend="fused"``: its Numba-fused twin) on
     the config's problem. One-hot rows ask for no input gradient (``input_grad=False``), as torch's one-hot
     tensor needs none."""
-    m = load(variant, backend=backend)
+    m = (
+        _fused_file_cell(variant)
+        if backend == "fused" and ".py:" in variant
+        else load(variant, backend=backend)
+    )
     params = m.init_params(cfg.V, cfg.h, cfg.V, seed=seed, dtype=dtype)
     X, Y, h0 = problem(cfg, dtype, seed)
     X = as_inputs(X, cfg.V, dtype, inputs)
     state = initial(m, h0)
     return lambda: m.loss_and_grads(params, X, Y, state, input_grad=False)
+
+
+def _fused_file_cell(spec: str) -> ModuleType:
+    """The fused module of a cell of a file (FILE.py:NAME), written to a temporary folder and imported
+    (``load`` fuses built-ins only; numba caches kernels beside a module's file)."""
+    import importlib.util
+    import tempfile
+    from pathlib import Path
+
+    from ..symbolic.codegen import module_source
+    from ..symbolic.usercell import load_cell
+
+    cell = load_cell(spec)
+    path = Path(tempfile.mkdtemp(prefix="grusym-bench-")) / f"{cell.name}_fused.py"
+    path.write_text(module_source(cell, f"grusym derive --cell {spec} --fused", fused=True), encoding="utf-8")
+    loader = importlib.util.spec_from_file_location(f"{cell.name}_fused", path)
+    assert loader is not None and loader.loader is not None
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    return module
 
 
 def model_step(

@@ -51,6 +51,10 @@ def gemm_floor(
     rng = np.random.default_rng(seed)
     phases: dict[tuple[str, bool], list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
     shapes, flops = [], 0
+    if ".py:" in variant:  # a cell of a user's file (FILE.py:NAME)
+        from ..symbolic.usercell import load_cell
+
+        variant = load_cell(variant)  # type: ignore[assignment]
     for g in gemm_plan(variant):
         if g.when not in keep or (g.when == "tokens" and cfg.V > runtime.ONE_HOT_MAX):
             continue

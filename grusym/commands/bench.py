@@ -172,7 +172,10 @@ def run(args: argparse.Namespace) -> int:
         race(args.train_race, grusym_s, torch_s, args.dtype, threads=args.threads or 2, backend=backend,
              progress=progress)  # fmt: skip
         return 0
-    variants = [grusym.load(v).VARIANT for v in (args.variant or ["gru", "gru_reset_after"])]
+    # a built-in's name as its module spells it; a cell of a file (FILE.py:NAME) as given
+    variants = [
+        v if ".py:" in v else grusym.load(v).VARIANT for v in (args.variant or ["gru", "gru_reset_after"])
+    ]
     kwargs = {"torch": None} if args.no_torch else {}
     if args.no_fused:
         kwargs["fused"] = False

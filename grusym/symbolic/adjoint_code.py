@@ -29,6 +29,7 @@ from .fuse import Fuser
 from .inputs import sequence
 from .layout import ROW, Schedule, times_h
 from .printing import equation
+from .reduce import REDUCTIONS, RUNTIME, reduction
 
 __all__ = ["emit_backward"]
 
@@ -92,6 +93,20 @@ class _Adjoints:
             self.w(f"np.matmul({left}, {wt}, out={d})")
         self.assigned.add(target)
 
+    def accumulate_reduction(self, target: str, source: str, kind: str) -> None:
+        """d[target] (+)= the reduction of d[source] (``reduce.RULES``: a mean's adjoint is the mean of its
+        adjoint, broadcast over the units it averaged)."""
+        d, fn = self.target(target), RUNTIME[kind]
+        if target in self.assigned:
+            t = self.em.scratch()
+            self.w(f"{fn}({adjoint_name(source)}, out={t})")
+            self.w(f"np.add({d}, {t}, out={d})")
+            self.em.free.append(t)
+        else:
+            self.note_buffer(target)
+            self.w(f"{fn}({adjoint_name(source)}, out={d})")
+        self.assigned.add(target)
+
     def step(self, s_name: str) -> None:
         """The adjoint of one step: its elementwise contributions (shared parts once) and its matmuls."""
         g, w, em = self.g, self.w, self.em
@@ -99,7 +114,7 @@ class _Adjoints:
         emitted = [
             c
             for c in g.der.out_of(s.name)
-            if c.kind in ("elementwise", "vector")
+            if c.kind in ("elementwise", "vector", *REDUCTIONS)
             or (c.kind == "matmul_left" and c.target != INPUT and c.target not in g.prevs)
         ]
         if not emitted:
@@ -141,6 +156,8 @@ class _Adjoints:
             if c.kind in ("elementwise", "vector"):
                 if e is not None:
                     self.accumulate(c.target, e.xreplace(alias))
+            elif c.kind in REDUCTIONS:
+                self.accumulate_reduction(c.target, c.source, c.kind)
             else:
                 self.accumulate_matmul(c.target, f"{adjoint_name(c.source)}", c.weight)
 
@@ -181,6 +198,13 @@ def _templates_follow_the_rules(g: Schedule) -> None:
     ``LINEAR_RULES`` must be exactly that, so a changed rule cannot leave the templates silently behind."""
     for der in (g.der, g.head):
         for c in der.contributions:
+            if c.kind in REDUCTIONS:  # the template applies the reduction itself to d[source]
+                expected = reduction(c.kind, MatrixSymbol(adjoint_name(c.source), n, c.expr.shape[1]))
+                if c.expr != expected:
+                    raise NotImplementedError(
+                        f"reduce.RULES[{c.kind!r}] gives {c.expr} for {c.target}, but the generated code "
+                        f"computes {expected}: change rt.row_{c.kind} with the rule"
+                    )
             if c.kind not in ("matmul_left", "matmul_right", "bias"):
                 continue
             rows, cols = c.expr.shape

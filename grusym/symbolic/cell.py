@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import keyword
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Literal
 
@@ -181,18 +181,23 @@ class Value:
     __rmul__ = __mul__
 
     def __truediv__(self, other: object) -> Value:
+        if isinstance(other, Value):
+            return self * _reciprocal(other, f"{_name(self.expr)} / {_name(other.expr)}")
         number = _number(other)
         if number is None or number == 0:
             raise self.cell.error(
-                f"'/' divides a cell value by nonzero numbers only, got {type(other).__name__} {other!r}"
+                f"'/' divides a cell value by a cell value or a nonzero number, got {type(other).__name__} "
+                f"{other!r}"
             )
         return Value(self.expr / number, self.cell)
 
     def __rtruediv__(self, other: object) -> Value:
-        raise self.cell.error(
-            f"'/' by a cell value ({type(other).__name__} {other!r} / value): write a negative power of a "
-            "value the builder proves positive, v ** -1"
-        )
+        number = _number(other)
+        if number is None:
+            raise self.cell.error(
+                f"'/' of {type(other).__name__} {other!r} by a cell value: expected a number"
+            )
+        return _reciprocal(self, f"{other!r} / {_name(self.expr)}") * number
 
     def __pow__(self, other: object) -> Value:
         k = _number(other)
@@ -319,6 +324,18 @@ def _sign(v: Value) -> str:
         return sign(scalar_form(v.expr), v.cell.steps)
     except ValueError:  # not elementwise: the caller's shape check names the problem
         return "real"
+
+
+def _reciprocal(v: Value, what: str) -> Value:
+    """1/v elementwise, for ``a / v``: only of a value the sign lattice proves positive (never zero)."""
+    v = Value(_hidden(v.expr, v.cell), v.cell)
+    if _sign(v) != "positive":
+        raise v.cell.error(
+            f"'{what}': the divisor cannot be proved positive, so the division may divide by zero (sigmoid, "
+            "softplus and exp underflow to 0 in floating point); add an epsilon: v / sqrt(var + 1e-5), "
+            "v / (softplus(s) + 1e-5)"
+        )
+    return Value(sp.HadamardPower(v.expr, -1), v.cell)
 
 
 def _elementwise(fn: type[_Primitive], v: object) -> Value:
@@ -484,10 +501,52 @@ class Cell:
 
         return Value(declare_input(self, name), self)
 
-    def vector(self, name: str) -> Value:
-        """A learned (h,) parameter vector, broadcast over the batch: peephole weights, IndRNN's u."""
-        self._param(name, h, h, "vector")
+    def vector(self, name: str, init: float = 0.0) -> Value:
+        """A learned (h,) parameter vector, broadcast over the batch: peephole weights, IndRNN's u, a
+        layer norm's gain (``init=1``: every entry starts at 1; ``init_params`` makes vectors 0 else)."""
+        value = _number(init)
+        if value is None:
+            raise self.error(
+                f"vector {name!r}: init must be a finite number, got {type(init).__name__} {init!r}"
+            )
+        param = self._param(name, h, h, "vector")
+        if value != 0:
+            self.params[name] = replace(param, init=float(value))
         return Value(OneMatrix(n, 1) * self.params[name].symbol, self)
+
+    def mean(self, v: Value, name: str | None = None, *, axis: int = -1) -> Value:
+        """Declare the step ``name = mean(v)``: the mean of each row of ``v`` over the hidden units, held in
+        every column of that row (a row value, broadcast over h). ``v`` a named value (default name
+        ``<v>_mean``) or an expression (then ``name`` is required and the expression becomes the step
+        ``<name>_arg``). ``axis`` -1 or 1, the units: the batch is no dimension of a cell."""
+        return self._reduce("mean", v, name, axis)
+
+    def sum(self, v: Value, name: str | None = None, *, axis: int = -1) -> Value:
+        """Declare the step ``name = sum(v)``: each row's sum over the hidden units (see :meth:`mean`)."""
+        return self._reduce("sum", v, name, axis)
+
+    def _reduce(self, kind: Literal["mean", "sum"], v: Value, name: str | None, axis: object) -> Value:
+        if not isinstance(v, Value):
+            raise self.error(f"c.{kind}() takes a cell value, got {type(v).__name__} {v!r}")
+        if isinstance(axis, bool) or axis not in (-1, 1):
+            raise self.error(
+                f"c.{kind}(..., axis={axis!r}): a reduction runs over the hidden units of each row (axis -1 "
+                "or 1); a cell sees one time step of each sequence, so there is no other axis to reduce"
+            )
+        expr = _hidden(v.expr, self)
+        named = isinstance(expr, MatrixSymbol) and expr.shape == (n, h) and expr.name != INPUT
+        if not named:
+            if name is None:
+                raise self.error(
+                    f"c.{kind}({_name(expr)}): the {kind} of an expression needs a name, "
+                    f"c.{kind}(v, name='mu') (the expression becomes the step '<name>_arg')"
+                )
+            self._check_name(name, "step")
+            expr = self.let(f"{name}_arg", Value(expr, self)).expr
+        from .reduce import reduction  # reduce imports steps only; import on use keeps cell's imports flat
+
+        step_name = name if name is not None else f"{expr.name}_{kind}"
+        return self._add(Step(step_name, reduction(kind, expr), kind))
 
     # ---- steps
     def affine(
@@ -591,10 +650,12 @@ class Cell:
                 f"({', '.join(readers)})"
             )
         for s in self.states:
-            if s in steps and steps[s].kind == "linear":
+            if s in steps and steps[s].kind != "elementwise":
+                linear = steps[s].kind == "linear"
+                what = "a linear step" if linear else f"a row's {steps[s].kind}"
                 raise CellError(
-                    f"cell {self.name!r}: state {s!r} is a linear step; make it elementwise, e.g. "
-                    f"c.let({s!r}, identity(c.affine(...)))"
+                    f"cell {self.name!r}: state {s!r} is {what}; make it elementwise, e.g. "
+                    f"c.let({s!r}, identity({'c.affine' if linear else 'c.' + steps[s].kind}(...)))"
                 )
             if s not in names:
                 raise CellError(

@@ -73,6 +73,15 @@ class _ModuleText:
         self.aux = signature(cell)  # ", aux=None" for a cell with per-step inputs (symbolic/inputs.py)
         self.aux_args = arguments(cell)
 
+    def inits(self) -> dict[str, float]:
+        return {p.name: p.init for p in self.cell.params.values() if p.init != 0}
+
+    def init_line(self) -> str:
+        """``INIT``, the vectors that start at a constant other than 0 (none: no line, no argument)."""
+        return (
+            f"INIT = {self.inits()!r}  # vectors that start at this constant, not 0\n" if self.inits() else ""
+        )
+
     def params_spec(self) -> str:
         items = [f'"{p.name}": {p.shape_names!r}' for p in self.cell.params.values()]
         items += ["\"W_hq\": ('h', 'q')", "\"b_q\": ('q',)"]
@@ -157,20 +166,24 @@ STATES = {tuple(self.states)!r}  # the recurrent states, in the order h0 lists t
 OUTPUT = "{OUTPUT}"  # the state that forms H and feeds the head
 PARAMS = {self.params_spec()}
 CELL_PARAMS = {tuple(g.cell_params)!r}
-SAVED = {tuple(g.cached())!r}  # what forward caches for backward besides X, tokens and H
+{self.init_line()}SAVED = {tuple(g.cached())!r}  # what forward caches for backward besides X, tokens and H
 {x_line}{constant(c)}_WORKSPACE = rt.Workspace()  # scratch buffers of loss_and_grads, reused across calls
 {_CACHE_LINE * (self.fuser is not None)}''')
         w()
         w()
-        w.block('''
+        w.block(
+            '''
 def init_params(input_size, hidden_size, output_size, seed=0, dtype=np.float64, scale=0.01):
     """Parameters for d = input_size, h = hidden_size, q = output_size.
 
     Weights are drawn from N(0, scale^2) (d2l: 0.01) in ``PARAMS`` order from
-    ``numpy.random.default_rng(seed)``; biases are zero.
+    ``numpy.random.default_rng(seed)``; biases are zero{INIT_DOC}.
     """
-    return rt.init_params(PARAMS, input_size, hidden_size, output_size, seed, dtype, scale)
-''')
+    return rt.init_params(PARAMS, input_size, hidden_size, output_size, seed, dtype, scale{INIT_ARG})
+'''.replace("{INIT_DOC}", ", the vectors in ``INIT`` start at its constants" * bool(self.inits())).replace(
+                "{INIT_ARG}", ", init=INIT" * bool(self.inits())
+            )
+        )
         if g.x_sized:  # known sizes: refuse d != h before any parameter exists
             w.lines.insert(
                 len(w.lines) - 1,

@@ -18,6 +18,7 @@ from typing import Literal
 import sympy as sp
 from sympy import MatrixExpr, MatrixSymbol, OneMatrix
 
+from . import reduce
 from .cell import INPUT, Cell, Step, d, h, n, scalar_form
 from .variants import head
 
@@ -60,14 +61,15 @@ class Contribution:
 
     ``kind`` says which rule made it: ``elementwise`` (``expr`` is a scalar SymPy expression applied per
     element), ``matmul_left`` (``expr`` = d[source] @ weight.T), ``matmul_right`` (``expr`` = left.T @
-    d[source], a parameter gradient summed over t), ``bias`` (the column sums of d[source], summed over t)
-    or ``vector`` (``expr`` is scalar, applied per element, then summed over the batch rows and over t: the
-    gradient of an (h,) parameter vector of an elementwise step).
+    d[source], a parameter gradient summed over t), ``bias`` (the column sums of d[source], summed over
+    t), ``vector`` (``expr`` is scalar, applied per element, then summed over the batch rows and over t:
+    the gradient of an (h,) parameter vector of an elementwise step) or ``mean`` / ``sum`` (``expr`` =
+    d[source] @ M.T, ``reduce.RULES``: d[source] reduced over each row's units again, broadcast).
     """
 
     target: str
     source: str
-    kind: Literal["elementwise", "vector", "matmul_left", "matmul_right", "bias"]
+    kind: Literal["elementwise", "vector", "matmul_left", "matmul_right", "bias", "mean", "sum"]
     expr: sp.Expr | MatrixExpr
     left: str | None = None  # matmul rules: the left factor of the forward product
     weight: str | None = None  # matmul rules: the parameter of the forward product
@@ -155,6 +157,9 @@ def derive(cell: Cell) -> Derivation:
             step_local, step_contribs = _elementwise_adjoint(step, tuple(cell.inputs))
             local.extend(step_local)
             contribs.extend(step_contribs)
+        elif step.kind == "mean" or step.kind == "sum":
+            dY = MatrixSymbol(adjoint_name(step.name), n, h)
+            contribs.append(Contribution(step.inputs[0], step.name, step.kind, reduce.RULES[step.kind](dY)))
         else:
             contribs.extend(_linear_adjoint(step, cell))
     return Derivation(cell, tuple(local), tuple(contribs))

@@ -93,8 +93,11 @@ class InPlace:
     def lit(self, e: sp.Expr) -> str:
         if e.is_Symbol:
             return str(e.name)
-        name = _CONSTANTS.get(e) or f"k{len(self.constants)}"
-        self.constants.setdefault(name, _number(e))
+        value = _number(e)
+        # one name per value: five layer norms' eps are one k0, not k0..k4
+        same = next((k for k, v in self.constants.items() if v == value), None)
+        name = _CONSTANTS.get(e) or same or f"k{len(self.constants)}"
+        self.constants.setdefault(name, value)
         return name
 
     def define_constants(self, w: Writer, dtype: str) -> None:
@@ -222,6 +225,7 @@ def cheapest(e: sp.Expr, ctx: Context) -> sp.Expr:
     for best in sorted(dict.fromkeys(c for c in candidates if same_functions(c, e)), key=cost):
         if best == e or as_accurate(best, e, ctx):
             break
-    if sp.expand(best - e) != 0:  # pragma: no cover - collect/factor are identities
+    # a factored denominator (division by a value) expands to unlike fractions: cancel them too
+    if sp.expand(best - e) != 0 and sp.cancel(sp.together(best - e)) != 0:  # pragma: no cover
         raise AssertionError(f"rewrite of {e} as {best} is not an identity")
     return best

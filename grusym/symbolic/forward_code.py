@@ -17,6 +17,7 @@ from .fuse import Fuser
 from .inputs import sequence
 from .layout import ROW, Schedule, cols, times_h
 from .printing import equation, text
+from .reduce import REDUCTIONS, RUNTIME
 
 __all__ = ["emit_forward"]
 
@@ -114,6 +115,13 @@ def emit_forward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
         matmuls.emit(w, prev)
     for s in g.cell.steps:
         if s.kind == "linear":
+            continue
+        if s.kind in REDUCTIONS:
+            w(f"# ({g.num[s.name]}) {equation(s)}, over the hidden units of each row")
+            if s.name not in g.states and s.name not in g.saved:
+                scratch.append(s.name)
+            w(f"{RUNTIME[s.kind]}({s.inputs[0]}, out={s.name})")
+            matmuls.emit(w, s.name)
             continue
         w(f"# ({g.num[s.name]}) {equation(s)}")
         f = scalar_form(s.expr)

@@ -207,7 +207,7 @@ class Schedule:
         self.saved = [
             s.name
             for s in cell.steps
-            if s.name in needed and s.kind == "elementwise" and s.name not in self.states
+            if s.name in needed and s.kind != "linear" and s.name not in self.states
         ]
         self.saved_linear = [s.name for s in self.order if s.name in needed]
         self.cell_params = list(cell.params)
@@ -219,6 +219,7 @@ class Schedule:
             for s in self.order
             if s.name not in self.saved_linear
             and len(readers[s.name]) == 1
+            and readers[s.name][0].kind == "elementwise"  # a reduction reads a value, not a sum of terms
             and any(t.left != INPUT for t in s.terms)
         }
         self.materialized = [

@@ -60,6 +60,8 @@ def equation(step: Step) -> str:
     """``name = rhs`` of a step, in NumPy notation."""
     if step.kind == "linear":
         rhs = " + ".join([f"{t.left} @ {t.weight}" for t in step.terms] + list(step.biases))
+    elif step.kind in ("mean", "sum"):  # over the hidden units of each row (symbolic/reduce.py)
+        rhs = f"{step.kind}({step.inputs[0]})"
     else:
         rhs = text(scalar_form(step.expr))
     return f"{step.name} = {rhs}"

@@ -3,7 +3,8 @@
 Contract: :func:`sign` maps a scalar elementwise form (``steps.scalar_form``) to ``"positive"`` (> 0),
 ``"nonnegative"`` (>= 0) or ``"real"`` (nothing known), reading the signs of earlier steps from the step
 graph. A state's previous value is ``"real"`` (h0 is the caller's), as are linear steps, parameter vectors
-and the input. Sound, not complete: ``1 - sigmoid(a)`` is positive but the lattice says ``"real"``.
+and the input; a row's mean or sum has the sign of the value it reduces. Sound, not complete:
+``1 - sigmoid(a)`` is positive but the lattice says ``"real"``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def sign(expr: sp.Expr, steps: Sequence[Step]) -> str:
             step = by_name.get(name)
             elementwise = step is not None and step.kind == "elementwise"
             memo[name] = walk(scalar_form(step.expr)) if elementwise and step is not None else REAL
+            if step is not None and step.kind in ("mean", "sum"):  # of positive (nonneg.) terms: the same
+                memo[name] = of_symbol(step.inputs[0])
         return memo[name]
 
     def walk(e: sp.Expr) -> str:

@@ -48,12 +48,15 @@ def prev_name(state: str) -> str:
 
 @dataclass(frozen=True)
 class Param:
-    """A learned parameter: a (rows, cols) weight, or an (h,) bias or elementwise vector, stored as (1, h)."""
+    """A learned parameter: a (rows, cols) weight, or an (h,) bias or elementwise vector, stored as (1, h).
+
+    ``init``: the constant a vector starts at (0, or a layer norm's gain 1); weights are drawn."""
 
     name: str
     rows: sp.Symbol
     cols: sp.Symbol
     kind: Literal["weight", "bias", "vector"]
+    init: float = 0.0
 
     @property
     def symbol(self) -> MatrixSymbol:
@@ -80,11 +83,12 @@ class Step:
 
     Linear steps: ``terms`` and ``biases`` (zero, one, or several rows, e.g. torch's b_ih and b_hh).
     Elementwise steps: ``vectors`` names the (h,) parameter vectors the expression multiplies or adds.
+    Reductions (``mean``, ``sum``: :mod:`.reduce`) read one value; each row's result fills that row.
     """
 
     name: str
     expr: MatrixExpr
-    kind: Literal["linear", "elementwise"]
+    kind: Literal["linear", "elementwise", "mean", "sum"]
     terms: tuple[Term, ...] = ()
     biases: tuple[str, ...] = ()
     vectors: tuple[str, ...] = ()

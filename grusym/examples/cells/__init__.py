@@ -10,7 +10,7 @@ from pathlib import Path
 
 __all__ = ["EXAMPLES", "path"]
 
-EXAMPLES = ("peephole_lstm", "mingru", "indrnn", "sru", "zoneout_gru")
+EXAMPLES = ("peephole_lstm", "mingru", "indrnn", "sru", "zoneout_gru", "layernorm_lstm", "layernorm_gru")
 
 
 def path(name: str) -> str:

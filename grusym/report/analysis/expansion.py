@@ -115,6 +115,8 @@ def _small(cell: Cell) -> dict[sp.Symbol, Series]:
             known[sym] = [sym if name in scaling else sp.Integer(0), *zero]
     for step in cell.steps:
         sym = sp.Symbol(step.name, real=True)
+        if step.kind in ("mean", "sum"):  # a row's mean of a series is no scalar series of the row's values
+            raise NotExpandableError(f"the row's {step.kind} {step.name} has no elementwise expansion")
         known[sym] = small(sym) if step.kind == "linear" else _series_of(scalar_form(step.expr), known)
     return known
 

@@ -40,6 +40,20 @@ __all__ = [
 ]
 
 SIGN = sp.Symbol("sign", real=True)  # +-1: the side a tanh output saturates on
+# a reduction step m = v @ M (symbolic/reduce.py) is the factor M^T = M, named like a weight; not a parameter
+REDUCTION = {"mean": "<mean>", "sum": "<sum>"}
+
+
+def _hidden_size(params: dict[str, np.ndarray]) -> int:
+    return int(np.asarray(params["W_hq"]).shape[0])
+
+
+def weight_matrix(name: str, params: dict[str, np.ndarray], h: int | None = None) -> np.ndarray:
+    """A weight factor's matrix: the parameter, or a reduction's M (J/h for a mean, J for a sum)."""
+    if name not in REDUCTION.values():
+        return np.asarray(params[name])
+    h = h or _hidden_size(params)
+    return np.full((h, h), 1.0 / h if name == REDUCTION["mean"] else 1.0)
 
 
 @dataclass(frozen=True)
@@ -68,7 +82,7 @@ class BoundTerm:
             return float("nan")
         out = float(self.coef)
         for parts in self.norms:
-            out *= sum(_norm(params[p], kind) for p, kind in parts)
+            out *= sum(_norm(weight_matrix(p, params), kind) for p, kind in parts)
         return out
 
 
@@ -184,7 +198,7 @@ class Jacobian:
             M = np.broadcast_to(np.eye(h), (n, h, h)).copy()
             for f in reversed(term):
                 if f.weight is not None:
-                    M = params[f.weight].T @ M
+                    M = weight_matrix(f.weight, params, h).T @ M
                 else:
                     names, fn = numeric(f.expr)
                     c = np.broadcast_to(np.asarray(fn(*(values[v] for v in names)), float), (n, h))
@@ -304,6 +318,8 @@ def _chain(cell: Cell, der: Derivation, target: str, start: str, source: str) ->
         if step.kind == "linear":
             for t in step.terms:
                 terms += [(Factor(weight=t.weight), *rest) for rest in J.get(t.left, ())]
+        elif step.kind in REDUCTION:
+            terms += [(Factor(weight=REDUCTION[step.kind]), *rest) for rest in J.get(step.inputs[0], ())]
         else:
             for u in step.inputs:
                 terms += [(Factor(local[(step.name, u)]), *rest) for rest in J.get(u, ())]

@@ -61,6 +61,8 @@ def rhs(contrib: Contribution, c: Context) -> str:
     if contrib.kind == "vector":  # an (h,) parameter vector: the elementwise product summed over the rows
         inner = latex.elementwise(contrib.expr, params=c.params, adjoints=c.adjoints)
         return rf"\mathbf{{1}}^{{\top}} \left({inner}\right)"
+    if contrib.kind in ("mean", "sum"):  # reduce.RULES: the adjoint times M^T = M
+        return f"{latex.adjoint(contrib.source, params=c.params)} {latex.name(f'<{contrib.kind}>')}"
     return latex.matrix(contrib.expr, params=c.params, adjoints=c.adjoints)
 
 
@@ -72,6 +74,8 @@ def shaped_rhs(contrib: Contribution, c: Context) -> str:
         inner = latex.elementwise(contrib.expr, params=c.params, adjoints=c.adjoints)
         return under(r"\mathbf{1}^{\top}", (1, n)) + r" \; " + under(rf"\left({inner}\right)", (n, h))
     source = under(latex.adjoint(contrib.source, params=c.params), c.shape(contrib.source))
+    if contrib.kind in ("mean", "sum"):
+        return source + r" \; " + under(latex.name(f"<{contrib.kind}>"), (h, h))
     if contrib.kind == "bias":
         rows = c.shape(contrib.source)[0]
         return under(r"\mathbf{1}^{\top}", (1, rows)) + r" \; " + source
@@ -125,6 +129,7 @@ def adjoint_section(c: Context) -> list[Block]:
     ]
     blocks += displays(head)
     assigned = set()
+    explained = False
     for s in reversed(c.cell.steps):
         contribs = c.der.out_of(s.name)
         if not contribs:
@@ -135,7 +140,43 @@ def adjoint_section(c: Context) -> list[Block]:
             for k, x in enumerate(contribs, start=1)
         ]
         blocks += displays(lines)
+        if s.kind in ("mean", "sum") and not explained:
+            blocks.append(_reduction_words(c, s.kind, s.name, s.inputs[0]))
+            explained = True
     return blocks
+
+
+def _reduction_words(c: Context, kind: str, m: str, v: str) -> Para:
+    """Why a reduction's adjoint is the reduction again, in words, at its first line."""
+    M = latex.name(f"<{kind}>")
+    dm, dv = latex.adjoint(m, params=c.params), latex.adjoint(v, params=c.params)
+    share = "the same share, 1/d_h of it" if kind == "mean" else "all of it"
+    return Para(
+        (
+            f"A row's {kind}: every entry of ",
+            _m(latex.name(m)),
+            f" in a row is the {kind} of that row's d_h entries of ",
+            _m(latex.name(v)),
+            ", so each entry of the row moves every entry of the row's result by ",
+            "1/d_h" if kind == "mean" else "1",
+            ". Its adjoint collects, from every column, ",
+            share,
+            ": ",
+            _m(rf"{dv} \mathrel{{+}}= {dm} {M}"),
+            ", the row sums of ",
+            _m(dm),
+            " spread back evenly over the units (the matrix is symmetric, so multiplying by its transpose "
+            "is the same reduction: the rule of grusym.symbolic.reduce.RULES, the code's ",
+            Code(f"rt.row_{kind}"),
+            ").",
+            *(
+                " A centring step x - mean(x) therefore sends back its adjoint with that adjoint's own row "
+                "mean taken off, which is why a layer norm's gradient has zero mean over the units of each "
+                "row."
+                for _ in range(kind == "mean")
+            ),
+        )
+    )
 
 
 def displays(lines: list[tuple[str, str]]) -> list[Block]:

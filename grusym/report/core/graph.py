@@ -71,6 +71,10 @@ def _step(cell: Cell, der: Derivation, num: dict[str, int], t: int, x0: float, l
                 w = latex.name(term.weight, params=params)
                 tex, text = (f"{w}^{{\\top}}", f"{term.weight}ᵀ") if labels else ("", "")
                 edges.append(Edge(term.left + sfx, s.name + sfx, tex, text))
+        elif s.kind in ("mean", "sum"):  # a row's mean (sum): the matrix 11^T (/ d_h), symmetric
+            tex = latex.name(f"<{s.kind}>") if labels else ""
+            text = ("11ᵀ/h" if s.kind == "mean" else "11ᵀ") if labels else ""
+            edges.append(Edge(s.inputs[0] + sfx, s.name + sfx, tex, text))
         else:
             for u in s.inputs:
                 if u in cell.inputs:  # a per-step input: held fixed, no derivative to carry

@@ -54,7 +54,11 @@ def _line(c: Context, x: Contribution, assigned: set[str]) -> str | None:
         return f'grads["{x.target}"] += ({_py(x.expr)}).sum(axis=0)'
     if x.target == INPUT:
         return None  # token ids: the one-hot rows have no gradient
-    expr = f'{_var(c, x.source)} @ p["{x.weight}"].T' if x.kind == "matmul_left" else _py(x.expr)
+    src = _var(c, x.source)
+    if x.kind in ("mean", "sum"):  # each row's mean (sum) of the adjoint, in every column (reduce.RULES)
+        expr = f"{src}.{x.kind}(axis=1, keepdims=True).repeat({src}.shape[1], axis=1)"
+    else:
+        expr = f'{src} @ p["{x.weight}"].T' if x.kind == "matmul_left" else _py(x.expr)
     target = _var(c, x.target)
     first = x.target not in assigned
     assigned.add(x.target)

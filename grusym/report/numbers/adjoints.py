@@ -76,6 +76,9 @@ def bptt_values(sub: Subject, params: Arrays, X: np.ndarray, Y: np.ndarray, h0: 
                 if c.kind == "vector":  # an (h,) parameter: summed over the batch rows (and over t)
                     grads[c.target] += part.sum(axis=0)
                     continue
+            elif c.kind in ("mean", "sum"):  # reduce.RULES: the reduction of the adjoint, broadcast
+                row = src.sum(axis=-1, keepdims=True) / (src.shape[-1] if c.kind == "mean" else 1)
+                part = np.broadcast_to(row, src.shape)
             elif c.kind == "matmul_left":
                 if c.target == INPUT:
                     continue  # token ids: one-hot rows have no gradient to return

@@ -24,7 +24,7 @@ import numpy as np
 from ..analysis.compile import numeric
 from ..analysis.derived import expansion, keep_gate, state_jacobian_of, uniform_terms
 from ..analysis.expansion import NotExpandableError
-from ..analysis.jacobian import Jacobian, StateJacobian
+from ..analysis.jacobian import Jacobian, StateJacobian, weight_matrix
 from ..context import Subject
 from .problem import report_params, toy_tokens
 from .values import initial_state, state_grads, step_values
@@ -239,7 +239,7 @@ def bound_values(
         value = 1.0
         for f in term:
             if f.weight is not None:
-                value *= float(np.linalg.norm(params[f.weight], 2))
+                value *= float(np.linalg.norm(weight_matrix(f.weight, params), 2))
                 continue
             names, fn = numeric(f.expr)
             value *= float(np.max(np.abs(np.asarray(fn(*(rows[v] for v in names)), dtype=float))))

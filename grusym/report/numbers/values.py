@@ -91,6 +91,10 @@ def step_values(
                     else:
                         acc = acc + env[term.left] @ W
                 env[s.name] = acc
+            elif s.kind in ("mean", "sum"):  # each row's mean (sum) over the units, in every column
+                v = env[s.inputs[0]]
+                row = v.sum(axis=-1, keepdims=True) / (v.shape[-1] if s.kind == "mean" else 1)
+                env[s.name] = np.broadcast_to(row, h.shape).astype(np.float64)
             else:
                 args, fn = fns[s.name]
                 env[s.name] = np.broadcast_to(fn(*(env[a] for a in args)), h.shape).astype(np.float64)

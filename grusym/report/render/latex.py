@@ -46,6 +46,9 @@ _SPECIAL = {
     "H": "h_{t}",  # the head reads the state of every step
     "logits": r"\mathrm{logits}_{t}",
     "sign": r"\epsilon",  # the side (+-1) a tanh output saturates on
+    # a row's mean (sum) over the units as a matrix in a Jacobian (analysis/jacobian.py): symmetric
+    "<mean>": r"\left(\tfrac{1}{d_{h}} \mathbf{1}\mathbf{1}^{\top}\right)",
+    "<sum>": r"\left(\mathbf{1}\mathbf{1}^{\top}\right)",
 }
 
 
@@ -225,6 +228,8 @@ def step_equation(step: Step, params: set[str] | frozenset[str]) -> str:
         terms = [f"{name(t.left)} {name(t.weight, params=params)}" for t in step.terms]
         terms += [name(b, params=params) for b in step.biases]  # torch-style cells keep two rows
         return f"{lhs} = {' + '.join(terms)}"
+    if step.kind in ("mean", "sum"):  # each row's mean (sum) in every column: the row times 11^T (/ d_h)
+        return f"{lhs} = {name(step.inputs[0])} {_SPECIAL[f'<{step.kind}>']}"
     return f"{lhs} = {elementwise(scalar_form(step.expr), params=params)}"
 
 
