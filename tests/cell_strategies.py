@@ -182,7 +182,7 @@ class Declaration:
     def inputs(self) -> list[str]:
         out: list[str] = []
         for op in self.ops:
-            inputs_of(op.value if isinstance(op, Let) else op.hidden, out)
+            inputs_of(read_expr(op), out)
         return out
 
     def states(self) -> list[str]:
