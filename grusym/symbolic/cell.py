@@ -36,6 +36,7 @@ import sympy as sp
 from sympy import MatrixExpr, MatrixSymbol, OneMatrix
 
 from ..errors import InputError
+from .inputs import declare_input  # the rules of inputs live in their own module
 from .names import clash, reserved
 from .primitives import PRIMITIVES, _Primitive
 from .ranges import sign
@@ -497,8 +498,6 @@ class Cell:
         """A per-step (n, h) input without gradient, read elementwise (a dropout or zoneout mask, a time
         delta): supplied at call time as ``aux={name: (T, n, h) or (T, n, 1) array}`` (see
         :mod:`grusym.symbolic.inputs`)."""
-        from .inputs import declare_input  # the rules of inputs live in their own module
-
         return Value(declare_input(self, name), self)
 
     def vector(self, name: str, init: float = 0.0) -> Value:

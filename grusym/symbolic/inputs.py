@@ -13,14 +13,25 @@ derived-name shape the user cannot declare), and ``INPUTS`` maps each input to t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sympy import MatrixSymbol
 
-from .steps import h, n, prev_name
+from .steps import Param, Step, h, n, prev_name
 
-if TYPE_CHECKING:
-    from .cell import Cell
+
+class Cell(Protocol):
+    """What this module reads of a :class:`~grusym.symbolic.cell.Cell` (named structurally: the builder
+    imports this module, so this module does not import the builder)."""
+
+    name: str
+    inputs: list[str]
+    states: list[str]
+    steps: list[Step]
+    params: dict[str, Param]
+
+    def error(self, message: str) -> Exception: ...
+    def _check_name(self, name: object, what: str) -> None: ...
 
 __all__ = ["declare_input", "readers", "sequence"]
 
