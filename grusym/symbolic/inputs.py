@@ -33,6 +33,7 @@ class Cell(Protocol):
     def error(self, message: str) -> Exception: ...
     def _check_name(self, name: object, what: str) -> None: ...
 
+
 __all__ = ["declare_input", "readers", "sequence"]
 
 
