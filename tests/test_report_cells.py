@@ -237,18 +237,20 @@ _OVERFULL = re.compile(r"Overfull \\[hv]box \(([\d.]+)pt too (wide|high)\)")
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no pdflatex installed")
-def test_a_users_cell_report_compiles_without_overfull_boxes(built, tmp_path):
-    """The peephole LSTM: two states (4 x 4 Jacobians in the worked example), parameter vectors."""
+@pytest.mark.parametrize("name", ["peephole_lstm", "layernorm_lstm"])
+def test_a_users_cell_report_compiles_without_overfull_boxes(built, tmp_path, name):
+    """The peephole LSTM: two states (4 x 4 Jacobians in the worked example), parameter vectors; the
+    layer-normalised LSTM: displays of 70 terms, which ran 760 pt off the page before they were fitted."""
     out, _ = built
-    (tmp_path / "peephole_lstm.tex").write_bytes((out / "peephole_lstm" / "peephole_lstm.tex").read_bytes())
+    (tmp_path / f"{name}.tex").write_bytes((out / name / f"{name}.tex").read_bytes())
     proc = subprocess.run(
-        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "peephole_lstm.tex"],
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
     )
-    log = (tmp_path / "peephole_lstm.log").read_text(encoding="latin-1")
+    log = (tmp_path / f"{name}.log").read_text(encoding="latin-1")
     assert proc.returncode == 0, log[-2000:]
     bad = [(float(m[1]), m[2]) for m in _OVERFULL.finditer(log) if float(m[1]) > 1.0]
     assert not bad, f"overfull boxes {bad}"

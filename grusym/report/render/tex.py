@@ -64,6 +64,16 @@ _PREAMBLE = r"""\documentclass[10pt]{article}
   numbers=left, numberstyle=\tiny, keepspaces=true, showstringspaces=false}
 \setlength{\parindent}{0pt}
 \setlength{\parskip}{0.5em}
+% a display wider than the line (room left for its tag) or taller than the page is scaled down to fit:
+% the derived equations of a cell with many terms (a layer norm's Jacobian) have no shorter form
+\newsavebox{\grusymeq}
+\newlength{\grusymroom}
+\newcommand{\fitdisplay}[1]{\setlength{\grusymroom}{\dimexpr\linewidth-5em\relax}%
+  \sbox{\grusymeq}{$\displaystyle #1$}%
+  \ifdim\wd\grusymeq>\grusymroom\sbox{\grusymeq}{\resizebox{\grusymroom}{!}{\usebox{\grusymeq}}}\fi
+  \ifdim\dimexpr\ht\grusymeq+\dp\grusymeq\relax>0.85\textheight
+    \sbox{\grusymeq}{\resizebox*{!}{0.85\textheight}{\usebox{\grusymeq}}}\fi
+  \usebox{\grusymeq}}
 """
 _ESCAPE = {
     "\\": r"\textbackslash{}",
@@ -197,7 +207,7 @@ def _table(b: Table, prefix: str) -> str:
 
 def _equation(b: Equation) -> str:
     tag = rf" \tag{{{b.label}}}" if b.label else ""
-    return f"\\begin{{equation*}}\n{aligned(b.parts)}{tag}\n\\end{{equation*}}"
+    return f"\\begin{{equation*}}\n\\fitdisplay{{{aligned(b.parts)}}}{tag}\n\\end{{equation*}}"
 
 
 def _tikz_name(key: str) -> str:
@@ -293,7 +303,7 @@ def _block(b: Block, offset: int, prefix: str) -> str:
         items = "\n".join(r"\item " + _text(i, prefix) for i in b.items)
         return f"\\begin{{itemize}}\n{items}\n\\end{{itemize}}"
     if isinstance(b, Lines):
-        return f"\\begin{{equation*}}\n{numbered(b.lines)}\n\\end{{equation*}}"
+        return f"\\begin{{equation*}}\n\\fitdisplay{{{numbered(b.lines)}}}\n\\end{{equation*}}"
     if isinstance(b, Equation):
         return _equation(b)
     if isinstance(b, Diagram):
