@@ -3,7 +3,7 @@
 import sympy as sp
 
 from grusym.symbolic.accuracy import Context, as_accurate
-from grusym.symbolic.primitives import Absolute, Sigmoid, Tanh
+from grusym.symbolic.primitives import Absolute, Sigmoid, Softsign, Tanh
 
 s, a, dh = (sp.Symbol(n, real=True) for n in ("s", "a", "dh"))
 h_prev, h_tilde, z = (sp.Symbol(n, real=True) for n in ("h_prev", "h_tilde", "z"))
@@ -43,3 +43,13 @@ def test_a_named_value_that_is_a_constant_is_evaluated():
     assert as_accurate(dh - dh * Tanh(v0) ** 2, dh * (1 - Tanh(v0) ** 2), ctx)  # tanh(0) = 0: both exact
     ctx = Context({v0: Sigmoid(sp.Integer(0))}, frozenset({dh}))  # sigmoid(0): a 0-d array, out= refused it
     assert as_accurate(dh - dh * Tanh(v0) ** 2, dh * (1 - Tanh(v0) ** 2), ctx)
+
+
+def test_nested_primitives_are_evaluated_exactly():
+    """The thorough fuzzer's draw v0 = softsign(softsign(h_prev - h_prev)): the inner closed form was left
+    in the expression mpmath ran (a NameError)."""
+    v0 = sp.Symbol("v0", real=True)
+    ctx = Context({v0: Softsign(Softsign(a))}, frozenset({dh}))
+    derived = dh * (1 - Tanh(v0) ** 2)
+    assert as_accurate(dh - dh * Tanh(v0) ** 2, derived, ctx)  # v0 is in (-1, 1): no cancellation
+    assert not as_accurate(dh + dh * Tanh(v0) ** 2, derived, ctx)  # and the reference is really computed

@@ -60,11 +60,15 @@ def _renamed(e: sp.Expr) -> sp.Expr:
 
 def _closed(e: sp.Expr) -> sp.Expr:
     """``e`` with every primitive but those of ``_EXACT`` replaced by its closed form (exp, log,
-    Piecewise): mpmath evaluates it."""
-    return e.replace(
-        lambda a: isinstance(a, _Primitive) and type(a).__name__ not in _EXACT,
-        lambda a: type(a).closed(a.args[0]),
-    )
+    Piecewise): mpmath evaluates it. Innermost first, until none is left (a closed form may hold one)."""
+
+    def closable(a: sp.Expr) -> list[sp.Expr]:
+        return [p for p in a.atoms(_Primitive) if type(p).__name__ not in _EXACT]
+
+    while found := closable(e):
+        inner = [a for a in found if not closable(a.args[0])]
+        e = e.xreplace({a: type(a).closed(a.args[0]) for a in inner})
+    return e
 
 
 @functools.lru_cache(maxsize=4096)
@@ -239,8 +243,8 @@ def as_accurate(candidate: sp.Expr, original: sp.Expr, ctx: Context) -> bool:
         return True
     try:
         return _as_accurate(candidate, original, ctx)
-    except (TypeError, ValueError, ArithmeticError, AttributeError):
-        return False  # a form the probes cannot evaluate is not proved as accurate: the derived one stays
+    except Exception:  # any failure to evaluate: the derived form stays, never a crash
+        return False  # a form the probes cannot evaluate is not proved as accurate
 
 
 def _as_accurate(candidate: sp.Expr, original: sp.Expr, ctx: Context) -> bool:
