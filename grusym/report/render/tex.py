@@ -64,6 +64,7 @@ _PREAMBLE = r"""\documentclass[10pt]{article}
   numbers=left, numberstyle=\tiny, keepspaces=true, showstringspaces=false}
 \setlength{\parindent}{0pt}
 \setlength{\parskip}{0.5em}
+\setlength{\emergencystretch}{3em}  % a long path or name (the cell file's, machine-dependent) never overfills
 % a display wider than the line (room left for its tag) or taller than the page is scaled down to fit:
 % the derived equations of a cell with many terms (a layer norm's Jacobian) have no shorter form
 \newsavebox{\grusymeq}
