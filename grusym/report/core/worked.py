@@ -156,10 +156,10 @@ def worked_section(c: Context, w: dict[str, Any]) -> list[Block]:
     for i, k in enumerate(c.cell.states):
         sent = adj.get(f"d{prev_name(k)}")
         value = sent[0] if sent is not None else zero
-        rows = ["[" + ", ".join(_num(x) for x in row) + "]" for row in value]
+        per_example = ["[" + ", ".join(_num(x) for x in row) + "]" for row in value]
         # one formula per example's row: a line may break between them (one formula cannot)
-        initial += ([", "] if i else []) + [Math(rf"\delta {k}_{{0}} = {rows[0]}")]
-        initial += [part for row in rows[1:] for part in (", ", Math(row))]
+        initial += ([", "] if i else []) + [Math(rf"\delta {k}_{{0}} = {per_example[0]}")]
+        initial += [part for text in per_example[1:] for part in (", ", Math(text))]
     blocks.append(Para((*initial, " (example 1, then 2).")))
     blocks.append(
         Para(
