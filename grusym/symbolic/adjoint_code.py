@@ -83,28 +83,24 @@ class _Adjoints:
         wt = f"{weight}_T"  # the weight transposed once per call (see emit_backward)
         if wt not in self.transposed:
             self.transposed.append(wt)
-        if target in self.assigned:  # through scratch: ``d += a @ b`` would allocate every step
-            t = self.em.scratch()
-            self.w(f"np.matmul({left}, {wt}, out={t})")
-            self.w(f"np.add({d}, {t}, out={d})")
-            self.em.free.append(t)
-        else:
-            self.note_buffer(target)
-            self.w(f"np.matmul({left}, {wt}, out={d})")
-        self.assigned.add(target)
+        self._into(target, d, f"np.matmul({left}, {wt}")
 
     def accumulate_reduction(self, target: str, source: str, kind: str) -> None:
         """d[target] (+)= the reduction of d[source] (``reduce.RULES``: a mean's adjoint is the mean of its
         adjoint, broadcast over the units it averaged)."""
-        d, fn = self.target(target), RUNTIME[kind]
+        self._into(target, self.target(target), f"{RUNTIME[kind]}({adjoint_name(source)}")
+
+    def _into(self, target: str, d: str, call: str) -> None:
+        """``call`` (a ufunc call without its ``out=``) written into ``d``, the buffer of d[target], or
+        added to it through scratch when d[target] has a value: ``d += f(...)`` would allocate every step."""
         if target in self.assigned:
             t = self.em.scratch()
-            self.w(f"{fn}({adjoint_name(source)}, out={t})")
+            self.w(f"{call}, out={t})")
             self.w(f"np.add({d}, {t}, out={d})")
             self.em.free.append(t)
         else:
             self.note_buffer(target)
-            self.w(f"{fn}({adjoint_name(source)}, out={d})")
+            self.w(f"{call}, out={d})")
         self.assigned.add(target)
 
     def step(self, s_name: str) -> None:
