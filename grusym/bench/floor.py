@@ -13,7 +13,7 @@ import numpy as np
 from .. import load, runtime
 from .problems import Config
 
-__all__ = ["Floor", "gemm_floor", "model_flops", "size"]
+__all__ = ["Floor", "gemm_floor", "model_flops", "right_operand", "size"]
 
 
 def size(expr: str, dims: Mapping[str, int]) -> int:
@@ -22,6 +22,16 @@ def size(expr: str, dims: Mapping[str, int]) -> int:
     for factor in expr.split("*"):
         total *= int(factor) if factor.isdigit() else dims[factor]
     return total
+
+
+def right_operand(values: np.ndarray, padded: bool) -> np.ndarray:
+    """A product's right operand laid out as the generated code holds it: in a
+    :func:`~grusym.runtime.weight_buffer` (rows padded at 4 KiB strides) where the plan says so."""
+    if not padded:
+        return values
+    out = runtime.weight_buffer(runtime.fresh, "b", values.shape, values.dtype)
+    out[...] = values
+    return out
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,7 @@ def gemm_floor(
         m, k, n = (size(s, dims) for s in (g.m, g.k, g.n))
         calls = cfg.T if g.per_step else 1
         a = (rng.standard_normal((m, k)) * 0.01).astype(dtype)
-        b = (rng.standard_normal((k, n)) * 0.01).astype(dtype)
+        b = right_operand((rng.standard_normal((k, n)) * 0.01).astype(dtype), g.padded)
         phases.setdefault((g.phase, g.per_step), []).append((a, b, np.empty((m, n), dtype)))
         shapes.append((g.label, m, k, n, calls))
         flops += 2 * m * k * n * calls

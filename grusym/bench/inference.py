@@ -34,7 +34,7 @@ from .. import blas as grusym_blas
 from .. import fused_available, load
 from ..errors import InputError
 from . import machine
-from .floor import size
+from .floor import right_operand, size
 from .options import AUTO, FUSED_HINT, ONNX_HINT, TORCH_HINT, resolve
 from .report import format_inference
 from .result import InferenceResult
@@ -128,6 +128,7 @@ def inference_floor(case: Case, seed: int = 0) -> tuple[Callable[[], None], list
                 continue
             m, k, n = (size(e, dims) for e in (g.m, g.k, g.n))
             a, b = (rng.standard_normal(shape).astype(np.float32) * 0.1 for shape in ((m, k), (k, n)))
+            b = right_operand(b, g.padded)
             calls = case.T if g.per_step else 1
             products.append((calls, a, b, np.empty((m, n), np.float32)))
             shapes.append((g.label, m, k, n, calls))

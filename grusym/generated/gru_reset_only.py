@@ -114,7 +114,7 @@ def _forward(params, X, tokens, h0, dtype, buf):
     T, n = X.shape[:2]
     nh = h0.shape[1]  # hidden size (h is the hidden state)
     W_xr, W_hr, b_r, W_xh, W_hh, b_h = params["W_xr"], params["W_hr"], params["b_r"], params["W_xh"], params["W_hh"], params["b_h"]
-    W_x_all = np.concatenate((W_xr, W_xh), axis=1, out=buf("W_x_all", (W_xr.shape[0], 2*nh), dtype))
+    W_x_all = np.concatenate((W_xr, W_xh), axis=1, out=rt.weight_buffer(buf, "W_x_all", (W_xr.shape[0], 2*nh), dtype))
     # input projections and biases of (1), (4) for all t at once
     A = buf("A", (T, n, 2*nh), dtype)
     rt.project(X, tokens, W_x_all, np.concatenate((b_r, b_h)), out=A)
@@ -184,9 +184,9 @@ def _backward(params, cache, dH, buf, input_grad, upstream=None):
     dr_h = buf("dr_h", (n, nh), dtype)
     dr = buf("dr", (n, nh), dtype)
     tmp0 = buf("tmp0", (n, nh), dtype)
-    W_hh_T = buf("W_hh_T", W_hh.shape[::-1], dtype)  # contiguous: a .T operand is slower
+    W_hh_T = rt.weight_buffer(buf, "W_hh_T", W_hh.shape[::-1], dtype)  # a .T operand is slower
     np.copyto(W_hh_T, W_hh.T)
-    W_hr_T = buf("W_hr_T", W_hr.shape[::-1], dtype)  # contiguous: a .T operand is slower
+    W_hr_T = rt.weight_buffer(buf, "W_hr_T", W_hr.shape[::-1], dtype)  # a .T operand is slower
     np.copyto(W_hr_T, W_hr.T)
     for h_prev, h, dH_t, dA_t, r, da_r, da_h in zip(H[T - 1::-1], H[:0:-1], dH[::-1], dA[::-1], r_all[::-1], dA[::-1, :, :nh], dA[::-1, :, nh:2*nh], strict=True):
         # BPTT: the upstream gradient of step t plus what step t+1 sent back through h_prev

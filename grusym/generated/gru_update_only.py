@@ -114,8 +114,8 @@ def _forward(params, X, tokens, h0, dtype, buf):
     T, n = X.shape[:2]
     nh = h0.shape[1]  # hidden size (h is the hidden state)
     W_xz, W_hz, b_z, W_xh, W_hh, b_h = params["W_xz"], params["W_hz"], params["b_z"], params["W_xh"], params["W_hh"], params["b_h"]
-    W_x_all = np.concatenate((W_xz, W_xh), axis=1, out=buf("W_x_all", (W_xz.shape[0], 2*nh), dtype))
-    W_h_all = np.concatenate((W_hz, W_hh), axis=1, out=buf("W_h_all", (W_hz.shape[0], 2*nh), dtype))
+    W_x_all = np.concatenate((W_xz, W_xh), axis=1, out=rt.weight_buffer(buf, "W_x_all", (W_xz.shape[0], 2*nh), dtype))
+    W_h_all = np.concatenate((W_hz, W_hh), axis=1, out=rt.weight_buffer(buf, "W_h_all", (W_hz.shape[0], 2*nh), dtype))
     # input projections and biases of (1), (3) for all t at once
     A = buf("A", (T, n, 2*nh), dtype)
     rt.project(X, tokens, W_x_all, np.concatenate((b_z, b_h)), out=A)
@@ -180,7 +180,7 @@ def _backward(params, cache, dH, buf, input_grad, upstream=None):
     z_all = cache["z"]
     h_tilde_all = cache["h_tilde"]
     W_hz, W_hh = params["W_hz"], params["W_hh"]
-    W_h_all = np.concatenate((W_hz, W_hh), axis=1, out=buf("W_h_all", (W_hz.shape[0], 2*nh), dtype))
+    W_h_all = np.concatenate((W_hz, W_hh), axis=1, out=rt.weight_buffer(buf, "W_h_all", (W_hz.shape[0], 2*nh), dtype))
     dA = buf("dA", (T, n, 2*nh), dtype)  # adjoints of the linear steps, all t
     dh_prev = np.zeros((n, nh), dtype=dtype)  # not from buf: it is returned as the gradient of h0
     one = np.array(1, dtype=dtype)
@@ -188,7 +188,7 @@ def _backward(params, cache, dH, buf, input_grad, upstream=None):
     dh_tilde = buf("dh_tilde", (n, nh), dtype)
     dz = buf("dz", (n, nh), dtype)
     tmp0 = buf("tmp0", (n, nh), dtype)
-    W_h_all_T = buf("W_h_all_T", W_h_all.shape[::-1], dtype)  # contiguous: a .T operand is slower
+    W_h_all_T = rt.weight_buffer(buf, "W_h_all_T", W_h_all.shape[::-1], dtype)  # a .T operand is slower
     np.copyto(W_h_all_T, W_h_all.T)
     for h_prev, dH_t, dA_t, z, h_tilde, da_z, da_h in zip(H[T - 1::-1], dH[::-1], dA[::-1], z_all[::-1], h_tilde_all[::-1], dA[::-1, :, :nh], dA[::-1, :, nh:2*nh], strict=True):
         # BPTT: the upstream gradient of step t plus what step t+1 sent back through h_prev

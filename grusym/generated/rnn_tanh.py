@@ -162,7 +162,7 @@ def _backward(params, cache, dH, buf, input_grad, upstream=None):
     one = np.array(1, dtype=dtype)
     dh = buf("dh", (n, nh), dtype)
     tmp0 = buf("tmp0", (n, nh), dtype)
-    W_hh_T = buf("W_hh_T", W_hh.shape[::-1], dtype)  # contiguous: a .T operand is slower
+    W_hh_T = rt.weight_buffer(buf, "W_hh_T", W_hh.shape[::-1], dtype)  # a .T operand is slower
     np.copyto(W_hh_T, W_hh.T)
     for h, dH_t, dA_t, da_h in zip(H[:0:-1], dH[::-1], dA[::-1], dA[::-1], strict=True):
         # BPTT: the upstream gradient of step t plus what step t+1 sent back through h_prev

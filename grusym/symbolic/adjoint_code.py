@@ -286,7 +286,7 @@ def emit_backward(w: Writer, g: Schedule, fuser: Fuser | None = None) -> None:
         w(f'{name} = buf("{name}", (n, nh), dtype)')
     for wt in adj.transposed:
         # a transposed view as the right BLAS operand costs ~1.5x at n = 32 rows: copy it once per call
-        w(f'{wt} = buf("{wt}", {wt[:-2]}.shape[::-1], dtype)  # contiguous: a .T operand is slower')
+        w(f'{wt} = rt.weight_buffer(buf, "{wt}", {wt[:-2]}.shape[::-1], dtype)  # a .T operand is slower')
         w(f"np.copyto({wt}, {wt[:-2]}.T)")
     seqs: dict[str, str] = {}
     for state, prev in zip(g.states, g.prevs, strict=True):

@@ -297,7 +297,8 @@ class Schedule:
                 if len(run.weights) > 1:
                     name, parts = self.fused(run), ", ".join(run.weights)
                     shape = f"({run.weights[0]}.shape[0], {times_h(len(run.weights))})"
-                    w(f'{name} = np.concatenate(({parts}), axis=1, out=buf("{name}", {shape}, dtype))')
+                    out = f'rt.weight_buffer(buf, "{name}", {shape}, dtype)'
+                    w(f"{name} = np.concatenate(({parts}), axis=1, out={out})")
 
     def bias_row(self, s: Step) -> str:
         """The code of step s's bias row: its one bias, the sum of several, or zeros."""
@@ -329,6 +330,7 @@ class Gemm:
     n: str
     per_step: bool = False
     when: str = "always"
+    padded: bool = False  # the right operand is a buffer of rt.weight_buffer (rows padded at 4 KiB strides)
 
 
 def gemm_plan(cell: Cell | str) -> list[Gemm]:
@@ -348,22 +350,26 @@ def gemm_plan(cell: Cell | str) -> list[Gemm]:
         return times_h(len(run.steps)).replace("nh", "h")
 
     plan = [
-        Gemm("forward", f"X @ {g.fused(run)}", "T*n", "d", width(run), when="floats")
+        Gemm("forward", f"X @ {g.fused(run)}", "T*n", "d", width(run), when="floats", padded=concat)
         for run in g.runs.get(INPUT, [])
+        for concat in [len(run.weights) > 1]
     ]
     for left in g.recurrent_lefts():
         for run in g.runs[left]:
-            plan.append(Gemm("forward", f"{left} @ {g.fused(run)}", "n", "h", width(run), per_step=True))
+            label, concat = f"{left} @ {g.fused(run)}", len(run.weights) > 1
+            plan.append(Gemm("forward", label, "n", "h", width(run), per_step=True, padded=concat))
     lg = g.head_step.terms[0].weight
     plan.append(Gemm("head", f"H @ {lg}", "T*n", "h", "q"))
     plan.append(Gemm("head", f"dlogits @ {lg}.T", "T*n", "q", "h"))
     for s in reversed(g.cell.steps):
         for c in g.der.out_of(s.name):
             if c.kind == "matmul_left" and c.target != INPUT and c.target not in g.prevs:
-                plan.append(Gemm("backward", f"d{s.name} @ {c.weight}.T", "n", "h", "h", per_step=True))
-    for prev in g.prevs:
+                label = f"d{s.name} @ {c.weight}.T"
+                plan.append(Gemm("backward", label, "n", "h", "h", per_step=True, padded=True))
+    for prev in g.prevs:  # backward's transposed weights are copies in weight buffers
         for run in g.runs.get(prev, []):
-            plan.append(Gemm("backward", f"dA_t @ {g.fused(run)}.T", "n", width(run), "h", per_step=True))
+            label = f"dA_t @ {g.fused(run)}.T"
+            plan.append(Gemm("backward", label, "n", width(run), "h", per_step=True, padded=True))
     for left, runs in g.runs.items():
         for run in runs:
             if left == INPUT:

@@ -132,8 +132,8 @@ def _forward(params, X, tokens, h0, dtype, buf):
     nh = h0.shape[1]  # hidden size (h is the hidden state)
     W_xz, W_hz, b_z, W_xr, W_hr, b_r = params["W_xz"], params["W_hz"], params["b_z"], params["W_xr"], params["W_hr"], params["b_r"]
     W_xh, W_hh, b_h = params["W_xh"], params["W_hh"], params["b_h"]
-    W_x_all = np.concatenate((W_xz, W_xr, W_xh), axis=1, out=buf("W_x_all", (W_xz.shape[0], 3*nh), dtype))
-    W_h_all = np.concatenate((W_hz, W_hr), axis=1, out=buf("W_h_all", (W_hz.shape[0], 2*nh), dtype))
+    W_x_all = np.concatenate((W_xz, W_xr, W_xh), axis=1, out=rt.weight_buffer(buf, "W_x_all", (W_xz.shape[0], 3*nh), dtype))
+    W_h_all = np.concatenate((W_hz, W_hr), axis=1, out=rt.weight_buffer(buf, "W_h_all", (W_hz.shape[0], 2*nh), dtype))
     # input projections and biases of (1), (3), (6) for all t at once
     A = buf("A", (T, n, 3*nh), dtype)
     rt.project(X, tokens, W_x_all, np.concatenate((b_z, b_r, b_h)), out=A)
@@ -200,16 +200,16 @@ def _backward(params, cache, dH, buf, input_grad, upstream=None):
     r_h_all = cache["r_h"]
     h_tilde_all = cache["h_tilde"]
     W_hz, W_hr, W_hh = params["W_hz"], params["W_hr"], params["W_hh"]
-    W_h_all = np.concatenate((W_hz, W_hr), axis=1, out=buf("W_h_all", (W_hz.shape[0], 2*nh), dtype))
+    W_h_all = np.concatenate((W_hz, W_hr), axis=1, out=rt.weight_buffer(buf, "W_h_all", (W_hz.shape[0], 2*nh), dtype))
     dA = buf("dA", (T, n, 3*nh), dtype)  # adjoints of the linear steps, all t
     dh_prev = np.zeros((n, nh), dtype=dtype)  # not from buf: it is returned as the gradient of h0
     one = np.array(1, dtype=dtype)
     dz = buf("dz", (n, nh), dtype)
     dr_h = buf("dr_h", (n, nh), dtype)
     tmp0 = buf("tmp0", (n, nh), dtype)
-    W_hh_T = buf("W_hh_T", W_hh.shape[::-1], dtype)  # contiguous: a .T operand is slower
+    W_hh_T = rt.weight_buffer(buf, "W_hh_T", W_hh.shape[::-1], dtype)  # a .T operand is slower
     np.copyto(W_hh_T, W_hh.T)
-    W_h_all_T = buf("W_h_all_T", W_h_all.shape[::-1], dtype)  # contiguous: a .T operand is slower
+    W_h_all_T = rt.weight_buffer(buf, "W_h_all_T", W_h_all.shape[::-1], dtype)  # a .T operand is slower
     np.copyto(W_h_all_T, W_h_all.T)
     if _blas.AVAILABLE:  # the whole loop in one Numba call
         _backward_seq(T, n, nh, dA, dH, dh_prev, z_all, h_tilde_all, H, dz, one, W_hh_T, dr_h, r_all, W_h_all_T, tmp0)

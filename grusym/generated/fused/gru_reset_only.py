@@ -125,7 +125,7 @@ def _forward(params, X, tokens, h0, dtype, buf):
     T, n = X.shape[:2]
     nh = h0.shape[1]  # hidden size (h is the hidden state)
     W_xr, W_hr, b_r, W_xh, W_hh, b_h = params["W_xr"], params["W_hr"], params["b_r"], params["W_xh"], params["W_hh"], params["b_h"]
-    W_x_all = np.concatenate((W_xr, W_xh), axis=1, out=buf("W_x_all", (W_xr.shape[0], 2*nh), dtype))
+    W_x_all = np.concatenate((W_xr, W_xh), axis=1, out=rt.weight_buffer(buf, "W_x_all", (W_xr.shape[0], 2*nh), dtype))
     # input projections and biases of (1), (4) for all t at once
     A = buf("A", (T, n, 2*nh), dtype)
     rt.project(X, tokens, W_x_all, np.concatenate((b_r, b_h)), out=A)
@@ -192,9 +192,9 @@ def _backward(params, cache, dH, buf, input_grad, upstream=None):
     one = np.array(1, dtype=dtype)
     dr_h = buf("dr_h", (n, nh), dtype)
     tmp0 = buf("tmp0", (n, nh), dtype)
-    W_hh_T = buf("W_hh_T", W_hh.shape[::-1], dtype)  # contiguous: a .T operand is slower
+    W_hh_T = rt.weight_buffer(buf, "W_hh_T", W_hh.shape[::-1], dtype)  # a .T operand is slower
     np.copyto(W_hh_T, W_hh.T)
-    W_hr_T = buf("W_hr_T", W_hr.shape[::-1], dtype)  # contiguous: a .T operand is slower
+    W_hr_T = rt.weight_buffer(buf, "W_hr_T", W_hr.shape[::-1], dtype)  # a .T operand is slower
     np.copyto(W_hr_T, W_hr.T)
     if _blas.AVAILABLE:  # the whole loop in one Numba call
         _backward_seq(T, n, nh, dA, dH, dh_prev, H, one, W_hh_T, dr_h, r_all, W_hr_T, tmp0)

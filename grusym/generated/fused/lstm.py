@@ -145,8 +145,8 @@ def _forward(params, X, tokens, h0, c0, dtype, buf):
     W_xi, W_hi, b_xi, b_hi, W_xf, W_hf = params["W_xi"], params["W_hi"], params["b_xi"], params["b_hi"], params["W_xf"], params["W_hf"]
     b_xf, b_hf, W_xg, W_hg, b_xg, b_hg = params["b_xf"], params["b_hf"], params["W_xg"], params["W_hg"], params["b_xg"], params["b_hg"]
     W_xo, W_ho, b_xo, b_ho = params["W_xo"], params["W_ho"], params["b_xo"], params["b_ho"]
-    W_x_all = np.concatenate((W_xi, W_xf, W_xg, W_xo), axis=1, out=buf("W_x_all", (W_xi.shape[0], 4*nh), dtype))
-    W_h_all = np.concatenate((W_hi, W_hf, W_hg, W_ho), axis=1, out=buf("W_h_all", (W_hi.shape[0], 4*nh), dtype))
+    W_x_all = np.concatenate((W_xi, W_xf, W_xg, W_xo), axis=1, out=rt.weight_buffer(buf, "W_x_all", (W_xi.shape[0], 4*nh), dtype))
+    W_h_all = np.concatenate((W_hi, W_hf, W_hg, W_ho), axis=1, out=rt.weight_buffer(buf, "W_h_all", (W_hi.shape[0], 4*nh), dtype))
     # input projections and biases of (1), (3), (5), (7) for all t at once
     A = buf("A", (T, n, 4*nh), dtype)
     rt.project(X, tokens, W_x_all, np.concatenate((b_xi + b_hi, b_xf + b_hf, b_xg + b_hg, b_xo + b_ho)), out=A)
@@ -212,13 +212,13 @@ def _backward(params, cache, dH, buf, input_grad, upstream=None):
     o_all = cache["o"]
     tanh_c_all = cache["tanh_c"]
     W_hi, W_hf, W_hg, W_ho = params["W_hi"], params["W_hf"], params["W_hg"], params["W_ho"]
-    W_h_all = np.concatenate((W_hi, W_hf, W_hg, W_ho), axis=1, out=buf("W_h_all", (W_hi.shape[0], 4*nh), dtype))
+    W_h_all = np.concatenate((W_hi, W_hf, W_hg, W_ho), axis=1, out=rt.weight_buffer(buf, "W_h_all", (W_hi.shape[0], 4*nh), dtype))
     dA = buf("dA", (T, n, 4*nh), dtype)  # adjoints of the linear steps, all t
     dh_prev = np.zeros((n, nh), dtype=dtype)  # not from buf: it is returned as the gradient of h0
     dc_prev = np.zeros((n, nh), dtype=dtype)  # not from buf: it is returned as the gradient of c0
     dS_c = rt.state_upstream(upstream, "c", dH, buf)
     one = np.array(1, dtype=dtype)
-    W_h_all_T = buf("W_h_all_T", W_h_all.shape[::-1], dtype)  # contiguous: a .T operand is slower
+    W_h_all_T = rt.weight_buffer(buf, "W_h_all_T", W_h_all.shape[::-1], dtype)  # a .T operand is slower
     np.copyto(W_h_all_T, W_h_all.T)
     if _blas.AVAILABLE:  # the whole loop in one Numba call
         _backward_seq(T, n, nh, dA, dH, dh_prev, dS_c, dc_prev, tanh_c_all, o_all, f_all, S_c, i_all, g_all, one, W_h_all_T)

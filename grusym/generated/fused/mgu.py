@@ -126,7 +126,7 @@ def _forward(params, X, tokens, h0, dtype, buf):
     T, n = X.shape[:2]
     nh = h0.shape[1]  # hidden size (h is the hidden state)
     W_xf, W_hf, b_f, W_xh, W_hh, b_h = params["W_xf"], params["W_hf"], params["b_f"], params["W_xh"], params["W_hh"], params["b_h"]
-    W_x_all = np.concatenate((W_xf, W_xh), axis=1, out=buf("W_x_all", (W_xf.shape[0], 2*nh), dtype))
+    W_x_all = np.concatenate((W_xf, W_xh), axis=1, out=rt.weight_buffer(buf, "W_x_all", (W_xf.shape[0], 2*nh), dtype))
     # input projections and biases of (1), (4) for all t at once
     A = buf("A", (T, n, 2*nh), dtype)
     rt.project(X, tokens, W_x_all, np.concatenate((b_f, b_h)), out=A)
@@ -197,9 +197,9 @@ def _backward(params, cache, dH, buf, input_grad, upstream=None):
     df = buf("df", (n, nh), dtype)
     df_h = buf("df_h", (n, nh), dtype)
     tmp0 = buf("tmp0", (n, nh), dtype)
-    W_hh_T = buf("W_hh_T", W_hh.shape[::-1], dtype)  # contiguous: a .T operand is slower
+    W_hh_T = rt.weight_buffer(buf, "W_hh_T", W_hh.shape[::-1], dtype)  # a .T operand is slower
     np.copyto(W_hh_T, W_hh.T)
-    W_hf_T = buf("W_hf_T", W_hf.shape[::-1], dtype)  # contiguous: a .T operand is slower
+    W_hf_T = rt.weight_buffer(buf, "W_hf_T", W_hf.shape[::-1], dtype)  # a .T operand is slower
     np.copyto(W_hf_T, W_hf.T)
     if _blas.AVAILABLE:  # the whole loop in one Numba call
         _backward_seq(T, n, nh, dA, dH, dh_prev, f_all, h_tilde_all, H, df, one, W_hh_T, df_h, W_hf_T, tmp0)

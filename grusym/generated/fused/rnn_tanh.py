@@ -172,7 +172,7 @@ def _backward(params, cache, dH, buf, input_grad, upstream=None):
     dA = buf("dA", (T, n, nh), dtype)  # adjoints of the linear steps, all t
     dh_prev = np.zeros((n, nh), dtype=dtype)  # not from buf: it is returned as the gradient of h0
     one = np.array(1, dtype=dtype)
-    W_hh_T = buf("W_hh_T", W_hh.shape[::-1], dtype)  # contiguous: a .T operand is slower
+    W_hh_T = rt.weight_buffer(buf, "W_hh_T", W_hh.shape[::-1], dtype)  # a .T operand is slower
     np.copyto(W_hh_T, W_hh.T)
     if _blas.AVAILABLE:  # the whole loop in one Numba call
         _backward_seq(T, n, nh, dA, dH, dh_prev, H, one, W_hh_T)
