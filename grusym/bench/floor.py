@@ -70,11 +70,12 @@ def gemm_floor(
             continue
         m, k, n = (size(s, dims) for s in (g.m, g.k, g.n))
         calls = cfg.T if g.per_step else 1
+        flops += 2 * m * k * n * calls  # the model's: without the bias column the GEMM runs with
+        k += g.bias_column
         a = (rng.standard_normal((m, k)) * 0.01).astype(dtype)
         b = right_operand((rng.standard_normal((k, n)) * 0.01).astype(dtype), g.padded)
         phases.setdefault((g.phase, g.per_step), []).append((a, b, np.empty((m, n), dtype)))
         shapes.append((g.label, m, k, n, calls))
-        flops += 2 * m * k * n * calls
     order = list(phases)  # plan order: forward, head, backward, gradients
 
     def runner(keys: list[tuple[str, bool]]) -> Callable[[], None]:

@@ -331,6 +331,7 @@ class Gemm:
     per_step: bool = False
     when: str = "always"
     padded: bool = False  # the right operand is a buffer of rt.weight_buffer (rows padded at 4 KiB strides)
+    bias_column: bool = False  # rt.project: X gets a column of ones and the weights the bias row (k + 1)
 
 
 def gemm_plan(cell: Cell | str) -> list[Gemm]:
@@ -350,9 +351,17 @@ def gemm_plan(cell: Cell | str) -> list[Gemm]:
         return times_h(len(run.steps)).replace("nh", "h")
 
     plan = [
-        Gemm("forward", f"X @ {g.fused(run)}", "T*n", "d", width(run), when="floats", padded=concat)
+        Gemm(
+            "forward",
+            f"X @ {g.fused(run)}",
+            "T*n",
+            "d",
+            width(run),
+            when="floats",
+            padded=True,
+            bias_column=True,
+        )
         for run in g.runs.get(INPUT, [])
-        for concat in [len(run.weights) > 1]
     ]
     for left in g.recurrent_lefts():
         for run in g.runs[left]:
