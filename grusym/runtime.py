@@ -397,7 +397,7 @@ def weight_buffer(buf: Any, name: str, shape: tuple[int, int], dtype: Any) -> Ar
     every row maps to the same cache sets. Measured (2 threads): the LSTM's per-step (32, 256) @ (256, 1024)
     float32 product 145 -> 107 us, (64, 512) @ (512, 2048) 870 -> 740 us; strides that are not a multiple
     of 4 KiB gained nothing. The numbers are the same to the bit: BLAS reads the matrix through its leading
-    dimension (tests/test_runtime.py)."""
+    dimension (tests/test_weight_buffer.py)."""
     rows, cols = shape
     itemsize = np.dtype(dtype).itemsize
     if cols == 0 or (cols * itemsize) % ALIASING_STRIDE:

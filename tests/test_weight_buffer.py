@@ -11,7 +11,10 @@ import pytest
 import grusym
 from grusym import runtime
 from grusym.bench.floor import right_operand, size
+from grusym.examples.cells import EXAMPLES, path
+from grusym.generated import CELLS
 from grusym.symbolic.codegen import gemm_plan
+from grusym.symbolic.usercell import load_cell
 
 
 @pytest.mark.parametrize(
@@ -50,16 +53,23 @@ def test_a_padded_right_operand_gives_the_same_bits(dtype, n):
     np.testing.assert_array_equal(np.matmul(a, padded.T.T), np.matmul(a, b))
 
 
-@pytest.mark.parametrize(("name", "dtype"), [("lstm", np.float32), ("gru", np.float64), ("lstm", np.float64)])
-def test_the_plan_marks_exactly_the_products_whose_weights_the_step_pads(monkeypatch, name, dtype):
-    """At h = 256 some of the generated step's right operands are padded (lstm float32: W_h_all, 4 KiB
-    rows; gru float64: W_h_all, 2 x 256 doubles): the plan's ``padded`` flag, which the GEMM floors read,
-    says so for every per-step product forward and backward pad and for no other (the loops' np.matmul
-    calls logged in order; the products after the loops are ``@`` and read no weight buffer)."""
-    m = grusym.load(name)
-    T, n, d, h = 2, 2, 5, 256
+CASES = [("lstm", np.float32, 256)] + [(name, np.float64, 512) for name in [*CELLS, *EXAMPLES]]
+
+
+@pytest.mark.parametrize(("name", "dtype", "h"), CASES)
+def test_the_plan_marks_exactly_the_products_whose_weights_the_step_pads(monkeypatch, name, dtype, h):
+    """At these sizes some of the generated step's right operands are padded (lstm float32 at h 256: W_h_all,
+    4 KiB rows; every built-in and example cell in float64 at h 512, where even one (h, h) weight's rows
+    are 4 KiB): the plan's ``padded`` flag, which the GEMM floors read, says so for every per-step product
+    forward and backward pad and for no other (the loops' np.matmul calls logged in order; the products
+    after the loops are ``@`` and read no weight buffer)."""
+    cell = name if name in CELLS else load_cell(path(name))
+    m = grusym.load(name if name in CELLS else path(name))
+    T, n = 2, 2
+    d = h if getattr(m, "INPUT_ELEMENTWISE", False) else 5  # sru reads X elementwise: d == h
     p = m.init_params(d, h, d, dtype=dtype)
     X = np.random.default_rng(0).integers(0, d, (T, n))
+    aux = {k: np.full((T, n, h), 0.5, dtype) for k in getattr(m, "INPUTS", ())}  # zoneout's masks
     log, real = [], np.matmul
 
     def matmul(a, b, *args, **kwargs):
@@ -67,11 +77,11 @@ def test_the_plan_marks_exactly_the_products_whose_weights_the_step_pads(monkeyp
         return real(a, b, *args, **kwargs)
 
     monkeypatch.setattr(np, "matmul", matmul)
-    H, cache = m.forward(p, X)
+    H, cache = m.forward(p, X, aux=aux) if aux else m.forward(p, X)
     m.backward(p, cache, np.ones_like(H))
     monkeypatch.undo()
     dims = {"T": T, "n": n, "d": d, "h": h, "q": d}
-    plan = [g for g in gemm_plan(name) if g.when in ("always", "tokens") and g.per_step]
+    plan = [g for g in gemm_plan(cell) if g.when in ("always", "tokens") and g.per_step]
     expected = []
     for phase in ("forward", "backward"):
         products = [g for g in plan if g.phase == phase]
@@ -81,7 +91,8 @@ def test_the_plan_marks_exactly_the_products_whose_weights_the_step_pads(monkeyp
             rows.append((cols, g.padded and cols * np.dtype(dtype).itemsize % runtime.ALIASING_STRIDE == 0))
         expected += rows * T
     assert log == expected
-    assert any(pad for _, pad in expected), "nothing padded: the case does not test the flag"
+    # mingru, indrnn and sru have no per-step products (their recurrences are elementwise)
+    assert any(pad for _, pad in expected) or not plan, "nothing padded: the case does not test the flag"
 
 
 def test_the_floors_build_the_padded_layout():
