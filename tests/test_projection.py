@@ -1,7 +1,7 @@
 """``grusym.runtime.project``: the input projection X @ W + b of all T steps, the bias folded into the GEMM as
-a column of ones (one pass over the result). Against NumPy's X @ W + b in float64 and long double, for every
-kind of ``out`` the generated code passes (none, the whole of A, a column block of A) and one whose (T, n)
-axes cannot merge; the operands are left as they were."""
+a column of ones (one pass over the result) while d < k, added after for wider inputs. Against X @ W + b in
+long double, for every kind of ``out`` the generated code passes (none, the whole of A, a column block of
+A) and one whose (T, n) axes cannot merge, both sides of d < k; the operands are left as they were."""
 
 from __future__ import annotations
 

@@ -71,7 +71,7 @@ def gemm_floor(
         m, k, n = (size(s, dims) for s in (g.m, g.k, g.n))
         calls = cfg.T if g.per_step else 1
         flops += 2 * m * k * n * calls  # the model's FLOPs: rt.project's bias column not counted
-        k += g.bias_column
+        k += g.bias_column and runtime.bias_column(k, n)
         a = (rng.standard_normal((m, k)) * 0.01).astype(dtype)
         b = right_operand((rng.standard_normal((k, n)) * 0.01).astype(dtype), g.padded)
         phases.setdefault((g.phase, g.per_step), []).append((a, b, np.empty((m, n), dtype)))

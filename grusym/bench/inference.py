@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .. import blas as grusym_blas
-from .. import fused_available, load
+from .. import fused_available, load, runtime
 from ..errors import InputError
 from . import machine
 from .floor import right_operand, size
@@ -127,7 +127,7 @@ def inference_floor(case: Case, seed: int = 0) -> tuple[Callable[[], None], list
             if g.phase != "forward" or g.when not in ("always", "floats"):
                 continue
             m, k, n = (size(e, dims) for e in (g.m, g.k, g.n))
-            k += g.bias_column  # rt.project's column of ones
+            k += g.bias_column and runtime.bias_column(k, n)  # rt.project's column of ones
             a, b = (rng.standard_normal(shape).astype(np.float32) * 0.1 for shape in ((m, k), (k, n)))
             b = right_operand(b, g.padded)
             calls = case.T if g.per_step else 1

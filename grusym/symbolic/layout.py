@@ -331,7 +331,7 @@ class Gemm:
     per_step: bool = False
     when: str = "always"
     padded: bool = False  # the right operand is a buffer of rt.weight_buffer (rows padded at 4 KiB strides)
-    bias_column: bool = False  # rt.project: X gets a column of ones and the weights the bias row (k + 1)
+    bias_column: bool = False  # rt.project: X may get a column of ones (k + 1 where rt.bias_column(k, n))
 
 
 def gemm_plan(cell: Cell | str) -> list[Gemm]:
