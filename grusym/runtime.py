@@ -1,29 +1,29 @@
-"""NumPy kernels shared by the generated modules: stable primitives, projections, the loss head, init,
-and the scratch-buffer workspace.
+"""NumPy kernels shared by the generated modules: stable primitives, projections, the loss head, init;
+and, re-exported from :mod:`grusym.buffers`, the allocators their arrays come from.
 
 Contract: NumPy only (never SymPy); input checking lives in :mod:`grusym.validate`. Functions that the
 complex-step check runs through (``sigmoid``, ``project``, ``mean_cross_entropy``) are analytic: they use no
 ``abs``, ``max`` or comparisons on the value itself, so complex inputs give complex-step derivatives.
-No array a public function returns aliases a :class:`Workspace` buffer.
 """
 
 from __future__ import annotations
 
 import sys
-import threading
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from .buffers import ALIASING_STRIDE, Inference, Workspace, clear_workspaces, fresh, weight_buffer
 from .validate import check_init
 
 __all__ = [
+    "ALIASING_STRIDE",
     "Inference",
     "Workspace",
     "absolute",
+    "bias_column",
     "clear_workspaces",
     "elu",
     "fresh",
@@ -35,6 +35,7 @@ __all__ = [
     "leaky_relu",
     "mask_upstream",
     "mean_cross_entropy",
+    "one_hot_ids",
     "ordered",
     "project",
     "relu",
@@ -237,6 +238,26 @@ def project(X: Array, tokens: bool, W: Array, b: Array, out: Array | None = None
     return out
 
 
+def one_hot_ids(X: Array, tokens: bool) -> Array | None:
+    """The token ids (T, n) the input projection can gather by: X itself for token ids, and the ids of
+    real float rows (T, n, d) that are all exactly one-hot (one 1, every other entry 0); else None.
+
+    For such rows the GEMM's every sum is 1*W[i, j] plus zeros plus b[j]: the row gather of W + b gives
+    the same values (tests/test_projection.py), without the GEMM (d2l, h 256: 0.56 -> 0.10 ms). Other
+    inputs cost a look at one row; checks and training perturb X, so they take the GEMM."""
+    if tokens:
+        return X
+    if X.dtype.kind != "f" or X.ndim != 3 or X.size == 0:  # complex X: the complex-step check perturbs it
+        return None
+    rows = X.reshape(-1, X.shape[2])
+    if np.count_nonzero(rows[0]) != 1:  # the common case of dense floats ends here
+        return None
+    ids = rows.argmax(axis=1)
+    if np.count_nonzero(rows) != len(rows) or not (rows[np.arange(len(rows)), ids] == 1).all():
+        return None  # a row with two entries, or whose one entry is not 1 (every row has one: argmax)
+    return ids.reshape(X.shape[:2])
+
+
 def bias_column(d: int, k: int) -> bool:
     """Whether :func:`project` folds the bias into its GEMM as a column of ones (X (., d) @ W (d, k)).
 
@@ -342,100 +363,6 @@ def mask_upstream(dH: Array, lengths: Array | None) -> Array:
     if lengths is None:
         return dH
     return dH * (np.arange(dH.shape[0])[:, None] < lengths[None, :])[:, :, None]
-
-
-class Workspace:
-    """Scratch buffers that live across calls: ``ws(name, shape, dtype)`` returns uninitialised memory.
-
-    A name keeps its array while shape and dtype stay the same, so a training loop touches the same pages
-    every step (fresh multi-megabyte arrays are unmapped and page-faulted again on every call, which cost
-    a quarter of the d2l step). A generated module holds one; ``acquire`` hands it to one caller at a time
-    and a concurrent caller gets a throwaway one, so threads never share buffers.
-    """
-
-    def __init__(self) -> None:
-        self._arrays: dict[str, Array] = {}
-        self._lock = threading.Lock()
-        _WORKSPACES.add(self)
-
-    def __call__(self, name: str, shape: tuple[int, ...], dtype: Any) -> Array:
-        a = self._arrays.get(name)
-        if a is None or a.shape != shape or a.dtype != dtype:
-            a = self._arrays[name] = np.empty(shape, dtype)
-        return a
-
-    def acquire(self) -> Workspace:
-        """This workspace, or a fresh one if another caller holds it; pair with :meth:`release`."""
-        return self if self._lock.acquire(blocking=False) else Workspace()
-
-    def release(self, ws: Workspace) -> None:
-        if ws is self:
-            self._lock.release()
-
-    def clear(self) -> None:
-        """Drop every buffer (the next call allocates again)."""
-        self._arrays.clear()
-
-    def buffers(self) -> dict[str, int]:
-        """Bytes held per buffer name."""
-        return {name: a.nbytes for name, a in self._arrays.items()}
-
-
-_WORKSPACES: weakref.WeakSet[Workspace] = weakref.WeakSet()
-
-
-def clear_workspaces() -> None:
-    """Drop the buffers of every workspace (e.g. before measuring the peak memory of a cold step)."""
-    for ws in list(_WORKSPACES):
-        ws.clear()
-
-
-def fresh(name: str, shape: tuple[int, ...], dtype: Any) -> Array:
-    """The allocator of public ``forward``/``backward``: a new array every call (their results escape)."""
-    return np.empty(shape, dtype)
-
-
-# a weight buffer whose rows are a multiple of this many bytes long gets padded rows (weight_buffer)
-ALIASING_STRIDE = 4096
-_PAD_BYTES = 64  # one cache line
-
-
-def weight_buffer(buf: Any, name: str, shape: tuple[int, int], dtype: Any) -> Array:
-    """``buf(name, shape, dtype)`` for a weight matrix the generated products read as their right operand,
-    with its rows padded by a cache line when a row is a multiple of 4 KiB long: a (rows, cols) view.
-
-    OpenBLAS copies (packs) the right operand on every call, reading it across rows; at a stride of 4 KiB
-    every row maps to the same cache sets. Measured (2 threads): the LSTM's per-step (32, 256) @ (256, 1024)
-    float32 product 145 -> 107 us, (64, 512) @ (512, 2048) 870 -> 740 us; strides that are not a multiple
-    of 4 KiB gained nothing. The numbers are the same to the bit: BLAS reads the matrix through its leading
-    dimension (tests/test_weight_buffer.py)."""
-    rows, cols = shape
-    itemsize = np.dtype(dtype).itemsize
-    if cols == 0 or (cols * itemsize) % ALIASING_STRIDE:
-        return buf(name, shape, dtype)
-    return buf(name, (rows, cols + _PAD_BYTES // itemsize), dtype)[:, :cols]
-
-
-class Inference:
-    """The allocator of ``predict``: forward only, nothing kept for a backward pass.
-
-    ``H`` (returned) is new on every call; the per-step values the forward loop saves for backward
-    (``saved``, but not the input projections ``A``) share one (n, h) block across all T steps (a
-    zero-stride view: each step writes over the last), and everything else comes from the workspace.
-    """
-
-    def __init__(self, workspace: Workspace, saved: tuple[str, ...]) -> None:
-        self.workspace = workspace
-        self.per_step = frozenset(saved) - {"A"}
-
-    def __call__(self, name: str, shape: tuple[int, ...], dtype: Any) -> Array:
-        if name == "H":
-            return np.empty(shape, dtype)
-        if name in self.per_step:
-            block = self.workspace(name + "@step", shape[1:], dtype)
-            # as_strided's Python took 12 us per buffer, a tenth of a (T 2, n 1) predict's fixed cost
-            return np.ndarray(shape, block.dtype, buffer=block, strides=(0, *block.strides))
-        return self.workspace(name, shape, dtype)
 
 
 def seed_last_states(

@@ -387,15 +387,17 @@ def test_inference_times_the_same_model_in_every_column():
     assert f"on {result.threads} threads" in result.report
 
 
+@pytest.mark.parametrize("onehot", [False, True])
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_inference_floor_is_the_products_predict_runs(monkeypatch, cell):
+def test_inference_floor_is_the_products_predict_runs(monkeypatch, cell, onehot):
     """Guards the inference floor against drifting from the generator: a 2-layer plain model's predict,
-    with np.matmul logging its operands, performs exactly the floor's products, in order."""
-    case = bench.Case(cell, 2, T=3, n=2, d=5, h=4)  # distinct sizes: no coincidences
+    with np.matmul logging its operands, performs exactly the floor's products, in order (one-hot rows:
+    the first layer gathers, no input projection)."""
+    case = bench.Case(cell, 2, T=3, n=2, d=5, h=4, onehot=onehot)  # distinct sizes: no coincidences
     run, shapes = bench.inference_floor(case)
     m = grusym.load(case.variant, num_layers=2)
     p = m.init_params(case.d, case.h, 1, dtype=np.float32)
-    X = np.random.default_rng(0).standard_normal((case.T, case.n, case.d)).astype(np.float32)
+    X = bench.inference._inputs(case, 0)
     log, real = [], np.matmul
 
     def matmul(a, b, *args, **kwargs):  # rt.project's input projection too: X with its column of ones
@@ -406,7 +408,8 @@ def test_inference_floor_is_the_products_predict_runs(monkeypatch, cell):
     m.predict(p, X)
     monkeypatch.undo()
     assert log == [(rows, k, cols) for _, rows, k, cols, calls in shapes for _ in range(calls)]
-    assert [label for label, *_ in shapes] == ["X @ W_x_all", "h_prev @ W_h_all"] * 2
+    layer = ["X @ W_x_all", "h_prev @ W_h_all"]
+    assert [label for label, *_ in shapes] == [*layer[onehot:], *layer]
     run()  # the floor itself runs (in Numba when grusym.blas found NumPy's BLAS)
 
 

@@ -45,13 +45,20 @@ class Floor:
 
 
 def gemm_floor(
-    variant: str, cfg: Config, dtype: Any, tokens: bool = True, seed: int = 0, input_grad: bool | None = None
+    variant: str,
+    cfg: Config,
+    dtype: Any,
+    tokens: bool = True,
+    seed: int = 0,
+    input_grad: bool | None = None,
+    onehot: bool = False,
 ) -> Floor:
     """The exact matmul sequence of the variant's generated step alone, on preallocated operands.
 
     Per-step products run inside a loop over T, in the generated order (forward loop, head, backward
     loop, parameter gradients), each as ``np.matmul(a, b, out=c)``. input_grad: include the dX GEMM
-    (default: for float inputs, as ``loss_and_grads`` does by default).
+    (default: for float inputs, as ``loss_and_grads`` does by default). onehot: the float inputs are
+    one-hot rows, which the forward gathers (:func:`~grusym.runtime.one_hot_ids`): no input projection.
     """
     from ..symbolic.codegen import gemm_plan
 
@@ -67,6 +74,8 @@ def gemm_floor(
         variant = load_cell(variant)  # type: ignore[assignment]
     for g in gemm_plan(variant):
         if g.when not in keep or (g.when == "tokens" and cfg.V > runtime.ONE_HOT_MAX):
+            continue
+        if onehot and not tokens and g.when == "floats" and g.phase == "forward":
             continue
         m, k, n = (size(s, dims) for s in (g.m, g.k, g.n))
         calls = cfg.T if g.per_step else 1

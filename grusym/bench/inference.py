@@ -114,8 +114,9 @@ def inference_floor(case: Case, seed: int = 0) -> tuple[Callable[[], None], list
     """The matrix products ``predict`` runs for ``case``, alone on preallocated float32 operands, and their
     shapes (label, m, k, n, calls): per layer, the forward phase of the generator's
     :func:`~grusym.symbolic.codegen.gemm_plan` for float inputs (the input projection of all T steps in one
-    GEMM, then T recurrent products). The T products run in one Numba loop calling the BLAS, as the fused
-    modules' ``predict`` does, when :mod:`grusym.blas` found it; else in a Python loop."""
+    GEMM, then T recurrent products); one-hot rows into the first layer are gathered
+    (:func:`~grusym.runtime.one_hot_ids`), no GEMM. The T products run in one Numba loop calling the
+    BLAS, as the fused modules' ``predict`` does, when :mod:`grusym.blas` found it; else in a Python loop."""
     from ..symbolic.codegen import gemm_plan
 
     rng = np.random.default_rng(seed)
@@ -123,8 +124,9 @@ def inference_floor(case: Case, seed: int = 0) -> tuple[Callable[[], None], list
     shapes: list[Product] = []
     for layer in range(case.layers):
         dims = {"T": case.T, "n": case.n, "d": case.d if layer == 0 else case.h, "h": case.h}
+        inputs = "tokens" if case.onehot and layer == 0 else "floats"  # one-hot rows: a gather
         for g in gemm_plan(case.variant):
-            if g.phase != "forward" or g.when not in ("always", "floats"):
+            if g.phase != "forward" or g.when not in ("always", inputs):
                 continue
             m, k, n = (size(e, dims) for e in (g.m, g.k, g.n))
             k += g.bias_column and runtime.bias_column(k, n)  # rt.project's column of ones

@@ -108,7 +108,8 @@ def run(
             say(f"compiling or loading the fused kernels of {v} (numba)")
             steps[f"fused:{v}"] = numpy_step(v, cfg, dt, inputs=inputs, backend="fused")
             flops[f"fused:{v}"] = model_flops(v, cfg)
-        floors[v] = gemm_floor(v, cfg, dt, tokens=inputs == "ids", input_grad=False)
+        onehot = inputs == "onehot"
+        floors[v] = gemm_floor(v, cfg, dt, tokens=not onehot, onehot=onehot, input_grad=False)
         steps[f"floor:{v}"] = floors[v].step
         flops[v] = flops[f"floor:{v}"] = model_flops(v, cfg)
     if models:

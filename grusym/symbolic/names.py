@@ -54,7 +54,7 @@ RESERVED = frozenset(
         "A", "H", "T", "X", "buf", "cache", "dA", "dA_rows", "dA_t", "dH", "dH_t", "dW", "dims", "dlogits",
         "dtype", "grads", "half", "input_grad", "isinstance", "lengths", "logits", "n", "nh", "np", "numba",
         "one", "params", "range", "rt", "state", "t", "table", "tokens", "two", "upstream", "valid",
-        "validate", "value", "x_t", "dx_t", "X_e", "dX_e", "zip",
+        "validate", "value", "x_t", "dx_t", "X_e", "dX_e", "X_ids", "zip",
     }
 )  # fmt: skip
 # bound only after the backward loop, when no value of a step is live: a step's adjoint may share it (db)

@@ -137,11 +137,12 @@ def _forward(params, X, tokens, h0, dtype, buf):
     W_h_all = np.concatenate((W_hz, W_hr, W_hh), axis=1, out=rt.weight_buffer(buf, "W_h_all", (W_hz.shape[0], 3*nh), dtype))
     # input projections and biases of (5), (1), (3), (6) for all t at once
     A = buf("A", (T, n, 4*nh), dtype)
-    if tokens:
+    X_ids = rt.one_hot_ids(X, tokens)
+    if X_ids is not None:
         table = np.concatenate((W_xh, W_xz, W_xr, np.zeros_like(W_xh)), axis=1)
-        rt.project(X, tokens, table, np.concatenate((b_xh, b_z, b_r, b_hh)), out=A)
+        rt.project(X_ids, True, table, np.concatenate((b_xh, b_z, b_r, b_hh)), out=A)
     else:
-        rt.project(X, tokens, W_x_all, np.concatenate((b_xh, b_z, b_r)), out=A[:, :, :3*nh])
+        rt.project(X, False, W_x_all, np.concatenate((b_xh, b_z, b_r)), out=A[:, :, :3*nh])
         A[:, :, 3*nh:4*nh] = b_hh
     H = buf("H", (T + 1, n, nh), dtype)  # H[t] is h_prev of step t
     H[0] = h0

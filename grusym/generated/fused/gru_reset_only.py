@@ -128,7 +128,11 @@ def _forward(params, X, tokens, h0, dtype, buf):
     W_x_all = np.concatenate((W_xr, W_xh), axis=1, out=rt.weight_buffer(buf, "W_x_all", (W_xr.shape[0], 2*nh), dtype))
     # input projections and biases of (1), (4) for all t at once
     A = buf("A", (T, n, 2*nh), dtype)
-    rt.project(X, tokens, W_x_all, np.concatenate((b_r, b_h)), out=A)
+    X_ids = rt.one_hot_ids(X, tokens)
+    if X_ids is not None:
+        rt.project(X_ids, True, W_x_all, np.concatenate((b_r, b_h)), out=A)
+    else:
+        rt.project(X, False, W_x_all, np.concatenate((b_r, b_h)), out=A)
     H = buf("H", (T + 1, n, nh), dtype)  # H[t] is h_prev of step t
     H[0] = h0
     r_all = buf("r", (T, n, nh), dtype)
