@@ -244,10 +244,10 @@ def one_hot_ids(X: Array, tokens: bool) -> Array | None:
 
     For such rows the GEMM's every sum is 1*W[i, j] plus zeros plus b[j]: the row gather of W + b gives
     the same values (tests/test_projection.py), without the GEMM (d2l, h 256: 0.56 -> 0.10 ms). Other
-    inputs cost a look at one row; checks and training perturb X, so they take the GEMM."""
+    inputs cost a look at one row; complex X (the complex-step check's dX) always takes the GEMM."""
     if tokens:
         return X
-    if X.dtype.kind != "f" or X.ndim != 3 or X.size == 0:  # complex X: the complex-step check perturbs it
+    if X.dtype.kind != "f" or X.ndim != 3 or X.size == 0:
         return None
     rows = X.reshape(-1, X.shape[2])
     if np.count_nonzero(rows[0]) != 1:  # the common case of dense floats ends here
