@@ -208,14 +208,15 @@ def _constant(value: float, dtype: Any) -> Array:
     return c
 
 
-def project(X: Array, tokens: bool, W: Array, b: Array, out: Array | None = None) -> Array:
-    """X @ W + b for every time step at once: one GEMM for floats, a row gather for token ids.
+def project(X: Array, ids: Array | None, W: Array, b: Array, out: Array | None = None) -> Array:
+    """X @ W + b for every time step at once: a row gather by token ids, else one GEMM.
 
-    X: (T, n, d) floats or (T, n) token ids (already checked to lie in [0, d)); W: (d, k); b: (k,).
+    X: (T, n, d) floats or (T, n) token ids; ids: what :func:`one_hot_ids` says of X (token ids in
+    [0, d), already checked, to gather by), or None for the GEMM of float X; W: (d, k); b: (k,).
     Returns (T, n, k), written into ``out`` when given.
     """
-    if tokens:  # the bias folded into the small (d, k) table: one pass over the (T, n, k) result
-        return np.take(W + b, X, axis=0, out=out, mode="clip")  # "clip" never buffers; ids are in range
+    if ids is not None:  # the bias folded into the small (d, k) table: one pass over the (T, n, k) result
+        return np.take(W + b, ids, axis=0, out=out, mode="clip")  # "clip" never buffers; ids are in range
     T, n, d = X.shape
     k = W.shape[1]
     rows = out.reshape(T * n, k) if out is not None and out.strides[0] == n * out.strides[1] else None
@@ -239,8 +240,8 @@ def project(X: Array, tokens: bool, W: Array, b: Array, out: Array | None = None
 
 
 def one_hot_ids(X: Array, tokens: bool) -> Array | None:
-    """The token ids (T, n) the input projection can gather by: X itself for token ids, and the ids of
-    real float rows (T, n, d) that are all exactly one-hot (one 1, every other entry 0); else None.
+    """The token ids (T, n) :func:`project` can gather by: X itself for token ids, and the ids of real
+    float rows (T, n, d) that are all exactly one-hot (one 1, every other entry 0); else None.
 
     For such rows the GEMM's every sum is 1*W[i, j] plus zeros plus b[j]: the row gather of W + b gives
     the same values (tests/test_projection.py), without the GEMM (d2l, h 256: 0.56 -> 0.10 ms). Other

@@ -41,7 +41,7 @@ def test_project_is_x_at_w_plus_b_into_any_out(T, n, d, k, where, dtype, seed):
         "block": A[:, :n, 1 : k + 1],  # rows strided, (T, n) mergeable
         "unmergeable": A[:, ::2, :k],  # every other row: the (T, n) axes cannot merge
     }[where]
-    got = runtime.project(X, False, W, b, out=out)
+    got = runtime.project(X, None, W, b, out=out)
     if out is not None:
         assert got is out
     tol = 1e-5 if dtype == np.float32 else 1e-13
@@ -61,8 +61,8 @@ def test_project_of_one_hot_rows_is_exact(dtype):
     W = rng.standard_normal((7, 1024)).astype(dtype)  # 4 KiB rows in float32: a padded weight buffer
     b = rng.standard_normal(1024).astype(dtype)
     X = np.eye(7, dtype=dtype)[ids]
-    np.testing.assert_array_equal(runtime.project(X, False, W, b), W[ids] + b)
-    np.testing.assert_array_equal(runtime.project(ids, True, W, b), W[ids] + b)
+    np.testing.assert_array_equal(runtime.project(X, None, W, b), W[ids] + b)
+    np.testing.assert_array_equal(runtime.project(ids, ids, W, b), W[ids] + b)
 
 
 def _one_hot_oracle(X):
@@ -98,7 +98,7 @@ def test_one_hot_ids_takes_exactly_the_one_hot_rows_and_projects_them_to_the_sam
     for k in (d + 3, max(d - 1, 1)):  # both sides of rt.bias_column's d < k
         W = rng.standard_normal((d, k)).astype(dtype)
         b = rng.standard_normal(k).astype(dtype)
-        np.testing.assert_array_equal(runtime.project(got, True, W, b), runtime.project(X, False, W, b))
+        np.testing.assert_array_equal(runtime.project(X, got, W, b), runtime.project(X, None, W, b))
 
 
 def test_one_hot_ids_leaves_token_ids_dense_and_complex_inputs_alone():

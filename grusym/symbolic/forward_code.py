@@ -15,17 +15,11 @@ from .cell import INPUT, OUTPUT, scalar_form
 from .emit import InPlace, Writer, cheapest, loop
 from .fuse import Fuser
 from .inputs import sequence
-from .layout import ROW, Run, Schedule, cols, times_h
+from .layout import ROW, Schedule, cols, times_h
 from .printing import equation, text
 from .reduce import REDUCTIONS, RUNTIME
 
 __all__ = ["emit_forward"]
-
-
-def _bias(g: Schedule, run: Run) -> str:
-    """The bias row of a run of steps' input projection."""
-    biases = [g.bias_row(s) for s in run.steps]
-    return biases[0] if len(biases) == 1 else f"np.concatenate(({', '.join(biases)}))"
 
 
 def _projections(w: Writer, g: Schedule) -> None:
@@ -37,23 +31,24 @@ def _projections(w: Writer, g: Schedule) -> None:
     if x_runs:
         # token ids, or float rows that are all one-hot (read as their ids): a row gather, no GEMM
         w("X_ids = rt.one_hot_ids(X, tokens)")
-        w("if X_ids is not None:")
         if partial:
             # one contiguous gather fills every block, a block without an X term gathering its bias
             # alone (a gather into a strided column block of A is several times slower)
+            w("if X_ids is not None:")
             first = x_runs[0].weights[0]
             x_weight = {s.name: t.weight for s in g.order for t in s.terms if t.left == INPUT}
             table = ", ".join(x_weight.get(s.name, f"np.zeros_like({first})") for s in g.order)
             bias_row = ", ".join(g.bias_row(s) for s in g.order)
             w(f"    table = np.concatenate(({table}), axis=1)")
-            w(f"    rt.project(X_ids, True, table, np.concatenate(({bias_row})), out=A)")
-        else:
-            w(f"    rt.project(X_ids, True, {g.fused(x_runs[0])}, {_bias(g, x_runs[0])}, out=A)")
-        w("else:")
-        w.indent = 2
+            w(f"    rt.project(X, X_ids, table, np.concatenate(({bias_row})), out=A)")
+            w("else:")
+            w.indent = 2
     for run in x_runs:
         target = "A" if (run.lo, run.hi) == (0, g.G) else f"A[:, :, {g.cols(run.lo, run.hi)}]"
-        w(f"rt.project(X, False, {g.fused(run)}, {_bias(g, run)}, out={target})")
+        biases = [g.bias_row(s) for s in run.steps]
+        b = biases[0] if len(biases) == 1 else f"np.concatenate(({', '.join(biases)}))"
+        ids = "None" if partial else "X_ids"  # partial: the gather is the branch above
+        w(f"rt.project(X, {ids}, {g.fused(run)}, {b}, out={target})")
     for s in g.order:
         if s.name not in covered:
             i = g.slot[s.name]

@@ -140,9 +140,9 @@ def _forward(params, X, tokens, h0, dtype, buf):
     X_ids = rt.one_hot_ids(X, tokens)
     if X_ids is not None:
         table = np.concatenate((W_xh, W_xz, W_xr, np.zeros_like(W_xh)), axis=1)
-        rt.project(X_ids, True, table, np.concatenate((b_xh, b_z, b_r, b_hh)), out=A)
+        rt.project(X, X_ids, table, np.concatenate((b_xh, b_z, b_r, b_hh)), out=A)
     else:
-        rt.project(X, False, W_x_all, np.concatenate((b_xh, b_z, b_r)), out=A[:, :, :3*nh])
+        rt.project(X, None, W_x_all, np.concatenate((b_xh, b_z, b_r)), out=A[:, :, :3*nh])
         A[:, :, 3*nh:4*nh] = b_hh
     H = buf("H", (T + 1, n, nh), dtype)  # H[t] is h_prev of step t
     H[0] = h0

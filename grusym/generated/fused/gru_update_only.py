@@ -130,10 +130,7 @@ def _forward(params, X, tokens, h0, dtype, buf):
     # input projections and biases of (1), (3) for all t at once
     A = buf("A", (T, n, 2*nh), dtype)
     X_ids = rt.one_hot_ids(X, tokens)
-    if X_ids is not None:
-        rt.project(X_ids, True, W_x_all, np.concatenate((b_z, b_h)), out=A)
-    else:
-        rt.project(X, False, W_x_all, np.concatenate((b_z, b_h)), out=A)
+    rt.project(X, X_ids, W_x_all, np.concatenate((b_z, b_h)), out=A)
     H = buf("H", (T + 1, n, nh), dtype)  # H[t] is h_prev of step t
     H[0] = h0
     z_all = buf("z", (T, n, nh), dtype)

@@ -150,10 +150,7 @@ def _forward(params, X, tokens, h0, c0, dtype, buf):
     # input projections and biases of (1), (3), (5), (7) for all t at once
     A = buf("A", (T, n, 4*nh), dtype)
     X_ids = rt.one_hot_ids(X, tokens)
-    if X_ids is not None:
-        rt.project(X_ids, True, W_x_all, np.concatenate((b_xi + b_hi, b_xf + b_hf, b_xg + b_hg, b_xo + b_ho)), out=A)
-    else:
-        rt.project(X, False, W_x_all, np.concatenate((b_xi + b_hi, b_xf + b_hf, b_xg + b_hg, b_xo + b_ho)), out=A)
+    rt.project(X, X_ids, W_x_all, np.concatenate((b_xi + b_hi, b_xf + b_hf, b_xg + b_hg, b_xo + b_ho)), out=A)
     H = buf("H", (T + 1, n, nh), dtype)  # H[t] is h_prev of step t
     H[0] = h0
     S_c = buf("S_c", (T + 1, n, nh), dtype)  # S_c[t] is c_prev of step t

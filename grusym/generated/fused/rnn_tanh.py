@@ -122,10 +122,7 @@ def _forward(params, X, tokens, h0, dtype, buf):
     # input projections and biases of (1) for all t at once
     A = buf("A", (T, n, nh), dtype)
     X_ids = rt.one_hot_ids(X, tokens)
-    if X_ids is not None:
-        rt.project(X_ids, True, W_xh, b_h, out=A)
-    else:
-        rt.project(X, False, W_xh, b_h, out=A)
+    rt.project(X, X_ids, W_xh, b_h, out=A)
     H = buf("H", (T + 1, n, nh), dtype)  # H[t] is h_prev of step t
     H[0] = h0
     a_h_h_prev = buf("a_h_h_prev", (n, nh), dtype)  # the h_prev term of a_h
